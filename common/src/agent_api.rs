@@ -1,0 +1,196 @@
+//! Wire types of the agent API, version 1 (`/agent/v1/...`), spoken only by coordinators.
+//!
+//! The API is declarative per service and fenced: every mutating request carries the
+//! `(lock key, token)` its sender holds, and operations are keyed by deployment id, so a
+//! repeated request returns the operation already under way instead of starting another.
+//! Long steps run as operations the caller polls (optionally long-polling with `wait`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::api::HealthCheck;
+use crate::fence::FenceClaim;
+use crate::image::ImageRef;
+use crate::names::{EnvName, ServiceName};
+use crate::ports::Port;
+use crate::time::Timestamp;
+
+/// The agent API version; paths are prefixed `/agent/v{AGENT_API_VERSION}`.
+pub const AGENT_API_VERSION: u32 = 1;
+
+/// Optional resource limits for a container.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Memory limit in bytes.
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    /// CPU limit in thousandths of a CPU.
+    #[serde(default)]
+    pub millicpus: Option<u32>,
+}
+
+/// `PUT /agent/v1/operations/{deployment_id}`: deploy `image` for `service` (recreate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    /// The lock the coordinator holds for this service.
+    pub fence: FenceClaim,
+    /// The service.
+    pub service: ServiceName,
+    /// The image to run.
+    pub image: ImageRef,
+    /// Port inside the container.
+    pub container_port: Port,
+    /// Port on the host (from the coordinator's ledger).
+    pub host_port: Port,
+    /// Environment, secrets included (this is the only place they travel).
+    #[serde(default)]
+    pub env: BTreeMap<EnvName, String>,
+    /// How to judge the new container healthy.
+    pub health: HealthCheck,
+    /// Resource limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// `PUT /agent/v1/operations/{operation_id}/rollback`: switch `service` back to the kept
+/// previous container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// The lock the coordinator holds for this service.
+    pub fence: FenceClaim,
+    /// The service.
+    pub service: ServiceName,
+    /// How to judge the restored container healthy.
+    pub health: HealthCheck,
+}
+
+/// What an operation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationKind {
+    /// A recreate deploy.
+    Deploy,
+    /// A switch back to the previous container.
+    Rollback,
+}
+
+/// Where an agent operation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationState {
+    /// Still working.
+    Running,
+    /// The new version (or, for a rollback, the previous one) runs healthy.
+    Succeeded,
+    /// The new version failed; the previous one runs healthy again.
+    RolledBack,
+    /// Failed, and the previous version could not be restored (or there was none).
+    Failed,
+}
+
+impl OperationState {
+    /// Whether the operation has finished.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Running)
+    }
+}
+
+/// One step of an operation, for the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepView {
+    /// What ("pull image", "start new container", "health check").
+    pub name: String,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it ended.
+    pub finished_at: Option<Timestamp>,
+    /// Whether it worked; `None` while running.
+    pub ok: Option<bool>,
+    /// A short note (the error, the container id).
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// An agent operation, as returned by every operation endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationView {
+    /// The operation id (the deployment id for deploys).
+    pub id: Uuid,
+    /// Deploy or rollback.
+    pub kind: OperationKind,
+    /// The service.
+    pub service: ServiceName,
+    /// The image being deployed (or restored).
+    pub image: Option<ImageRef>,
+    /// Where it stands.
+    pub state: OperationState,
+    /// Human-readable progress.
+    pub phase: String,
+    /// Steps so far.
+    pub steps: Vec<StepView>,
+    /// The last lines of the failed container's log, when a new version failed.
+    #[serde(default)]
+    pub log_tail: Option<String>,
+    /// What went wrong, when it did.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The fence it runs under.
+    pub fence: FenceClaim,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it finished.
+    pub finished_at: Option<Timestamp>,
+}
+
+/// `GET /agent/v1/ports/{port}`: is the port bound on the host?
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortProbe {
+    /// The port.
+    pub port: u16,
+    /// Whether a bind on the agent's host address failed.
+    pub bound: bool,
+    /// The Sluice service whose container holds it, if it is one of ours.
+    pub service: Option<ServiceName>,
+}
+
+/// `GET /agent/v1/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentHealth {
+    /// The server this agent runs on.
+    pub server: String,
+    /// Whether the Docker daemon answers.
+    pub docker_reachable: bool,
+    /// The daemon's version, when it answers.
+    pub docker_version: Option<String>,
+    /// Why it does not, when it does not.
+    pub docker_error: Option<String>,
+}
+
+/// A container of a service, as the agent sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerView {
+    /// Docker's id.
+    pub id: String,
+    /// The image.
+    pub image: String,
+    /// The deployment that created it.
+    pub deployment: Option<Uuid>,
+    /// Docker's state (`running`, `exited`, ...).
+    pub state: String,
+    /// Whether it is the one serving (running).
+    pub current: bool,
+}
+
+/// `GET /agent/v1/services/{service}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// The service.
+    pub service: ServiceName,
+    /// Its containers, newest first.
+    pub containers: Vec<ContainerView>,
+}

@@ -1,0 +1,434 @@
+//! Wire types of the coordinator's CI-facing API, version 1 (`/v1/...`).
+//!
+//! Request bodies use `deny_unknown_fields` and validated field types, so a typo in a CI
+//! script is a 400 that names the field instead of a silently ignored option. Responses may
+//! gain fields within v1; clients must ignore fields they do not know.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::deployment::{DeploymentState, Phase};
+use crate::image::ImageRef;
+use crate::locks::FencingToken;
+use crate::names::{EnvName, Holder, Label, LockKey, ServerName, ServiceName};
+use crate::ports::{Port, PortRange};
+use crate::time::{DurationSpec, Timestamp};
+
+/// The API version these types describe; paths are prefixed `/v{API_VERSION}`.
+pub const API_VERSION: u32 = 1;
+
+// ---------------------------------------------------------------- locks
+
+/// `POST /v1/locks/{key}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcquireLockRequest {
+    /// Who takes the lock (a CI job id, a person).
+    pub holder: Holder,
+    /// Why, shown to whoever finds it held.
+    #[serde(default)]
+    pub reason: String,
+    /// Lease length; renew before it lapses. Default 60 s.
+    #[serde(default = "default_lock_ttl")]
+    pub ttl: DurationSpec,
+    /// How long to wait for a held lock before answering 409. Default: do not wait.
+    #[serde(default)]
+    pub wait: Option<DurationSpec>,
+}
+
+fn default_lock_ttl() -> DurationSpec {
+    DurationSpec::secs(60)
+}
+
+/// `POST /v1/locks/{key}/renew`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewLockRequest {
+    /// The token of the grant being renewed.
+    pub token: FencingToken,
+    /// New lease length from now. Default 60 s.
+    #[serde(default = "default_lock_ttl")]
+    pub ttl: DurationSpec,
+}
+
+/// `POST /v1/locks/{key}/release`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseLockRequest {
+    /// The token of the grant being released.
+    pub token: FencingToken,
+}
+
+/// A lock as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockView {
+    /// The key.
+    pub key: LockKey,
+    /// Who holds it.
+    pub holder: Holder,
+    /// Why.
+    pub reason: String,
+    /// The fencing token: the Raft log index of the grant.
+    pub token: FencingToken,
+    /// When it was granted.
+    pub acquired_at: Timestamp,
+    /// When it lapses unless renewed.
+    pub expires_at: Timestamp,
+}
+
+impl From<crate::locks::Lease> for LockView {
+    fn from(l: crate::locks::Lease) -> Self {
+        Self {
+            key: l.key,
+            holder: l.holder,
+            reason: l.reason,
+            token: l.token,
+            acquired_at: l.acquired_at,
+            expires_at: l.expires_at,
+        }
+    }
+}
+
+/// `GET /v1/locks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockList {
+    /// Live leases.
+    pub locks: Vec<LockView>,
+}
+
+// ---------------------------------------------------------------- ports
+
+/// `POST /v1/ports/{server}/{service}`: allocate (idempotent).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllocatePortRequest {
+    /// An explicit port; else the lowest free one in the server's range.
+    #[serde(default)]
+    pub port: Option<Port>,
+}
+
+/// A port held by a service on a server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortAllocationView {
+    /// The server.
+    pub server: ServerName,
+    /// The service.
+    pub service: ServiceName,
+    /// The port.
+    pub port: u16,
+    /// False when the service already had it.
+    pub newly_allocated: bool,
+}
+
+/// One server's port usage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerPortsView {
+    /// The server.
+    pub server: ServerName,
+    /// Its range.
+    pub range: PortRange,
+    /// Ports of the range that are not free.
+    pub used: u32,
+    /// Ports of the range that are free.
+    pub free: u32,
+    /// Service → port.
+    pub assignments: BTreeMap<ServiceName, u16>,
+    /// Ports the agent reported bound on the host.
+    pub host_bound: Vec<u16>,
+}
+
+/// `GET /v1/ports`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortsList {
+    /// Every server's ports.
+    pub servers: Vec<ServerPortsView>,
+}
+
+// ---------------------------------------------------------------- servers
+
+/// `PUT /v1/servers/{name}`: register or update a server (admin).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutServerRequest {
+    /// Where its agent listens (`host:port`).
+    pub agent_addr: String,
+    /// Labels for policy and selectors.
+    #[serde(default)]
+    pub labels: Vec<Label>,
+    /// Its port range. Default 20000–32000.
+    #[serde(default)]
+    pub port_range: PortRange,
+    /// Forbidden servers refuse every deployment.
+    #[serde(default)]
+    pub forbidden: bool,
+}
+
+/// A server as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerView {
+    /// Its name.
+    pub name: ServerName,
+    /// Its agent's address.
+    pub agent_addr: String,
+    /// Labels.
+    pub labels: Vec<Label>,
+    /// Port range.
+    pub port_range: PortRange,
+    /// Whether deployments to it are refused.
+    pub forbidden: bool,
+}
+
+// ---------------------------------------------------------------- cluster
+
+/// A coordinator node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMember {
+    /// Raft node id.
+    pub id: u64,
+    /// Its advertised address.
+    pub addr: String,
+    /// Voter or learner.
+    pub voter: bool,
+}
+
+/// `GET /v1/cluster`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// The node that answered.
+    pub node_id: u64,
+    /// Its role: leader, follower, candidate, learner.
+    pub state: String,
+    /// The leader, as this node knows it.
+    pub leader: Option<u64>,
+    /// Current term.
+    pub term: u64,
+    /// Last log index on this node.
+    pub last_log_index: Option<u64>,
+    /// Committed index as this node knows it.
+    pub committed: Option<u64>,
+    /// Last applied index on this node.
+    pub applied: Option<u64>,
+    /// Index of the last snapshot.
+    pub snapshot: Option<u64>,
+    /// Members.
+    pub members: Vec<ClusterMember>,
+}
+
+/// `POST /v1/cluster/members`: add a node (as learner, then voter).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddMemberRequest {
+    /// Raft node id (unique, non-zero).
+    pub id: u64,
+    /// Its advertised address.
+    pub addr: String,
+    /// Promote to voter once caught up. Default true.
+    #[serde(default = "yes")]
+    pub voter: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+// ---------------------------------------------------------------- deployments
+
+/// An environment variable for the container; `secret` values are never shown again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvVar {
+    /// Its value.
+    pub value: String,
+    /// Redacted everywhere but on the agent and in the container.
+    #[serde(default)]
+    pub secret: bool,
+}
+
+/// How to tell a new container is healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HealthCheck {
+    /// An HTTP GET to the container port expecting 2xx.
+    Http {
+        /// The path, starting with `/`.
+        path: String,
+        /// Per-attempt timeout (default 2 s).
+        #[serde(default = "two_secs")]
+        timeout: DurationSpec,
+        /// Between attempts (default 1 s).
+        #[serde(default = "one_sec")]
+        interval: DurationSpec,
+        /// Consecutive failures tolerated after the start period (default 10).
+        #[serde(default = "ten")]
+        retries: u32,
+        /// Grace time in which failures do not count (default 0 s).
+        #[serde(default)]
+        start_period: DurationSpec,
+    },
+    /// A TCP connect to the container port.
+    Tcp {
+        /// Per-attempt timeout.
+        #[serde(default = "two_secs")]
+        timeout: DurationSpec,
+        /// Between attempts.
+        #[serde(default = "one_sec")]
+        interval: DurationSpec,
+        /// Consecutive failures tolerated.
+        #[serde(default = "ten")]
+        retries: u32,
+        /// Grace time.
+        #[serde(default)]
+        start_period: DurationSpec,
+    },
+    /// The image's own Docker HEALTHCHECK.
+    Docker {
+        /// How long to wait for `healthy` (default 60 s).
+        #[serde(default = "sixty_secs")]
+        deadline: DurationSpec,
+    },
+    /// Healthy as soon as it runs (not recommended).
+    None,
+}
+
+fn one_sec() -> DurationSpec {
+    DurationSpec::secs(1)
+}
+fn two_secs() -> DurationSpec {
+    DurationSpec::secs(2)
+}
+fn sixty_secs() -> DurationSpec {
+    DurationSpec::secs(60)
+}
+fn ten() -> u32 {
+    10
+}
+
+/// Deployment strategies. Only `recreate` exists today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Stop (but keep) the old container, start the new one on the same port.
+    #[default]
+    Recreate,
+}
+
+/// `POST /v1/deployments`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDeploymentRequest {
+    /// The service.
+    pub service: ServiceName,
+    /// The image to run.
+    pub image: ImageRef,
+    /// Target servers by name.
+    #[serde(default)]
+    pub servers: Vec<ServerName>,
+    /// Or every server carrying all these labels.
+    #[serde(default)]
+    pub selector: Vec<Label>,
+    /// The port the process listens on inside the container.
+    pub container_port: Port,
+    /// An explicit host port; else one is allocated (and kept) per server.
+    #[serde(default)]
+    pub port: Option<Port>,
+    /// Environment for the container.
+    #[serde(default)]
+    pub env: BTreeMap<EnvName, EnvVar>,
+    /// How to judge the new version healthy.
+    pub health: HealthCheck,
+    /// How to roll it out.
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// How long to wait for the service lock (default: 0, fail at once if held).
+    #[serde(default)]
+    pub lock_wait: Option<DurationSpec>,
+    /// Servers changed at once (default 1).
+    #[serde(default)]
+    pub max_parallel: Option<u32>,
+    /// A deployment that makes no progress for this long fails and rolls back (default 10m).
+    #[serde(default)]
+    pub progress_deadline: Option<DurationSpec>,
+}
+
+/// A deployment's state change, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransitionView {
+    /// State before.
+    pub from: DeploymentState,
+    /// State after.
+    pub to: DeploymentState,
+    /// When.
+    pub at: Timestamp,
+    /// Why.
+    pub reason: String,
+}
+
+/// A deployment as the API shows it (secrets redacted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentView {
+    /// Its id.
+    pub id: uuid::Uuid,
+    /// The service.
+    pub service: ServiceName,
+    /// The image.
+    pub image: ImageRef,
+    /// Where it stands.
+    pub state: DeploymentState,
+    /// Progress within the state.
+    pub phase: Phase,
+    /// The fencing token it holds the service lock with, once it has it.
+    pub token: Option<FencingToken>,
+    /// Every state change so far.
+    pub transitions: Vec<TransitionView>,
+    /// When it was accepted.
+    pub created_at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let e = serde_json::from_str::<AcquireLockRequest>(r#"{"holder":"ci","tll":"5s"}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("unknown field `tll`"), "{e}");
+    }
+
+    #[test]
+    fn lock_request_defaults() {
+        let r: AcquireLockRequest = serde_json::from_str(r#"{"holder":"ci-1"}"#).unwrap();
+        assert_eq!(r.ttl, DurationSpec::secs(60));
+        assert_eq!(r.wait, None);
+    }
+
+    #[test]
+    fn deployment_request_validates_every_field() {
+        let ok = r#"{
+            "service": "api", "image": "localhost:5000/api:v2", "servers": ["web-1"],
+            "container_port": 8080,
+            "env": {"DATABASE_URL": {"value": "postgres://x", "secret": true}},
+            "health": {"kind": "http", "path": "/healthz"}
+        }"#;
+        let r: CreateDeploymentRequest = serde_json::from_str(ok).unwrap();
+        assert_eq!(r.strategy, Strategy::Recreate);
+        match r.health {
+            HealthCheck::Http { retries, .. } => assert_eq!(retries, 10),
+            other => panic!("{other:?}"),
+        }
+        for (bad, needle) in [
+            (ok.replace("\"api\"", "\"API\""), "service name"),
+            (ok.replace("v2\"", "v2 \""), "image reference"),
+            (ok.replace("8080", "0"), "port"),
+            (
+                ok.replace("DATABASE_URL", "DATABASE-URL"),
+                "environment variable",
+            ),
+            (ok.replace("\"http\"", "\"ftp\""), "unknown variant"),
+        ] {
+            let e = serde_json::from_str::<CreateDeploymentRequest>(&bad).unwrap_err();
+            assert!(e.to_string().contains(needle), "{needle}: {e}");
+        }
+    }
+}

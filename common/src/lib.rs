@@ -1,0 +1,28 @@
+//! # sluice-common
+//!
+//! Sluice's domain core: everything every part must agree on, as pure code. Nothing in
+//! this crate reads a clock, touches a file or opens a socket; callers hand in time
+//! ([`time::Timestamp`]) and Raft log indices ([`locks::FencingToken`]), so the coordinator's
+//! replicas and the agents reach identical verdicts from identical inputs.
+//!
+//! # Layout
+//! - [`names`]: validated names (services, servers, env vars, lock keys, labels).
+//! - [`image`]: Docker image references.
+//! - [`time`]: timestamps, the deterministic max-clock, operator-written durations.
+//! - [`ports`]: ports, ranges and the per-server port ledger.
+//! - [`locks`]: the lock table and fencing tokens (Raft log indices).
+//! - [`fence`]: the agent-side fence (highest token seen per key).
+//! - [`deployment`]: the deployment state machine.
+//! - [`problem`]: RFC 9457 problem+json bodies with stable codes.
+//! - [`api`], [`agent_api`]: versioned wire types of the two HTTP APIs.
+
+pub mod agent_api;
+pub mod api;
+pub mod deployment;
+pub mod fence;
+pub mod image;
+pub mod locks;
+pub mod names;
+pub mod ports;
+pub mod problem;
+pub mod time;

@@ -1,0 +1,10 @@
+//! # sluice-tests
+//!
+//! The cross-process test harness: it spawns the real `sluice-coordinator` and
+//! `sluice-agent` binaries with generated configs in temporary directories, waits for them
+//! by polling (never a fixed sleep), and kills them on drop.
+//!
+//! # Layout
+//! - [`eventually`]: `assert_eventually!`-style polling with a deadline.
+
+pub mod eventually;
