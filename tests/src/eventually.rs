@@ -22,12 +22,11 @@ where
 {
     let deadline = deadline.mul_f64(patience());
     let start = Instant::now();
-    let mut last = String::from("never polled");
     loop {
-        match probe().await {
+        let last = match probe().await {
             Ok(v) => return v,
-            Err(e) => last = e,
-        }
+            Err(e) => e,
+        };
         if start.elapsed() > deadline {
             panic!("timed out after {deadline:?} waiting for {what}; last: {last}");
         }
