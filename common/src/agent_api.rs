@@ -194,3 +194,39 @@ pub struct ServiceStatus {
     /// Its containers, newest first.
     pub containers: Vec<ContainerView>,
 }
+
+/// `POST /v1/agents/register` on a coordinator: an agent announces itself (on start and
+/// whenever it (re)connects). Registration is a Raft write only when something changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentRegistration {
+    /// The server the agent runs on (must match its certificate once mTLS is on).
+    pub server: crate::names::ServerName,
+    /// Where the agent API listens, as coordinators should dial it (`host:port`).
+    pub agent_addr: String,
+    /// The server's labels.
+    #[serde(default)]
+    pub labels: Vec<crate::names::Label>,
+    /// The range the agent allocates service ports from.
+    pub port_range: crate::ports::PortRange,
+    /// The Docker daemon's version, if reachable.
+    #[serde(default)]
+    pub docker_version: Option<String>,
+    /// The agent's own version.
+    pub agent_version: String,
+}
+
+/// `POST /v1/agents/{server}/heartbeat` on a coordinator, every few seconds. Heartbeats stay
+/// in the leader's memory; only changes (up/down, bound ports) go through Raft.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentHeartbeat {
+    /// The server.
+    pub server: crate::names::ServerName,
+    /// Whether Docker answers.
+    pub docker_reachable: bool,
+    /// Ports inside the agent's range currently bound on the host (by anyone), sorted.
+    pub bound_ports: Vec<u16>,
+    /// Running containers managed by Sluice.
+    pub containers_running: u32,
+}
