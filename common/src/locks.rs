@@ -56,14 +56,21 @@ impl Lease {
 }
 
 /// Why a lock operation was refused. Every variant carries what the caller needs to act.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum LockError {
     /// Someone else holds the lock.
-    #[error("lock {} is held by {} until {} ({})", .0.key, .0.holder, .0.expires_at, .0.reason)]
-    Held(Box<Lease>),
+    #[error("lock {} is held by {} until {} ({})", .lease.key, .lease.holder, .lease.expires_at, .lease.reason)]
+    Held {
+        /// The current lease.
+        lease: Box<Lease>,
+    },
     /// No live or lapsed lease with this key exists.
-    #[error("lock {0} is not held")]
-    NotHeld(LockKey),
+    #[error("lock {key} is not held")]
+    NotHeld {
+        /// The key.
+        key: LockKey,
+    },
     /// The token does not match the current grant (a newer holder has it).
     #[error("token {offered} does not match lock {key}'s current token {current}")]
     TokenMismatch {
@@ -144,7 +151,9 @@ impl LockTable {
         }
         if let Some(l) = self.leases.get(&req.key) {
             if l.is_live(now) {
-                return Err(LockError::Held(Box::new(l.clone())));
+                return Err(LockError::Held {
+                    lease: Box::new(l.clone()),
+                });
             }
         }
         let lease = Lease {
@@ -164,7 +173,7 @@ impl LockTable {
         let l = self
             .leases
             .get(key)
-            .ok_or_else(|| LockError::NotHeld(key.clone()))?;
+            .ok_or_else(|| LockError::NotHeld { key: key.clone() })?;
         if l.token != token {
             return Err(LockError::TokenMismatch {
                 key: key.clone(),

@@ -231,7 +231,8 @@ impl FreeSet {
 }
 
 /// Why a port could not be allocated or released.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PortError {
     /// No port is left in the server's range.
     #[error("no free port left on server {server} in range {range}")]
@@ -242,8 +243,11 @@ pub enum PortError {
         range: PortRange,
     },
     /// The server has no port range registered.
-    #[error("server {0} is not known to the port ledger")]
-    UnknownServer(ServerName),
+    #[error("server {server} is not known to the port ledger")]
+    UnknownServer {
+        /// The server.
+        server: ServerName,
+    },
     /// An explicit port is already taken.
     #[error("port {port} on server {server} is taken by {holder}")]
     Taken {
@@ -418,7 +422,9 @@ impl PortLedger {
     fn server_mut(&mut self, server: &ServerName) -> Result<&mut ServerPorts, PortError> {
         self.servers
             .get_mut(server)
-            .ok_or_else(|| PortError::UnknownServer(server.clone()))
+            .ok_or_else(|| PortError::UnknownServer {
+                server: server.clone(),
+            })
     }
 
     /// Gives `service` a port on `server`: the one it already has, else the lowest free one.

@@ -35,7 +35,7 @@ fn one_holder_at_a_time() {
         )
         .unwrap_err();
     match &err {
-        LockError::Held(l) => assert_eq!(l.holder.as_str(), "ci-1"),
+        LockError::Held { lease: l } => assert_eq!(l.holder.as_str(), "ci-1"),
         other => panic!("{other:?}"),
     }
     assert!(err.to_string().contains("held by ci-1"));
@@ -87,7 +87,7 @@ fn lapsed_lease_is_taken_over_with_a_larger_token() {
     );
     assert_eq!(
         t.release(&key("k"), FencingToken(9)),
-        Err(LockError::NotHeld(key("k")))
+        Err(LockError::NotHeld { key: key("k") })
     );
 }
 
@@ -211,7 +211,7 @@ proptest! {
                             granted.push(g.lease.token);
                             held.insert((k, h), g.lease.token);
                         }
-                        (Err(LockError::Held(l)), Some(live)) => prop_assert_eq!(*l, live),
+                        (Err(LockError::Held { lease: l }), Some(live)) => prop_assert_eq!(*l, live),
                         (r, live) => prop_assert!(false, "{:?} with live {:?}", r, live),
                     }
                 }

@@ -93,7 +93,9 @@ fn explicit_ports() {
     assert!(e.to_string().contains("a process on the host"));
     assert_eq!(
         l.allocate(&srv("nope"), &svc("a")),
-        Err(PortError::UnknownServer(srv("nope")))
+        Err(PortError::UnknownServer {
+            server: srv("nope")
+        })
     );
 }
 
