@@ -1,1 +1,71 @@
-fn main() {}
+//! `sluice-coordinator --config FILE`: parse, start, wait for a signal, drain.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use sluice_coordinator::config::Config;
+use tokio_util::sync::CancellationToken;
+
+/// A Sluice coordinator node.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The TOML config file.
+    #[arg(long, env = "SLUICE_COORDINATOR_CONFIG")]
+    config: PathBuf,
+    /// Log format: plain or json.
+    #[arg(long, default_value = "plain", value_parser = ["plain", "json"])]
+    log_format: String,
+}
+
+/// EX_USAGE: bad config; systemd must not restart on it.
+const EXIT_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,openraft=warn,sled=warn".into());
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_format == "json" {
+        fmt.json().init();
+    } else {
+        fmt.init();
+    }
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sluice-coordinator: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let result = rt.block_on(async {
+        let shutdown = CancellationToken::new();
+        let running = sluice_coordinator::start(config, shutdown.clone()).await?;
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            shutdown.cancel();
+        });
+        running.wait().await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "coordinator failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,78 @@
+//! `/v1/agents`: registration and heartbeats from agents.
+
+use axum::extract::{Path, State};
+use axum::Json;
+use openraft::ServerState;
+use sluice_common::agent_api::{AgentHeartbeat, AgentRegistration};
+use sluice_common::names::ServerName;
+use sluice_common::problem::ErrorCode;
+
+use super::error::{ApiError, ApiJson};
+use super::App;
+use crate::agents::Change;
+use crate::node::Empty;
+use crate::state::Command;
+
+/// `POST /v1/agents/register`: a Raft write only when something changed.
+pub async fn register(
+    State(app): State<App>,
+    ApiJson(reg): ApiJson<AgentRegistration>,
+) -> Result<Json<Empty>, ApiError> {
+    let unchanged = app.node.read(|a| {
+        a.state.servers.get(&reg.server).is_some_and(|r| {
+            r.up && r.agent_addr == reg.agent_addr
+                && r.labels == reg.labels
+                && r.port_range == reg.port_range
+                && r.docker_version == reg.docker_version
+                && r.agent_version.as_deref() == Some(reg.agent_version.as_str())
+        })
+    });
+    if !unchanged {
+        app.node
+            .propose(Command::RegisterAgent { registration: reg })
+            .await?;
+    }
+    Ok(Json(Empty {}))
+}
+
+/// `POST /v1/agents/{server}/heartbeat`: kept in the leader's memory; a follower passes it on.
+pub async fn heartbeat(
+    State(app): State<App>,
+    Path(server): Path<String>,
+    ApiJson(hb): ApiJson<AgentHeartbeat>,
+) -> Result<Json<Empty>, ApiError> {
+    let server = ServerName::parse(&server)?;
+    if server != hb.server {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("path names {server} but the body names {}", hb.server),
+        ));
+    }
+    let leading = app.node.raft.metrics().borrow().state == ServerState::Leader;
+    if !leading {
+        app.node
+            .forward_to_leader::<_, Empty>(&format!("/v1/agents/{server}/heartbeat"), &hb)
+            .await?;
+        return Ok(Json(Empty {}));
+    }
+    let changes = app.agents.beat(&app.node, &hb).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotFound,
+            format!("server {server} is not registered; register first"),
+        )
+    })?;
+    for c in changes {
+        let cmd = match c {
+            Change::Up => Command::SetAgentUp {
+                server: server.clone(),
+                up: true,
+            },
+            Change::Ports(ports) => Command::SetHostBound {
+                server: server.clone(),
+                ports,
+            },
+        };
+        app.node.propose(cmd).await?;
+    }
+    Ok(Json(Empty {}))
+}

@@ -1,0 +1,52 @@
+//! `/v1/cluster`: membership and Raft status.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use sluice_common::api::{AddMemberRequest, ClusterStatus};
+use sluice_common::problem::ErrorCode;
+
+use super::error::{ApiError, ApiJson};
+use super::App;
+
+/// `GET /v1/cluster`: this node's view.
+pub async fn status(State(app): State<App>) -> Json<ClusterStatus> {
+    Json(app.node.status())
+}
+
+/// `POST /v1/cluster/members`: add a node as a learner, wait for it to catch up, then make
+/// it a voter (unless `voter` is false).
+pub async fn add(
+    State(app): State<App>,
+    ApiJson(req): ApiJson<AddMemberRequest>,
+) -> Result<(StatusCode, Json<ClusterStatus>), ApiError> {
+    if req.id == 0 {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "node id 0 is reserved",
+        ));
+    }
+    if req.addr.parse::<std::net::SocketAddr>().is_err() && !req.addr.contains(':') {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("addr {:?} must be host:port", req.addr),
+        ));
+    }
+    app.node.add_member(req.id, req.addr, req.voter).await?;
+    Ok((StatusCode::OK, Json(app.node.status())))
+}
+
+/// `DELETE /v1/cluster/members/{id}`.
+pub async fn remove(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<ClusterStatus>, ApiError> {
+    let id: u64 = id.parse().map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("node id {id:?} is not a number"),
+        )
+    })?;
+    app.node.remove_member(id).await?;
+    Ok(Json(app.node.status()))
+}

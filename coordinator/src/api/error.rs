@@ -1,0 +1,163 @@
+//! The HTTP edge of errors: every failure leaves here as RFC 9457 problem+json.
+//!
+//! Lower layers return their own typed errors (`LockError`, `PortError`, `ProposeError`);
+//! only this module decides statuses and codes, so the mapping is in one readable place.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use sluice_common::locks::LockError;
+use sluice_common::names::InvalidValue;
+use sluice_common::ports::PortError;
+use sluice_common::problem::{ErrorCode, Problem, PROBLEM_JSON};
+
+use crate::node::ProposeError;
+
+/// An error on its way out as problem+json.
+#[derive(Debug)]
+pub struct ApiError(pub Box<Problem>);
+
+impl ApiError {
+    /// A problem with `code`'s default status.
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self(Box::new(Problem::new(code, detail)))
+    }
+
+    /// 404 for a named thing.
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{what} does not exist"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self.0).unwrap_or_default();
+        (status, [(header::CONTENT_TYPE, PROBLEM_JSON)], body).into_response()
+    }
+}
+
+impl From<Problem> for ApiError {
+    fn from(p: Problem) -> Self {
+        Self(Box::new(p))
+    }
+}
+
+impl From<InvalidValue> for ApiError {
+    fn from(e: InvalidValue) -> Self {
+        Self::from(Problem::from(e))
+    }
+}
+
+impl From<LockError> for ApiError {
+    fn from(e: LockError) -> Self {
+        let detail = e.to_string();
+        Self::from(match e {
+            LockError::Held { lease } => Problem::new(ErrorCode::LockHeld, detail)
+                .with_extension("holder", &lease.holder)
+                .with_extension("reason", &lease.reason)
+                .with_extension("expires_at", lease.expires_at)
+                .with_extension("token", lease.token),
+            LockError::NotHeld { .. } => Problem::new(ErrorCode::LockNotHeld, detail),
+            LockError::TokenMismatch { current, .. } => {
+                Problem::new(ErrorCode::LockNotHeld, detail)
+                    .with_extension("current_token", current)
+            }
+            LockError::Expired { .. } => Problem::new(ErrorCode::LockExpired, detail),
+            LockError::ZeroTtl => Problem::new(ErrorCode::InvalidRequest, detail)
+                .with_field("ttl", "must be positive"),
+            LockError::TokenNotIncreasing { .. } => Problem::new(ErrorCode::Internal, detail),
+        })
+    }
+}
+
+impl From<PortError> for ApiError {
+    fn from(e: PortError) -> Self {
+        let detail = e.to_string();
+        Self::from(match e {
+            PortError::Exhausted { server, range } => {
+                Problem::new(ErrorCode::PortsExhausted, detail)
+                    .with_extension("server", server)
+                    .with_extension("range", range)
+            }
+            PortError::UnknownServer { .. } => Problem::new(ErrorCode::NotFound, detail),
+            PortError::Taken { .. } => Problem::new(ErrorCode::PortTaken, detail),
+        })
+    }
+}
+
+impl From<ProposeError> for ApiError {
+    fn from(e: ProposeError) -> Self {
+        let detail = e.to_string();
+        Self::from(match e {
+            ProposeError::Unavailable(_) => Problem::new(ErrorCode::Unavailable, detail),
+            // A write that timed out may still commit (e.g. on a minority leader after the
+            // partition heals): say so, so neither clients nor forwarding nodes blindly retry.
+            ProposeError::Timeout(_) | ProposeError::Forward(_) => {
+                Problem::new(ErrorCode::Unavailable, detail).with_extension("outcome_unknown", true)
+            }
+            ProposeError::Rejected(p) => return Self(p),
+            ProposeError::Fatal(_) => Problem::new(ErrorCode::Internal, detail),
+        })
+    }
+}
+
+/// Like `axum::Json`, but a bad body becomes problem+json naming what is wrong.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(r) => Err(json_rejection(r)),
+        }
+    }
+}
+
+/// Maps axum's JSON rejections onto stable codes.
+pub fn json_rejection(r: JsonRejection) -> ApiError {
+    let code = match &r {
+        JsonRejection::MissingJsonContentType(_) => ErrorCode::UnsupportedMediaType,
+        _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        _ => ErrorCode::InvalidRequest,
+    };
+    ApiError::new(code, r.body_text())
+}
+
+/// Parses an optional JSON body: empty means `T::default()`.
+pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("invalid JSON body: {e}")))
+}
+
+/// The fallback for unknown paths.
+pub async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::from(
+        Problem::new(ErrorCode::NotFound, format!("no route for {}", uri.path()))
+            .with_instance(uri.path()),
+    )
+}
+
+/// The fallback for a known path with the wrong method.
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::from(
+        Problem::new(
+            ErrorCode::MethodNotAllowed,
+            format!("{method} is not supported on {}", uri.path()),
+        )
+        .with_instance(uri.path()),
+    )
+}

@@ -1,0 +1,177 @@
+//! `/v1/locks`: leases fenced by Raft log indices.
+//!
+//! Keys contain slashes (`service/api`), so they are the tail of the path. Acquire is
+//! `POST`, renew `PATCH` (with the token), release `DELETE ?token=N`.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use sluice_common::api::{AcquireLockRequest, LockList, LockView, RenewLockRequest};
+use sluice_common::locks::{Acquire, FencingToken, LockError};
+use sluice_common::names::LockKey;
+use sluice_common::problem::ErrorCode;
+use sluice_common::time::Timestamp;
+
+use super::error::{ApiError, ApiJson};
+use super::App;
+use crate::state::{Command, Response};
+
+fn unexpected(r: Response) -> ApiError {
+    ApiError::new(
+        ErrorCode::Internal,
+        format!("unexpected state machine response {r:?}"),
+    )
+}
+
+fn lock_outcome(r: Response) -> Result<LockView, ApiError> {
+    match r {
+        Response::Lock { outcome } => Ok(outcome?.into()),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `POST /v1/locks/{key}`: take the lock, waiting up to `wait` if it is held.
+pub async fn acquire(
+    State(app): State<App>,
+    Path(key): Path<String>,
+    ApiJson(req): ApiJson<AcquireLockRequest>,
+) -> Result<(StatusCode, Json<LockView>), ApiError> {
+    let key = LockKey::parse(&key)?;
+    let wait = req.wait.map_or(Duration::ZERO, |w| w.get());
+    let deadline = Instant::now() + wait;
+    let mut applied = app.node.applied_watch();
+    loop {
+        // Skip a pointless proposal while this node already sees a live holder.
+        let now = Timestamp::from_system(SystemTime::now());
+        let live = app.node.read(|a| {
+            a.state
+                .locks
+                .get(&key, a.state.clock.now().max(now))
+                .cloned()
+        });
+        let outcome = match live {
+            Some(lease) => Err(LockError::Held {
+                lease: Box::new(lease),
+            }),
+            None => {
+                let r = app
+                    .node
+                    .propose(Command::AcquireLock {
+                        acquire: Acquire {
+                            key: key.clone(),
+                            holder: req.holder.clone(),
+                            reason: req.reason.clone(),
+                            ttl: req.ttl.get(),
+                        },
+                    })
+                    .await?;
+                match r {
+                    Response::Lock { outcome } => outcome,
+                    other => return Err(unexpected(other)),
+                }
+            }
+        };
+        match outcome {
+            Ok(lease) => return Ok((StatusCode::CREATED, Json(lease.into()))),
+            Err(LockError::Held { lease }) if Instant::now() < deadline => {
+                // Wake when anything is applied (a release), when the lease would lapse, or
+                // at the deadline, whichever comes first.
+                let lapse = lease.expires_at.since(now) + Duration::from_millis(5);
+                let until = deadline.min(Instant::now() + lapse);
+                tokio::select! {
+                    _ = applied.changed() => {}
+                    _ = tokio::time::sleep_until(until.into()) => {}
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// `PATCH /v1/locks/{key}`: renew (compare-and-set on the token).
+pub async fn renew(
+    State(app): State<App>,
+    Path(key): Path<String>,
+    ApiJson(req): ApiJson<RenewLockRequest>,
+) -> Result<Json<LockView>, ApiError> {
+    let key = LockKey::parse(&key)?;
+    let r = app
+        .node
+        .propose(Command::RenewLock {
+            key,
+            token: req.token,
+            ttl: req.ttl.get(),
+        })
+        .await?;
+    Ok(Json(lock_outcome(r)?))
+}
+
+/// The release query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseQuery {
+    token: String,
+}
+
+/// `DELETE /v1/locks/{key}?token=N`: release (compare-and-set on the token).
+pub async fn release(
+    State(app): State<App>,
+    Path(key): Path<String>,
+    query: Result<Query<ReleaseQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<LockView>, ApiError> {
+    let key = LockKey::parse(&key)?;
+    let Query(q) = query.map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("{}; pass ?token=N", e.body_text()),
+        )
+    })?;
+    let token = q.token.parse::<u64>().map(FencingToken).map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("token {:?} is not a number", q.token),
+        )
+    })?;
+    let r = app
+        .node
+        .propose(Command::ReleaseLock { key, token })
+        .await?;
+    Ok(Json(lock_outcome(r)?))
+}
+
+/// `GET /v1/locks/{key}`: the live lease (linearizable).
+pub async fn get(
+    State(app): State<App>,
+    Path(key): Path<String>,
+) -> Result<Json<LockView>, ApiError> {
+    let key = LockKey::parse(&key)?;
+    app.node.linearizable().await?;
+    let now = Timestamp::from_system(SystemTime::now());
+    app.node
+        .read(|a| {
+            a.state
+                .locks
+                .get(&key, a.state.clock.now().max(now))
+                .cloned()
+        })
+        .map(|l| Json(l.into()))
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("lock {key} is not held")))
+}
+
+/// `GET /v1/locks`: every live lease (linearizable).
+pub async fn list(State(app): State<App>) -> Result<Json<LockList>, ApiError> {
+    app.node.linearizable().await?;
+    let now = Timestamp::from_system(SystemTime::now());
+    let locks = app.node.read(|a| {
+        a.state
+            .locks
+            .live(a.state.clock.now().max(now))
+            .cloned()
+            .map(LockView::from)
+            .collect()
+    });
+    Ok(Json(LockList { locks }))
+}

@@ -1,0 +1,92 @@
+//! The CI-facing HTTP API, `/v1/...`.
+//!
+//! One module per resource; handlers parse input through `sluice-common`'s validated types,
+//! call the node, and map typed errors to problem+json in [`error`] only.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use sluice_common::problem::ErrorCode;
+
+use crate::agents::AgentTracker;
+use crate::node::Node;
+
+pub mod agents;
+pub mod cluster;
+pub mod error;
+pub mod locks;
+pub mod ports;
+pub mod servers;
+
+use error::ApiError;
+
+/// Request bodies on the public API are small; anything bigger is a mistake or an attack.
+const API_BODY_LIMIT: usize = 1024 * 1024;
+
+/// What every handler gets.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// The node.
+    pub node: Arc<Node>,
+    /// Agent heartbeats (meaningful on the leader).
+    pub agents: Arc<AgentTracker>,
+}
+
+/// The public router.
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/cluster", get(cluster::status))
+        .route("/v1/cluster/members", post(cluster::add))
+        .route(
+            "/v1/cluster/members/{id}",
+            axum::routing::delete(cluster::remove),
+        )
+        .route("/v1/locks", get(locks::list))
+        .route(
+            "/v1/locks/{*key}",
+            get(locks::get)
+                .post(locks::acquire)
+                .patch(locks::renew)
+                .delete(locks::release),
+        )
+        .route("/v1/ports", get(ports::list))
+        .route("/v1/ports/{server}", get(ports::server))
+        .route(
+            "/v1/ports/{server}/{service}",
+            post(ports::allocate).delete(ports::release),
+        )
+        .route("/v1/servers", get(servers::list))
+        .route(
+            "/v1/servers/{name}",
+            get(servers::get).put(servers::put).delete(servers::remove),
+        )
+        .route("/v1/agents/register", post(agents::register))
+        .route("/v1/agents/{server}/heartbeat", post(agents::heartbeat))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
+        .with_state(app)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Ready when this node knows a leader and has applied what it knows is committed.
+async fn readyz(State(app): State<App>) -> Result<Json<serde_json::Value>, ApiError> {
+    let s = app.node.status();
+    match s.leader {
+        Some(leader) => Ok(Json(
+            json!({"status": "ready", "leader": leader, "applied": s.applied}),
+        )),
+        None => Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "no leader is known yet",
+        )),
+    }
+}

@@ -1,0 +1,254 @@
+//! The coordinator's configuration file (TOML). Every key is documented here and in
+//! `packaging/coordinator.example.toml`; unknown keys are refused so a typo is an error,
+//! not a silently ignored setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sluice_common::time::DurationSpec;
+
+/// Why a config file was refused. `main` exits 64 (EX_USAGE) on any of these, and the
+/// systemd unit does not restart on that code.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config {path}: {source}")]
+    Parse {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: toml::de::Error,
+    },
+    /// Values parse but do not make sense together.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// A coordinator's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Raft node id: unique in the cluster, non-zero, never reused for another machine.
+    pub node_id: u64,
+    /// Directory for the Raft log, vote and snapshots (sled). Created if missing.
+    pub data_dir: PathBuf,
+    /// Address to listen on for the API and for Raft traffic from other coordinators.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Address other coordinators and agents use to reach this node (`host:port`).
+    /// Defaults to the bound listen address.
+    #[serde(default)]
+    pub advertise: Option<String>,
+    /// How long a request may wait for the cluster (a leader, a quorum) before it is
+    /// answered 503. Default 5 s.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: DurationSpec,
+    /// How a new cluster forms.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
+    /// Raft timing.
+    #[serde(default)]
+    pub raft: RaftConfig,
+    /// Agent liveness.
+    #[serde(default)]
+    pub agents: AgentsConfig,
+}
+
+/// How a cluster forms on first start. Ignored once the data directory holds a cluster.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The voters of a new cluster, this node included. Every initial member gets the same
+    /// list. Empty (the default): this node bootstraps a single-node cluster by itself.
+    #[serde(default)]
+    pub initial_members: Vec<Member>,
+    /// Start empty and wait to be added by an existing cluster
+    /// (`POST /v1/cluster/members`). Default false.
+    #[serde(default)]
+    pub join: bool,
+}
+
+/// A cluster member.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    /// Its node id.
+    pub id: u64,
+    /// Its advertised address (`host:port`).
+    pub addr: String,
+}
+
+/// Raft timing. The defaults suit a LAN or loopback on a loaded 2-core machine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaftConfig {
+    /// Leader heartbeat interval; also the timeout of one replication RPC. Default 100ms.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_interval: DurationSpec,
+    /// Lower bound of the randomized election timeout. Default 500ms.
+    #[serde(default = "default_election_min")]
+    pub election_timeout_min: DurationSpec,
+    /// Upper bound of the randomized election timeout. Default 1s.
+    #[serde(default = "default_election_max")]
+    pub election_timeout_max: DurationSpec,
+    /// Build a snapshot (and purge the log behind it) every this many entries. Default 5000.
+    #[serde(default = "default_snapshot_every")]
+    pub snapshot_every: u64,
+}
+
+/// Agent liveness.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentsConfig {
+    /// An agent that has not sent a heartbeat for this long is marked down. Default 10s.
+    #[serde(default = "default_agent_timeout")]
+    pub heartbeat_timeout: DurationSpec,
+}
+
+fn default_listen() -> SocketAddr {
+    "127.0.0.1:7000".parse().expect("literal")
+}
+fn default_request_timeout() -> DurationSpec {
+    DurationSpec::secs(5)
+}
+fn default_heartbeat() -> DurationSpec {
+    DurationSpec(std::time::Duration::from_millis(100))
+}
+fn default_election_min() -> DurationSpec {
+    DurationSpec(std::time::Duration::from_millis(500))
+}
+fn default_election_max() -> DurationSpec {
+    DurationSpec::secs(1)
+}
+fn default_snapshot_every() -> u64 {
+    5000
+}
+fn default_agent_timeout() -> DurationSpec {
+    DurationSpec::secs(10)
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: default_heartbeat(),
+            election_timeout_min: default_election_min(),
+            election_timeout_max: default_election_max(),
+            snapshot_every: default_snapshot_every(),
+        }
+    }
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_timeout: default_agent_timeout(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let c: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks cross-field rules.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |s: String| Err(ConfigError::Invalid(s));
+        if self.node_id == 0 {
+            return bad("node_id must be non-zero".into());
+        }
+        let m = &self.cluster.initial_members;
+        if !m.is_empty() && !m.iter().any(|x| x.id == self.node_id) {
+            return bad(format!(
+                "cluster.initial_members does not include this node (id {})",
+                self.node_id
+            ));
+        }
+        if self.cluster.join && !m.is_empty() {
+            return bad("cluster.join and cluster.initial_members exclude each other".into());
+        }
+        let mut ids: Vec<u64> = m.iter().map(|x| x.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() != m.len() || ids.contains(&0) {
+            return bad("cluster.initial_members ids must be unique and non-zero".into());
+        }
+        let r = &self.raft;
+        if r.election_timeout_min.get() <= r.heartbeat_interval.get() * 2 {
+            return bad(
+                "raft.election_timeout_min must exceed twice raft.heartbeat_interval".into(),
+            );
+        }
+        if r.election_timeout_max.get() <= r.election_timeout_min.get() {
+            return bad("raft.election_timeout_max must exceed raft.election_timeout_min".into());
+        }
+        if r.snapshot_every == 0 {
+            return bad("raft.snapshot_every must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_packaged_example_parses() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/coordinator.example.toml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.node_id, 1);
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c: Config = toml::from_str("node_id = 1\ndata_dir = \"/tmp/x\"").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.listen.port(), 7000);
+        assert_eq!(c.request_timeout, DurationSpec::secs(5));
+        assert!(c.cluster.initial_members.is_empty());
+    }
+
+    #[test]
+    fn refuses_nonsense() {
+        for (text, needle) in [
+            ("node_id = 0\ndata_dir = \"x\"", "non-zero"),
+            ("node_id = 1\ndata_dir = \"x\"\nbogus = 1", "unknown field"),
+            (
+                "node_id = 1\ndata_dir = \"x\"\n[cluster]\ninitial_members = [{id = 2, addr = \"a:1\"}]",
+                "does not include this node",
+            ),
+            (
+                "node_id = 1\ndata_dir = \"x\"\n[raft]\nheartbeat_interval = \"300ms\"",
+                "twice",
+            ),
+            ("node_id = 1\ndata_dir = \"x\"\nrequest_timeout = \"5\"", "unit"),
+        ] {
+            let err = toml::from_str::<Config>(text)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.validate().map_err(|e| e.to_string()))
+                .unwrap_err();
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+    }
+}

@@ -1,0 +1,495 @@
+//! A coordinator node: the Raft handle plus the rules for writing and reading through it.
+//!
+//! Any node accepts any request. A write is proposed locally; on a follower openraft says
+//! who leads, and the command is forwarded to the leader's internal endpoint, which stamps
+//! it with the leader's clock and proposes it. Linearizable reads use a read index: the
+//! leader confirms its leadership with a quorum and names an index, and the reading node
+//! waits until it has applied that far. Everything is bounded by `request_timeout`: a
+//! request that cannot be served (no quorum, no leader) fails with 503, it never hangs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sluice_common::api::{ClusterMember, ClusterStatus};
+use sluice_common::problem::{ErrorCode, Problem};
+use sluice_common::time::Timestamp;
+use tokio::sync::watch;
+
+use crate::http::Transport;
+use crate::raft::store::{Applied, StateHandle};
+use crate::raft::{NodeId, Raft};
+use crate::state::{Command, Request, Response};
+
+/// Why a write or linearizable read could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    /// No leader, or no quorum.
+    #[error("the cluster cannot serve this now: {0}")]
+    Unavailable(String),
+    /// The deadline passed first; the outcome of a write is unknown.
+    #[error("no answer from the cluster within {0:?}")]
+    Timeout(Duration),
+    /// The leader could not be reached after the request was sent; outcome unknown.
+    #[error("forwarding to the leader failed: {0}")]
+    Forward(String),
+    /// The leader refused (e.g. an invalid membership change).
+    #[error("{0}")]
+    Rejected(Box<Problem>),
+    /// Raft stopped on this node.
+    #[error("raft stopped: {0}")]
+    Fatal(String),
+}
+
+/// `/internal/v1/read-index` answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReadIndex {
+    /// Apply at least this far before reading.
+    pub index: u64,
+}
+
+/// A running coordinator node.
+pub struct Node {
+    /// This node's Raft id.
+    pub id: NodeId,
+    /// The Raft handle.
+    pub raft: Raft,
+    state: StateHandle,
+    applied: watch::Receiver<u64>,
+    transport: Transport,
+    request_timeout: Duration,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Attempt<T> {
+    Done(T),
+    Forward(String),
+    WaitForLeader,
+}
+
+impl Node {
+    /// Wraps a started Raft.
+    pub fn new(
+        id: NodeId,
+        raft: Raft,
+        state: StateHandle,
+        applied: watch::Receiver<u64>,
+        transport: Transport,
+        request_timeout: Duration,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            raft,
+            state,
+            applied,
+            transport,
+            request_timeout,
+        })
+    }
+
+    /// Reads the applied state (possibly stale on a follower: see [`Node::linearizable`]).
+    pub fn read<T>(&self, f: impl FnOnce(&Applied) -> T) -> T {
+        f(&self.state.read().expect("state lock poisoned"))
+    }
+
+    /// A receiver that changes whenever entries are applied.
+    pub fn applied_watch(&self) -> watch::Receiver<u64> {
+        self.applied.clone()
+    }
+
+    /// The bound on every cluster round trip.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// Proposes `cmd`, forwarding to the leader when this node is not it.
+    pub async fn propose(&self, cmd: Command) -> Result<Response, ProposeError> {
+        self.bounded(
+            || async {
+                let req = Request {
+                    at: Timestamp::from_system(SystemTime::now()),
+                    cmd: cmd.clone(),
+                };
+                match self.raft.client_write(req).await {
+                    Ok(r) => Ok(Attempt::Done(r.data)),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                        Ok(self.where_to(&f))
+                    }
+                    Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                        Err(ProposeError::Rejected(Box::new(Problem::new(
+                            ErrorCode::Conflict,
+                            e.to_string(),
+                        ))))
+                    }
+                    Err(RaftError::Fatal(f)) => Err(ProposeError::Fatal(f.to_string())),
+                }
+            },
+            |addr| {
+                let cmd = cmd.clone();
+                async move { self.forward(&addr, "/internal/v1/propose", &cmd).await }
+            },
+        )
+        .await
+    }
+
+    /// Proposes on this node only (the internal endpoint behind forwarding): a follower
+    /// that lost leadership meanwhile answers 503 rather than forwarding again.
+    pub async fn propose_local(&self, cmd: Command) -> Result<Response, ProposeError> {
+        let req = Request {
+            at: Timestamp::from_system(SystemTime::now()),
+            cmd,
+        };
+        let fut = self.raft.client_write(req);
+        match tokio::time::timeout(self.request_timeout, fut).await {
+            Err(_) => Err(ProposeError::Timeout(self.request_timeout)),
+            Ok(Ok(r)) => Ok(r.data),
+            Ok(Err(RaftError::APIError(e))) => Err(ProposeError::Unavailable(e.to_string())),
+            Ok(Err(RaftError::Fatal(f))) => Err(ProposeError::Fatal(f.to_string())),
+        }
+    }
+
+    /// Waits until this node has applied everything committed before the call (a read
+    /// index confirmed by the leader with a quorum).
+    pub async fn linearizable(&self) -> Result<(), ProposeError> {
+        self.bounded(
+            || async {
+                match self.raft.ensure_linearizable().await {
+                    Ok(_) => Ok(Attempt::Done(())),
+                    Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                        Ok(self.where_to(&f))
+                    }
+                    Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => {
+                        Err(ProposeError::Unavailable(q.to_string()))
+                    }
+                    Err(RaftError::Fatal(f)) => Err(ProposeError::Fatal(f.to_string())),
+                }
+            },
+            |addr| async move {
+                let ReadIndex { index } =
+                    self.forward(&addr, "/internal/v1/read-index", &()).await?;
+                let mut w = self.applied.clone();
+                w.wait_for(|applied| *applied >= index)
+                    .await
+                    .map_err(|_| ProposeError::Fatal("state machine stopped".into()))?;
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// On the leader: confirm leadership and name the index a reader must reach.
+    pub async fn read_index(&self) -> Result<ReadIndex, ProposeError> {
+        let fut = self.raft.ensure_linearizable();
+        match tokio::time::timeout(self.request_timeout, fut).await {
+            Err(_) => Err(ProposeError::Timeout(self.request_timeout)),
+            Ok(Ok(log_id)) => Ok(ReadIndex {
+                index: log_id.map_or(0, |l| l.index),
+            }),
+            Ok(Err(e)) => Err(ProposeError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Adds a node as a learner (waiting for it to catch up), then, if asked, as a voter.
+    pub async fn add_member(
+        &self,
+        id: NodeId,
+        addr: String,
+        voter: bool,
+    ) -> Result<(), ProposeError> {
+        #[derive(Serialize, Clone)]
+        struct Add {
+            id: NodeId,
+            addr: String,
+            voter: bool,
+        }
+        let body = Add {
+            id,
+            addr: addr.clone(),
+            voter,
+        };
+        self.bounded(
+            || async {
+                match self
+                    .raft
+                    .add_learner(id, BasicNode::new(addr.clone()), true)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) => return self.membership_error(e),
+                }
+                if voter {
+                    let mut voters = self.voters();
+                    voters.insert(id);
+                    if let Err(e) = self.raft.change_membership(voters, false).await {
+                        return self.membership_error(e);
+                    }
+                }
+                Ok(Attempt::Done(()))
+            },
+            |leader| {
+                let body = body.clone();
+                async move {
+                    self.forward::<_, Empty>(&leader, "/internal/v1/members", &body)
+                        .await
+                        .map(|_| ())
+                }
+            },
+        )
+        .await
+    }
+
+    /// Removes a node from the cluster.
+    pub async fn remove_member(&self, id: NodeId) -> Result<(), ProposeError> {
+        self.bounded(
+            || async {
+                let mut voters = self.voters();
+                let all: BTreeSet<NodeId> = self
+                    .raft
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .nodes()
+                    .map(|(id, _)| *id)
+                    .collect();
+                if !all.contains(&id) {
+                    return Err(ProposeError::Rejected(Box::new(Problem::new(
+                        ErrorCode::NotFound,
+                        format!("node {id} is not a member"),
+                    ))));
+                }
+                voters.remove(&id);
+                if voters.is_empty() {
+                    return Err(ProposeError::Rejected(Box::new(Problem::new(
+                        ErrorCode::Conflict,
+                        "cannot remove the last voter",
+                    ))));
+                }
+                match self.raft.change_membership(voters, false).await {
+                    Ok(_) => Ok(Attempt::Done(())),
+                    Err(e) => self.membership_error(e),
+                }
+            },
+            |leader| async move {
+                self.forward::<_, Empty>(&leader, &format!("/internal/v1/members/{id}/remove"), &())
+                    .await
+                    .map(|_| ())
+            },
+        )
+        .await
+    }
+
+    fn voters(&self) -> BTreeSet<NodeId> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect()
+    }
+
+    fn membership_error<T>(
+        &self,
+        e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+    ) -> Result<Attempt<T>, ProposeError> {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Ok(self.where_to(&f)),
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => Err(
+                ProposeError::Rejected(Box::new(Problem::new(ErrorCode::Conflict, e.to_string()))),
+            ),
+            RaftError::Fatal(f) => Err(ProposeError::Fatal(f.to_string())),
+        }
+    }
+
+    /// The status shown by `GET /v1/cluster`.
+    pub fn status(&self) -> ClusterStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, n)| ClusterMember {
+                id: *id,
+                addr: n.addr.clone(),
+                voter: voters.contains(id),
+            })
+            .collect();
+        let committed = m
+            .replication
+            .as_ref()
+            .and_then(|r| quorum_committed(r, &voters))
+            .or(m.last_applied.map(|l| l.index));
+        ClusterStatus {
+            node_id: self.id,
+            state: format!("{:?}", m.state).to_lowercase(),
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            committed,
+            applied: m.last_applied.map(|l| l.index),
+            snapshot: m.snapshot.map(|l| l.index),
+            members,
+        }
+    }
+
+    fn where_to<T>(&self, f: &ForwardToLeader<NodeId, BasicNode>) -> Attempt<T> {
+        match (&f.leader_id, &f.leader_node) {
+            (Some(id), Some(n)) if *id != self.id && !n.addr.is_empty() => {
+                Attempt::Forward(n.addr.clone())
+            }
+            _ => Attempt::WaitForLeader,
+        }
+    }
+
+    /// Runs `local` until it is done, forwarding with `remote` when another node leads and
+    /// waiting for an election when none does, all within the request timeout.
+    async fn bounded<T, L, LF, R, RF>(&self, mut local: L, mut remote: R) -> Result<T, ProposeError>
+    where
+        L: FnMut() -> LF,
+        LF: std::future::Future<Output = Result<Attempt<T>, ProposeError>>,
+        R: FnMut(String) -> RF,
+        RF: std::future::Future<Output = Result<T, ProposeError>>,
+    {
+        let deadline = Instant::now() + self.request_timeout;
+        let work = async {
+            loop {
+                match local().await? {
+                    Attempt::Done(v) => return Ok(v),
+                    Attempt::Forward(addr) => match remote(addr).await {
+                        // The leader moved or died before our request was sent: look again.
+                        Err(ProposeError::Unavailable(_)) => {}
+                        other => return other,
+                    },
+                    Attempt::WaitForLeader => {}
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                let _ = self
+                    .raft
+                    .wait(Some(left.min(Duration::from_millis(200))))
+                    .metrics(|m| m.current_leader.is_some(), "a leader")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        match tokio::time::timeout_at(deadline.into(), work).await {
+            Ok(r) => r,
+            Err(_) => Err(ProposeError::Timeout(self.request_timeout)),
+        }
+    }
+
+    /// POSTs `body` to `path` on the current leader, once.
+    pub async fn forward_to_leader<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ProposeError> {
+        let addr = {
+            let m = self.raft.metrics().borrow().clone();
+            m.current_leader.and_then(|id| {
+                m.membership_config
+                    .membership()
+                    .get_node(&id)
+                    .map(|n| n.addr.clone())
+            })
+        }
+        .ok_or_else(|| ProposeError::Unavailable("no leader is known".into()))?;
+        tokio::time::timeout(self.request_timeout, self.forward(&addr, path, body))
+            .await
+            .map_err(|_| ProposeError::Timeout(self.request_timeout))?
+    }
+
+    /// POSTs `body` to the leader's internal endpoint. A connection that never reached the
+    /// leader is `Unavailable` (safe to retry); anything after sending is `Forward`.
+    async fn forward<B: Serialize, T: DeserializeOwned>(
+        &self,
+        leader: &str,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ProposeError> {
+        let resp = self
+            .transport
+            .client()
+            .post(self.transport.url(leader, path))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    ProposeError::Unavailable(format!("leader at {leader} unreachable"))
+                } else {
+                    ProposeError::Forward(e.to_string())
+                }
+            })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ProposeError::Forward(e.to_string()))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| ProposeError::Forward(e.to_string()));
+        }
+        match serde_json::from_slice::<Problem>(&bytes) {
+            // The node we reached is no longer leader: look for the new one.
+            Ok(p)
+                if p.code == ErrorCode::Unavailable
+                    && !p.extensions.contains_key("outcome_unknown") =>
+            {
+                Err(ProposeError::Unavailable(p.detail))
+            }
+            Ok(p) => Err(ProposeError::Rejected(Box::new(p))),
+            Err(_) => Err(ProposeError::Forward(format!("leader answered {status}"))),
+        }
+    }
+}
+
+/// An empty JSON object, for endpoints with nothing to say.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Empty {}
+
+/// The highest index a majority of voters has matched, from the leader's replication view.
+fn quorum_committed(
+    replication: &BTreeMap<NodeId, Option<openraft::LogId<NodeId>>>,
+    voters: &BTreeSet<NodeId>,
+) -> Option<u64> {
+    let mut matched: Vec<u64> = voters
+        .iter()
+        .map(|v| replication.get(v).copied().flatten().map_or(0, |l| l.index))
+        .collect();
+    if matched.is_empty() {
+        return None;
+    }
+    matched.sort_unstable_by(|a, b| b.cmp(a));
+    Some(matched[voters.len() / 2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quorum_index_is_the_majority_match() {
+        let lid = |i| {
+            Some(openraft::LogId::new(
+                openraft::CommittedLeaderId::new(1, 1),
+                i,
+            ))
+        };
+        let r = BTreeMap::from([(1, lid(10)), (2, lid(7)), (3, None)]);
+        let voters = BTreeSet::from([1, 2, 3]);
+        assert_eq!(quorum_committed(&r, &voters), Some(7));
+        assert_eq!(quorum_committed(&r, &BTreeSet::from([1])), Some(10));
+    }
+}

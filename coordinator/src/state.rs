@@ -1,0 +1,390 @@
+//! The replicated state and its pure `apply`.
+//!
+//! Every decision the coordinator makes is a [`Command`] in the Raft log. Each replica runs
+//! [`State::apply`] on the same commands in the same order with the same log indices, and so
+//! holds the same state: no clock is read (time comes stamped on the [`Request`]), no file or
+//! socket is touched. The sled store in `raft/store.rs` only decodes entries, calls this, and
+//! persists snapshots.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sluice_common::agent_api::AgentRegistration;
+use sluice_common::locks::{Acquire, FencingToken, Lease, LockError, LockTable};
+use sluice_common::names::{Label, LockKey, ServerName, ServiceName};
+use sluice_common::ports::{Allocation, Port, PortError, PortLedger, PortRange};
+use sluice_common::time::{MaxClock, Timestamp};
+
+/// A command and the proposing leader's clock reading.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// The leader's wall clock when it proposed this.
+    pub at: Timestamp,
+    /// What to do.
+    pub cmd: Command,
+}
+
+/// Everything that changes replicated state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// Take a lock; the token is this entry's log index.
+    AcquireLock {
+        /// The request.
+        acquire: Acquire,
+    },
+    /// Extend a lease (compare-and-set on the token).
+    RenewLock {
+        /// The key.
+        key: LockKey,
+        /// The holder's token.
+        token: FencingToken,
+        /// New lease length from now.
+        ttl: Duration,
+    },
+    /// Release a lease (compare-and-set on the token).
+    ReleaseLock {
+        /// The key.
+        key: LockKey,
+        /// The holder's token.
+        token: FencingToken,
+    },
+    /// Allocate a port for a service on a server (idempotent), or reserve an explicit one.
+    AllocatePort {
+        /// The server.
+        server: ServerName,
+        /// The service.
+        service: ServiceName,
+        /// An explicit port.
+        port: Option<Port>,
+    },
+    /// Release a service's port on a server.
+    ReleasePort {
+        /// The server.
+        server: ServerName,
+        /// The service.
+        service: ServiceName,
+    },
+    /// Register or update a server by hand (admin).
+    PutServer {
+        /// The server.
+        server: ServerName,
+        /// Its agent's address.
+        agent_addr: String,
+        /// Labels.
+        labels: Vec<Label>,
+        /// Port range.
+        port_range: PortRange,
+        /// Whether deployments to it are refused.
+        forbidden: bool,
+    },
+    /// Forget a server and its port assignments.
+    RemoveServer {
+        /// The server.
+        server: ServerName,
+    },
+    /// An agent announced itself.
+    RegisterAgent {
+        /// What it said.
+        registration: AgentRegistration,
+    },
+    /// The leader saw an agent come up or go down.
+    SetAgentUp {
+        /// The server.
+        server: ServerName,
+        /// Up or down.
+        up: bool,
+    },
+    /// The agent reported a different set of ports bound on its host.
+    SetHostBound {
+        /// The server.
+        server: ServerName,
+        /// Bound ports.
+        ports: BTreeSet<u16>,
+    },
+}
+
+/// What applying a command produced. Domain refusals (a held lock, no free port) are values
+/// here, not storage errors: the entry was applied, and the answer is "no".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    /// For blank and membership entries, and commands with nothing to say.
+    #[default]
+    Done,
+    /// A lock operation's outcome.
+    Lock {
+        /// The lease, or why not.
+        outcome: Result<Lease, LockError>,
+    },
+    /// A port allocation's outcome.
+    Port {
+        /// The allocation, or why not.
+        outcome: Result<Allocation, PortError>,
+    },
+    /// A port release: the port freed, if the service had one.
+    PortReleased {
+        /// The freed port.
+        port: Option<u16>,
+    },
+    /// A command naming an unknown server.
+    UnknownServer {
+        /// The server.
+        server: ServerName,
+    },
+}
+
+/// A server known to the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerRecord {
+    /// Its agent's address.
+    pub agent_addr: String,
+    /// Labels.
+    pub labels: Vec<Label>,
+    /// Port range.
+    pub port_range: PortRange,
+    /// Deployments refused.
+    pub forbidden: bool,
+    /// Whether the leader last saw its agent heartbeat.
+    pub up: bool,
+    /// Docker version last reported.
+    pub docker_version: Option<String>,
+    /// Agent version last reported.
+    pub agent_version: Option<String>,
+    /// When it last changed.
+    pub changed_at: Timestamp,
+}
+
+/// The replicated state. Snapshots are this struct, serialized.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// The deterministic clock: the largest command timestamp seen.
+    pub clock: MaxClock,
+    /// Locks.
+    pub locks: LockTable,
+    /// Ports.
+    pub ports: PortLedger,
+    /// Servers.
+    pub servers: BTreeMap<ServerName, ServerRecord>,
+}
+
+impl State {
+    /// Applies one request at log index `index`. Pure and deterministic.
+    pub fn apply(&mut self, req: &Request, index: u64) -> Response {
+        let now = self.clock.observe(req.at);
+        match &req.cmd {
+            Command::AcquireLock { acquire } => Response::Lock {
+                outcome: self
+                    .locks
+                    .acquire(acquire.clone(), FencingToken(index), now)
+                    .map(|g| g.lease),
+            },
+            Command::RenewLock { key, token, ttl } => Response::Lock {
+                outcome: self.locks.renew(key, *token, *ttl, now),
+            },
+            Command::ReleaseLock { key, token } => Response::Lock {
+                outcome: self.locks.release(key, *token),
+            },
+            Command::AllocatePort {
+                server,
+                service,
+                port,
+            } => Response::Port {
+                outcome: match port {
+                    Some(p) => self.ports.reserve(server, service, *p),
+                    None => self.ports.allocate(server, service),
+                },
+            },
+            Command::ReleasePort { server, service } => Response::PortReleased {
+                port: self.ports.release(server, service),
+            },
+            Command::PutServer {
+                server,
+                agent_addr,
+                labels,
+                port_range,
+                forbidden,
+            } => {
+                let rec = self
+                    .servers
+                    .entry(server.clone())
+                    .or_insert_with(|| ServerRecord {
+                        agent_addr: String::new(),
+                        labels: Vec::new(),
+                        port_range: *port_range,
+                        forbidden: false,
+                        up: false,
+                        docker_version: None,
+                        agent_version: None,
+                        changed_at: now,
+                    });
+                rec.agent_addr = agent_addr.clone();
+                rec.labels = labels.clone();
+                rec.port_range = *port_range;
+                rec.forbidden = *forbidden;
+                rec.changed_at = now;
+                self.ports.set_range(server, *port_range);
+                Response::Done
+            }
+            Command::RemoveServer { server } => {
+                if self.servers.remove(server).is_none() {
+                    return Response::UnknownServer {
+                        server: server.clone(),
+                    };
+                }
+                self.ports.remove_server(server);
+                Response::Done
+            }
+            Command::RegisterAgent { registration: r } => {
+                let rec = self
+                    .servers
+                    .entry(r.server.clone())
+                    .or_insert_with(|| ServerRecord {
+                        agent_addr: String::new(),
+                        labels: Vec::new(),
+                        port_range: r.port_range,
+                        forbidden: false,
+                        up: true,
+                        docker_version: None,
+                        agent_version: None,
+                        changed_at: now,
+                    });
+                rec.agent_addr = r.agent_addr.clone();
+                rec.labels = r.labels.clone();
+                rec.port_range = r.port_range;
+                rec.docker_version = r.docker_version.clone();
+                rec.agent_version = Some(r.agent_version.clone());
+                rec.up = true;
+                rec.changed_at = now;
+                self.ports.set_range(&r.server, r.port_range);
+                Response::Done
+            }
+            Command::SetAgentUp { server, up } => match self.servers.get_mut(server) {
+                Some(rec) => {
+                    rec.up = *up;
+                    rec.changed_at = now;
+                    Response::Done
+                }
+                None => Response::UnknownServer {
+                    server: server.clone(),
+                },
+            },
+            Command::SetHostBound { server, ports } => {
+                match self.ports.set_host_bound(server, ports.clone()) {
+                    Ok(()) => Response::Done,
+                    Err(_) => Response::UnknownServer {
+                        server: server.clone(),
+                    },
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_common::names::Holder;
+
+    fn at(ms: u64, cmd: Command) -> Request {
+        Request {
+            at: Timestamp(ms),
+            cmd,
+        }
+    }
+
+    fn acquire(key: &str, who: &str, ttl_ms: u64) -> Command {
+        Command::AcquireLock {
+            acquire: Acquire {
+                key: LockKey::parse(key).unwrap(),
+                holder: Holder::parse(who).unwrap(),
+                reason: "test".into(),
+                ttl: Duration::from_millis(ttl_ms),
+            },
+        }
+    }
+
+    #[test]
+    fn token_is_the_log_index() {
+        let mut s = State::default();
+        match s.apply(&at(0, acquire("k", "a", 1000)), 17) {
+            Response::Lock { outcome: Ok(l) } => assert_eq!(l.token, FencingToken(17)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn expiry_uses_the_replicated_clock_not_the_command_time() {
+        let mut s = State::default();
+        s.apply(&at(1000, acquire("k", "a", 500)), 1);
+        // A later command from a leader whose clock runs behind (time 0) must not revive
+        // the lease: the state machine's clock stays at the maximum seen.
+        s.apply(
+            &at(
+                2000,
+                Command::ReleasePort {
+                    server: ServerName::parse("x").unwrap(),
+                    service: ServiceName::parse("y").unwrap(),
+                },
+            ),
+            2,
+        );
+        match s.apply(&at(0, acquire("k", "b", 500)), 3) {
+            Response::Lock { outcome: Ok(l) } => {
+                assert_eq!(l.holder.as_str(), "b");
+                assert_eq!(l.acquired_at, Timestamp(2000));
+                assert_eq!(l.token, FencingToken(3));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn replicas_agree() {
+        let cmds = [
+            at(
+                0,
+                Command::PutServer {
+                    server: ServerName::parse("web-1").unwrap(),
+                    agent_addr: "127.0.0.1:1".into(),
+                    labels: vec![],
+                    port_range: PortRange::new(100, 101).unwrap(),
+                    forbidden: false,
+                },
+            ),
+            at(
+                1,
+                Command::AllocatePort {
+                    server: ServerName::parse("web-1").unwrap(),
+                    service: ServiceName::parse("api").unwrap(),
+                    port: None,
+                },
+            ),
+            at(2, acquire("service/api", "ci", 1000)),
+            at(3, acquire("service/api", "ci-2", 1000)),
+        ];
+        let run = || {
+            let mut s = State::default();
+            let out: Vec<Response> = cmds
+                .iter()
+                .enumerate()
+                .map(|(i, c)| s.apply(c, i as u64 + 1))
+                .collect();
+            (s, out)
+        };
+        let (a, ra) = run();
+        let (b, rb) = run();
+        assert_eq!(a, b);
+        assert_eq!(ra, rb);
+        assert!(matches!(
+            ra[3],
+            Response::Lock {
+                outcome: Err(LockError::Held { .. })
+            }
+        ));
+        // Round trip through the snapshot encoding keeps everything, ledger included.
+        let back: State = serde_json::from_slice(&serde_json::to_vec(&a).unwrap()).unwrap();
+        assert_eq!(back, a);
+    }
+}
