@@ -165,7 +165,10 @@ impl Node {
         self.bounded(
             || async {
                 match self.raft.ensure_linearizable().await {
-                    Ok(_) => Ok(Attempt::Done(())),
+                    Ok(read) => {
+                        self.wait_applied(self.read_floor(read)).await?;
+                        Ok(Attempt::Done(()))
+                    }
                     Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
                         Ok(self.where_to(&f))
                     }
@@ -178,14 +181,28 @@ impl Node {
             |addr| async move {
                 let ReadIndex { index } =
                     self.forward(&addr, "/internal/v1/read-index", &()).await?;
-                let mut w = self.applied.clone();
-                w.wait_for(|applied| *applied >= index)
-                    .await
-                    .map_err(|_| ProposeError::Fatal("state machine stopped".into()))?;
-                Ok(())
+                self.wait_applied(index).await
             },
         )
         .await
+    }
+
+    /// The index a linearizable read must see applied: openraft's read log id, raised to
+    /// the leader's last log index. openraft 0.9 lets a leader restart into its old term
+    /// without a new no-op entry, and then its read log id can lag an entry that was
+    /// replicated and acknowledged before the restart; every acknowledged write is in the
+    /// leader's log, so waiting for the whole log to apply covers it.
+    fn read_floor(&self, read: Option<openraft::LogId<NodeId>>) -> u64 {
+        let last = self.raft.metrics().borrow().last_log_index.unwrap_or(0);
+        read.map_or(0, |l| l.index).max(last)
+    }
+
+    async fn wait_applied(&self, index: u64) -> Result<(), ProposeError> {
+        let mut w = self.applied.clone();
+        w.wait_for(|applied| *applied >= index)
+            .await
+            .map_err(|_| ProposeError::Fatal("state machine stopped".into()))?;
+        Ok(())
     }
 
     /// On the leader: confirm leadership and name the index a reader must reach.
@@ -193,8 +210,8 @@ impl Node {
         let fut = self.raft.ensure_linearizable();
         match tokio::time::timeout(self.request_timeout, fut).await {
             Err(_) => Err(ProposeError::Timeout(self.request_timeout)),
-            Ok(Ok(log_id)) => Ok(ReadIndex {
-                index: log_id.map_or(0, |l| l.index),
+            Ok(Ok(read)) => Ok(ReadIndex {
+                index: self.read_floor(read),
             }),
             Ok(Err(e)) => Err(ProposeError::Unavailable(e.to_string())),
         }

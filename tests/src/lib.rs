@@ -5,6 +5,8 @@
 //! by polling (never a fixed sleep), and kills them on drop.
 //!
 //! # Layout
+//! - [`cluster`]: real coordinator processes (spawn, kill -9, restart, find the leader).
 //! - [`eventually`]: `assert_eventually!`-style polling with a deadline.
 
+pub mod cluster;
 pub mod eventually;

@@ -1,0 +1,272 @@
+//! Real coordinator processes on loopback: spawn, kill -9, restart, and find the leader.
+//!
+//! Each node gets its own data directory and config file under one temp dir; processes run
+//! in their own process group so killing one never touches its siblings, and every process
+//! is killed when its handle drops.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::eventually::eventually;
+
+/// Asks the OS for a free loopback port. The port is released before use, so another
+/// process could take it in between; on a test machine that race is rare enough.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Settings for generated coordinator configs.
+#[derive(Debug, Clone)]
+pub struct NodeOpts {
+    /// `raft.snapshot_every`.
+    pub snapshot_every: u64,
+    /// `request_timeout`.
+    pub request_timeout: &'static str,
+    /// `agents.heartbeat_timeout`.
+    pub agent_timeout: &'static str,
+}
+
+impl Default for NodeOpts {
+    fn default() -> Self {
+        Self {
+            snapshot_every: 5000,
+            request_timeout: "5s",
+            agent_timeout: "10s",
+        }
+    }
+}
+
+/// One coordinator process.
+#[derive(Debug)]
+pub struct Coordinator {
+    /// Its node id.
+    pub id: u64,
+    /// Its address (`127.0.0.1:port`).
+    pub addr: String,
+    dir: PathBuf,
+    bin: PathBuf,
+    child: Option<Child>,
+}
+
+impl Coordinator {
+    fn config_path(&self) -> PathBuf {
+        self.dir.join("coordinator.toml")
+    }
+
+    /// Writes the config; `members` empty means single-node bootstrap (or join).
+    fn write_config(&self, members: &[(u64, String)], join: bool, opts: &NodeOpts) {
+        let mut toml = format!(
+            "node_id = {}\ndata_dir = {:?}\nlisten = {:?}\nrequest_timeout = {:?}\n\n[cluster]\njoin = {join}\ninitial_members = [",
+            self.id,
+            self.dir.join("data"),
+            self.addr,
+            opts.request_timeout,
+        );
+        for (id, addr) in members {
+            toml.push_str(&format!("{{ id = {id}, addr = {addr:?} }},"));
+        }
+        toml.push_str(&format!(
+            "]\n\n[raft]\nsnapshot_every = {}\n\n[agents]\nheartbeat_timeout = {:?}\n",
+            opts.snapshot_every, opts.agent_timeout
+        ));
+        std::fs::write(self.config_path(), toml).expect("write config");
+    }
+
+    /// Starts (or restarts) the process.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "node {} already running", self.id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("log"))
+            .expect("log file");
+        let child = {
+            use std::os::unix::process::CommandExt;
+            Command::new(&self.bin)
+                .arg("--config")
+                .arg(self.config_path())
+                .env("RUST_LOG", "info,openraft=warn")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log fd"))
+                .stderr(log)
+                .process_group(0)
+                .spawn()
+                .expect("spawn sluice-coordinator")
+        };
+        self.child = Some(child);
+    }
+
+    /// `kill -9`, and waits until the process is gone (so its port is free again).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `http://addr{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The node's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A cluster of coordinator processes.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The nodes, index `i` has id `i + 1`.
+    pub nodes: Vec<Coordinator>,
+    /// An HTTP client for tests.
+    pub http: reqwest::Client,
+    opts: NodeOpts,
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `n` coordinators from `bin` that form one cluster, and waits for a leader.
+    pub async fn start(bin: &Path, n: usize, opts: NodeOpts) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut nodes: Vec<Coordinator> = (1..=n as u64)
+            .map(|id| {
+                let ndir = dir.path().join(format!("node{id}"));
+                std::fs::create_dir_all(&ndir).expect("node dir");
+                Coordinator {
+                    id,
+                    addr: format!("127.0.0.1:{}", free_port()),
+                    dir: ndir,
+                    bin: bin.to_owned(),
+                    child: None,
+                }
+            })
+            .collect();
+        let members: Vec<(u64, String)> = if n == 1 {
+            Vec::new()
+        } else {
+            nodes.iter().map(|c| (c.id, c.addr.clone())).collect()
+        };
+        for c in &mut nodes {
+            c.write_config(&members, false, &opts);
+            c.start();
+        }
+        let cluster = Self {
+            nodes,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            opts,
+            bin: bin.to_owned(),
+            dir,
+        };
+        cluster.leader().await;
+        cluster
+    }
+
+    /// Adds a process that starts empty (`join = true`), not yet a member.
+    pub fn spawn_joiner(&mut self) -> usize {
+        let id = self.nodes.len() as u64 + 1;
+        let ndir = self.dir.path().join(format!("node{id}"));
+        std::fs::create_dir_all(&ndir).expect("node dir");
+        let mut c = Coordinator {
+            id,
+            addr: format!("127.0.0.1:{}", free_port()),
+            dir: ndir,
+            bin: self.bin.clone(),
+            child: None,
+        };
+        c.write_config(&[], true, &self.opts);
+        c.start();
+        self.nodes.push(c);
+        self.nodes.len() - 1
+    }
+
+    /// `GET /v1/cluster` on node index `i`.
+    pub async fn status(&self, i: usize) -> Result<Value, String> {
+        let r = self
+            .http
+            .get(self.nodes[i].url("/v1/cluster"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        r.json().await.map_err(|e| e.to_string())
+    }
+
+    /// Waits until every running node names the same leader, which is itself running;
+    /// returns the leader's index.
+    pub async fn leader(&self) -> usize {
+        eventually(
+            "all running nodes to agree on a leader",
+            Duration::from_secs(20),
+            || async {
+                let mut seen = None;
+                for (i, n) in self.nodes.iter().enumerate() {
+                    if !n.is_running() {
+                        continue;
+                    }
+                    let s = self.status(i).await?;
+                    let l = s["leader"]
+                        .as_u64()
+                        .ok_or(format!("node {} has no leader", n.id))?;
+                    if seen.is_some_and(|x| x != l) {
+                        return Err(format!("nodes disagree: {seen:?} vs {l}"));
+                    }
+                    seen = Some(l);
+                }
+                let l = seen.ok_or("no node running")?;
+                let idx = self
+                    .nodes
+                    .iter()
+                    .position(|n| n.id == l)
+                    .ok_or(format!("leader {l} unknown"))?;
+                if !self.nodes[idx].is_running() {
+                    return Err(format!("leader {l} is dead"));
+                }
+                Ok(idx)
+            },
+        )
+        .await
+    }
+
+    /// Indices of running nodes other than `i`.
+    pub fn others(&self, i: usize) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&j| j != i && self.nodes[j].is_running())
+            .collect()
+    }
+
+    /// Every node's log, for a failure message.
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("----- node {} -----\n{}", n.id, n.log()))
+            .collect()
+    }
+}
