@@ -1,1 +1,73 @@
-fn main() {}
+//! `sluice-agent --config FILE`: runs the agent until SIGTERM or SIGINT.
+//!
+//! Exit status: 0 after a clean shutdown, 64 (`EX_USAGE`) for a bad config (systemd's unit
+//! does not restart on it), 1 when the agent cannot start (listener, data directory).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use sluice_agent::config::AgentConfig;
+use tokio_util::sync::CancellationToken;
+
+/// The Sluice agent: owns this server's Docker daemon and port table.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// The TOML configuration file.
+    #[arg(long, env = "SLUICE_AGENT_CONFIG")]
+    config: PathBuf,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter);
+    if args.log_json {
+        fmt.json().init();
+    } else {
+        fmt.init();
+    }
+    let config = match AgentConfig::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sluice-agent: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let shutdown = CancellationToken::new();
+        let running = match sluice_agent::build(config, shutdown.clone()).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("sluice-agent: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            shutdown.cancel();
+        });
+        running.wait().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

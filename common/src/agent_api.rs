@@ -54,6 +54,71 @@ pub struct DeployRequest {
     /// Resource limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Run privileged. Refused unless the agent's policy allows it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub privileged: bool,
+    /// Docker network mode (`bridge` when absent). `host` is refused unless the agent's
+    /// policy allows it; `container:<id>` is always refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_mode: Option<String>,
+    /// PID namespace mode; only `host` exists, refused unless the agent's policy allows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_mode: Option<String>,
+    /// Linux capabilities to add. Refused unless the agent's policy allows it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    /// Mounts, Docker `-v` syntax: `source:/target[:ro]`. A named volume source is always
+    /// allowed; a host path source (starting with `/`) only if the agent's policy allows it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// `DELETE /agent/v1/services/{service}`: stop and remove every container of the service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveServiceRequest {
+    /// The lock the coordinator holds for this service.
+    pub fence: FenceClaim,
+}
+
+/// The answer to `DELETE /agent/v1/services/{service}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovedService {
+    /// The service.
+    pub service: ServiceName,
+    /// Ids of the containers removed.
+    pub removed: Vec<String>,
+}
+
+/// `GET /agent/v1/images/{image}`: is the image present locally?
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageCheck {
+    /// The image asked about.
+    pub image: ImageRef,
+    /// Whether the local daemon has it.
+    pub present: bool,
+    /// Docker's image id, when present.
+    pub id: Option<String>,
+}
+
+/// `GET /agent/v1/fence/{key}`: the highest token the agent has seen for a lock key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FenceView {
+    /// The lock key.
+    pub key: crate::names::LockKey,
+    /// The highest token seen, if any.
+    pub highest: Option<crate::locks::FencingToken>,
+}
+
+/// `GET /agent/v1/services`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceList {
+    /// Every service with a container on this server, by name.
+    pub services: Vec<ServiceStatus>,
 }
 
 /// `PUT /agent/v1/operations/{operation_id}/rollback`: switch `service` back to the kept
@@ -145,6 +210,15 @@ pub struct OperationView {
     pub started_at: Timestamp,
     /// When it finished.
     pub finished_at: Option<Timestamp>,
+    /// The container the operation started (deploy) or switched to (rollback).
+    #[serde(default)]
+    pub container: Option<String>,
+    /// The container that served before, kept for rollback.
+    #[serde(default)]
+    pub previous_container: Option<String>,
+    /// How many times the agent restarted while this operation ran and resumed it.
+    #[serde(default)]
+    pub resumed: u32,
 }
 
 /// `GET /agent/v1/ports/{port}`: is the port bound on the host?
@@ -184,6 +258,15 @@ pub struct ContainerView {
     pub state: String,
     /// Whether it is the one serving (running).
     pub current: bool,
+    /// Whether it is the stopped container kept for an instant rollback.
+    #[serde(default)]
+    pub previous: bool,
+    /// The host port it publishes, if any.
+    #[serde(default)]
+    pub host_port: Option<u16>,
+    /// Its exit code, when it has exited.
+    #[serde(default)]
+    pub exit_code: Option<i64>,
 }
 
 /// `GET /agent/v1/services/{service}`.

@@ -7,6 +7,8 @@
 //! # Layout
 //! - [`cluster`]: real coordinator processes (spawn, kill -9, restart, find the leader).
 //! - [`eventually`]: `assert_eventually!`-style polling with a deadline.
+//! - [`testapp_image`]: builds the `sluice-testapp` Docker images the tests deploy.
 
 pub mod cluster;
 pub mod eventually;
+pub mod testapp_image;

@@ -1,0 +1,188 @@
+//! # sluice-agent
+//!
+//! The agent owns one server's Docker daemon and port table. It replaces SSH: the only way
+//! Sluice touches a server is through this small, strict API, fenced by lock tokens and
+//! idempotent by operation id, and every operation survives an agent restart.
+//!
+//! # Layout
+//! - [`config`]: the TOML configuration.
+//! - [`store`]: the sled database (versioned values); [`fence`]: the highest token per lock.
+//! - [`ops`]: the operation table (admission, persistence, long-poll);
+//!   [`recreate`]: the runner of deploys and rollbacks; [`health`]: health checks.
+//! - [`docker`]: bollard, reachability, labels; [`events`]: Docker's event stream.
+//! - [`ports`]: the host port table and bind probes; [`policy`]: the container policy.
+//! - [`api`]: the HTTP API; [`register`]: registration and heartbeats to coordinators.
+//!
+//! [`build`] binds the listener and starts everything; [`Running::wait`] returns once a
+//! shutdown (the token passed to `build`) has drained.
+
+pub mod api;
+pub mod config;
+pub mod docker;
+pub mod events;
+pub mod fence;
+pub mod health;
+pub mod ops;
+pub mod policy;
+pub mod ports;
+pub mod recreate;
+pub mod register;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::AgentConfig;
+use crate::docker::Docker;
+use crate::ops::Operations;
+use crate::store::{Store, StoreError};
+
+/// The agent's version, reported to coordinators.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Everything the agent's tasks share.
+#[derive(Debug)]
+pub struct Agent {
+    /// The configuration.
+    pub config: AgentConfig,
+    /// The Docker daemon.
+    pub docker: Docker,
+    /// Operations and the fence.
+    pub ops: Operations,
+    /// The HTTP client for health probes.
+    pub probe_client: reqwest::Client,
+    /// Flipped on shutdown.
+    pub cancel: CancellationToken,
+    /// Operation runners and background tasks, joined on shutdown.
+    pub tasks: TaskTracker,
+    /// The address coordinators should dial.
+    pub advertise: String,
+    /// Poked when a managed container changes state (the heartbeat goes out early).
+    pub state_changed: tokio::sync::Notify,
+}
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The data directory could not be opened.
+    #[error("cannot open the data directory: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// A started agent.
+#[derive(Debug)]
+pub struct Running {
+    /// The bound API address.
+    pub addr: SocketAddr,
+    agent: Arc<Agent>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// How long shutdown waits for tasks to stop.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// Opens the store, binds the API listener, resumes interrupted operations and starts the
+/// background tasks. `shutdown` stops it all.
+pub async fn build(
+    config: AgentConfig,
+    shutdown: CancellationToken,
+) -> Result<Running, StartError> {
+    let store = Store::open(&config.data_dir)?;
+    let ops = Operations::open(store)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let agent = Arc::new(Agent {
+        docker: Docker::new(config.docker_socket.clone(), config.name.clone()),
+        advertise: config.advertise.clone().unwrap_or_else(|| addr.to_string()),
+        config,
+        ops,
+        probe_client: health::probe_client(),
+        cancel: shutdown,
+        tasks: TaskTracker::new(),
+        state_changed: tokio::sync::Notify::new(),
+    });
+    // First contact with Docker before resuming, so resumed runners see a connection.
+    if let Err(e) = agent.docker.refresh().await {
+        tracing::warn!(error = %e, "docker is not reachable yet; retrying in the background");
+    }
+    {
+        let a = agent.clone();
+        agent
+            .tasks
+            .spawn(async move { a.docker.monitor(a.cancel.clone()).await });
+        let a = agent.clone();
+        agent.tasks.spawn(events::follow(a));
+        let a = agent.clone();
+        agent.tasks.spawn(register::run(a));
+    }
+    for cell in agent.ops.resume_running()? {
+        recreate::resume(agent.clone(), cell);
+    }
+    let router = api::router(agent.clone());
+    let cancel = agent.cancel.clone();
+    let server = tokio::spawn(async move {
+        let r = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { cancel.cancelled().await })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "API server failed");
+        }
+    });
+    tracing::info!(%addr, server = %agent.config.name, "agent listening");
+    Ok(Running {
+        addr,
+        agent,
+        server,
+    })
+}
+
+impl Running {
+    /// Waits for shutdown (the token given to [`build`]) and drains: the API stops, running
+    /// operations stop at their next step (their records say where; the next start resumes
+    /// them), background tasks end; all within a grace period.
+    pub async fn wait(self) {
+        self.agent.cancel.cancelled().await;
+        self.agent.tasks.close();
+        let drained = tokio::time::timeout(GRACE, async {
+            let _ = self.server.await;
+            self.agent.tasks.wait().await;
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("shutdown grace period elapsed with tasks still running");
+        }
+        if let Err(e) = self.agent.ops.store().flush() {
+            tracing::error!(error = %e, "final flush failed");
+        }
+    }
+
+    /// The shared agent state (for in-process tests).
+    pub fn agent(&self) -> &Arc<Agent> {
+        &self.agent
+    }
+}
+
+/// Now, as the wire's timestamp.
+pub fn now() -> sluice_common::time::Timestamp {
+    sluice_common::time::Timestamp::from_system(std::time::SystemTime::now())
+}

@@ -1,0 +1,370 @@
+//! Operations: deploys and rollbacks, keyed by id, persisted, resumable.
+//!
+//! An operation is admitted once (fence judged, record persisted, runner spawned — all under
+//! the fence lock) and from then on is only ever changed by its runner through
+//! [`OpCell::update`], which persists every change before anyone can observe it. A repeated
+//! request with the same id and body gets the existing operation; the same id with another
+//! body is refused. Running operations stay in memory (`live`) so long-polls can wait on them;
+//! finished ones are read back from the store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sluice_common::agent_api::{
+    DeployRequest, OperationKind, OperationState, OperationView, RollbackRequest, StepView,
+};
+use sluice_common::fence::FenceClaim;
+use sluice_common::names::ServiceName;
+use sluice_common::time::Timestamp;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::fence::{Admit, FenceTable};
+use crate::store::{Store, StoreError};
+
+/// What was asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpRequest {
+    /// A recreate deploy.
+    Deploy(Box<DeployRequest>),
+    /// A switch back to the kept previous container.
+    Rollback(RollbackRequest),
+}
+
+impl OpRequest {
+    /// The claim it carries.
+    pub fn fence(&self) -> &FenceClaim {
+        match self {
+            Self::Deploy(r) => &r.fence,
+            Self::Rollback(r) => &r.fence,
+        }
+    }
+
+    /// The service it is for.
+    pub fn service(&self) -> &ServiceName {
+        match self {
+            Self::Deploy(r) => &r.service,
+            Self::Rollback(r) => &r.service,
+        }
+    }
+
+    /// Equal apart from the fence token: a retry (perhaps re-fenced by a new leader) of the
+    /// same operation.
+    fn same_operation(&self, other: &Self) -> bool {
+        let mut a = self.clone();
+        let mut b = other.clone();
+        for r in [&mut a, &mut b] {
+            match r {
+                Self::Deploy(d) => d.fence.token = Default::default(),
+                Self::Rollback(d) => d.fence.token = Default::default(),
+            }
+        }
+        a == b && self.fence().key == other.fence().key
+    }
+}
+
+/// How far the runner got; persisted before each step that changes Docker, so a restarted
+/// agent knows what may have happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Nothing changed on the host yet (image pull, container creation are harmless).
+    Start,
+    /// The old container is being stopped and the new one started.
+    Switching,
+    /// The new container was started; its health is being checked.
+    Started,
+    /// The new container failed; the previous one is being restored.
+    RollingBack,
+    /// Finished.
+    Done,
+}
+
+/// An operation as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpRecord {
+    /// What the API shows.
+    pub view: OperationView,
+    /// What was asked (environment values included: never log it).
+    pub request: OpRequest,
+    /// How far the runner got.
+    pub stage: Stage,
+    /// Whether `view.previous_container` was serving when the operation began (only then is
+    /// it restarted on failure).
+    pub previous_was_running: bool,
+}
+
+impl OpRecord {
+    /// A new record for `request`.
+    pub fn new(id: Uuid, request: OpRequest, now: Timestamp) -> Self {
+        let (kind, image) = match &request {
+            OpRequest::Deploy(d) => (OperationKind::Deploy, Some(d.image.clone())),
+            OpRequest::Rollback(_) => (OperationKind::Rollback, None),
+        };
+        Self {
+            view: OperationView {
+                id,
+                kind,
+                service: request.service().clone(),
+                image,
+                state: OperationState::Running,
+                phase: "accepted".into(),
+                steps: Vec::new(),
+                log_tail: None,
+                error: None,
+                fence: request.fence().clone(),
+                started_at: now,
+                finished_at: None,
+                container: None,
+                previous_container: None,
+                resumed: 0,
+            },
+            request,
+            stage: Stage::Start,
+            previous_was_running: false,
+        }
+    }
+
+    /// Starts a step (and makes it the phase).
+    pub fn begin(&mut self, name: &str) {
+        self.view.phase = name.to_string();
+        self.view.steps.push(StepView {
+            name: name.to_string(),
+            started_at: crate::now(),
+            finished_at: None,
+            ok: None,
+            detail: String::new(),
+        });
+    }
+
+    /// Ends the current step.
+    pub fn end(&mut self, ok: bool, detail: impl Into<String>) {
+        if let Some(s) = self.view.steps.last_mut().filter(|s| s.ok.is_none()) {
+            s.finished_at = Some(crate::now());
+            s.ok = Some(ok);
+            s.detail = detail.into();
+        }
+    }
+
+    /// Finishes the operation.
+    pub fn finish(&mut self, state: OperationState, phase: &str) {
+        self.end(state != OperationState::Failed, "");
+        self.view.state = state;
+        self.view.phase = phase.to_string();
+        self.view.finished_at = Some(crate::now());
+        self.stage = Stage::Done;
+    }
+}
+
+/// Why a request was not admitted.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    /// A lower token than one seen.
+    #[error(transparent)]
+    Stale(#[from] sluice_common::fence::StaleToken),
+    /// The id exists with a different request.
+    #[error("operation {0} exists with a different request")]
+    Reused(Uuid),
+    /// Another operation is running for the service.
+    #[error("operation {running} is still running for service {service}")]
+    Busy {
+        /// The service.
+        service: ServiceName,
+        /// The running operation.
+        running: Uuid,
+    },
+    /// Persisting failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A running operation: its record plus a change signal for long-polls.
+#[derive(Debug)]
+pub struct OpCell {
+    rec: Mutex<OpRecord>,
+    store: Store,
+    changed: watch::Sender<u64>,
+}
+
+impl OpCell {
+    /// A copy of the record.
+    pub fn record(&self) -> OpRecord {
+        self.rec.lock().expect("poisoned").clone()
+    }
+
+    /// Whether it is still running, for `service`.
+    fn is_running_for(&self, service: &ServiceName) -> bool {
+        let r = self.rec.lock().expect("poisoned");
+        r.view.state == OperationState::Running && r.view.service == *service
+    }
+
+    /// The view.
+    pub fn view(&self) -> OperationView {
+        self.rec.lock().expect("poisoned").view.clone()
+    }
+
+    /// Changes the record, persists it durably, and wakes long-polls.
+    pub fn update(&self, f: impl FnOnce(&mut OpRecord)) -> Result<(), StoreError> {
+        let rec = {
+            let mut rec = self.rec.lock().expect("poisoned");
+            f(&mut rec);
+            rec.clone()
+        };
+        let r = self.store.commit(None, Some(&rec));
+        self.changed.send_modify(|n| *n += 1);
+        r
+    }
+
+    /// Waits until the state differs from `from` or `wait` elapses.
+    pub async fn wait_state_change(&self, from: OperationState, wait: Duration) {
+        let mut rx = self.changed.subscribe();
+        let _ = tokio::time::timeout(wait, async {
+            while self.view().state == from {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// The operation table.
+#[derive(Debug)]
+pub struct Operations {
+    store: Store,
+    fence: FenceTable,
+    live: Mutex<HashMap<Uuid, Arc<OpCell>>>,
+}
+
+impl Operations {
+    /// The table over `store`, with the fence loaded from it.
+    pub fn open(store: Store) -> Result<Self, StoreError> {
+        Ok(Self {
+            fence: FenceTable::new(store.load_fence()?),
+            store,
+            live: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The fence.
+    pub fn fence(&self) -> &FenceTable {
+        &self.fence
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn cell(&self, rec: OpRecord) -> Arc<OpCell> {
+        Arc::new(OpCell {
+            rec: Mutex::new(rec),
+            store: self.store.clone(),
+            changed: watch::channel(0).0,
+        })
+    }
+
+    /// Admits `request` as operation `id`. Returns the operation and, when it is new, the
+    /// cell its runner must drive.
+    pub fn admit(
+        &self,
+        id: Uuid,
+        request: OpRequest,
+    ) -> Result<(OperationView, Option<Arc<OpCell>>), AdmitError> {
+        let claim = request.fence().clone();
+        self.fence
+            .admit_with(&claim, |advance| {
+                let existing = match self.live.lock().expect("poisoned").get(&id) {
+                    Some(c) => Some(c.record()),
+                    None => self.store.get_op(id)?,
+                };
+                if let Some(rec) = existing {
+                    if !rec.request.same_operation(&request) {
+                        return Err(AdmitError::Reused(id));
+                    }
+                    // A retry, perhaps re-fenced with a higher token: persist the fence.
+                    self.store.commit(advance, None)?;
+                    return Ok((rec.view, None));
+                }
+                let mut live = self.live.lock().expect("poisoned");
+                if let Some(c) = live.values().find(|c| c.is_running_for(request.service())) {
+                    return Err(AdmitError::Busy {
+                        service: request.service().clone(),
+                        running: c.view().id,
+                    });
+                }
+                let rec = OpRecord::new(id, request, crate::now());
+                self.store.commit(advance, Some(&rec))?;
+                let cell = self.cell(rec.clone());
+                live.insert(id, cell.clone());
+                Ok((rec.view, Some(cell)))
+            })
+            .map_err(|e| match e {
+                Admit::Stale(s) => AdmitError::Stale(s),
+                Admit::Refused(e) => e,
+            })
+    }
+
+    /// Judges a fenced request that is not an operation (removing a service): refused while
+    /// an operation runs for the service, else the fence is advanced and persisted.
+    pub fn admit_plain(&self, claim: &FenceClaim, service: &ServiceName) -> Result<(), AdmitError> {
+        self.fence
+            .admit_with(claim, |advance| {
+                if let Some(c) = self
+                    .live
+                    .lock()
+                    .expect("poisoned")
+                    .values()
+                    .find(|c| c.is_running_for(service))
+                {
+                    return Err(AdmitError::Busy {
+                        service: service.clone(),
+                        running: c.view().id,
+                    });
+                }
+                self.store.commit(advance, None)?;
+                Ok(())
+            })
+            .map_err(|e| match e {
+                Admit::Stale(s) => AdmitError::Stale(s),
+                Admit::Refused(e) => e,
+            })
+    }
+
+    /// The live cell of a running operation.
+    pub fn live(&self, id: Uuid) -> Option<Arc<OpCell>> {
+        self.live.lock().expect("poisoned").get(&id).cloned()
+    }
+
+    /// An operation's view, live or stored.
+    pub fn get(&self, id: Uuid) -> Result<Option<OperationView>, StoreError> {
+        if let Some(c) = self.live(id) {
+            return Ok(Some(c.view()));
+        }
+        Ok(self.store.get_op(id)?.map(|r| r.view))
+    }
+
+    /// Drops a finished operation from memory (its record stays stored).
+    pub fn retire(&self, id: Uuid) {
+        self.live.lock().expect("poisoned").remove(&id);
+    }
+
+    /// On start: every operation left running by a previous agent process, made live again
+    /// for its runner to resume.
+    pub fn resume_running(&self) -> Result<Vec<Arc<OpCell>>, StoreError> {
+        let mut out = Vec::new();
+        let mut live = self.live.lock().expect("poisoned");
+        for rec in self.store.all_ops()? {
+            if rec.view.state == OperationState::Running {
+                let cell = self.cell(rec);
+                live.insert(cell.view().id, cell.clone());
+                out.push(cell);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,124 @@
+//! Registration with the coordinators and heartbeats.
+//!
+//! On start the agent POSTs an [`AgentRegistration`] to `/v1/agents/register` on one of its
+//! configured coordinators (trying each in turn, with backoff), then an [`AgentHeartbeat`] to
+//! `/v1/agents/{server}/heartbeat` every `heartbeat_interval` (sooner when a container
+//! changes state). Any 2xx is success (a follower may answer for the leader). A coordinator
+//! that answers a heartbeat with 404 has forgotten the agent: it registers again. Failing
+//! to reach coordinators is logged, never fatal: the agent keeps serving its API.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_common::agent_api::{AgentHeartbeat, AgentRegistration};
+
+use crate::Agent;
+
+/// The HTTP client for talking to coordinators. Plain HTTP today; mutual TLS is configured
+/// here, and only here, when it arrives.
+pub fn coordinator_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("static client config")
+}
+
+/// Runs until shutdown; returns at once if no coordinator is configured.
+pub async fn run(agent: Arc<Agent>) {
+    if agent.config.coordinators.is_empty() {
+        tracing::info!("no coordinators configured; running standalone");
+        return;
+    }
+    let client = coordinator_client();
+    let addrs = agent.config.coordinators.clone();
+    let mut at = 0usize;
+    'register: loop {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let reg = registration(&agent).await;
+            let url = format!("http://{}/v1/agents/register", addrs[at % addrs.len()]);
+            match client.post(&url).json(&reg).send().await {
+                Ok(r) if r.status().is_success() => {
+                    tracing::info!(coordinator = %addrs[at % addrs.len()], "registered");
+                    break;
+                }
+                Ok(r) => tracing::warn!(%url, status = %r.status(), "registration refused"),
+                Err(e) => tracing::debug!(%url, error = %e, "coordinator unreachable"),
+            }
+            at += 1;
+            tokio::select! {
+                _ = agent.cancel.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+        let mut failures = 0u32;
+        loop {
+            tokio::select! {
+                _ = agent.cancel.cancelled() => return,
+                _ = tokio::time::sleep(agent.config.heartbeat_interval.get()) => {}
+                _ = agent.state_changed.notified() => {}
+            }
+            let hb = heartbeat(&agent).await;
+            let url = format!(
+                "http://{}/v1/agents/{}/heartbeat",
+                addrs[at % addrs.len()],
+                agent.config.name
+            );
+            match client.post(&url).json(&hb).send().await {
+                Ok(r) if r.status().is_success() => failures = 0,
+                Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
+                    tracing::info!("coordinator does not know this agent; registering again");
+                    continue 'register;
+                }
+                Ok(r) => {
+                    failures += 1;
+                    tracing::warn!(%url, status = %r.status(), "heartbeat refused");
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::debug!(%url, error = %e, "heartbeat failed");
+                }
+            }
+            if failures >= 2 {
+                // Try the next coordinator, and register there in case it never saw us.
+                at += 1;
+                tracing::warn!(coordinator = %addrs[at % addrs.len()], "switching coordinator");
+                continue 'register;
+            }
+        }
+    }
+}
+
+async fn registration(agent: &Agent) -> AgentRegistration {
+    AgentRegistration {
+        server: agent.config.name.clone(),
+        agent_addr: agent.advertise.clone(),
+        labels: agent.config.labels.clone(),
+        port_range: agent.config.port_range,
+        docker_version: agent.docker.reachability().version,
+        agent_version: crate::VERSION.to_string(),
+    }
+}
+
+/// The current heartbeat.
+pub async fn heartbeat(agent: &Agent) -> AgentHeartbeat {
+    let range = agent.config.port_range;
+    let bound_ports = tokio::task::spawn_blocking(move || crate::ports::listening_in(range))
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let containers_running = match agent.docker.all_containers().await {
+        Ok(list) => list.iter().filter(|(_, c)| c.running).count() as u32,
+        Err(_) => 0,
+    };
+    AgentHeartbeat {
+        server: agent.config.name.clone(),
+        docker_reachable: agent.docker.reachability().reachable,
+        bound_ports,
+        containers_running,
+    }
+}

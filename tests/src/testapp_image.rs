@@ -1,0 +1,159 @@
+//! The test workload's Docker images, built locally (there is no registry).
+//!
+//! [`ensure_test_images`] builds `sluice-testapp` as a static binary and wraps it in
+//! `FROM scratch` images:
+//!
+//! | tag | environment |
+//! |---|---|
+//! | `sluice-testapp:v1` | `TESTAPP_VERSION=v1` |
+//! | `sluice-testapp:v2` | `TESTAPP_VERSION=v2` |
+//! | `sluice-testapp:broken` | `TESTAPP_VERSION=broken`, `TESTAPP_HEALTH=fail` |
+//! | `sluice-testapp:hc` | `TESTAPP_VERSION=hc` and a Docker `HEALTHCHECK` (`--probe`) |
+//!
+//! Every image carries the label `sluice.testapp.hash` (a hash of the binary); an image whose
+//! label matches the binary just built is not rebuilt. A process builds at most once, and
+//! processes (parallel test binaries) serialise on a lock file in the target directory.
+
+use std::hash::Hasher;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use anyhow::{bail, Context};
+
+/// The image repository.
+pub const REPOSITORY: &str = "sluice-testapp";
+
+/// `(tag, extra Dockerfile lines)` of every test image.
+const TAGS: &[(&str, &str)] = &[
+    ("v1", "ENV TESTAPP_VERSION=v1\n"),
+    ("v2", "ENV TESTAPP_VERSION=v2\n"),
+    (
+        "broken",
+        "ENV TESTAPP_VERSION=broken TESTAPP_HEALTH=fail\n",
+    ),
+    (
+        "hc",
+        "ENV TESTAPP_VERSION=hc\nHEALTHCHECK --interval=1s --timeout=2s --retries=3 CMD [\"/testapp\", \"--probe\"]\n",
+    ),
+];
+
+/// `sluice-testapp:<tag>`.
+pub fn image(tag: &str) -> String {
+    format!("{REPOSITORY}:{tag}")
+}
+
+/// Builds the test images unless they are already there for the current binary.
+pub fn ensure_test_images() -> anyhow::Result<()> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| build_all().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+fn build_all() -> anyhow::Result<()> {
+    let root = workspace_root();
+    // A target directory of its own: the static-linking RUSTFLAGS would otherwise invalidate
+    // the host build, and the outer `cargo test` may still hold the main directory's lock.
+    let target_dir = root.join("target").join("testapp");
+    std::fs::create_dir_all(&target_dir)?;
+    let lock = std::fs::File::create(target_dir.join("images.lock"))?;
+    lock.lock().context("locking the test image lock file")?;
+
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let triple = "x86_64-unknown-linux-gnu";
+    let out = Command::new(&cargo)
+        .current_dir(&root)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "sluice-testapp",
+            "--target",
+            triple,
+        ])
+        .output()
+        .context("running cargo to build sluice-testapp")?;
+    if !out.status.success() {
+        bail!(
+            "building sluice-testapp failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let bin = target_dir.join(triple).join("debug").join("sluice-testapp");
+    let bytes = std::fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    h.write(&bytes);
+    let hash = format!("{:016x}-{}", h.finish(), bytes.len());
+
+    let ctx = target_dir.join("docker-context");
+    std::fs::create_dir_all(&ctx)?;
+    std::fs::copy(&bin, ctx.join("testapp"))?;
+    for (tag, extra) in TAGS {
+        let name = image(tag);
+        if image_hash(&name).as_deref() == Some(hash.as_str()) {
+            continue;
+        }
+        let dockerfile = format!(
+            "FROM scratch\nCOPY testapp /testapp\n{extra}LABEL sluice.testapp.hash={hash}\nEXPOSE 8080\nENTRYPOINT [\"/testapp\"]\n"
+        );
+        let file = ctx.join(format!("Dockerfile.{tag}"));
+        std::fs::write(&file, dockerfile)?;
+        let out = Command::new("docker")
+            .arg("build")
+            .arg("--quiet")
+            .arg("-t")
+            .arg(&name)
+            .arg("-f")
+            .arg(&file)
+            .arg(&ctx)
+            .output()
+            .context("running docker build")?;
+        if !out.status.success() {
+            bail!(
+                "docker build {name} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn image_hash(name: &str) -> Option<String> {
+    let out = Command::new("docker")
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{index .Config.Labels \"sluice.testapp.hash\"}}",
+            name,
+        ])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_the_images_idempotently() {
+        ensure_test_images().unwrap();
+        let a = image_hash(&image("v1")).expect("v1 exists");
+        build_all().unwrap();
+        assert_eq!(image_hash(&image("v1")).unwrap(), a);
+        assert!(image_hash(&image("broken")).is_some());
+    }
+}
