@@ -182,11 +182,24 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let v = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let mut path = e.path().to_string();
         let msg = e.into_inner().to_string();
+        // serde names a missing field in the message, with the path of its parent.
+        if let Some(rest) = msg.strip_prefix("missing field `") {
+            let name = rest.split('`').next().unwrap_or("");
+            path = match path.as_str() {
+                "." | "?" => name.to_string(),
+                parent => format!("{parent}.{name}"),
+            };
+        }
         if path == "." || path == "?" {
             path = "body".into();
         }
         // Drop serde's "at line 1 column 9": the field says where.
-        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        let mut msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        // serde quotes offending values; environment values may be secrets.
+        if path.starts_with("env.") && !msg.starts_with("invalid environment variable name") {
+            msg = "must be a string (the value is not shown: environment values may be secret)"
+                .into();
+        }
         invalid(&path, msg)
     })?;
     de.end().map_err(|e| invalid("body", e.to_string()))?;
@@ -474,6 +487,15 @@ mod tests {
         assert_eq!(e.0.errors[0].field, "force");
         let e = parse_json::<RemoveServiceRequest>(br#"{"fence":{"key":"service/a","token":"x"}}"#)
             .unwrap_err();
+        assert_eq!(e.0.errors[0].field, "fence.token");
+        let e = parse_json::<DeployRequest>(
+            br#"{"fence":{"key":"service/a","token":1},"service":"a","image":"a:1","container_port":1,"host_port":2,"health":{"kind":"none"},"env":{"TOKEN":918273645}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.0.errors[0].field, "env.TOKEN");
+        assert!(!e.0.to_string().contains("918273645"), "{}", e.0);
+        let e =
+            parse_json::<RemoveServiceRequest>(br#"{"fence":{"key":"service/a"}}"#).unwrap_err();
         assert_eq!(e.0.errors[0].field, "fence.token");
         let e = parse_json::<RemoveServiceRequest>(b"{").unwrap_err();
         assert_eq!(e.0.errors[0].field, "body");

@@ -93,8 +93,13 @@ pub struct Agent {
 
 /// The default config for a test agent named `name` (extra TOML appended).
 pub fn config_text(name: &str, dir: &std::path::Path, extra: &str) -> String {
+    let range = if extra.contains("port_range") {
+        ""
+    } else {
+        "port_range = \"1024-65535\"\n"
+    };
     format!(
-        "name = \"{name}\"\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nport_range = \"1024-65535\"\nstop_grace = \"5s\"\n{extra}\n",
+        "name = \"{name}\"\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{range}stop_grace = \"5s\"\n{extra}\n",
         dir.join("data").display()
     )
 }
