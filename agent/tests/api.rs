@@ -12,6 +12,17 @@ use serde_json::{json, Value};
 use sluice_tests::eventually::eventually;
 use support::*;
 
+/// method, path, content type, body, expected status, code, and first invalid field.
+type Case<'a> = (
+    reqwest::Method,
+    String,
+    Option<&'a str>,
+    Vec<u8>,
+    u16,
+    &'a str,
+    Option<&'a str>,
+);
+
 async fn raw(
     agent: &Agent,
     method: reqwest::Method,
@@ -45,15 +56,7 @@ async fn bad_inputs_are_4xx_problems_with_stable_codes() {
     let put = reqwest::Method::PUT;
     let get = reqwest::Method::GET;
 
-    let cases: Vec<(
-        reqwest::Method,
-        String,
-        Option<&str>,
-        Vec<u8>,
-        u16,
-        &str,
-        Option<&str>,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         (
             put.clone(),
             op.clone(),

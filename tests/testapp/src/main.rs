@@ -82,8 +82,12 @@ fn handle(mut s: TcpStream, version: &str, healthy: bool) {
             Ok(n) => got.extend_from_slice(&buf[..n]),
         }
     }
-    let line = String::from_utf8_lossy(&got);
-    let path = line.split_whitespace().nth(1).unwrap_or("/");
+    let _ = s.write_all(respond(&String::from_utf8_lossy(&got), version, healthy).as_bytes());
+}
+
+/// The whole HTTP/1.0 response to a request head.
+fn respond(head: &str, version: &str, healthy: bool) -> String {
+    let path = head.split_whitespace().nth(1).unwrap_or("/");
     let (status, body) = match path {
         "/health" if healthy => ("200 OK", "ok\n".to_string()),
         "/health" => (
@@ -94,11 +98,10 @@ fn handle(mut s: TcpStream, version: &str, healthy: bool) {
         "/" => ("200 OK", format!("sluice-testapp {version}\n")),
         _ => ("404 Not Found", "not found\n".to_string()),
     };
-    let resp = format!(
+    format!(
         "HTTP/1.0 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
-    );
-    let _ = s.write_all(resp.as_bytes());
+    )
 }
 
 fn main() {
@@ -135,5 +138,20 @@ fn main() {
     for conn in listener.incoming().flatten() {
         let v = version.clone();
         std::thread::spawn(move || handle(conn, &v, healthy));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::respond;
+
+    #[test]
+    fn answers_health_and_version() {
+        let r = respond("GET /version HTTP/1.1\r\n\r\n", "v7", true);
+        assert!(r.starts_with("HTTP/1.0 200 OK"));
+        assert!(r.ends_with("\r\n\r\nv7\n"));
+        assert!(respond("GET /health HTTP/1.1", "v7", true).starts_with("HTTP/1.0 200"));
+        assert!(respond("GET /health HTTP/1.1", "v7", false).starts_with("HTTP/1.0 500"));
+        assert!(respond("GET /nope HTTP/1.1", "v7", true).starts_with("HTTP/1.0 404"));
     }
 }
