@@ -44,19 +44,21 @@ pub async fn acquire(
     let deadline = Instant::now() + wait;
     let mut applied = app.node.applied_watch();
     loop {
-        // Skip a pointless proposal while this node already sees a live holder.
+        // While this node sees a live holder and there is time left, wait instead of
+        // proposing entries that would be refused. This node may lag the leader, so it never
+        // answers 409 from its own view: the final word is always a proposal.
         let now = Timestamp::from_system(SystemTime::now());
-        let live = app.node.read(|a| {
+        let seen = app.node.read(|a| {
             a.state
                 .locks
                 .get(&key, a.state.clock.now().max(now))
                 .cloned()
         });
-        let outcome = match live {
-            Some(lease) => Err(LockError::Held {
+        let outcome = match seen {
+            Some(lease) if Instant::now() < deadline => Err(LockError::Held {
                 lease: Box::new(lease),
             }),
-            None => {
+            _ => {
                 let r = app
                     .node
                     .propose(Command::AcquireLock {
