@@ -211,6 +211,9 @@ pub struct ClusterStatus {
     pub applied: Option<u64>,
     /// Index of the last snapshot.
     pub snapshot: Option<u64>,
+    /// Index of the last log entry purged (entries up to it exist only in snapshots).
+    #[serde(default)]
+    pub purged: Option<u64>,
     /// Members.
     pub members: Vec<ClusterMember>,
 }

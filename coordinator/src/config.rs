@@ -106,6 +106,10 @@ pub struct RaftConfig {
     /// Build a snapshot (and purge the log behind it) every this many entries. Default 5000.
     #[serde(default = "default_snapshot_every")]
     pub snapshot_every: u64,
+    /// Log entries kept behind the latest snapshot, so a briefly lagging follower catches
+    /// up from the log instead of a full snapshot. Default 500.
+    #[serde(default = "default_logs_to_keep")]
+    pub logs_to_keep: u64,
 }
 
 /// Agent liveness.
@@ -135,6 +139,9 @@ fn default_election_max() -> DurationSpec {
 fn default_snapshot_every() -> u64 {
     5000
 }
+fn default_logs_to_keep() -> u64 {
+    500
+}
 fn default_agent_timeout() -> DurationSpec {
     DurationSpec::secs(10)
 }
@@ -146,6 +153,7 @@ impl Default for RaftConfig {
             election_timeout_min: default_election_min(),
             election_timeout_max: default_election_max(),
             snapshot_every: default_snapshot_every(),
+            logs_to_keep: default_logs_to_keep(),
         }
     }
 }

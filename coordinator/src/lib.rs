@@ -104,7 +104,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         election_timeout_max: r.election_timeout_max.get().as_millis() as u64,
         install_snapshot_timeout: 5_000,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(r.snapshot_every),
-        max_in_snapshot_log_to_keep: 500,
+        max_in_snapshot_log_to_keep: r.logs_to_keep,
         snapshot_max_chunk_size: 4 * 1024 * 1024,
         ..Default::default()
     }

@@ -357,6 +357,7 @@ impl Node {
             committed,
             applied: m.last_applied.map(|l| l.index),
             snapshot: m.snapshot.map(|l| l.index),
+            purged: m.purged.map(|l| l.index),
             members,
         }
     }

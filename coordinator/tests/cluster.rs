@@ -258,6 +258,7 @@ async fn ten_clients_allocate_a_thousand_ports_without_duplicates() {
 async fn full_restart_keeps_state_and_a_late_node_catches_up_by_snapshot() {
     let opts = NodeOpts {
         snapshot_every: 50,
+        logs_to_keep: 0,
         ..NodeOpts::default()
     };
     let mut c = Cluster::start(bin(), 3, opts).await;
@@ -289,8 +290,20 @@ async fn full_restart_keeps_state_and_a_late_node_catches_up_by_snapshot() {
         );
     }
 
-    // A node added late gets a snapshot: the leader has purged the early log.
-    let status = c.status(leader).await.unwrap();
+    // A node added late can only get the early state from a snapshot: the leader has
+    // purged the log behind its snapshot.
+    let status = eventually(
+        "the leader to purge its log",
+        Duration::from_secs(10),
+        || async {
+            let st = c.status(leader).await?;
+            match st["purged"].as_u64() {
+                Some(p) if p > 0 => Ok(st),
+                _ => Err(format!("not purged yet: {st}")),
+            }
+        },
+    )
+    .await;
     assert!(
         status["snapshot"].as_u64().is_some(),
         "no snapshot: {status}"

@@ -26,6 +26,8 @@ pub fn free_port() -> u16 {
 pub struct NodeOpts {
     /// `raft.snapshot_every`.
     pub snapshot_every: u64,
+    /// `raft.logs_to_keep`.
+    pub logs_to_keep: u64,
     /// `request_timeout`.
     pub request_timeout: &'static str,
     /// `agents.heartbeat_timeout`.
@@ -36,6 +38,7 @@ impl Default for NodeOpts {
     fn default() -> Self {
         Self {
             snapshot_every: 5000,
+            logs_to_keep: 500,
             request_timeout: "5s",
             agent_timeout: "10s",
         }
@@ -72,8 +75,8 @@ impl Coordinator {
             toml.push_str(&format!("{{ id = {id}, addr = {addr:?} }},"));
         }
         toml.push_str(&format!(
-            "]\n\n[raft]\nsnapshot_every = {}\n\n[agents]\nheartbeat_timeout = {:?}\n",
-            opts.snapshot_every, opts.agent_timeout
+            "]\n\n[raft]\nsnapshot_every = {}\nlogs_to_keep = {}\n\n[agents]\nheartbeat_timeout = {:?}\n",
+            opts.snapshot_every, opts.logs_to_keep, opts.agent_timeout
         ));
         std::fs::write(self.config_path(), toml).expect("write config");
     }
