@@ -218,6 +218,13 @@ impl OpCell {
         r
     }
 
+    /// Sets the phase for progress reports, in memory only (progress is not worth a disk
+    /// flush; the persisted step list says where the operation is).
+    pub fn set_phase(&self, phase: String) {
+        self.rec.lock().expect("poisoned").view.phase = phase;
+        self.changed.send_modify(|n| *n += 1);
+    }
+
     /// Waits until the state differs from `from` or `wait` elapses.
     pub async fn wait_state_change(&self, from: OperationState, wait: Duration) {
         let mut rx = self.changed.subscribe();

@@ -197,13 +197,12 @@ async fn prepare_deploy(agent: &Agent, cell: &OpCell, req: &DeployRequest) -> Re
         if let Some(id) = agent.docker.image_id(&image).await? {
             return Ok(((), format!("present ({id})")));
         }
-        cell.update(|r| r.view.phase = format!("pulling {image}"))?;
+        cell.set_phase(format!("pulling {image}"));
         agent
             .docker
-            .pull(
-                &req.image,
-                |s| tracing::debug!(image = %image, status = s, "pull"),
-            )
+            .pull(&req.image, |status| {
+                cell.set_phase(format!("pulling {image}: {status}"));
+            })
             .await?;
         Ok(((), "pulled".to_string()))
     })
@@ -311,9 +310,7 @@ async fn check(
             target,
             hc,
             &agent.cancel,
-            |p| {
-                let _ = cell.update(|r| r.view.phase = p);
-            },
+            |p| cell.set_phase(p),
         )
         .await;
         match out {

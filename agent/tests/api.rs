@@ -364,7 +364,11 @@ async fn policy_violations_are_refused_and_nothing_is_touched() {
             &op_id(),
             &with(
                 base.clone(),
-                json!({"cap_add": ["NET_ADMIN"], "mounts": ["t-policy-data:/data"]}),
+                json!({
+                    "cap_add": ["NET_ADMIN"],
+                    "mounts": ["t-policy-data:/data"],
+                    "limits": {"memory_bytes": 67108864, "millicpus": 500}
+                }),
             ),
         )
         .await;
@@ -376,6 +380,13 @@ async fn policy_violations_are_refused_and_nothing_is_touched() {
         op["container"].as_str().unwrap(),
     ]);
     assert!(caps.contains("NET_ADMIN"), "{caps}");
+    let limits = docker(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.RestartPolicy.Name}}",
+        op["container"].as_str().unwrap(),
+    ]);
+    assert_eq!(limits, "67108864 500000000 unless-stopped");
     cleanup(&["t-policy"]);
     let _ = Command::new("docker")
         .args(["volume", "rm", "t-policy-data"])
