@@ -405,7 +405,11 @@ async fn operation(
     let wait = wait_param(query)?;
     if let (Some(wait), Some(cell)) = (wait, a.ops.live(id)) {
         let from = cell.view().state;
-        cell.wait_state_change(from, wait).await;
+        tokio::select! {
+            _ = cell.wait_state_change(from, wait) => {}
+            // Shutdown ends long-polls at once instead of holding the drain.
+            _ = a.cancel.cancelled() => {}
+        }
         return Ok(Json(cell.view()));
     }
     match a.ops.get(id) {

@@ -253,7 +253,8 @@ impl Drop for Agent {
 }
 
 /// A deploy request for `service` running `image` on `host_port`, fenced with `token`,
-/// checked by HTTP `/health` every 100 ms.
+/// checked by HTTP `/health` every 100 ms (30 failures tolerated: a loaded CI machine may be
+/// slow to start containers; a broken version still fails within about 3 s).
 pub fn deploy_body(service: &str, image: &str, host_port: u16, token: u64) -> Value {
     json!({
         "fence": {"key": format!("service/{service}"), "token": token},
@@ -262,7 +263,7 @@ pub fn deploy_body(service: &str, image: &str, host_port: u16, token: u64) -> Va
         "container_port": 8080,
         "host_port": host_port,
         "env": {"SECRET_TOKEN": "hunter2"},
-        "health": {"kind": "http", "path": "/health", "interval": "100ms", "timeout": "1s", "retries": 5}
+        "health": {"kind": "http", "path": "/health", "interval": "100ms", "timeout": "1s", "retries": 30}
     })
 }
 
