@@ -313,3 +313,29 @@ pub struct AgentHeartbeat {
     /// Running containers managed by Sluice.
     pub containers_running: u32,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deploy_request_policy_fields_default_off_and_stay_off_the_wire() {
+        let text = r#"{"fence":{"key":"service/api","token":3},"service":"api","image":"app:v1",
+            "container_port":8080,"host_port":20000,"health":{"kind":"none"}}"#;
+        let r: DeployRequest = serde_json::from_str(text).unwrap();
+        assert!(!r.privileged && r.network_mode.is_none() && r.pid_mode.is_none());
+        assert!(r.cap_add.is_empty() && r.mounts.is_empty());
+        let v = serde_json::to_value(&r).unwrap();
+        for k in [
+            "privileged",
+            "network_mode",
+            "pid_mode",
+            "cap_add",
+            "mounts",
+        ] {
+            assert!(v.get(k).is_none(), "{k} is omitted when off");
+        }
+        let bad = text.replace("\"service\":", "\"privileged\":\"yes\",\"service\":");
+        assert!(serde_json::from_str::<DeployRequest>(&bad).is_err());
+    }
+}
