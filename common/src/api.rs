@@ -367,7 +367,65 @@ pub struct TransitionView {
     pub reason: String,
 }
 
-/// A deployment as the API shows it (secrets redacted).
+/// One pre-flight check's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// Which check: `agent_reachable`, `server_allowed`, `port_available`, `image_exists`.
+    pub check: String,
+    /// The server it ran against.
+    pub server: ServerName,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What it found.
+    pub detail: String,
+    /// How long it took.
+    pub duration_ms: u64,
+}
+
+/// Where one target server stands in a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerStepState {
+    /// Not started.
+    Pending,
+    /// The agent is deploying.
+    Deploying,
+    /// The new version runs healthy.
+    Succeeded,
+    /// The new version failed; the agent restored the previous one.
+    RestoredByAgent,
+    /// The new version failed and the previous one could not be restored.
+    Failed,
+    /// Rolling back to the previous version (another server failed, or a manual rollback).
+    RollingBack,
+    /// Back on the previous version.
+    RolledBack,
+    /// The rollback failed: this server needs a human.
+    RollbackFailed,
+}
+
+/// One target server of a deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStepView {
+    /// The server.
+    pub server: ServerName,
+    /// The host port the service has there.
+    pub port: Option<u16>,
+    /// Where it stands.
+    pub state: ServerStepState,
+    /// The agent operation that deployed it.
+    pub operation: Option<uuid::Uuid>,
+    /// The agent operation that rolled it back.
+    pub rollback_operation: Option<uuid::Uuid>,
+    /// The agent's phase or error.
+    #[serde(default)]
+    pub detail: String,
+    /// The last lines of a failed container's log.
+    #[serde(default)]
+    pub log_tail: Option<String>,
+}
+
+/// A deployment as the API shows it (secret env values redacted).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentView {
     /// Its id.
@@ -382,10 +440,65 @@ pub struct DeploymentView {
     pub phase: Phase,
     /// The fencing token it holds the service lock with, once it has it.
     pub token: Option<FencingToken>,
+    /// The servers it targets.
+    pub targets: Vec<ServerName>,
     /// Every state change so far.
     pub transitions: Vec<TransitionView>,
+    /// Every pre-flight check's result.
+    pub validation: Vec<CheckResult>,
+    /// Per-server progress.
+    pub servers: Vec<ServerStepView>,
+    /// Why it failed, when it did.
+    pub failure: Option<String>,
+    /// True when the image already ran healthy everywhere and nothing was touched.
+    pub noop: bool,
+    /// A manual rollback was requested.
+    pub rollback_requested: bool,
+    /// A cancel was requested.
+    pub cancel_requested: bool,
+    /// Environment, secret values shown as `<redacted>`.
+    pub env: BTreeMap<EnvName, String>,
+    /// Who asked for it.
+    pub actor: String,
     /// When it was accepted.
     pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+}
+
+/// `GET /v1/deployments`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentList {
+    /// Newest first.
+    pub deployments: Vec<DeploymentView>,
+    /// Pass as `?before=` for the next page.
+    pub next: Option<String>,
+}
+
+/// One server of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceServerView {
+    /// The server.
+    pub server: ServerName,
+    /// The image running there.
+    pub image: ImageRef,
+    /// Its host port.
+    pub port: u16,
+    /// The deployment that put it there.
+    pub deployment: uuid::Uuid,
+    /// Whether the server's agent is up.
+    pub agent_up: bool,
+}
+
+/// `GET /v1/services` entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceView {
+    /// The service.
+    pub service: ServiceName,
+    /// Per server.
+    pub servers: Vec<ServiceServerView>,
+    /// The deployment in flight, if any.
+    pub active_deployment: Option<uuid::Uuid>,
 }
 
 #[cfg(test)]

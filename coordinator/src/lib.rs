@@ -9,6 +9,7 @@
 //! - [`raft`]: type config, sled store, HTTP transport for Raft RPC.
 //! - [`node`]: proposing, forwarding, linearizable reads, membership.
 //! - [`agents`]: agent heartbeats in the leader's memory.
+//! - [`sequencer`]: drives deployments on the leader; [`agent_client`] talks to agents.
 //! - [`api`]: the `/v1` HTTP API and the problem+json edge.
 //! - [`config`]: the TOML config.
 //! - [`http`]: the one place that knows the wire (plain HTTP today, mTLS later).
@@ -23,12 +24,14 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod agent_client;
 pub mod agents;
 pub mod api;
 pub mod config;
 pub mod http;
 pub mod node;
 pub mod raft;
+pub mod sequencer;
 pub mod state;
 
 use config::Config;
@@ -65,6 +68,7 @@ pub struct Running {
     pub node: Arc<Node>,
     server: JoinHandle<std::io::Result<()>>,
     monitor: JoinHandle<()>,
+    sequencer: JoinHandle<()>,
 }
 
 impl Running {
@@ -72,6 +76,7 @@ impl Running {
     pub async fn wait(self) -> Result<(), StartError> {
         let served = self.server.await;
         let _ = self.monitor.await;
+        let _ = self.sequencer.await;
         let _ = self.node.raft.shutdown().await;
         match served {
             Ok(Ok(())) => Ok(()),
@@ -119,6 +124,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let advertise = config.advertise.clone().unwrap_or_else(|| addr.to_string());
 
     let transport = http::Transport::new();
+    let transport_for_agents = transport.clone();
     let raft = raft::Raft::new(
         config.node_id,
         Arc::new(raft_config),
@@ -144,6 +150,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     .merge(raft::rpc::routes(node.clone()));
     let server = tokio::spawn(http::serve(listener, router, shutdown.clone()));
     let monitor = tokio::spawn(tracker.monitor(node.clone(), shutdown.clone()));
+    let agents =
+        agent_client::AgentClient::new(transport_for_agents, std::time::Duration::from_secs(5));
+    let sequencer =
+        tokio::spawn(sequencer::Driver::new(node.clone(), agents).run(shutdown.clone()));
 
     let initialized = raft
         .is_initialized()
@@ -172,5 +182,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         node,
         server,
         monitor,
+        sequencer,
     })
 }

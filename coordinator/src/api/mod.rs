@@ -16,6 +16,7 @@ use crate::node::Node;
 
 pub mod agents;
 pub mod cluster;
+pub mod deployments;
 pub mod error;
 pub mod locks;
 pub mod ports;
@@ -65,6 +66,15 @@ pub fn router(app: App) -> Router {
             "/v1/servers/{name}",
             get(servers::get).put(servers::put).delete(servers::remove),
         )
+        .route(
+            "/v1/deployments",
+            get(deployments::list).post(deployments::create),
+        )
+        .route("/v1/deployments/{id}", get(deployments::get))
+        .route("/v1/deployments/{id}/events", get(deployments::events))
+        .route("/v1/deployments/{id}/rollback", post(deployments::rollback))
+        .route("/v1/deployments/{id}/cancel", post(deployments::cancel))
+        .route("/v1/services", get(deployments::services))
         .route("/v1/agents/register", post(agents::register))
         .route("/v1/agents/{server}/heartbeat", post(agents::heartbeat))
         .fallback(error::not_found)

@@ -16,6 +16,10 @@ use sluice_common::names::{Label, LockKey, ServerName, ServiceName};
 use sluice_common::ports::{Allocation, Port, PortError, PortLedger, PortRange};
 use sluice_common::time::{MaxClock, Timestamp};
 
+pub mod deployments;
+
+use deployments::{DeploymentCommand, DeploymentError, DeploymentOutcome, Deployments};
+
 /// A command and the proposing leader's clock reading.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Request {
@@ -103,6 +107,11 @@ pub enum Command {
         /// Bound ports.
         ports: BTreeSet<u16>,
     },
+    /// A deployment command.
+    Deployment {
+        /// The command.
+        cmd: DeploymentCommand,
+    },
 }
 
 /// What applying a command produced. Domain refusals (a held lock, no free port) are values
@@ -127,6 +136,11 @@ pub enum Response {
     PortReleased {
         /// The freed port.
         port: Option<u16>,
+    },
+    /// A deployment command's outcome.
+    Deployment {
+        /// The outcome.
+        outcome: Result<DeploymentOutcome, DeploymentError>,
     },
     /// A command naming an unknown server.
     UnknownServer {
@@ -167,6 +181,9 @@ pub struct State {
     pub ports: PortLedger,
     /// Servers.
     pub servers: BTreeMap<ServerName, ServerRecord>,
+    /// Deployments and what runs where.
+    #[serde(default)]
+    pub deployments: Deployments,
 }
 
 impl State {
@@ -269,6 +286,9 @@ impl State {
                 None => Response::UnknownServer {
                     server: server.clone(),
                 },
+            },
+            Command::Deployment { cmd } => Response::Deployment {
+                outcome: self.deployments.apply(&mut self.locks, cmd, index, now),
             },
             Command::SetHostBound { server, ports } => {
                 match self.ports.set_host_bound(server, ports.clone()) {

@@ -1,0 +1,197 @@
+//! The coordinator's typed client for the agent API (`/agent/v1`).
+//!
+//! Every call has a deadline; an agent that does not answer is `Unreachable`, an agent that
+//! refuses says why in a problem+json body, which is kept whole (`Refused`) so callers can
+//! branch on its stable `code` (e.g. `stale_fencing_token`).
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sluice_common::agent_api::{
+    AgentHealth, DeployRequest, ImageCheck, OperationView, PortProbe, RollbackRequest,
+    ServiceStatus,
+};
+use sluice_common::image::ImageRef;
+use sluice_common::names::ServiceName;
+use sluice_common::problem::{ErrorCode, Problem};
+use uuid::Uuid;
+
+use crate::http::Transport;
+
+/// Why an agent call did not give an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// No answer (connection refused, timeout).
+    #[error("agent at {addr} unreachable: {reason}")]
+    Unreachable {
+        /// The agent's address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// The agent answered with a problem.
+    #[error("agent refused: {0}")]
+    Refused(Box<Problem>),
+    /// The agent answered something unparseable.
+    #[error("agent at {addr} answered nonsense: {reason}")]
+    Protocol {
+        /// The agent's address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl AgentError {
+    /// The problem code, when the agent refused.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Refused(p) => Some(p.code),
+            _ => None,
+        }
+    }
+}
+
+/// A client for every agent.
+#[derive(Debug, Clone)]
+pub struct AgentClient {
+    transport: Transport,
+    timeout: Duration,
+}
+
+impl AgentClient {
+    /// A client whose calls time out after `timeout` (long polls get their wait on top).
+    pub fn new(transport: Transport, timeout: Duration) -> Self {
+        Self { transport, timeout }
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        addr: &str,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> Result<Option<T>, AgentError> {
+        let mut req = self
+            .transport
+            .client()
+            .request(method, self.transport.url(addr, path))
+            .timeout(timeout);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let unreachable = |e: reqwest::Error| AgentError::Unreachable {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        };
+        let resp = req.send().await.map_err(unreachable)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(unreachable)?;
+        let protocol = |reason: String| AgentError::Protocol {
+            addr: addr.to_string(),
+            reason,
+        };
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| protocol(e.to_string()));
+        }
+        match serde_json::from_slice::<Problem>(&bytes) {
+            Ok(p) if p.code == ErrorCode::NotFound => Ok(None),
+            Ok(p) => Err(AgentError::Refused(Box::new(p))),
+            Err(_) => Err(protocol(format!("status {status} without a problem body"))),
+        }
+    }
+
+    fn found<T>(addr: &str, what: &str, v: Option<T>) -> Result<T, AgentError> {
+        v.ok_or_else(|| AgentError::Protocol {
+            addr: addr.to_string(),
+            reason: format!("{what}: not found"),
+        })
+    }
+
+    /// `GET /agent/v1/health`.
+    pub async fn health(&self, addr: &str) -> Result<AgentHealth, AgentError> {
+        let r = self
+            .call::<(), _>(
+                reqwest::Method::GET,
+                addr,
+                "/agent/v1/health",
+                None,
+                self.timeout,
+            )
+            .await?;
+        Self::found(addr, "health", r)
+    }
+
+    /// `GET /agent/v1/images/{image}`.
+    pub async fn image(&self, addr: &str, image: &ImageRef) -> Result<ImageCheck, AgentError> {
+        let path = format!("/agent/v1/images/{image}");
+        let r = self
+            .call::<(), _>(reqwest::Method::GET, addr, &path, None, self.timeout)
+            .await?;
+        Self::found(addr, "image", r)
+    }
+
+    /// `GET /agent/v1/ports/{port}`.
+    pub async fn port(&self, addr: &str, port: u16) -> Result<PortProbe, AgentError> {
+        let path = format!("/agent/v1/ports/{port}");
+        let r = self
+            .call::<(), _>(reqwest::Method::GET, addr, &path, None, self.timeout)
+            .await?;
+        Self::found(addr, "port", r)
+    }
+
+    /// `GET /agent/v1/services/{service}`; `None` when the agent has no container of it.
+    pub async fn service(
+        &self,
+        addr: &str,
+        service: &ServiceName,
+    ) -> Result<Option<ServiceStatus>, AgentError> {
+        let path = format!("/agent/v1/services/{service}");
+        self.call::<(), _>(reqwest::Method::GET, addr, &path, None, self.timeout)
+            .await
+    }
+
+    /// `PUT /agent/v1/operations/{id}`: start (or find) a deploy.
+    pub async fn deploy(
+        &self,
+        addr: &str,
+        id: Uuid,
+        req: &DeployRequest,
+    ) -> Result<OperationView, AgentError> {
+        let path = format!("/agent/v1/operations/{id}");
+        let r = self
+            .call(reqwest::Method::PUT, addr, &path, Some(req), self.timeout)
+            .await?;
+        Self::found(addr, "deploy", r)
+    }
+
+    /// `PUT /agent/v1/operations/{id}/rollback`: start (or find) a rollback.
+    pub async fn rollback(
+        &self,
+        addr: &str,
+        id: Uuid,
+        req: &RollbackRequest,
+    ) -> Result<OperationView, AgentError> {
+        let path = format!("/agent/v1/operations/{id}/rollback");
+        let r = self
+            .call(reqwest::Method::PUT, addr, &path, Some(req), self.timeout)
+            .await?;
+        Self::found(addr, "rollback", r)
+    }
+
+    /// `GET /agent/v1/operations/{id}?wait=…`; `None` when the agent never saw it.
+    pub async fn operation(
+        &self,
+        addr: &str,
+        id: Uuid,
+        wait: Duration,
+    ) -> Result<Option<OperationView>, AgentError> {
+        let path = format!("/agent/v1/operations/{id}?wait={}ms", wait.as_millis());
+        self.call::<(), _>(reqwest::Method::GET, addr, &path, None, self.timeout + wait)
+            .await
+    }
+}

@@ -1,0 +1,317 @@
+//! `/v1/deployments` and `/v1/services`: what CI calls.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::Json;
+use futures_util::Stream;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use sluice_common::api::{CreateDeploymentRequest, DeploymentList, DeploymentView, ServiceView};
+use sluice_common::deployment::DeploymentState;
+use sluice_common::names::{ServerName, ServiceName};
+use sluice_common::problem::{ErrorCode, Problem};
+use uuid::Uuid;
+
+use super::error::{ApiError, ApiJson};
+use super::App;
+use crate::state::deployments::{DeploymentCommand, DeploymentError};
+use crate::state::{Command, Response};
+
+impl From<DeploymentError> for ApiError {
+    fn from(e: DeploymentError) -> Self {
+        let detail = e.to_string();
+        match e {
+            DeploymentError::NotFound { .. } => ApiError::new(ErrorCode::NotFound, detail),
+            DeploymentError::IdempotencyConflict { id, .. } => ApiError::from(
+                Problem::new(ErrorCode::IdempotencyKeyReused, detail)
+                    .with_extension("deployment", id),
+            ),
+            DeploymentError::Lock(l) => l.into(),
+            DeploymentError::Transition(_) | DeploymentError::Conflict(_) => {
+                ApiError::new(ErrorCode::Conflict, detail)
+            }
+        }
+    }
+}
+
+async fn deployment_cmd(app: &App, cmd: DeploymentCommand) -> Result<Uuid, ApiError> {
+    match app.node.propose(Command::Deployment { cmd }).await? {
+        Response::Deployment { outcome } => Ok(outcome?.id),
+        other => Err(ApiError::new(
+            ErrorCode::Internal,
+            format!("unexpected {other:?}"),
+        )),
+    }
+}
+
+async fn view_after_write(app: &App, id: Uuid) -> Result<DeploymentView, ApiError> {
+    app.node.linearizable().await?;
+    app.node
+        .read(|a| a.state.deployments.all.get(&id).map(|d| d.view()))
+        .ok_or_else(|| ApiError::not_found(format!("deployment {id}")))
+}
+
+fn location(id: Uuid) -> HeaderValue {
+    HeaderValue::from_str(&format!("/v1/deployments/{id}")).expect("ascii")
+}
+
+/// `POST /v1/deployments` (honours `Idempotency-Key`): 202 with the deployment.
+pub async fn create(
+    State(app): State<App>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<CreateDeploymentRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let k = v
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .ok_or_else(|| {
+                    ApiError::from(
+                        Problem::new(
+                            ErrorCode::InvalidRequest,
+                            "Idempotency-Key must be 1-255 visible ASCII characters",
+                        )
+                        .with_field("Idempotency-Key", "invalid"),
+                    )
+                })?;
+            Some(k.to_string())
+        }
+    };
+    if req.servers.is_empty() && req.selector.is_empty() {
+        return Err(ApiError::from(
+            Problem::new(
+                ErrorCode::InvalidRequest,
+                "name target servers or a label selector",
+            )
+            .with_field("servers", "empty, and no selector given"),
+        ));
+    }
+    if req.max_parallel == Some(0) {
+        return Err(ApiError::from(
+            Problem::new(ErrorCode::InvalidRequest, "max_parallel must be at least 1")
+                .with_field("max_parallel", "must be at least 1"),
+        ));
+    }
+    if let sluice_common::api::HealthCheck::Http { path, .. } = &req.health {
+        if !path.starts_with('/') || path.chars().any(char::is_control) {
+            return Err(ApiError::from(
+                Problem::new(
+                    ErrorCode::InvalidRequest,
+                    "the health check path must start with '/'",
+                )
+                .with_field("health.path", "must start with '/'"),
+            ));
+        }
+    }
+    let targets = resolve_targets(&app, &req)?;
+    let body = serde_json::to_vec(&req).expect("serializable");
+    let hash = format!("{:x}", Sha256::digest(&body));
+    let fresh = Uuid::new_v4();
+    let cmd = DeploymentCommand::Create {
+        id: fresh,
+        request: Box::new(req),
+        targets,
+        idempotency: key.map(|k| (k, hash)),
+        actor: "api".into(),
+    };
+    let id = deployment_cmd(&app, cmd).await?;
+    let view = view_after_write(&app, id).await?;
+    let status = if id == fresh {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    let mut resp = (status, Json(view)).into_response();
+    resp.headers_mut().insert("location", location(id));
+    if id != fresh {
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(resp)
+}
+
+/// Named servers, plus every server carrying all the selector's labels; sorted, unique.
+fn resolve_targets(app: &App, req: &CreateDeploymentRequest) -> Result<Vec<ServerName>, ApiError> {
+    let mut targets: Vec<ServerName> = req.servers.clone();
+    if !req.selector.is_empty() {
+        let matched: Vec<ServerName> = app.node.read(|a| {
+            a.state
+                .servers
+                .iter()
+                .filter(|(_, r)| req.selector.iter().all(|l| r.labels.contains(l)))
+                .map(|(n, _)| n.clone())
+                .collect()
+        });
+        if matched.is_empty() {
+            return Err(ApiError::from(
+                Problem::new(
+                    ErrorCode::InvalidRequest,
+                    "the label selector matches no server",
+                )
+                .with_field("selector", "matches no server"),
+            ));
+        }
+        targets.extend(matched);
+    }
+    targets.sort();
+    targets.dedup();
+    Ok(targets)
+}
+
+/// List filters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    service: Option<String>,
+    state: Option<DeploymentState>,
+    limit: Option<usize>,
+    before: Option<u64>,
+}
+
+/// `GET /v1/deployments?service=&state=&limit=&before=`: newest first.
+pub async fn list(
+    State(app): State<App>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<DeploymentList>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))?;
+    let service = q.service.as_deref().map(ServiceName::parse).transpose()?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    app.node.linearizable().await?;
+    let (deployments, next) = app.node.read(|a| {
+        let mut all: Vec<_> = a
+            .state
+            .deployments
+            .all
+            .values()
+            .filter(|d| service.as_ref().is_none_or(|s| &d.request.service == s))
+            .filter(|d| q.state.is_none_or(|st| d.state == st))
+            .filter(|d| q.before.is_none_or(|b| d.seq < b))
+            .collect();
+        all.sort_by(|a, b| b.seq.cmp(&a.seq));
+        let more = all.len() > limit;
+        all.truncate(limit);
+        let next = if more {
+            all.last().map(|d| d.seq.to_string())
+        } else {
+            None
+        };
+        (all.into_iter().map(|d| d.view()).collect(), next)
+    });
+    Ok(Json(DeploymentList { deployments, next }))
+}
+
+fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("{id:?} is not a deployment id (a UUID)"),
+        )
+    })
+}
+
+/// `GET /v1/deployments/{id}`.
+pub async fn get(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<DeploymentView>, ApiError> {
+    let id = parse_id(&id)?;
+    Ok(Json(view_after_write(&app, id).await?))
+}
+
+/// `POST /v1/deployments/{id}/rollback`: roll a successful deployment back.
+pub async fn rollback(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    deployment_cmd(&app, DeploymentCommand::RequestRollback { id }).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(view_after_write(&app, id).await?),
+    )
+        .into_response())
+}
+
+/// `POST /v1/deployments/{id}/cancel`: stop an active deployment (rolling back what it moved).
+pub async fn cancel(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    deployment_cmd(&app, DeploymentCommand::RequestCancel { id }).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(view_after_write(&app, id).await?),
+    )
+        .into_response())
+}
+
+/// `GET /v1/deployments/{id}/events`: server-sent events, one `deployment` event with the
+/// whole view each time it changes, ending after a settled state.
+pub async fn events(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let id = parse_id(&id)?;
+    app.node.linearizable().await?;
+    if app
+        .node
+        .read(|a| !a.state.deployments.all.contains_key(&id))
+    {
+        return Err(ApiError::not_found(format!("deployment {id}")));
+    }
+    let node = app.node.clone();
+    let stream = futures_util::stream::unfold(
+        (node.applied_watch(), None::<DeploymentView>, false),
+        move |(mut applied, last, done)| {
+            let node = node.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    let view = node.read(|a| {
+                        a.state
+                            .deployments
+                            .all
+                            .get(&id)
+                            .map(|d| (d.view(), d.needs_driving()))
+                    });
+                    let (view, driving) = view?;
+                    if last.as_ref() != Some(&view) {
+                        let ev = Event::default()
+                            .event("deployment")
+                            .id(view.updated_at.to_string())
+                            .json_data(&view)
+                            .expect("serializable");
+                        let finished = !driving;
+                        return Some((Ok(ev), (applied, Some(view), finished)));
+                    }
+                    tokio::select! {
+                        r = applied.changed() => if r.is_err() { return None },
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    }
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// `GET /v1/services`.
+pub async fn services(State(app): State<App>) -> Result<Json<Vec<ServiceView>>, ApiError> {
+    app.node.linearizable().await?;
+    Ok(Json(app.node.read(|a| {
+        a.state
+            .deployments
+            .service_views(|s| a.state.servers.get(s).is_some_and(|r| r.up))
+    })))
+}

@@ -1,0 +1,161 @@
+//! Pre-flight checks, run concurrently per server with a timeout each, all reported.
+//!
+//! Nothing here changes a server. The only write is the port allocation in the replicated
+//! ledger (sticky per service and server), which validation needs to probe the right port.
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use sluice_common::api::CheckResult;
+use sluice_common::names::ServerName;
+
+use super::Driver;
+use crate::state::deployments::Deployment;
+use crate::state::{Command, Response};
+
+/// Per-check timeout.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What validation found: every check, and the port chosen per server.
+#[derive(Debug)]
+pub struct Validation {
+    /// Every check.
+    pub results: Vec<CheckResult>,
+    /// Ports allocated, per server.
+    pub ports: Vec<(ServerName, u16)>,
+}
+
+impl Validation {
+    /// The failed checks, one line each.
+    pub fn failures(&self) -> Vec<String> {
+        self.results
+            .iter()
+            .filter(|r| !r.ok)
+            .map(|r| format!("{} on {}: {}", r.check, r.server, r.detail))
+            .collect()
+    }
+}
+
+async fn timed<F>(check: &str, server: &ServerName, f: F) -> CheckResult
+where
+    F: std::future::Future<Output = Result<String, String>>,
+{
+    let t = Instant::now();
+    let (ok, detail) = match tokio::time::timeout(CHECK_TIMEOUT, f).await {
+        Ok(Ok(d)) => (true, d),
+        Ok(Err(d)) => (false, d),
+        Err(_) => (false, format!("no answer within {CHECK_TIMEOUT:?}")),
+    };
+    CheckResult {
+        check: check.to_string(),
+        server: server.clone(),
+        ok,
+        detail,
+        duration_ms: t.elapsed().as_millis() as u64,
+    }
+}
+
+/// Runs every check on every target server.
+pub async fn run(driver: &Driver, d: &Deployment) -> Validation {
+    let per_server = d
+        .targets
+        .iter()
+        .map(|server| check_server(driver, d, server));
+    let mut results = Vec::new();
+    let mut ports = Vec::new();
+    for (mut r, port) in join_all(per_server).await {
+        results.append(&mut r);
+        if let Some(p) = port {
+            ports.push(p);
+        }
+    }
+    Validation { results, ports }
+}
+
+async fn check_server(
+    driver: &Driver,
+    d: &Deployment,
+    server: &ServerName,
+) -> (Vec<CheckResult>, Option<(ServerName, u16)>) {
+    let record = driver.node.read(|a| a.state.servers.get(server).cloned());
+    let Some(record) = record else {
+        let r = timed("server_allowed", server, async {
+            Err::<String, _>(format!("server {server} is not registered"))
+        })
+        .await;
+        return (vec![r], None);
+    };
+    let addr = record.agent_addr.clone();
+    let service = d.request.service.clone();
+
+    let allowed = timed("server_allowed", server, async {
+        if record.forbidden {
+            Err(format!("server {server} is forbidden by policy"))
+        } else {
+            Ok("allowed".to_string())
+        }
+    });
+    let reachable = timed("agent_reachable", server, async {
+        let h = driver
+            .agents
+            .health(&addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        if h.docker_reachable {
+            Ok(format!(
+                "agent answers; Docker {}",
+                h.docker_version.unwrap_or_default()
+            ))
+        } else {
+            Err(format!(
+                "agent answers but Docker is unreachable: {}",
+                h.docker_error.unwrap_or_default()
+            ))
+        }
+    });
+    let image = timed("image_exists", server, async {
+        let c = driver
+            .agents
+            .image(&addr, &d.request.image)
+            .await
+            .map_err(|e| e.to_string())?;
+        match (c.present, d.request.image.registry()) {
+            (true, _) => Ok("present locally".to_string()),
+            (false, Some(reg)) => Ok(format!("not present locally; will be pulled from {reg}")),
+            (false, None) => Err(format!(
+                "{} is not present on {server} and names no registry to pull it from",
+                d.request.image
+            )),
+        }
+    });
+    let mut port_chosen = None;
+    let port = timed("port_available", server, async {
+        let r = driver
+            .propose(Command::AllocatePort {
+                server: server.clone(),
+                service: service.clone(),
+                port: d.request.port,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let port = match r {
+            Response::Port { outcome: Ok(a) } => a.port,
+            Response::Port { outcome: Err(e) } => return Err(e.to_string()),
+            other => return Err(format!("unexpected {other:?}")),
+        };
+        port_chosen = Some(port);
+        let probe = driver
+            .agents
+            .port(&addr, port)
+            .await
+            .map_err(|e| e.to_string())?;
+        match (probe.bound, probe.service) {
+            (false, _) => Ok(format!("port {port} is free")),
+            (true, Some(s)) if s == service => Ok(format!("port {port} is held by {s} itself")),
+            (true, Some(s)) => Err(format!("port {port} is held by service {s}")),
+            (true, None) => Err(format!("port {port} is held by a process outside Sluice")),
+        }
+    });
+    let (a, b, c, p) = tokio::join!(allowed, reachable, image, port);
+    (vec![a, b, c, p], port_chosen.map(|p| (server.clone(), p)))
+}
