@@ -15,6 +15,10 @@
 //! - [`deployment`]: the deployment state machine.
 //! - [`problem`]: RFC 9457 problem+json bodies with stable codes.
 //! - [`api`], [`agent_api`]: versioned wire types of the two HTTP APIs.
+//! - `tls` (features `tls` and `serve`, off by default): the project CA, certificate
+//!   identities, rustls configurations and the mTLS accept loop. It is the one exception to
+//!   "no clock, no files, no sockets", which is why it is opt-in: the default build, which
+//!   the coordinator's state machine and the agent's fence rely on, stays pure.
 
 pub mod agent_api;
 pub mod api;
@@ -26,3 +30,5 @@ pub mod names;
 pub mod ports;
 pub mod problem;
 pub mod time;
+#[cfg(feature = "tls")]
+pub mod tls;
