@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 pub mod agent_client;
 pub mod agents;
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod node;

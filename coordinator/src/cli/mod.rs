@@ -1,0 +1,128 @@
+//! The `sluice` command line: one clap enum, one module per subcommand.
+//!
+//! Adding a subcommand is one variant in [`Command`] and one module with its own args type
+//! and `run`. Every failure is a [`CliError`] with a sysexits-style exit code, so scripts can
+//! tell a typo (64) from a refusal to overwrite (73) from a broken file (65).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod ca;
+
+/// Sluice: deployments without SSH.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage the project CA and issue certificates.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
+}
+
+/// Why a command failed. The message is for the person at the terminal.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad arguments (exit 64, `EX_USAGE`).
+    #[error("{0}")]
+    Usage(String),
+    /// Input data that cannot be used: a malformed certificate, a key that does not match
+    /// (exit 65, `EX_DATAERR`).
+    #[error("{0}")]
+    Data(String),
+    /// A file that should exist does not (exit 66, `EX_NOINPUT`).
+    #[error("{path}: {source}")]
+    NoInput {
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// Refusing to overwrite (exit 73, `EX_CANTCREAT`).
+    #[error("{0}")]
+    Exists(String),
+    /// Reading or writing failed (exit 74, `EX_IOERR`).
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl CliError {
+    /// The process exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 64,
+            CliError::Data(_) => 65,
+            CliError::NoInput { .. } => 66,
+            CliError::Exists(_) => 73,
+            CliError::Io { .. } => 74,
+        }
+    }
+}
+
+impl From<sluice_common::tls::TlsError> for CliError {
+    fn from(e: sluice_common::tls::TlsError) -> Self {
+        use sluice_common::tls::TlsError;
+        match e {
+            TlsError::Io { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
+                CliError::NoInput { path, source }
+            }
+            TlsError::Io { path, source } => CliError::Io { path, source },
+            other => CliError::Data(other.to_string()),
+        }
+    }
+}
+
+/// Runs a parsed command.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Ca(cmd) => ca::run(cmd),
+    }
+}
+
+/// The whole program: parse `args`, run, print the outcome, return the exit code.
+pub fn main_with(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Help and version go to stdout and succeed; every other parse error is a usage
+            // error, including a bare `sluice` (clap would say 2).
+            return if e.use_stderr() {
+                ExitCode::from(64)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sluice: cannot start the async runtime: {e}");
+            return ExitCode::from(71);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
