@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sluice_common::agent_api::{
-    AgentHealth, DeployRequest, ImageCheck, OperationView, PortProbe, RollbackRequest,
-    ServiceStatus,
+    AgentHealth, DeployRequest, ImageCheck, OperationView, PortProbe, RemoveServiceRequest,
+    RemovedService, RollbackRequest, ServiceStatus,
 };
 use sluice_common::image::ImageRef;
 use sluice_common::names::ServiceName;
@@ -181,6 +181,29 @@ impl AgentClient {
             .call(reqwest::Method::PUT, addr, &path, Some(req), self.timeout)
             .await?;
         Self::found(addr, "rollback", r)
+    }
+
+    /// `DELETE /agent/v1/services/{service}` (fenced): remove every container of it.
+    pub async fn remove_service(
+        &self,
+        addr: &str,
+        service: &ServiceName,
+        req: &RemoveServiceRequest,
+    ) -> Result<RemovedService, AgentError> {
+        let path = format!("/agent/v1/services/{service}");
+        let r = self
+            .call(
+                reqwest::Method::DELETE,
+                addr,
+                &path,
+                Some(req),
+                self.timeout,
+            )
+            .await?;
+        Ok(r.unwrap_or(RemovedService {
+            service: service.clone(),
+            removed: Vec::new(),
+        }))
     }
 
     /// `GET /agent/v1/operations/{id}?wait=…`; `None` when the agent never saw it.

@@ -5,10 +5,12 @@
 //! by polling (never a fixed sleep), and kills them on drop.
 //!
 //! # Layout
+//! - [`agent`]: real agent processes (spawn, kill -9, restart on the same data).
 //! - [`cluster`]: real coordinator processes (spawn, kill -9, restart, find the leader).
 //! - [`eventually`]: `assert_eventually!`-style polling with a deadline.
 //! - [`testapp_image`]: builds the `sluice-testapp` Docker images the tests deploy.
 
+pub mod agent;
 pub mod cluster;
 pub mod eventually;
 pub mod testapp_image;

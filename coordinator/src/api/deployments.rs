@@ -32,7 +32,7 @@ impl From<DeploymentError> for ApiError {
                     .with_extension("deployment", id),
             ),
             DeploymentError::Lock(l) => l.into(),
-            DeploymentError::Transition(_) | DeploymentError::Conflict(_) => {
+            DeploymentError::Transition { .. } | DeploymentError::Conflict { .. } => {
                 ApiError::new(ErrorCode::Conflict, detail)
             }
         }
@@ -195,7 +195,7 @@ pub async fn list(
             .filter(|d| q.state.is_none_or(|st| d.state == st))
             .filter(|d| q.before.is_none_or(|b| d.seq < b))
             .collect();
-        all.sort_by(|a, b| b.seq.cmp(&a.seq));
+        all.sort_by_key(|d| std::cmp::Reverse(d.seq));
         let more = all.len() > limit;
         all.truncate(limit);
         let next = if more {

@@ -14,7 +14,9 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::future::join_all;
 use openraft::ServerState;
-use sluice_common::agent_api::{DeployRequest, OperationState, OperationView, RollbackRequest};
+use sluice_common::agent_api::{
+    DeployRequest, OperationState, OperationView, RemoveServiceRequest, RollbackRequest,
+};
 use sluice_common::api::{ServerStepState, ServerStepView};
 use sluice_common::deployment::{DeploymentEvent, DeploymentState, Phase};
 use sluice_common::fence::FenceClaim;
@@ -535,10 +537,9 @@ impl Driver {
             cap_add: Vec::new(),
             mounts: Vec::new(),
         };
-        step.state = ServerStepState::Deploying;
+        // The step turns `deploying` only once the agent has accepted the operation: a
+        // server the agent never heard from was not touched and needs no rollback.
         step.operation = Some(d.id);
-        step.detail = "deploying".into();
-        self.step(d.id, step.clone()).await?;
         self.phase(d.id, &format!("deploying to {server}")).await?;
         let started = tokio::time::Instant::now();
         let mut submitted = false;
@@ -568,6 +569,9 @@ impl Driver {
             match op {
                 Ok(Some(op)) => {
                     submitted = true;
+                    if step.state == ServerStepState::Pending {
+                        step.state = ServerStepState::Deploying;
+                    }
                     if let Some(outcome) = self.record_op(d.id, &mut step, &op, false).await? {
                         return Ok(outcome);
                     }
@@ -604,7 +608,7 @@ impl Driver {
         rollback: bool,
     ) -> Result<Option<Option<String>>, Stop> {
         let server = step.server.clone();
-        let before = step.clone();
+        let before = self.read(id).and_then(|d| d.servers.get(&server).cloned());
         step.detail = op.error.clone().unwrap_or_else(|| op.phase.clone());
         if op.log_tail.is_some() {
             step.log_tail = op.log_tail.clone();
@@ -642,7 +646,7 @@ impl Driver {
                 Some(Some(format!("{server}: {}", step.detail)))
             }
         };
-        if *step != before {
+        if before.as_ref() != Some(step) {
             self.step(id, step.clone()).await?;
         }
         Ok(outcome)
@@ -658,7 +662,6 @@ impl Driver {
             .ok_or_else(|| Stop::Refused("no fencing token".into()))?;
         self.phase(d.id, "rolling back").await?;
         let mut failures = Vec::new();
-        let mut nothing_before = Vec::new();
         for server in &d.targets {
             let step = d
                 .servers
@@ -666,24 +669,23 @@ impl Driver {
                 .cloned()
                 .unwrap_or_else(|| pending_step(server));
             match step.state {
-                ServerStepState::Pending | ServerStepState::RolledBack => continue,
-                ServerStepState::RestoredByAgent => {
-                    if step.detail.contains("no previous container") {
-                        nothing_before.push(server.to_string());
-                    }
-                    continue;
-                }
+                // Untouched, already back, or restored by the agent itself (with no previous
+                // version the agent removed the failed container: nothing ran, nothing runs).
+                ServerStepState::Pending
+                | ServerStepState::RolledBack
+                | ServerStepState::RestoredByAgent => continue,
                 ServerStepState::Failed | ServerStepState::RollbackFailed if !manual => {
                     failures.push(format!("{server}: {}", step.detail));
                     continue;
                 }
                 _ => {}
             }
-            if let Some(f) = self.roll_back_one(d, token, step).await? {
+            let fresh = self.nothing_before(d, server, manual);
+            if let Some(f) = self.roll_back_one(d, token, step, fresh).await? {
                 failures.push(f);
             }
         }
-        if failures.is_empty() && (manual || nothing_before.len() < d.targets.len()) {
+        if failures.is_empty() {
             let why = if manual {
                 "manual rollback: the previous version runs healthy again"
             } else {
@@ -691,20 +693,28 @@ impl Driver {
             };
             self.event(d.id, DeploymentEvent::RollbackCompleted, why, None, false)
                 .await
-        } else if failures.is_empty() {
-            self.give_up(
-                d.id,
-                format!(
-                    "{}; there was no previous version, so nothing runs on {}",
-                    d.failure.clone().unwrap_or_default(),
-                    nothing_before.join(", ")
-                ),
-            )
-            .await
         } else {
             self.give_up(d.id, format!("ROLLBACK FAILED: {}", failures.join("; ")))
                 .await
         }
+    }
+
+    /// Whether the service had no version on `server` before this deployment.
+    fn nothing_before(&self, d: &Deployment, server: &ServerName, manual: bool) -> bool {
+        self.node.read(|a| {
+            let deps = &a.state.deployments;
+            let rec = deps.services.get(&d.request.service);
+            if !manual {
+                // The deployment failed, so the record still shows what ran before it.
+                return rec.is_none_or(|r| !r.servers.contains_key(server));
+            }
+            let prev = rec.and_then(|r| {
+                let pos = r.history.iter().position(|x| *x == d.id)?;
+                pos.checked_sub(1).map(|p| r.history[p])
+            });
+            prev.and_then(|p| deps.all.get(&p))
+                .is_none_or(|p| p.servers.get(server).is_none_or(|s| s.port.is_none()))
+        })
     }
 
     async fn roll_back_one(
@@ -712,6 +722,7 @@ impl Driver {
         d: &Deployment,
         token: sluice_common::locks::FencingToken,
         mut step: ServerStepView,
+        fresh: bool,
     ) -> Result<Option<String>, Stop> {
         let server = step.server.clone();
         let Some(addr) = self.agent_addr(&server) else {
@@ -737,6 +748,33 @@ impl Driver {
                     _ => Some(format!("{server}: {}", step.detail)),
                 });
             }
+        }
+        if fresh {
+            // Nothing ran here before: the previous state is "no container".
+            let req = RemoveServiceRequest {
+                fence: FenceClaim {
+                    key: d.lock_key(),
+                    token,
+                },
+            };
+            return match self
+                .agents
+                .remove_service(&addr, &d.request.service, &req)
+                .await
+            {
+                Ok(_) => {
+                    step.state = ServerStepState::RolledBack;
+                    step.detail = "removed: there was no previous version here".into();
+                    self.step(d.id, step).await?;
+                    Ok(None)
+                }
+                Err(AgentError::Refused(p))
+                    if p.code == sluice_common::problem::ErrorCode::StaleFencingToken =>
+                {
+                    Err(Stop::Leadership(p.detail.clone()))
+                }
+                Err(e) => Ok(Some(format!("{server}: {e}"))),
+            };
         }
         let op_id = match step.rollback_operation {
             Some(id) => id,

@@ -240,12 +240,18 @@ pub enum DeploymentError {
     #[error(transparent)]
     Lock(#[from] LockError),
     /// The event is not allowed in the current state.
-    #[error("{0}")]
-    Transition(String),
+    #[error("{message}")]
+    Transition {
+        /// What was refused.
+        message: String,
+    },
     /// A request that makes no sense now (rollback of a deployment that is not the latest
     /// success, cancel of a finished one).
-    #[error("{0}")]
-    Conflict(String),
+    #[error("{message}")]
+    Conflict {
+        /// Why.
+        message: String,
+    },
 }
 
 /// The outcome of a deployment command.
@@ -381,8 +387,11 @@ impl Deployments {
             C::Start { id, lock_ttl } => {
                 let d = self.get_mut(*id)?;
                 // Check the transition first so a refused event takes no lock.
-                let next = transition(d.state, DeploymentEvent::Start)
-                    .map_err(|e| DeploymentError::Transition(e.to_string()))?;
+                let next = transition(d.state, DeploymentEvent::Start).map_err(|e| {
+                    DeploymentError::Transition {
+                        message: e.to_string(),
+                    }
+                })?;
                 let grant = locks.acquire(
                     Acquire {
                         key: d.lock_key(),
@@ -435,8 +444,8 @@ impl Deployments {
             }
             C::Renew { id, lock_ttl } => {
                 let d = self.get_mut(*id)?;
-                let token = d.token.ok_or_else(|| {
-                    DeploymentError::Conflict(format!("deployment {id} holds no lock"))
+                let token = d.token.ok_or_else(|| DeploymentError::Conflict {
+                    message: format!("deployment {id} holds no lock"),
                 })?;
                 locks.renew(&d.lock_key(), token, *lock_ttl, now)?;
                 Ok(DeploymentOutcome {
@@ -456,8 +465,9 @@ impl Deployments {
                     .get_mut(id)
                     .ok_or(DeploymentError::NotFound { id: *id })?;
                 let from = d.state;
-                let next = transition(from, *event)
-                    .map_err(|e| DeploymentError::Transition(e.to_string()))?;
+                let next = transition(from, *event).map_err(|e| DeploymentError::Transition {
+                    message: e.to_string(),
+                })?;
                 record(d, next, now, reason.clone());
                 if failure.is_some() {
                     d.failure = failure.clone();
@@ -524,27 +534,33 @@ impl Deployments {
                     .get(id)
                     .ok_or(DeploymentError::NotFound { id: *id })?;
                 if d.state != DeploymentState::Success || d.noop {
-                    return Err(DeploymentError::Conflict(format!(
+                    return Err(DeploymentError::Conflict {
+                    message: format!(
                         "only a successful deployment that changed something can be rolled back; {id} is {}{}",
                         d.state,
                         if d.noop { " (a no-op)" } else { "" }
-                    )));
+                    ),
+                });
                 }
                 let latest = self
                     .services
                     .get(&d.request.service)
                     .and_then(|r| r.history.last().copied());
                 if latest != Some(*id) {
-                    return Err(DeploymentError::Conflict(format!(
+                    return Err(DeploymentError::Conflict {
+                    message: format!(
                         "{id} is not the latest successful deployment of {}; roll back the latest first",
                         d.request.service
-                    )));
+                    ),
+                });
                 }
                 if let Some(active) = self.active_for(&d.request.service) {
-                    return Err(DeploymentError::Conflict(format!(
-                        "deployment {} of {} is in flight",
-                        active.id, d.request.service
-                    )));
+                    return Err(DeploymentError::Conflict {
+                        message: format!(
+                            "deployment {} of {} is in flight",
+                            active.id, d.request.service
+                        ),
+                    });
                 }
                 let d = self.get_mut(*id)?;
                 d.rollback_requested = true;
@@ -573,10 +589,9 @@ impl Deployments {
             C::RequestCancel { id } => {
                 let d = self.get_mut(*id)?;
                 if !d.state.is_active() {
-                    return Err(DeploymentError::Conflict(format!(
-                        "deployment {id} is already {}",
-                        d.state
-                    )));
+                    return Err(DeploymentError::Conflict {
+                        message: format!("deployment {id} is already {}", d.state),
+                    });
                 }
                 d.cancel_requested = true;
                 d.updated_at = now;
@@ -597,7 +612,8 @@ impl Deployments {
     /// Keeps the service record in step with finished deployments.
     fn on_settled(&mut self, d: &Deployment, from: DeploymentState, to: DeploymentState) {
         match (from, to) {
-            (DeploymentState::InProgress, DeploymentState::Success) => {
+            // A no-op changed nothing: the service record (and its history) stays as it was.
+            (DeploymentState::InProgress, DeploymentState::Success) if !d.noop => {
                 let rec = self.services.entry(d.request.service.clone()).or_default();
                 for s in d.servers.values() {
                     if let Some(port) = s.port {

@@ -207,7 +207,7 @@ fn manual_rollback_only_of_the_latest_success_and_it_restores_the_previous_image
     w.succeed(v2, 20000);
     assert!(matches!(
         w.apply(DeploymentCommand::RequestRollback { id: v1 }),
-        Err(DeploymentError::Conflict(_))
+        Err(DeploymentError::Conflict { .. })
     ));
     w.apply(DeploymentCommand::RequestRollback { id: v2 })
         .unwrap();
@@ -274,7 +274,7 @@ fn illegal_events_change_nothing_and_give_up_releases_the_lock() {
     let before = w.d.all[&a].clone();
     assert!(matches!(
         w.event(a, DeploymentEvent::AllHealthy),
-        Err(DeploymentError::Transition(_))
+        Err(DeploymentError::Transition { .. })
     ));
     assert_eq!(w.d.all[&a], before);
     w.start(a).unwrap();
@@ -292,6 +292,30 @@ fn illegal_events_change_nothing_and_give_up_releases_the_lock() {
         w.d.all[&a].failure.as_deref(),
         Some("rollback failed on web-1")
     );
+}
+
+#[test]
+fn every_error_survives_the_wire() {
+    // Responses cross the network when a follower forwards a write: each must serialize.
+    for e in [
+        DeploymentError::NotFound { id: Uuid::nil() },
+        DeploymentError::Transition {
+            message: "x".into(),
+        },
+        DeploymentError::Conflict {
+            message: "y".into(),
+        },
+        DeploymentError::IdempotencyConflict {
+            key: "k".into(),
+            id: Uuid::nil(),
+        },
+        DeploymentError::Lock(LockError::NotHeld {
+            key: LockKey::parse("a").unwrap(),
+        }),
+    ] {
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(serde_json::from_str::<DeploymentError>(&json).unwrap(), e);
+    }
 }
 
 #[test]

@@ -1,0 +1,166 @@
+//! Real `sluice-agent` processes for cross-crate tests: spawn with a generated config,
+//! learn the bound address from the agent's JSON log, `kill -9`, restart on the same data.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::eventually::patience;
+
+/// The `sluice-agent` binary: `$SLUICE_AGENT_BIN`, else next to the running test's
+/// target directory (`cargo test --workspace` builds it for the agent's own tests).
+pub fn agent_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("SLUICE_AGENT_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> → target/<profile>/sluice-agent
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("sluice-agent"))
+        .expect("target dir");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p sluice-agent` (or `cargo test --workspace`), or set SLUICE_AGENT_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// One agent process.
+#[derive(Debug)]
+pub struct AgentProc {
+    /// Its server name.
+    pub name: String,
+    /// Where its API listens (known once started).
+    pub addr: String,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl AgentProc {
+    /// Starts agent `name` registering with `coordinators`, with `extra` TOML appended.
+    pub fn start(name: &str, coordinators: &[String], port_range: &str, extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let coords: Vec<String> = coordinators.iter().map(|c| format!("{c:?}")).collect();
+        let toml = format!(
+            "name = {name:?}\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\nport_range = {port_range:?}\ncoordinators = [{}]\nheartbeat_interval = \"1s\"\nstop_grace = \"5s\"\n{extra}\n",
+            dir.path().join("data"),
+            coords.join(", "),
+        );
+        std::fs::write(dir.path().join("agent.toml"), toml).expect("config");
+        let mut a = Self {
+            name: name.to_string(),
+            addr: String::new(),
+            dir,
+            child: None,
+        };
+        a.spawn();
+        a
+    }
+
+    /// (Re)starts the process; returns once it has announced its address. A restart keeps
+    /// the same data directory and, since the address is in the config after the first
+    /// start, the same port.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "agent {} already running", self.name);
+        let config = self.dir.path().join("agent.toml");
+        if !self.addr.is_empty() {
+            let text = std::fs::read_to_string(&config).expect("config");
+            let text = text.replace(
+                "listen = \"127.0.0.1:0\"",
+                &format!("listen = {:?}", self.addr),
+            );
+            std::fs::write(&config, text).expect("config");
+        }
+        let mut child = {
+            use std::os::unix::process::CommandExt;
+            Command::new(agent_bin())
+                .arg("--config")
+                .arg(&config)
+                .arg("--log-json")
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .expect("spawn sluice-agent")
+        };
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        let log = self.dir.path().join("log");
+        std::thread::spawn(move || {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .ok();
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if v["fields"]["message"] == "agent listening" {
+                        let _ = tx.send(v["fields"]["addr"].as_str().unwrap_or("").to_string());
+                    }
+                }
+                if let Some(f) = file.as_mut() {
+                    use std::io::Write;
+                    let _ = writeln!(f, "{line}");
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20).mul_f64(patience()))
+            .expect("the agent announces its address");
+        self.addr = addr;
+        self.child = Some(child);
+    }
+
+    /// `kill -9`, waiting until the process is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The agent's log so far (JSON lines).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Removes every container labelled for `service` (test clean-up).
+pub fn remove_containers(service: &str) {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=sluice.service={service}"),
+        ])
+        .output();
+    if let Ok(out) = out {
+        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm".to_string(), "-f".to_string()];
+            args.extend(ids);
+            let _ = Command::new("docker").args(&args).output();
+        }
+    }
+}
