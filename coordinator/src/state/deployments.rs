@@ -220,7 +220,8 @@ pub enum DeploymentCommand {
 
 /// Why a deployment command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+// Not "kind": the wrapped LockError is itself tagged "kind".
+#[serde(tag = "error", rename_all = "snake_case")]
 pub enum DeploymentError {
     /// No such deployment.
     #[error("deployment {id} does not exist")]
