@@ -177,6 +177,33 @@ pub struct ServerView {
     pub port_range: PortRange,
     /// Whether deployments to it are refused.
     pub forbidden: bool,
+    /// Whether its agent is up (replicated: changes when heartbeats stop or resume).
+    #[serde(default)]
+    pub up: bool,
+    /// Milliseconds since the agent's last heartbeat, when the answering node is the
+    /// leader (heartbeats live in the leader's memory only).
+    #[serde(default)]
+    pub last_heartbeat_ms: Option<u64>,
+    /// The Docker version the agent reported.
+    #[serde(default)]
+    pub docker_version: Option<String>,
+    /// The agent's version.
+    #[serde(default)]
+    pub agent_version: Option<String>,
+    /// Ports of the range in use (ledger or bound on the host).
+    #[serde(default)]
+    pub ports_used: u32,
+    /// Ports of the range free.
+    #[serde(default)]
+    pub ports_free: u32,
+}
+
+/// `PUT /v1/servers/{name}/labels`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetLabelsRequest {
+    /// The server's labels, replacing the current ones.
+    pub labels: Vec<Label>,
 }
 
 // ---------------------------------------------------------------- cluster

@@ -81,6 +81,15 @@ impl AgentTracker {
         Some(changes)
     }
 
+    /// Time since `server`'s last heartbeat, if this node (as leader) has seen one.
+    pub fn since_last_beat(&self, server: &ServerName) -> Option<Duration> {
+        self.beats
+            .lock()
+            .expect("beats lock")
+            .get(server)
+            .map(|b| b.at.elapsed())
+    }
+
     /// Servers marked up whose agent has not beaten within the timeout (counting from when
     /// this node became leader, for agents it has not heard from yet).
     fn overdue(&self, node: &Node, now: Instant) -> Vec<ServerName> {

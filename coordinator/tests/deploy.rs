@@ -311,15 +311,21 @@ async fn idempotent_replay_and_validation_lists_every_failure() {
 
     // web-2 forbidden, an image that does not exist, and a server that does not exist:
     // every failure is reported at once and nothing is touched.
-    let (s, v) = env
-        .http
-        .put(env.url("/v1/servers/web-2"))
-        .json(&json!({"agent_addr": env.agents[1].addr, "forbidden": true, "port_range": "21000-21019"}))
-        .send()
-        .await
-        .map(|r| (r.status().as_u16(), ()))
+    let (s, v) = env.post("/v1/servers/web-2/forbid", &json!({}), None).await;
+    assert_eq!((s, v["forbidden"].as_bool()), (200, Some(true)), "{v}");
+    let (_, servers) = env.get("/v1/servers").await;
+    let web1 = servers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "web-1")
         .unwrap();
-    assert_eq!(s, 200, "{v:?}");
+    assert_eq!(web1["up"], true, "{web1}");
+    assert!(web1["ports_used"].as_u64() >= Some(1), "{web1}");
+    assert_eq!(
+        web1["ports_used"].as_u64().unwrap() + web1["ports_free"].as_u64().unwrap(),
+        20
+    );
     let bad = json!({
         "service": "idem-api", "image": "sluice-testapp:does-not-exist",
         "servers": ["web-1", "web-2", "ghost"], "container_port": 8080,
@@ -354,6 +360,8 @@ async fn idempotent_replay_and_validation_lists_every_failure() {
     // Still v1 on web-1, untouched.
     let port = Env::port_of(&d, "web-1");
     assert_serving(port, "v1").await;
+    let (s, v) = env.post("/v1/servers/web-2/allow", &json!({}), None).await;
+    assert_eq!((s, v["forbidden"].as_bool()), (200, Some(false)), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -66,6 +66,12 @@ pub fn router(app: App) -> Router {
             "/v1/servers/{name}",
             get(servers::get).put(servers::put).delete(servers::remove),
         )
+        .route("/v1/servers/{name}/forbid", post(servers::forbid))
+        .route("/v1/servers/{name}/allow", post(servers::allow))
+        .route(
+            "/v1/servers/{name}/labels",
+            axum::routing::put(servers::labels),
+        )
         .route(
             "/v1/deployments",
             get(deployments::list).post(deployments::create),

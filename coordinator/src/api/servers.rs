@@ -2,29 +2,106 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use sluice_common::api::{PutServerRequest, ServerView};
+use sluice_common::api::{PutServerRequest, ServerView, SetLabelsRequest};
 use sluice_common::names::ServerName;
 
 use super::error::{ApiError, ApiJson};
 use super::App;
+use crate::agents::AgentTracker;
+use crate::raft::store::Applied;
 use crate::state::{Command, Response, ServerRecord};
 
-fn view(name: &ServerName, r: &ServerRecord) -> ServerView {
+fn view(a: &Applied, agents: &AgentTracker, name: &ServerName, r: &ServerRecord) -> ServerView {
+    let ports = a.state.ports.server(name);
     ServerView {
         name: name.clone(),
         agent_addr: r.agent_addr.clone(),
         labels: r.labels.clone(),
         port_range: r.port_range,
         forbidden: r.forbidden,
+        up: r.up,
+        last_heartbeat_ms: agents.since_last_beat(name).map(|d| d.as_millis() as u64),
+        docker_version: r.docker_version.clone(),
+        agent_version: r.agent_version.clone(),
+        ports_used: ports.map_or(0, |p| p.used_count()),
+        ports_free: ports.map_or(0, |p| p.free_count()),
     }
+}
+
+fn read_view(app: &App, name: &ServerName) -> Option<ServerView> {
+    app.node.read(|a| {
+        a.state
+            .servers
+            .get(name)
+            .map(|r| view(a, &app.agents, name, r))
+    })
 }
 
 /// `GET /v1/servers`.
 pub async fn list(State(app): State<App>) -> Result<Json<Vec<ServerView>>, ApiError> {
     app.node.linearizable().await?;
     Ok(Json(app.node.read(|a| {
-        a.state.servers.iter().map(|(n, r)| view(n, r)).collect()
+        a.state
+            .servers
+            .iter()
+            .map(|(n, r)| view(a, &app.agents, n, r))
+            .collect()
     })))
+}
+
+/// Changes one part of a server's policy, keeping the rest.
+async fn update(
+    app: &App,
+    name: &ServerName,
+    change: impl FnOnce(&mut ServerRecord),
+) -> Result<Json<ServerView>, ApiError> {
+    app.node.linearizable().await?;
+    let mut rec = app
+        .node
+        .read(|a| a.state.servers.get(name).cloned())
+        .ok_or_else(|| ApiError::not_found(format!("server {name}")))?;
+    change(&mut rec);
+    app.node
+        .propose(Command::PutServer {
+            server: name.clone(),
+            agent_addr: rec.agent_addr,
+            labels: rec.labels,
+            port_range: rec.port_range,
+            forbidden: rec.forbidden,
+        })
+        .await?;
+    app.node.linearizable().await?;
+    read_view(app, name)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("server {name}")))
+}
+
+/// `POST /v1/servers/{name}/forbid`: refuse every deployment to it.
+pub async fn forbid(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<Json<ServerView>, ApiError> {
+    let name = ServerName::parse(&name)?;
+    update(&app, &name, |r| r.forbidden = true).await
+}
+
+/// `POST /v1/servers/{name}/allow`: accept deployments again.
+pub async fn allow(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<Json<ServerView>, ApiError> {
+    let name = ServerName::parse(&name)?;
+    update(&app, &name, |r| r.forbidden = false).await
+}
+
+/// `PUT /v1/servers/{name}/labels`: replace its labels.
+pub async fn labels(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<SetLabelsRequest>,
+) -> Result<Json<ServerView>, ApiError> {
+    let name = ServerName::parse(&name)?;
+    update(&app, &name, |r| r.labels = req.labels).await
 }
 
 /// `GET /v1/servers/{name}`.
@@ -34,8 +111,7 @@ pub async fn get(
 ) -> Result<Json<ServerView>, ApiError> {
     let name = ServerName::parse(&name)?;
     app.node.linearizable().await?;
-    app.node
-        .read(|a| a.state.servers.get(&name).map(|r| view(&name, r)))
+    read_view(&app, &name)
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("server {name}")))
 }
@@ -58,8 +134,7 @@ pub async fn put(
         .await?;
     // The write may have been applied by the leader before this node: read after it.
     app.node.linearizable().await?;
-    app.node
-        .read(|a| a.state.servers.get(&name).map(|r| view(&name, r)))
+    read_view(&app, &name)
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("server {name}")))
 }
