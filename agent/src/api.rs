@@ -33,6 +33,7 @@ use sluice_common::image::ImageRef;
 use sluice_common::names::{LockKey, ServiceName};
 use sluice_common::problem::{ErrorCode, Problem, PROBLEM_JSON};
 use sluice_common::time::DurationSpec;
+use sluice_common::tls::{PeerIdentity, Role};
 use uuid::Uuid;
 
 use crate::docker::{Container, DockerError};
@@ -70,7 +71,27 @@ pub fn router(agent: Arc<Agent>) -> Router {
             ))
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(only_coordinators))
         .with_state(agent)
+}
+
+/// The agent obeys coordinators only: the handshake already demanded a certificate from
+/// the project CA; this refuses every role but `coordinator` (an agent's or an operator's
+/// certificate gets 403).
+async fn only_coordinators(req: Request, next: axum::middleware::Next) -> Response {
+    match req.extensions().get::<PeerIdentity>() {
+        Some(p) if p.role == Role::Coordinator => next.run(req).await,
+        Some(p) => ApiError::from(Problem::new(
+            ErrorCode::Forbidden,
+            format!("only coordinators may call the agent API, not {p}"),
+        ))
+        .into_response(),
+        None => ApiError::from(Problem::new(
+            ErrorCode::Unauthenticated,
+            "a coordinator certificate is required",
+        ))
+        .into_response(),
+    }
 }
 
 /// A problem, as a response.

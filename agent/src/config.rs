@@ -53,6 +53,35 @@ pub struct AgentConfig {
     /// What containers may do. Everything is off unless allowed here.
     #[serde(default)]
     pub policy: Policy,
+    /// The agent's certificate, key and the project CA. Required: there is no plaintext mode.
+    pub tls: TlsConfig,
+}
+
+/// Where the agent's TLS files are (as `sluice ca issue --role agent --name NAME` writes
+/// them). The certificate must name role `agent` and this server's `name`, with SANs for
+/// the address coordinators dial (`advertise`). It serves the agent API (only coordinator
+/// certificates are let in) and identifies the agent when it registers and heartbeats.
+/// The files are re-read on SIGHUP and whenever one of them changes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The project CA certificate (PEM).
+    pub ca: PathBuf,
+    /// This agent's certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM, mode 0600).
+    pub key: PathBuf,
+}
+
+impl TlsConfig {
+    /// As the TLS library's file set.
+    pub fn files(&self) -> sluice_common::tls::TlsFiles {
+        sluice_common::tls::TlsFiles {
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        }
+    }
 }
 
 /// The container policy. The agent enforces it whatever a request asks for.
@@ -159,9 +188,11 @@ impl AgentConfig {
 mod tests {
     use super::*;
 
+    const TLS: &str = "\n[tls]\nca = \"ca.pem\"\ncert = \"a.pem\"\nkey = \"a.key\"\n";
+
     #[test]
     fn minimal_config_gets_defaults() {
-        let c = AgentConfig::parse("name = \"web-1\"").unwrap();
+        let c = AgentConfig::parse(&format!("name = \"web-1\"{TLS}")).unwrap();
         assert_eq!(c.listen, default_listen());
         assert_eq!(c.host_ip, default_host_ip());
         assert_eq!(c.port_range, PortRange::DEFAULT);
@@ -171,11 +202,17 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_refused() {
-        let e = AgentConfig::parse("name = \"web-1\"\nlisten_addr = \"x\"").unwrap_err();
+        let e = AgentConfig::parse("name = \"web-1\"").unwrap_err();
+        assert!(e.to_string().contains("tls"), "{e}");
+        let e =
+            AgentConfig::parse(&format!("name = \"web-1\"\nlisten_addr = \"x\"{TLS}")).unwrap_err();
         assert!(e.to_string().contains("listen_addr"), "{e}");
-        let e = AgentConfig::parse("name = \"Web 1\"").unwrap_err();
+        let e = AgentConfig::parse(&format!("name = \"Web 1\"{TLS}")).unwrap_err();
         assert!(e.to_string().contains("server name"), "{e}");
-        let e = AgentConfig::parse("name = \"w\"\n[policy]\nallow_everything = true").unwrap_err();
+        let e = AgentConfig::parse(&format!(
+            "name = \"w\"\n[policy]\nallow_everything = true{TLS}"
+        ))
+        .unwrap_err();
         assert!(e.to_string().contains("allow_everything"), "{e}");
     }
 

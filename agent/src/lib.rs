@@ -33,6 +33,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_common::tls::{serve_tls, spawn_reloader, ClientAuth, Role, ServerTls};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -63,6 +64,9 @@ pub struct Agent {
     pub advertise: String,
     /// Poked when a managed container changes state (the heartbeat goes out early).
     pub state_changed: tokio::sync::Notify,
+    /// The API listener's TLS configuration (follows the files; the registration client
+    /// rebuilds itself when this one reloads).
+    pub tls: sluice_common::tls::ServerTls,
 }
 
 /// Why the agent could not start.
@@ -79,6 +83,17 @@ pub enum StartError {
     /// The data directory could not be opened.
     #[error("cannot open the data directory: {0}")]
     Store(#[from] StoreError),
+    /// The TLS files are unusable.
+    #[error("TLS: {0}")]
+    Tls(#[from] sluice_common::tls::TlsError),
+    /// The certificate does not name this agent.
+    #[error("the certificate names {identity}, but this agent is agent {name}")]
+    Identity {
+        /// What the certificate says.
+        identity: sluice_common::tls::PeerIdentity,
+        /// The configured name.
+        name: String,
+    },
 }
 
 /// A started agent.
@@ -90,6 +105,9 @@ pub struct Running {
     server: tokio::task::JoinHandle<()>,
 }
 
+/// How often the TLS files are checked for changes (SIGHUP reloads at once).
+pub const TLS_RELOAD_EVERY: Duration = Duration::from_secs(2);
+
 /// How long shutdown waits for tasks to stop.
 const GRACE: Duration = Duration::from_secs(10);
 
@@ -99,6 +117,16 @@ pub async fn build(
     config: AgentConfig,
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
+    let files = config.tls.files();
+    let material = files.read()?;
+    let identity = material.identity().clone();
+    if identity.role != Role::Agent || identity.name != config.name.as_str() {
+        return Err(StartError::Identity {
+            identity,
+            name: config.name.to_string(),
+        });
+    }
+    let tls = ServerTls::from_files(files, ClientAuth::Required)?;
     let store = Store::open(&config.data_dir)?;
     let ops = Operations::open(store)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -120,6 +148,7 @@ pub async fn build(
         cancel: shutdown,
         tasks: TaskTracker::new(),
         state_changed: tokio::sync::Notify::new(),
+        tls: tls.clone(),
     });
     // First contact with Docker before resuming, so resumed runners see a connection.
     if let Err(e) = agent.docker.refresh().await {
@@ -140,13 +169,12 @@ pub async fn build(
     }
     let router = api::router(agent.clone());
     let cancel = agent.cancel.clone();
+    let reloader = spawn_reloader(tls.clone(), TLS_RELOAD_EVERY, cancel.clone());
     let server = tokio::spawn(async move {
-        let r = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { cancel.cancelled().await })
-            .await;
-        if let Err(e) = r {
+        if let Err(e) = serve_tls(listener, router, tls, cancel).await {
             tracing::error!(error = %e, "API server failed");
         }
+        let _ = reloader.await;
     });
     tracing::info!(%addr, server = %agent.config.name, "agent listening");
     Ok(Running {

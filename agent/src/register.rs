@@ -8,21 +8,49 @@
 //! to reach coordinators is logged, never fatal: the agent keeps serving its API.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use sluice_common::agent_api::{AgentHeartbeat, AgentRegistration};
+use sluice_common::tls::Role;
 
 use crate::Agent;
 
-/// The HTTP client for talking to coordinators. Plain HTTP today; mutual TLS is configured
-/// here, and only here, when it arrives.
-pub fn coordinator_client() -> reqwest::Client {
-    reqwest::Client::builder()
+/// The HTTPS client for talking to coordinators: presents the agent's certificate (read
+/// afresh from its files), trusts only the project CA, and only servers whose certificate
+/// names a coordinator.
+pub fn coordinator_client(
+    files: &sluice_common::tls::TlsFiles,
+) -> Result<reqwest::Client, sluice_common::tls::TlsError> {
+    Ok(files
+        .read()?
+        .https_client(&[Role::Coordinator])?
         .no_proxy()
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(5))
-        .build()
-        .expect("static client config")
+        .build()?)
+}
+
+/// The client, rebuilt when the listener's certificate was reloaded (rotation).
+struct Client {
+    files: sluice_common::tls::TlsFiles,
+    seen: Option<SystemTime>,
+    client: Option<reqwest::Client>,
+}
+
+impl Client {
+    fn get(&mut self, agent: &Agent) -> Option<reqwest::Client> {
+        let now = agent.tls.not_after();
+        if self.seen != Some(now) || self.client.is_none() {
+            match coordinator_client(&self.files) {
+                Ok(c) => {
+                    self.client = Some(c);
+                    self.seen = Some(now);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot build the coordinator client"),
+            }
+        }
+        self.client.clone()
+    }
 }
 
 /// Runs until shutdown; returns at once if no coordinator is configured.
@@ -31,14 +59,25 @@ pub async fn run(agent: Arc<Agent>) {
         tracing::info!("no coordinators configured; running standalone");
         return;
     }
-    let client = coordinator_client();
+    let mut clients = Client {
+        files: agent.config.tls.files(),
+        seen: None,
+        client: None,
+    };
     let addrs = agent.config.coordinators.clone();
     let mut at = 0usize;
     'register: loop {
         let mut backoff = Duration::from_millis(200);
         loop {
             let reg = registration(&agent).await;
-            let url = format!("http://{}/v1/agents/register", addrs[at % addrs.len()]);
+            let url = format!("https://{}/v1/agents/register", addrs[at % addrs.len()]);
+            let Some(client) = clients.get(&agent) else {
+                tokio::select! {
+                    _ = agent.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                continue;
+            };
             match client.post(&url).json(&reg).send().await {
                 Ok(r) if r.status().is_success() => {
                     tracing::info!(coordinator = %addrs[at % addrs.len()], "registered");
@@ -63,10 +102,13 @@ pub async fn run(agent: Arc<Agent>) {
             }
             let hb = heartbeat(&agent).await;
             let url = format!(
-                "http://{}/v1/agents/{}/heartbeat",
+                "https://{}/v1/agents/{}/heartbeat",
                 addrs[at % addrs.len()],
                 agent.config.name
             );
+            let Some(client) = clients.get(&agent) else {
+                continue;
+            };
             match client.post(&url).json(&hb).send().await {
                 Ok(r) if r.status().is_success() => failures = 0,
                 Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {

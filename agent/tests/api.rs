@@ -3,12 +3,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use sluice_common::tls::{serve_tls, ClientAuth, PeerIdentity, Role, ServerTls, TlsMaterial};
 use sluice_tests::eventually::eventually;
 use support::*;
 
@@ -31,7 +31,7 @@ async fn raw(
     body: Vec<u8>,
 ) -> (u16, String, Value) {
     // A fresh connection per case: the server closes one whose body it refused unread (413).
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let http = coordinator_client();
     let mut r = http.request(method, agent.url(path)).body(body);
     if let Some(ct) = content_type {
         r = r.header("content-type", ct);
@@ -471,43 +471,48 @@ async fn docker_unreachable_is_reported_and_not_fatal() {
     assert_eq!(s, 200);
 }
 
-/// A stand-in coordinator endpoint that records what the agent posts (the coordinator's side
-/// is tested in coordinator/; this checks the agent's half of the contract).
-fn recorder() -> (String, std::sync::mpsc::Receiver<(String, Value)>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+/// A stand-in coordinator endpoint that records what the agent posts, and with which
+/// certificate (the coordinator's side is tested in coordinator/; this checks the agent's
+/// half of the contract). It serves mTLS with a coordinator certificate from the shared CA.
+type Seen = (String, Value, Option<PeerIdentity>);
+
+async fn recorder() -> (String, std::sync::mpsc::Receiver<Seen>) {
+    let pki = sluice_tests::pki::Pki::shared();
+    let cert = pki.issue(Role::Coordinator, "recorder");
+    let material = TlsMaterial::from_pem(pki.ca_pem().into(), cert.cert_pem, cert.key_pem).unwrap();
+    let tls = ServerTls::fixed(&material, ClientAuth::Required).unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap().to_string();
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for conn in l.incoming().map_while(Result::ok) {
-            let mut r = BufReader::new(conn);
-            let mut line = String::new();
-            r.read_line(&mut line).unwrap();
-            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-            let mut len = 0;
-            loop {
-                let mut h = String::new();
-                r.read_line(&mut h).unwrap();
-                if h.trim().is_empty() {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; len];
-            r.read_exact(&mut body).unwrap();
-            let _ = tx.send((path, serde_json::from_slice(&body).unwrap_or(Value::Null)));
-            let _ = r
-                .into_inner()
-                .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n");
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let tx = tx.clone();
+        async move {
+            let path = req.uri().path().to_string();
+            let peer = req.extensions().get::<PeerIdentity>().cloned();
+            let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+                .await
+                .unwrap_or_default();
+            let _ = tx.send((
+                path,
+                serde_json::from_slice(&body).unwrap_or(Value::Null),
+                peer,
+            ));
+            axum::http::StatusCode::NO_CONTENT
         }
     });
+    tokio::spawn(serve_tls(
+        l,
+        app,
+        tls,
+        tokio_util::sync::CancellationToken::new(),
+    ));
     (addr, rx)
 }
 
-#[tokio::test]
+// Multi-threaded: the recorder serves on the runtime while the test blocks on its channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registers_with_a_coordinator_and_heartbeats() {
-    let (addr, rx) = recorder();
+    let (addr, rx) = recorder().await;
     let dead = free_port();
     let agent = Agent::start(
         "t-register",
@@ -517,14 +522,16 @@ async fn registers_with_a_coordinator_and_heartbeats() {
     )
     .await;
     let deadline = Duration::from_secs(15).mul_f64(sluice_tests::eventually::patience());
-    let (path, reg) = rx.recv_timeout(deadline).expect("a registration");
+    let (path, reg, peer) = rx.recv_timeout(deadline).expect("a registration");
     assert_eq!(path, "/v1/agents/register");
+    let peer = peer.expect("the agent presents its certificate");
+    assert_eq!((peer.role, peer.name.as_str()), (Role::Agent, "t-register"));
     assert_eq!(reg["server"], "t-register");
     assert_eq!(reg["agent_addr"], agent.addr.to_string());
     assert_eq!(reg["labels"], json!(["env=test"]));
     assert_eq!(reg["port_range"], "1024-65535");
     assert!(reg["docker_version"].is_string(), "{reg}");
-    let (path, hb) = rx.recv_timeout(deadline).expect("a heartbeat");
+    let (path, hb, _) = rx.recv_timeout(deadline).expect("a heartbeat");
     assert_eq!(path, "/v1/agents/t-register/heartbeat");
     assert_eq!(hb["server"], "t-register");
     assert_eq!(hb["docker_reachable"], true);
@@ -533,7 +540,7 @@ async fn registers_with_a_coordinator_and_heartbeats() {
         bound.contains(&json!(agent.addr.port())),
         "the agent's own port is bound: {hb}"
     );
-    let (_, _) = rx.recv_timeout(deadline).expect("heartbeats keep coming");
+    let _ = rx.recv_timeout(deadline).expect("heartbeats keep coming");
 }
 
 #[tokio::test]

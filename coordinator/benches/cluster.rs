@@ -44,7 +44,7 @@ async fn main() {
     let mut c = Cluster::start(bin, 3, NodeOpts::default()).await;
     let leader = c.leader().await;
     let base = c.nodes[leader].url("");
-    let http = reqwest::Client::new();
+    let http = c.http.clone();
 
     // Warm up connections and the JIT-free but cache-cold paths.
     for i in 0..50 {

@@ -61,6 +61,41 @@ pub struct Config {
     /// Agent liveness.
     #[serde(default)]
     pub agents: AgentsConfig,
+    /// This node's certificate, key and the project CA. Required: there is no plaintext mode.
+    pub tls: TlsConfig,
+    /// A file holding the bootstrap admin token's secret (mode 0600 or stricter: a file
+    /// readable by group or others is refused). Its SHA-256 is an admin token on this node
+    /// only, never replicated, so the first `sluice token create` has someone to come from.
+    /// Remove it once real admin tokens exist. Default: none.
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// Where this node's TLS files are (as `sluice ca issue --role coordinator` writes them).
+/// The same certificate serves the API and Raft, and identifies this node when it calls
+/// other coordinators and agents, so it needs the `coordinator` role and SANs for every
+/// address peers, agents and CI dial. The files are re-read on SIGHUP and whenever one of
+/// them changes, without a restart.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The project CA certificate (PEM). Only certificates it signed are trusted.
+    pub ca: PathBuf,
+    /// This node's certificate (PEM), role `coordinator`.
+    pub cert: PathBuf,
+    /// This node's private key (PEM, mode 0600).
+    pub key: PathBuf,
+}
+
+impl TlsConfig {
+    /// As the TLS library's file set.
+    pub fn files(&self) -> sluice_common::tls::TlsFiles {
+        sluice_common::tls::TlsFiles {
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        }
+    }
 }
 
 /// How a cluster forms on first start. Ignored once the data directory holds a cluster.
@@ -233,11 +268,22 @@ mod tests {
 
     #[test]
     fn minimal_config_gets_defaults() {
-        let c: Config = toml::from_str("node_id = 1\ndata_dir = \"/tmp/x\"").unwrap();
+        let c: Config =
+            toml::from_str(&format!("node_id = 1\ndata_dir = \"/tmp/x\"\n{TLS}")).unwrap();
         c.validate().unwrap();
         assert_eq!(c.listen.port(), 7000);
         assert_eq!(c.request_timeout, DurationSpec::secs(5));
         assert!(c.cluster.initial_members.is_empty());
+    }
+
+    const TLS: &str = "[tls]\nca = \"ca.pem\"\ncert = \"n.pem\"\nkey = \"n.key\"\n";
+
+    #[test]
+    fn tls_is_required() {
+        let err = toml::from_str::<Config>("node_id = 1\ndata_dir = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tls"), "{err}");
     }
 
     #[test]
@@ -255,7 +301,12 @@ mod tests {
             ),
             ("node_id = 1\ndata_dir = \"x\"\nrequest_timeout = \"5\"", "unit"),
         ] {
-            let err = toml::from_str::<Config>(text)
+            // Tables come last in TOML; `[tls]` goes in before the first one.
+            let text = match text.find("\n[") {
+                Some(i) => format!("{}\n{TLS}{}", &text[..i], &text[i..]),
+                None => format!("{text}\n{TLS}"),
+            };
+            let err = toml::from_str::<Config>(&text)
                 .map_err(|e| e.to_string())
                 .and_then(|c| c.validate().map_err(|e| e.to_string()))
                 .unwrap_err();

@@ -1,66 +1,122 @@
-//! The one place that knows how coordinators talk HTTP: the outgoing client used for Raft
-//! RPC and request forwarding, and the accept loop for incoming connections.
+//! The one place that knows how coordinators talk on the wire: mutual TLS both ways.
 //!
-//! Plain HTTP today; mutual TLS (issue "Security") replaces [`Transport::new`] and [`serve`]
-//! and nothing else.
+//! Incoming: one listener for the CI API, the agent-facing endpoints and Raft, served by
+//! `sluice_common::tls::serve_tls` with client certificates *optional* (CI clients are
+//! anonymous and carry a bearer token; coordinators and agents present certificates), and
+//! the route guards in `api::auth` decide who may call what. Outgoing (Raft RPC, forwarded
+//! writes, agent calls): HTTPS presenting this node's coordinator certificate, trusting
+//! only the project CA, and only servers whose certificate names a coordinator or an agent.
+//!
+//! Both sides follow certificate rotation without a restart: the server configuration is
+//! swapped by the reloader (SIGHUP or a changed file), and [`Transport::client`] rebuilds
+//! its client when it sees the reloaded certificate.
 
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
+use sluice_common::tls::{self, Role, ServerTls, TlsError, TlsFiles, TlsMaterial};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// An HTTP client with the scheme it speaks. Cheap to clone (one shared pool).
+/// How often the TLS files are checked for changes (SIGHUP reloads at once).
+pub const TLS_RELOAD_EVERY: Duration = Duration::from_secs(2);
+
+/// The roles an outgoing call may reach: peers (Raft, forwarding) and agents.
+const SERVER_ROLES: [Role; 2] = [Role::Coordinator, Role::Agent];
+
+/// An HTTPS client presenting this node's identity. Cheap to clone (one shared pool).
 #[derive(Debug, Clone)]
 pub struct Transport {
-    client: reqwest::Client,
-    scheme: &'static str,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The listener's live configuration; its `not_after` changing means a reload happened.
+    server: Option<ServerTls>,
+    files: Option<TlsFiles>,
+    current: Mutex<(SystemTime, reqwest::Client)>,
+}
+
+fn build_client(material: &TlsMaterial) -> Result<reqwest::Client, TlsError> {
+    // Short connect timeouts: a dead peer must be noticed within an election timeout,
+    // not a TCP retry cycle.
+    Ok(material
+        .https_client(&SERVER_ROLES)?
+        .connect_timeout(Duration::from_millis(500))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .no_proxy()
+        .build()?)
 }
 
 impl Transport {
-    /// A plaintext transport with short connect timeouts: a dead peer must be noticed
-    /// within an election timeout, not a TCP retry cycle.
-    pub fn new() -> Self {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(500))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .tcp_nodelay(true)
-            .build()
-            .expect("a client without TLS settings always builds");
-        Self {
-            client,
-            scheme: "http",
+    /// A transport presenting `material`'s certificate, following `server`'s reloads of
+    /// `files` when given.
+    pub fn new(
+        material: &TlsMaterial,
+        server: Option<ServerTls>,
+        files: Option<TlsFiles>,
+    ) -> Result<Self, TlsError> {
+        let client = build_client(material)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                server,
+                files,
+                current: Mutex::new((material.not_after(), client)),
+            }),
+        })
+    }
+
+    /// The client (rebuilt from the files first if the certificate was rotated).
+    pub fn client(&self) -> reqwest::Client {
+        let mut current = self.inner.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some(server), Some(files)) = (&self.inner.server, &self.inner.files) {
+            let seen = server.not_after();
+            if seen != current.0 {
+                match files.read().and_then(|m| build_client(&m)) {
+                    Ok(c) => {
+                        tracing::info!("outgoing TLS client rebuilt with the rotated certificate");
+                        *current = (seen, c);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot rebuild the outgoing TLS client; keeping the old one");
+                        current.0 = seen;
+                    }
+                }
+            }
         }
+        current.1.clone()
     }
 
-    /// The client.
-    pub fn client(&self) -> &reqwest::Client {
-        &self.client
-    }
-
-    /// `scheme://addr/path`.
+    /// `https://addr/path`.
     pub fn url(&self, addr: &str, path: &str) -> String {
-        format!("{}://{addr}{path}", self.scheme)
+        format!("https://{addr}{path}")
     }
 }
 
-impl Default for Transport {
-    fn default() -> Self {
-        Self::new()
-    }
+/// Reads the TLS files, refusing a certificate that does not name a coordinator.
+pub fn load(files: &TlsFiles) -> Result<(TlsMaterial, ServerTls), TlsError> {
+    let material = files.read()?;
+    material
+        .identity()
+        .require_role(&[Role::Coordinator])
+        .map_err(TlsError::Identity)?;
+    let server = ServerTls::from_files(files.clone(), tls::ClientAuth::Optional)?;
+    Ok((material, server))
 }
 
-/// Serves `router` on `listener` until `shutdown` is cancelled, then drains.
+/// Serves `router` over mutual TLS on `listener` until `shutdown` is cancelled, then drains;
+/// the files behind `tls` are watched for rotation meanwhile.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    tls: ServerTls,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
+    let reloader = tls::spawn_reloader(tls.clone(), TLS_RELOAD_EVERY, shutdown.clone());
+    let served = tls::serve_tls(listener, router, tls, shutdown).await;
+    let _ = reloader.await;
+    served
 }

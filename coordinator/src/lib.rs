@@ -12,7 +12,7 @@
 //! - [`sequencer`]: drives deployments on the leader; [`agent_client`] talks to agents.
 //! - [`api`]: the `/v1` HTTP API and the problem+json edge.
 //! - [`config`]: the TOML config.
-//! - [`http`]: the one place that knows the wire (plain HTTP today, mTLS later).
+//! - [`http`]: the one place that knows the wire (mutual TLS both ways).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -58,6 +58,39 @@ pub enum StartError {
     /// Raft itself.
     #[error("raft failed: {0}")]
     Raft(String),
+    /// The TLS files.
+    #[error("TLS: {0}")]
+    Tls(#[from] sluice_common::tls::TlsError),
+    /// The bootstrap admin token file.
+    #[error("admin_token_file {path}: {reason}")]
+    AdminToken {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why it was refused (never its content).
+        reason: String,
+    },
+}
+
+/// Reads the bootstrap admin secret and returns its hash. Refuses a file readable by group
+/// or others, and a secret shorter than 16 characters.
+fn bootstrap_admin(path: &std::path::Path) -> Result<Arc<str>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| e.to_string())?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "readable by group or others (mode {mode:o}); run chmod 600 on it"
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let secret = text.trim();
+    if secret.len() < 16 {
+        return Err("the secret must be at least 16 characters".into());
+    }
+    Ok(api::auth::hash_secret(secret).into())
 }
 
 /// A started node.
@@ -96,6 +129,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         let what = what.to_string();
         move |source| StartError::Io { what, source }
     };
+    let files = config.tls.files();
+    let (material, server_tls) = http::load(&files)?;
+    let bootstrap_admin = match config.admin_token_file.as_deref() {
+        None => None,
+        Some(path) => Some(
+            bootstrap_admin(path).map_err(|reason| StartError::AdminToken {
+                path: path.to_owned(),
+                reason,
+            })?,
+        ),
+    };
     std::fs::create_dir_all(&config.data_dir)
         .map_err(io(&format!("creating {}", config.data_dir.display())))?;
     let (log, sm) = raft::store::open(&config.data_dir.join("raft"))?;
@@ -124,7 +168,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .map_err(io("reading the bound address"))?;
     let advertise = config.advertise.clone().unwrap_or_else(|| addr.to_string());
 
-    let transport = http::Transport::new();
+    let transport = http::Transport::new(&material, Some(server_tls.clone()), Some(files))?;
     let transport_for_agents = transport.clone();
     let raft = raft::Raft::new(
         config.node_id,
@@ -144,12 +188,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         config.request_timeout.get(),
     );
     let tracker = agents::AgentTracker::new(config.agents.heartbeat_timeout.get());
-    let router = api::router(api::App {
+    let app = api::App {
         node: node.clone(),
         agents: tracker.clone(),
-    })
-    .merge(raft::rpc::routes(node.clone()));
-    let server = tokio::spawn(http::serve(listener, router, shutdown.clone()));
+        bootstrap_admin,
+    };
+    let router = api::guarded(
+        api::router(app.clone()).merge(raft::rpc::routes(node.clone())),
+        app,
+    );
+    let server = tokio::spawn(http::serve(listener, router, server_tls, shutdown.clone()));
     let monitor = tokio::spawn(tracker.monitor(node.clone(), shutdown.clone()));
     let agents =
         agent_client::AgentClient::new(transport_for_agents, std::time::Duration::from_secs(5));
@@ -177,7 +225,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             Err(e) => return Err(StartError::Raft(e.to_string())),
         }
     }
-    tracing::info!(node_id = config.node_id, %addr, %advertise, "coordinator started");
+    tracing::info!(
+        node_id = config.node_id,
+        %addr,
+        %advertise,
+        identity = %material.identity(),
+        "coordinator started"
+    );
     Ok(Running {
         addr,
         node,
@@ -185,4 +239,27 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         monitor,
         sequencer,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_bootstrap_admin_file_must_be_private_and_is_only_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.token");
+        let secret = "sluice_0123456789abcdef0123456789abcdef";
+        std::fs::write(&path, format!("{secret}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err = bootstrap_admin(&path).unwrap_err();
+        assert!(err.contains("group or others"), "{err}");
+        assert!(!err.contains(secret));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let hash = bootstrap_admin(&path).unwrap();
+        assert_eq!(&*hash, api::auth::hash_secret(secret));
+        std::fs::write(&path, "short").unwrap();
+        assert!(bootstrap_admin(&path).unwrap_err().contains("16"));
+    }
 }

@@ -46,12 +46,9 @@ impl Env {
             .map(|name| AgentProc::start(name, &addrs, &port_range(), ""))
             .collect();
         let env = Self {
+            http: cluster.http.clone(),
             cluster,
             agents,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
             services: services.iter().map(|s| s.to_string()).collect(),
         };
         let names: Vec<String> = env.agents.iter().map(|a| a.name.clone()).collect();

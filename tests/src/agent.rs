@@ -8,8 +8,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
+use sluice_common::tls::Role;
 
 use crate::eventually::patience;
+use crate::pki::{self, Pki};
 
 /// The `sluice-agent` binary: `$SLUICE_AGENT_BIN`, else next to the running test's
 /// target directory (`cargo test --workspace` builds it for the agent's own tests).
@@ -44,14 +46,17 @@ pub struct AgentProc {
 }
 
 impl AgentProc {
-    /// Starts agent `name` registering with `coordinators`, with `extra` TOML appended.
+    /// Starts agent `name` registering with `coordinators`, with `extra` TOML appended
+    /// (before the `[tls]` table: a certificate for agent `name` from [`Pki::shared`]).
     pub fn start(name: &str, coordinators: &[String], port_range: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
+        let files = Pki::shared().write(&dir.path().join("tls"), Role::Agent, name);
         let coords: Vec<String> = coordinators.iter().map(|c| format!("{c:?}")).collect();
         let toml = format!(
-            "name = {name:?}\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\nport_range = {port_range:?}\ncoordinators = [{}]\nheartbeat_interval = \"1s\"\nstop_grace = \"5s\"\n{extra}\n",
+            "name = {name:?}\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\nport_range = {port_range:?}\ncoordinators = [{}]\nheartbeat_interval = \"1s\"\nstop_grace = \"5s\"\n{extra}\n{}",
             dir.path().join("data"),
             coords.join(", "),
+            pki::tls_toml(&files),
         );
         std::fs::write(dir.path().join("agent.toml"), toml).expect("config");
         let mut a = Self {
@@ -128,6 +133,11 @@ impl AgentProc {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// The agent's directory (config, log, `tls/`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// The agent's log so far (JSON lines).

@@ -1,16 +1,20 @@
 //! Real coordinator processes on loopback: spawn, kill -9, restart, and find the leader.
 //!
-//! Each node gets its own data directory and config file under one temp dir; processes run
-//! in their own process group so killing one never touches its siblings, and every process
-//! is killed when its handle drops.
+//! Each node gets its own data directory, config file and certificate (role coordinator,
+//! name `nodeN`, from [`Pki::shared`]) under one temp dir; processes run in their own process
+//! group so killing one never touches its siblings, and every process is killed when its
+//! handle drops. Every node also accepts the cluster's bootstrap admin token, which
+//! [`Cluster::http`] sends by default.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+use sluice_common::tls::Role;
 
 use crate::eventually::eventually;
+use crate::pki::{self, Pki};
 
 /// Asks the OS for a free loopback port. The port is released before use, so another
 /// process could take it in between; on a test machine that race is rare enough.
@@ -19,6 +23,15 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// A bootstrap admin secret, unique enough for a test run.
+fn admin_token() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("sluice_test_admin_{}_{nanos}", std::process::id())
 }
 
 /// Settings for generated coordinator configs.
@@ -62,10 +75,24 @@ impl Coordinator {
         self.dir.join("coordinator.toml")
     }
 
-    /// Writes the config; `members` empty means single-node bootstrap (or join).
-    fn write_config(&self, members: &[(u64, String)], join: bool, opts: &NodeOpts) {
+    /// The node's TLS files (`ca.pem`, `nodeN.pem`, `nodeN.key` in `tls/`).
+    pub fn tls_files(&self) -> sluice_common::tls::TlsFiles {
+        sluice_common::tls::TlsFiles::in_dir(&self.dir.join("tls"), &format!("node{}", self.id))
+    }
+
+    /// Writes the config (and a certificate, if the node has none yet); `members` empty
+    /// means single-node bootstrap (or join).
+    fn write_config(&self, members: &[(u64, String)], join: bool, opts: &NodeOpts, admin: &Path) {
+        let files = self.tls_files();
+        if !files.cert.exists() {
+            Pki::shared().write(
+                &self.dir.join("tls"),
+                Role::Coordinator,
+                &format!("node{}", self.id),
+            );
+        }
         let mut toml = format!(
-            "node_id = {}\ndata_dir = {:?}\nlisten = {:?}\nrequest_timeout = {:?}\n\n[cluster]\njoin = {join}\ninitial_members = [",
+            "node_id = {}\ndata_dir = {:?}\nlisten = {:?}\nrequest_timeout = {:?}\nadmin_token_file = {admin:?}\n\n[cluster]\njoin = {join}\ninitial_members = [",
             self.id,
             self.dir.join("data"),
             self.addr,
@@ -78,6 +105,7 @@ impl Coordinator {
             "]\n\n[raft]\nsnapshot_every = {}\nlogs_to_keep = {}\n\n[agents]\nheartbeat_timeout = {:?}\n",
             opts.snapshot_every, opts.logs_to_keep, opts.agent_timeout
         ));
+        toml.push_str(&pki::tls_toml(&files));
         std::fs::write(self.config_path(), toml).expect("write config");
     }
 
@@ -123,9 +151,14 @@ impl Coordinator {
         self.child.as_ref().map(Child::id)
     }
 
-    /// `http://addr{path}`.
+    /// `https://addr{path}`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("https://{}{path}", self.addr)
+    }
+
+    /// The node's directory (config, log, `tls/`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The node's log so far.
@@ -145,8 +178,13 @@ impl Drop for Coordinator {
 pub struct Cluster {
     /// The nodes, index `i` has id `i + 1`.
     pub nodes: Vec<Coordinator>,
-    /// An HTTP client for tests.
+    /// An HTTPS client for tests: trusts the shared test CA and sends
+    /// `Authorization: Bearer <admin token>` on every request.
     pub http: reqwest::Client,
+    /// The bootstrap admin token's secret (every node accepts it).
+    pub admin_token: String,
+    /// The CA the nodes' certificates come from.
+    pub pki: &'static Pki,
     opts: NodeOpts,
     bin: PathBuf,
     dir: tempfile::TempDir,
@@ -156,6 +194,19 @@ impl Cluster {
     /// Starts `n` coordinators from `bin` that form one cluster, and waits for a leader.
     pub async fn start(bin: &Path, n: usize, opts: NodeOpts) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
+        let admin_token = admin_token();
+        let admin_file = dir.path().join("admin.token");
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&admin_file)
+                .and_then(|mut f| f.write_all(admin_token.as_bytes()))
+                .expect("admin token file");
+        }
         let mut nodes: Vec<Coordinator> = (1..=n as u64)
             .map(|id| {
                 let ndir = dir.path().join(format!("node{id}"));
@@ -175,15 +226,25 @@ impl Cluster {
             nodes.iter().map(|c| (c.id, c.addr.clone())).collect()
         };
         for c in &mut nodes {
-            c.write_config(&members, false, &opts);
+            c.write_config(&members, false, &opts, &admin_file);
             c.start();
         }
+        let pki = Pki::shared();
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {admin_token}").parse().expect("ascii"),
+        );
         let cluster = Self {
             nodes,
-            http: reqwest::Client::builder()
+            http: pki
+                .client(None)
+                .default_headers(headers)
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("client"),
+            admin_token,
+            pki,
             opts,
             bin: bin.to_owned(),
             dir,
@@ -204,7 +265,7 @@ impl Cluster {
             bin: self.bin.clone(),
             child: None,
         };
-        c.write_config(&[], true, &self.opts);
+        c.write_config(&[], true, &self.opts, &self.dir.path().join("admin.token"));
         c.start();
         self.nodes.push(c);
         self.nodes.len() - 1

@@ -91,16 +91,28 @@ pub struct Agent {
     pub http: reqwest::Client,
 }
 
-/// The default config for a test agent named `name` (extra TOML appended).
+/// A client as the coordinators are: a coordinator certificate from the shared test CA.
+pub fn coordinator_client() -> reqwest::Client {
+    sluice_tests::pki::Pki::shared().client_as(sluice_common::tls::Role::Coordinator, "node1")
+}
+
+/// The default config for a test agent named `name` (extra TOML appended, then `[tls]`
+/// naming a certificate for agent `name` from the shared test CA, written into `dir/tls`).
 pub fn config_text(name: &str, dir: &std::path::Path, extra: &str) -> String {
+    let files = sluice_tests::pki::Pki::shared().write(
+        &dir.join("tls"),
+        sluice_common::tls::Role::Agent,
+        name,
+    );
     let range = if extra.contains("port_range") {
         ""
     } else {
         "port_range = \"1024-65535\"\n"
     };
     format!(
-        "name = \"{name}\"\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{range}stop_grace = \"5s\"\n{extra}\n",
-        dir.join("data").display()
+        "name = \"{name}\"\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{range}stop_grace = \"5s\"\n{extra}\n{}",
+        dir.join("data").display(),
+        sluice_tests::pki::tls_toml(&files),
     )
 }
 
@@ -116,7 +128,7 @@ impl Agent {
             name: name.to_string(),
             dir,
             config,
-            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            http: coordinator_client(),
         };
         a.spawn().await;
         a
@@ -171,7 +183,7 @@ impl Agent {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("https://{}{}", self.addr, path)
     }
 
     /// SIGKILL, and wait for the process to be gone.

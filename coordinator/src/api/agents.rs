@@ -1,11 +1,12 @@
 //! `/v1/agents`: registration and heartbeats from agents.
 
 use axum::extract::{Path, State};
-use axum::Json;
+use axum::{Extension, Json};
 use openraft::ServerState;
 use sluice_common::agent_api::{AgentHeartbeat, AgentRegistration};
 use sluice_common::names::ServerName;
 use sluice_common::problem::ErrorCode;
+use sluice_common::tls::{PeerIdentity, Role};
 
 use super::error::{ApiError, ApiJson};
 use super::App;
@@ -13,11 +14,32 @@ use crate::agents::Change;
 use crate::node::Empty;
 use crate::state::Command;
 
-/// `POST /v1/agents/register`: a Raft write only when something changed.
+/// `POST /v1/agents/register`: only the agent whose certificate names `reg.server` (the
+/// route guard has already required an agent certificate); a Raft write only when
+/// something changed.
 pub async fn register(
     State(app): State<App>,
+    peer: Option<Extension<PeerIdentity>>,
     ApiJson(reg): ApiJson<AgentRegistration>,
 ) -> Result<Json<Empty>, ApiError> {
+    match peer {
+        Some(Extension(p)) if p.role == Role::Agent && p.name == reg.server.as_str() => {}
+        Some(Extension(p)) => {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "the certificate of {p} may not register server {}",
+                    reg.server
+                ),
+            ))
+        }
+        None => {
+            return Err(ApiError::new(
+                ErrorCode::Unauthenticated,
+                "registration needs the agent's certificate",
+            ))
+        }
+    }
     let unchanged = app.node.read(|a| {
         a.state.servers.get(&reg.server).is_some_and(|r| {
             r.up && r.agent_addr == reg.agent_addr
@@ -35,7 +57,8 @@ pub async fn register(
     Ok(Json(Empty {}))
 }
 
-/// `POST /v1/agents/{server}/heartbeat`: kept in the leader's memory; a follower passes it on.
+/// `POST /v1/agents/{server}/heartbeat`: kept in the leader's memory; a follower passes it on
+/// (the route guard admits only that server's agent certificate, or a coordinator's).
 pub async fn heartbeat(
     State(app): State<App>,
     Path(server): Path<String>,

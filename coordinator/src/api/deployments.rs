@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response as HttpResponse};
-use axum::Json;
+use axum::{Extension, Json};
 use futures_util::Stream;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -17,6 +17,7 @@ use sluice_common::names::{ServerName, ServiceName};
 use sluice_common::problem::{ErrorCode, Problem};
 use uuid::Uuid;
 
+use super::auth::Caller;
 use super::error::{ApiError, ApiJson};
 use super::App;
 use crate::state::deployments::{DeploymentCommand, DeploymentError};
@@ -56,6 +57,25 @@ async fn view_after_write(app: &App, id: Uuid) -> Result<DeploymentView, ApiErro
         .ok_or_else(|| ApiError::not_found(format!("deployment {id}")))
 }
 
+/// Refuses a caller whose scope does not cover deployment `id`'s service.
+async fn check_scope(app: &App, caller: &Caller, id: Uuid) -> Result<(), ApiError> {
+    if caller.services.is_empty() && caller.role != crate::state::tokens::TokenRole::Viewer {
+        return Ok(());
+    }
+    app.node.linearizable().await?;
+    let service = app
+        .node
+        .read(|a| {
+            a.state
+                .deployments
+                .all
+                .get(&id)
+                .map(|d| d.request.service.clone())
+        })
+        .ok_or_else(|| ApiError::not_found(format!("deployment {id}")))?;
+    caller.may_deploy(&service)
+}
+
 fn location(id: Uuid) -> HeaderValue {
     HeaderValue::from_str(&format!("/v1/deployments/{id}")).expect("ascii")
 }
@@ -63,9 +83,11 @@ fn location(id: Uuid) -> HeaderValue {
 /// `POST /v1/deployments` (honours `Idempotency-Key`): 202 with the deployment.
 pub async fn create(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<CreateDeploymentRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.may_deploy(&req.service)?;
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {
@@ -120,7 +142,7 @@ pub async fn create(
         request: Box::new(req),
         targets,
         idempotency: key.map(|k| (k, hash)),
-        actor: "api".into(),
+        actor: caller.actor.clone(),
     };
     let id = deployment_cmd(&app, cmd).await?;
     let view = view_after_write(&app, id).await?;
@@ -229,9 +251,11 @@ pub async fn get(
 /// `POST /v1/deployments/{id}/rollback`: roll a successful deployment back.
 pub async fn rollback(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
+    check_scope(&app, &caller, id).await?;
     deployment_cmd(&app, DeploymentCommand::RequestRollback { id }).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -243,9 +267,11 @@ pub async fn rollback(
 /// `POST /v1/deployments/{id}/cancel`: stop an active deployment (rolling back what it moved).
 pub async fn cancel(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
+    check_scope(&app, &caller, id).await?;
     deployment_cmd(&app, DeploymentCommand::RequestCancel { id }).await?;
     Ok((
         StatusCode::ACCEPTED,

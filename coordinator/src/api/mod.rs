@@ -15,12 +15,14 @@ use crate::agents::AgentTracker;
 use crate::node::Node;
 
 pub mod agents;
+pub mod auth;
 pub mod cluster;
 pub mod deployments;
 pub mod error;
 pub mod locks;
 pub mod ports;
 pub mod servers;
+pub mod tokens;
 
 use error::ApiError;
 
@@ -34,6 +36,14 @@ pub struct App {
     pub node: Arc<Node>,
     /// Agent heartbeats (meaningful on the leader).
     pub agents: Arc<AgentTracker>,
+    /// Hex SHA-256 of the bootstrap admin secret (`admin_token_file`), if configured.
+    pub bootstrap_admin: Option<Arc<str>>,
+}
+
+/// Puts the route guard ([`auth::guard`]) in front of `router`: every route of the
+/// listener, the Raft and internal ones included, and the fallbacks.
+pub fn guarded(router: Router, app: App) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(app, auth::guard))
 }
 
 /// The public router.
@@ -81,6 +91,8 @@ pub fn router(app: App) -> Router {
         .route("/v1/deployments/{id}/rollback", post(deployments::rollback))
         .route("/v1/deployments/{id}/cancel", post(deployments::cancel))
         .route("/v1/services", get(deployments::services))
+        .route("/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/v1/tokens/{name}", axum::routing::delete(tokens::revoke))
         .route("/v1/agents/register", post(agents::register))
         .route("/v1/agents/{server}/heartbeat", post(agents::heartbeat))
         .fallback(error::not_found)

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod ca;
+pub mod token;
 
 /// Sluice: deployments without SSH.
 #[derive(Debug, Parser)]
@@ -27,6 +28,9 @@ pub enum Command {
     /// Manage the project CA and issue certificates.
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// Create, list and revoke CI bearer tokens (needs an admin token).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 /// Why a command failed. The message is for the person at the terminal.
@@ -90,6 +94,7 @@ impl From<sluice_common::tls::TlsError> for CliError {
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Ca(cmd) => ca::run(cmd),
+        Command::Token(cmd) => token::run(cmd).await,
     }
 }
 

@@ -17,8 +17,10 @@ use sluice_common::ports::{Allocation, Port, PortError, PortLedger, PortRange};
 use sluice_common::time::{MaxClock, Timestamp};
 
 pub mod deployments;
+pub mod tokens;
 
 use deployments::{DeploymentCommand, DeploymentError, DeploymentOutcome, Deployments};
+use tokens::{TokenCommand, TokenError, TokenView, Tokens};
 
 /// A command and the proposing leader's clock reading.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,6 +114,11 @@ pub enum Command {
         /// The command.
         cmd: DeploymentCommand,
     },
+    /// A CI token command.
+    Token {
+        /// The command.
+        cmd: TokenCommand,
+    },
 }
 
 /// What applying a command produced. Domain refusals (a held lock, no free port) are values
@@ -141,6 +148,11 @@ pub enum Response {
     Deployment {
         /// The outcome.
         outcome: Result<DeploymentOutcome, DeploymentError>,
+    },
+    /// A token command's outcome.
+    Token {
+        /// The token (without its hash), or why not.
+        outcome: Result<TokenView, TokenError>,
     },
     /// A command naming an unknown server.
     UnknownServer {
@@ -184,6 +196,9 @@ pub struct State {
     /// Deployments and what runs where.
     #[serde(default)]
     pub deployments: Deployments,
+    /// CI tokens (hashes only).
+    #[serde(default)]
+    pub tokens: Tokens,
 }
 
 impl State {
@@ -289,6 +304,9 @@ impl State {
             },
             Command::Deployment { cmd } => Response::Deployment {
                 outcome: self.deployments.apply(&mut self.locks, cmd, index, now),
+            },
+            Command::Token { cmd } => Response::Token {
+                outcome: self.tokens.apply(cmd, now),
             },
             Command::SetHostBound { server, ports } => {
                 match self.ports.set_host_bound(server, ports.clone()) {

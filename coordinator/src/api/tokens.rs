@@ -1,0 +1,124 @@
+//! `/v1/tokens`: CI bearer tokens (admin only; see [`super::auth`]).
+//!
+//! The secret is 32 random bytes from the TLS stack's CSPRNG, hex-encoded behind a
+//! `sluice_` prefix (so secret scanners can spot a leaked one). Only its SHA-256 is
+//! proposed to Raft; the secret is in the create response and nowhere else.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use sluice_common::names::ServiceName;
+use sluice_common::problem::{ErrorCode, Problem};
+
+use super::auth::hash_secret;
+use super::error::{ApiError, ApiJson};
+use super::App;
+use crate::state::tokens::{TokenCommand, TokenError, TokenName, TokenRole, TokenView};
+use crate::state::{Command, Response};
+
+/// `POST /v1/tokens` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    /// A unique name (never reused).
+    pub name: TokenName,
+    /// Its role.
+    pub role: TokenRole,
+    /// For deployers: the services it may deploy (default: all).
+    #[serde(default)]
+    pub services: Vec<ServiceName>,
+}
+
+/// `POST /v1/tokens` answer: the token and, this once, its secret.
+#[derive(Debug, Serialize)]
+pub struct CreatedToken {
+    /// The token.
+    #[serde(flatten)]
+    pub token: TokenView,
+    /// The secret. Shown here only; the cluster keeps its hash.
+    pub secret: String,
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        let detail = e.to_string();
+        match e {
+            TokenError::Exists { .. } => ApiError::new(ErrorCode::Conflict, detail),
+            TokenError::NotFound { .. } => ApiError::new(ErrorCode::NotFound, detail),
+        }
+    }
+}
+
+/// A fresh secret: `sluice_` and 64 hex digits.
+fn new_secret() -> Result<String, ApiError> {
+    let mut bytes = [0u8; 32];
+    sluice_common::tls::provider()
+        .secure_random
+        .fill(&mut bytes)
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "no randomness available"))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("sluice_{hex}"))
+}
+
+async fn token_cmd(app: &App, cmd: TokenCommand) -> Result<TokenView, ApiError> {
+    match app.node.propose(Command::Token { cmd }).await? {
+        Response::Token { outcome } => {
+            // Later requests to this node must see the change (a revocation above all).
+            app.node.linearizable().await?;
+            Ok(outcome?)
+        }
+        other => Err(ApiError::new(
+            ErrorCode::Internal,
+            format!("unexpected {other:?}"),
+        )),
+    }
+}
+
+/// `POST /v1/tokens`: 201 with the secret.
+pub async fn create(
+    State(app): State<App>,
+    ApiJson(req): ApiJson<CreateTokenRequest>,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    if req.role != TokenRole::Deployer && !req.services.is_empty() {
+        return Err(ApiError::from(
+            Problem::new(
+                ErrorCode::InvalidRequest,
+                "services scope only deployer tokens",
+            )
+            .with_field("services", "only for role deployer"),
+        ));
+    }
+    let secret = new_secret()?;
+    let token = token_cmd(
+        &app,
+        TokenCommand::Create {
+            name: req.name,
+            role: req.role,
+            services: req.services,
+            hash: hash_secret(&secret),
+        },
+    )
+    .await?;
+    tracing::info!(token = %token.name, role = %token.role, "token created");
+    Ok((StatusCode::CREATED, Json(CreatedToken { token, secret })))
+}
+
+/// `GET /v1/tokens`: every token, revoked ones included, without secrets or hashes.
+pub async fn list(State(app): State<App>) -> Result<Json<Vec<TokenView>>, ApiError> {
+    app.node.linearizable().await?;
+    Ok(Json(app.node.read(|a| {
+        a.state.tokens.by_name.values().map(|t| t.view()).collect()
+    })))
+}
+
+/// `DELETE /v1/tokens/{name}`: revoke (idempotent); answers once this node has applied it.
+pub async fn revoke(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<Json<TokenView>, ApiError> {
+    let name = TokenName::parse(&name).map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e))?;
+    let token = token_cmd(&app, TokenCommand::Revoke { name }).await?;
+    tracing::info!(token = %token.name, "token revoked");
+    Ok(Json(token))
+}
