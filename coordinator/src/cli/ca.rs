@@ -262,7 +262,12 @@ fn create_dir(dir: &Path) -> Result<(), CliError> {
 /// Writes `bytes` to `path` with `mode` from the moment the file exists. With `replace`,
 /// writes a temporary file beside it and renames it over `path`; without, refuses to
 /// replace anything (`create_new`).
-fn write_file(path: &Path, bytes: &[u8], mode: u32, replace: bool) -> Result<(), CliError> {
+pub(crate) fn write_file(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    replace: bool,
+) -> Result<(), CliError> {
     use std::os::unix::fs::OpenOptionsExt;
     let io = |path: &Path| {
         let path = path.to_path_buf();

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod ca;
+pub mod dev;
 pub mod token;
 
 /// Sluice: deployments without SSH.
@@ -31,6 +32,9 @@ pub enum Command {
     /// Create, list and revoke CI bearer tokens (needs an admin token).
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Run a single-node coordinator and a local agent for development (state kept in
+    /// `.sluice-dev`); prints the next commands.
+    Dev(dev::DevArgs),
 }
 
 /// Why a command failed. The message is for the person at the terminal.
@@ -95,6 +99,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Ca(cmd) => ca::run(cmd),
         Command::Token(cmd) => token::run(cmd).await,
+        Command::Dev(args) => dev::run(args).await,
     }
 }
 

@@ -1,0 +1,129 @@
+//! `sluice dev`: the README's first command, through the real binaries.
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use sluice_common::tls::{https_client, Role};
+use sluice_tests::cluster::free_port;
+use sluice_tests::eventually::patience;
+
+struct Dev {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Dev {
+    fn start(dir: &std::path::Path, port: u16, agent_port: u16) -> Self {
+        let mut child = {
+            use std::os::unix::process::CommandExt;
+            Command::new(env!("CARGO_BIN_EXE_sluice"))
+                .args(["dev", "--dir"])
+                .arg(dir)
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--agent-port",
+                    &agent_port.to_string(),
+                ])
+                .args(["--port-range", "27500-27519"])
+                .stdout(Stdio::piped())
+                .process_group(0)
+                .spawn()
+                .expect("spawn sluice dev")
+        };
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        Self { child, lines }
+    }
+
+    fn wait_running(&self) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60).mul_f64(patience());
+        let mut seen = String::new();
+        while std::time::Instant::now() < deadline {
+            if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                seen.push_str(&l);
+                seen.push('\n');
+                if l.contains("Ctrl-C stops both") {
+                    return seen;
+                }
+            }
+        }
+        panic!("sluice dev did not come up; printed:\n{seen}");
+    }
+
+    /// Ctrl-C, then wait for a clean exit.
+    fn interrupt(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sluice_dev_runs_a_coordinator_and_an_agent_and_keeps_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (port, agent_port) = (free_port(), free_port());
+    let dev = Dev::start(&state, port, agent_port);
+    let printed = dev.wait_running();
+    assert!(printed.contains("export SLUICE_ADDR="), "{printed}");
+
+    let ca = std::fs::read_to_string(state.join("tls/ca.pem")).unwrap();
+    let token = std::fs::read_to_string(state.join("admin.token")).unwrap();
+    let client = https_client(&ca, None, &[Role::Coordinator])
+        .unwrap()
+        .build()
+        .unwrap();
+    let servers = |client: reqwest::Client, token: String| async move {
+        let r = client
+            .get(format!("https://127.0.0.1:{port}/v1/servers/local"))
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<serde_json::Value>().await.unwrap(),
+        )
+    };
+    let (s, v) = servers(client.clone(), token.clone()).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["up"], true);
+    // The admin token file and keys are private.
+    use std::os::unix::fs::PermissionsExt;
+    for f in [
+        "admin.token",
+        "tls/ca.key",
+        "tls/coordinator-1.key",
+        "tls/local.key",
+    ] {
+        let mode = std::fs::metadata(state.join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+    let status = dev.interrupt();
+    assert!(status.success(), "{status:?}");
+
+    // A second run reuses the CA, the token and the cluster's state.
+    let dev = Dev::start(&state, port, agent_port);
+    dev.wait_running();
+    assert_eq!(
+        std::fs::read_to_string(state.join("tls/ca.pem")).unwrap(),
+        ca
+    );
+    let (s, v) = servers(client, token).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(dev.interrupt().success());
+}
