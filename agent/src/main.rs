@@ -50,7 +50,13 @@ fn main() -> ExitCode {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("sluice-agent: {e}");
-                return ExitCode::from(1);
+                // Unusable or mismatched TLS files are configuration errors: exit 64 so
+                // systemd does not restart into the same failure.
+                let config_error = matches!(
+                    e,
+                    sluice_agent::StartError::Tls(_) | sluice_agent::StartError::Identity { .. }
+                );
+                return ExitCode::from(if config_error { 64 } else { 1 });
             }
         };
         tokio::spawn(async move {

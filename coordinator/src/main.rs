@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use sluice_coordinator::config::Config;
+use sluice_coordinator::StartError;
 use tokio_util::sync::CancellationToken;
 
 /// A Sluice coordinator node.
@@ -54,6 +55,12 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Unusable TLS files or admin token file are configuration errors: exit 64 so
+        // systemd does not restart into the same failure.
+        Err(e @ (StartError::Tls(_) | StartError::AdminToken { .. })) => {
+            eprintln!("sluice-coordinator: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
         Err(e) => {
             tracing::error!(error = %e, "coordinator failed");
             ExitCode::FAILURE

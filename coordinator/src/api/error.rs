@@ -131,7 +131,22 @@ pub fn json_rejection(r: JsonRejection) -> ApiError {
         _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
         _ => ErrorCode::InvalidRequest,
     };
-    ApiError::new(code, r.body_text())
+    ApiError::new(code, redact_values(&r.body_text()))
+}
+
+/// serde's "invalid type: string \"…\", expected …" quotes the offending value, which
+/// may be a secret sent in the wrong shape: keep what was expected, drop what was sent.
+pub fn redact_values(msg: &str) -> String {
+    let mut out = msg.to_string();
+    for marker in ["invalid type: ", "invalid value: "] {
+        if let Some(start) = out.find(marker) {
+            if let Some(end) = out[start..].find(", expected") {
+                let label = marker.trim_end_matches(": ");
+                out.replace_range(start..start + end, label);
+            }
+        }
+    }
+    out
 }
 
 /// Parses an optional JSON body: empty means `T::default()`.
@@ -139,8 +154,12 @@ pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Ap
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("invalid JSON body: {}", redact_values(&e.to_string())),
+        )
+    })
 }
 
 /// The fallback for unknown paths.
@@ -160,4 +179,23 @@ pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri
         )
         .with_instance(uri.path()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_values;
+
+    #[test]
+    fn wrongly_typed_values_are_not_echoed() {
+        let m = "env.TOKEN.value: invalid type: integer `314159`, expected a string at line 1 column 40";
+        let r = redact_values(m);
+        assert!(!r.contains("314159"), "{r}");
+        assert!(r.contains("invalid type, expected a string"), "{r}");
+        let m = "invalid value: string \"hunter2\", expected a duration";
+        assert!(!redact_values(m).contains("hunter2"));
+        assert_eq!(
+            redact_values("missing field `holder`"),
+            "missing field `holder`"
+        );
+    }
 }
