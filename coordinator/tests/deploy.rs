@@ -493,3 +493,39 @@ async fn agent_killed_mid_deploy_reports_the_truth() {
     assert_eq!(d2["state"], "success", "{d2}");
     assert_serving(port, "v2").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_mid_deploy_rolls_back_what_moved() {
+    let env = Env::start(1, &["web-1"], &["cancel-api"]).await;
+    let v1 = env.deploy(&body("cancel-api", "v1", &["web-1"])).await;
+    let port = Env::port_of(&env.settled(&v1).await, "web-1");
+    let mut slow = body("cancel-api", "v2", &["web-1"]);
+    slow["health"]["start_period"] = json!("1s");
+    let v2 = env.deploy(&slow).await;
+    eventually("v2 to be in progress", Duration::from_secs(30), || async {
+        let (_, v) = env.get(&format!("/v1/deployments/{v2}")).await;
+        if v["state"] == "in_progress" {
+            Ok(())
+        } else {
+            Err(format!("{}", v["state"]))
+        }
+    })
+    .await;
+    let (s, v) = env
+        .post(&format!("/v1/deployments/{v2}/cancel"), &json!({}), None)
+        .await;
+    assert_eq!(
+        (s, v["cancel_requested"].as_bool()),
+        (202, Some(true)),
+        "{v}"
+    );
+    let d = env.settled(&v2).await;
+    assert_eq!(d["state"], "rolled_back", "{d}");
+    assert_eq!(d["failure"], "cancelled");
+    assert_serving(port, "v1").await;
+    // A settled deployment cannot be cancelled.
+    let (s, v) = env
+        .post(&format!("/v1/deployments/{v2}/cancel"), &json!({}), None)
+        .await;
+    assert_eq!((s, v["code"].as_str()), (409, Some("conflict")), "{v}");
+}

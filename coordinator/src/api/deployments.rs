@@ -248,20 +248,30 @@ pub async fn get(
     Ok(Json(view_after_write(&app, id).await?))
 }
 
+/// Records a request on a deployment (rollback, cancel) and answers 202 with its view.
+async fn request(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    cmd: fn(Uuid) -> DeploymentCommand,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(id)?;
+    check_scope(app, caller, id).await?;
+    deployment_cmd(app, cmd(id)).await?;
+    let view = view_after_write(app, id).await?;
+    Ok((StatusCode::ACCEPTED, Json(view)).into_response())
+}
+
 /// `POST /v1/deployments/{id}/rollback`: roll a successful deployment back.
 pub async fn rollback(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id)?;
-    check_scope(&app, &caller, id).await?;
-    deployment_cmd(&app, DeploymentCommand::RequestRollback { id }).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(view_after_write(&app, id).await?),
-    )
-        .into_response())
+    request(&app, &caller, &id, |id| {
+        DeploymentCommand::RequestRollback { id }
+    })
+    .await
 }
 
 /// `POST /v1/deployments/{id}/cancel`: stop an active deployment (rolling back what it moved).
@@ -270,14 +280,10 @@ pub async fn cancel(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id)?;
-    check_scope(&app, &caller, id).await?;
-    deployment_cmd(&app, DeploymentCommand::RequestCancel { id }).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(view_after_write(&app, id).await?),
-    )
-        .into_response())
+    request(&app, &caller, &id, |id| DeploymentCommand::RequestCancel {
+        id,
+    })
+    .await
 }
 
 /// `GET /v1/deployments/{id}/events`: server-sent events, one `deployment` event with the

@@ -267,6 +267,12 @@ impl Driver {
             .await
     }
 
+    /// Ends a deployment on a cancel request with `event`.
+    async fn cancelled(&self, id: Uuid, event: DeploymentEvent) -> Result<(), Stop> {
+        self.event(id, event, "cancelled", Some("cancelled".into()), false)
+            .await
+    }
+
     fn now() -> Timestamp {
         Timestamp::from_system(SystemTime::now())
     }
@@ -275,15 +281,7 @@ impl Driver {
 
     async fn pending(&self, d: &Deployment) -> Result<(), Stop> {
         if d.cancel_requested {
-            return self
-                .event(
-                    d.id,
-                    DeploymentEvent::Cancel,
-                    "cancelled before it started",
-                    Some("cancelled".into()),
-                    false,
-                )
-                .await;
+            return self.cancelled(d.id, DeploymentEvent::Cancel).await;
         }
         let cmd = DeploymentCommand::Start {
             id: d.id,
@@ -326,15 +324,7 @@ impl Driver {
 
     async fn validating(&self, d: &Deployment) -> Result<(), Stop> {
         if d.cancel_requested {
-            return self
-                .event(
-                    d.id,
-                    DeploymentEvent::ChecksFailed,
-                    "cancelled",
-                    Some("cancelled".into()),
-                    false,
-                )
-                .await;
+            return self.cancelled(d.id, DeploymentEvent::ChecksFailed).await;
         }
         let v = validate::run(self, d).await;
         let failures = v.failures();
@@ -478,15 +468,7 @@ impl Driver {
                     .await;
             }
             if self.read(d.id).is_some_and(|d| d.cancel_requested) {
-                return self
-                    .event(
-                        d.id,
-                        DeploymentEvent::StepFailed,
-                        "cancelled",
-                        Some("cancelled".into()),
-                        false,
-                    )
-                    .await;
+                return self.cancelled(d.id, DeploymentEvent::StepFailed).await;
             }
         }
         self.event(
