@@ -10,7 +10,7 @@
 //! - [`node`]: proposing, forwarding, linearizable reads, membership.
 //! - [`agents`]: agent heartbeats in the leader's memory.
 //! - [`sequencer`]: drives deployments on the leader; [`agent_client`] talks to agents.
-//! - [`api`]: the `/v1` HTTP API and the problem+json edge.
+//! - [`api`]: the `/v1` HTTP API and the problem+json edge; [`metrics`]: `/metrics`.
 //! - [`config`]: the TOML config.
 //! - [`http`]: the one place that knows the wire (mutual TLS both ways).
 
@@ -30,6 +30,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod node;
 pub mod raft;
 pub mod sequencer;
@@ -192,6 +193,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         node: node.clone(),
         agents: tracker.clone(),
         bootstrap_admin,
+        tls: Some(server_tls.clone()),
     };
     let router = api::guarded(
         api::router(app.clone()).merge(raft::rpc::routes(node.clone())),

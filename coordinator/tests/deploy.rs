@@ -264,6 +264,27 @@ async fn broken_v2_is_rolled_back_and_v1_keeps_serving_on_the_same_port() {
         assert!(!text.contains("sup3r-s3cret-value"));
     }
 
+    // Metrics reflect it (every node exports the replicated figures).
+    let metrics = env
+        .http
+        .get(env.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "sluice_deployments_total{service=\"seed-api\",status=\"rolled_back\"} 1",
+        "sluice_deployments_total{service=\"seed-api\",status=\"success\"} 1",
+        "sluice_agent_up{server=\"web-1\"} 1",
+        "sluice_raft_is_leader",
+        "sluice_certificate_expiry_timestamp_seconds",
+        "sluice_ports_used{server=\"web-1\"}",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
+    }
+
     // A redeploy of the running image is a no-op that says so.
     let again = env.deploy(&body("seed-api", "v1", &["web-1"])).await;
     let d3 = env.settled(&again).await;

@@ -38,6 +38,9 @@ pub struct App {
     pub agents: Arc<AgentTracker>,
     /// Hex SHA-256 of the bootstrap admin secret (`admin_token_file`), if configured.
     pub bootstrap_admin: Option<Arc<str>>,
+    /// The listener's TLS configuration (its certificate's expiry goes to `/metrics`, and
+    /// follows rotations).
+    pub tls: Option<sluice_common::tls::ServerTls>,
 }
 
 /// Puts the route guard ([`auth::guard`]) in front of `router`: every route of the
@@ -51,6 +54,7 @@ pub fn router(app: App) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/v1/cluster", get(cluster::status))
         .route("/v1/cluster/members", post(cluster::add))
         .route(
@@ -99,6 +103,16 @@ pub fn router(app: App) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
         .with_state(app)
+}
+
+async fn metrics(State(app): State<App>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&app),
+    )
 }
 
 async fn healthz() -> Json<serde_json::Value> {
