@@ -72,7 +72,36 @@ pub fn router(agent: Arc<Agent>) -> Router {
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(only_coordinators))
-        .with_state(agent)
+        .with_state(agent.clone())
+        .merge(
+            Router::new()
+                .route("/metrics", get(metrics))
+                .layer(axum::middleware::from_fn(coordinators_or_operators))
+                .with_state(agent),
+        )
+}
+
+async fn metrics(State(a): Shared) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&a).await,
+    )
+        .into_response()
+}
+
+/// `/metrics` may be scraped with an operator's (client-role) certificate too.
+async fn coordinators_or_operators(req: Request, next: axum::middleware::Next) -> Response {
+    match req.extensions().get::<PeerIdentity>() {
+        Some(p) if matches!(p.role, Role::Coordinator | Role::Client) => next.run(req).await,
+        _ => ApiError::from(Problem::new(
+            ErrorCode::Forbidden,
+            "metrics need a coordinator or client certificate",
+        ))
+        .into_response(),
+    }
 }
 
 /// The agent obeys coordinators only: the handshake already demanded a certificate from

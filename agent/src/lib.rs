@@ -22,6 +22,7 @@ pub mod docker;
 pub mod events;
 pub mod fence;
 pub mod health;
+pub mod metrics;
 pub mod ops;
 pub mod policy;
 pub mod ports;

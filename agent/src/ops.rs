@@ -355,6 +355,18 @@ impl Operations {
         Ok(self.store.get_op(id)?.map(|r| r.view))
     }
 
+    /// Every operation's view, live ones as they are now (for `/metrics`).
+    pub fn all(&self) -> Result<Vec<OperationView>, StoreError> {
+        let mut views: Vec<OperationView> =
+            self.store.all_ops()?.into_iter().map(|r| r.view).collect();
+        for v in views.iter_mut() {
+            if let Some(c) = self.live(v.id) {
+                *v = c.view();
+            }
+        }
+        Ok(views)
+    }
+
     /// Drops a finished operation from memory (its record stays stored).
     pub fn retire(&self, id: Uuid) {
         self.live.lock().expect("poisoned").remove(&id);

@@ -560,3 +560,30 @@ async fn sigterm_shuts_down_cleanly() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn metrics_for_coordinators_and_operators_only() {
+    let a = Agent::start("t-metrics", "").await;
+    let pki = sluice_tests::pki::Pki::shared();
+    for (role, ok) in [
+        (Role::Coordinator, true),
+        (Role::Client, true),
+        (Role::Agent, false),
+    ] {
+        let r = pki
+            .client_as(role, "scraper")
+            .get(a.url("/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().is_success(), ok, "{role:?}");
+        if ok {
+            let text = r.text().await.unwrap();
+            assert!(text.contains("sluice_agent_docker_reachable 1"), "{text}");
+            assert!(
+                text.contains("sluice_certificate_expiry_timestamp_seconds"),
+                "{text}"
+            );
+        }
+    }
+}

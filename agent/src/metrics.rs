@@ -1,0 +1,91 @@
+//! `/metrics` on the agent: Docker reachability, containers by service and state,
+//! operations by kind and outcome, and the certificate's expiry. Served on the agent's mTLS
+//! listener to coordinator and operator (client-role) certificates.
+
+use std::collections::BTreeMap;
+use std::time::UNIX_EPOCH;
+
+use prometheus::{Encoder, Gauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::Agent;
+
+fn int_gauge_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    reg.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn gauge(reg: &Registry, name: &str, help: &str, v: f64) {
+    let g = Gauge::new(name, help).expect("valid metric");
+    g.set(v);
+    reg.register(Box::new(g)).expect("unique metric");
+}
+
+/// Renders every metric (asks Docker for the container list).
+pub async fn render(agent: &Agent) -> String {
+    let reg = Registry::new();
+    let reach = agent.docker.reachability();
+    gauge(
+        &reg,
+        "sluice_agent_docker_reachable",
+        "1 if the Docker daemon answers.",
+        f64::from(u8::from(reach.reachable)),
+    );
+    let expiry = agent
+        .tls
+        .not_after()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    gauge(
+        &reg,
+        "sluice_certificate_expiry_timestamp_seconds",
+        "When this agent's TLS certificate expires (Unix time).",
+        expiry,
+    );
+
+    let containers = int_gauge_vec(
+        &reg,
+        "sluice_agent_containers",
+        "Managed containers by service and Docker state.",
+        &["service", "state"],
+    );
+    if let Ok(all) = agent.docker.all_containers().await {
+        let mut counts: BTreeMap<(String, String), i64> = BTreeMap::new();
+        for (service, c) in all {
+            *counts
+                .entry((service.to_string(), c.status.clone()))
+                .or_default() += 1;
+        }
+        for ((service, state), n) in counts {
+            containers.with_label_values(&[&service, &state]).set(n);
+        }
+    }
+    let ops = int_gauge_vec(
+        &reg,
+        "sluice_agent_operations",
+        "Operations by kind and state (including finished ones kept on disk).",
+        &["kind", "state"],
+    );
+    if let Ok(all) = agent.ops.all() {
+        let mut counts: BTreeMap<(String, String), i64> = BTreeMap::new();
+        for v in all {
+            let kind = serde_json::to_value(v.kind)
+                .ok()
+                .and_then(|k| k.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let state = serde_json::to_value(v.state)
+                .ok()
+                .and_then(|k| k.as_str().map(str::to_string))
+                .unwrap_or_default();
+            *counts.entry((kind, state)).or_default() += 1;
+        }
+        for ((kind, state), n) in counts {
+            ops.with_label_values(&[&kind, &state]).set(n);
+        }
+    }
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&reg.gather(), &mut out)
+        .expect("text encoding cannot fail");
+    String::from_utf8(out).expect("utf-8")
+}
