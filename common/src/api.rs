@@ -379,6 +379,21 @@ pub struct CreateDeploymentRequest {
     /// A deployment that makes no progress for this long fails and rolls back (default 10m).
     #[serde(default)]
     pub progress_deadline: Option<DurationSpec>,
+    /// Protected server labels (see `GET /v1/policy`) this deployment may touch, e.g.
+    /// `env=prod`. A target server carrying a protected label not listed here is refused
+    /// by validation.
+    #[serde(default)]
+    pub allow_labels: Vec<Label>,
+}
+
+/// `GET`/`PUT /v1/policy`: the cluster's deployment policy (admin to change).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Servers carrying any of these labels take a deployment only when the request lists
+    /// the label in `allow_labels` (an explicit allow for, say, `env=prod`).
+    #[serde(default)]
+    pub protected_labels: Vec<Label>,
 }
 
 /// A deployment's state change, as recorded.

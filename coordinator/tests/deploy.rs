@@ -550,3 +550,45 @@ async fn cancel_mid_deploy_rolls_back_what_moved() {
         .await;
     assert_eq!((s, v["code"].as_str()), (409, Some("conflict")), "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn protected_labels_need_an_explicit_allow() {
+    let mut env = Env::start(1, &[], &["policy-api"]).await;
+    let addrs = vec![env.cluster.nodes[0].addr.clone()];
+    env.agents.push(AgentProc::start(
+        "prod-1",
+        &addrs,
+        &port_range(),
+        "labels = [\"env=prod\"]",
+    ));
+    eventually("prod-1 registered", Duration::from_secs(20), || async {
+        let (s, v) = env.get("/v1/servers/prod-1").await;
+        if s == 200 {
+            Ok(())
+        } else {
+            Err(format!("{s} {v}"))
+        }
+    })
+    .await;
+    let r = env
+        .http
+        .put(env.url("/v1/policy"))
+        .json(&json!({"protected_labels": ["env=prod"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let refused = env.deploy(&body("policy-api", "v1", &["prod-1"])).await;
+    let d = env.settled(&refused).await;
+    assert_eq!(d["state"], "failed", "{d}");
+    assert!(
+        d["failure"].as_str().unwrap().contains("protected label"),
+        "{d}"
+    );
+    let mut allowed = body("policy-api", "v1", &["prod-1"]);
+    allowed["allow_labels"] = json!(["env=prod"]);
+    let ok = env.deploy(&allowed).await;
+    let d = env.settled(&ok).await;
+    assert_eq!(d["state"], "success", "{d}");
+    assert_serving(Env::port_of(&d, "prod-1"), "v1").await;
+}

@@ -80,6 +80,10 @@ pub fn router(app: App) -> Router {
             "/v1/servers/{name}",
             get(servers::get).put(servers::put).delete(servers::remove),
         )
+        .route(
+            "/v1/policy",
+            get(servers::get_policy).put(servers::put_policy),
+        )
         .route("/v1/servers/{name}/forbid", post(servers::forbid))
         .route("/v1/servers/{name}/allow", post(servers::allow))
         .route(

@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use sluice_common::api::{PutServerRequest, ServerView, SetLabelsRequest};
+use sluice_common::api::{Policy, PutServerRequest, ServerView, SetLabelsRequest};
 use sluice_common::names::ServerName;
 
 use super::error::{ApiError, ApiJson};
@@ -155,4 +155,19 @@ pub async fn remove(
         Response::UnknownServer { .. } => Err(ApiError::not_found(format!("server {name}"))),
         _ => Ok(Json(serde_json::json!({ "removed": name }))),
     }
+}
+
+/// `GET /v1/policy`.
+pub async fn get_policy(State(app): State<App>) -> Result<Json<Policy>, ApiError> {
+    app.node.linearizable().await?;
+    Ok(Json(app.node.read(|a| a.state.policy.clone())))
+}
+
+/// `PUT /v1/policy` (admin): replace the deployment policy.
+pub async fn put_policy(
+    State(app): State<App>,
+    ApiJson(policy): ApiJson<Policy>,
+) -> Result<Json<Policy>, ApiError> {
+    app.node.propose(Command::SetPolicy { policy }).await?;
+    get_policy(State(app)).await
 }

@@ -88,11 +88,26 @@ async fn check_server(
     let addr = record.agent_addr.clone();
     let service = d.request.service.clone();
 
+    let protected = driver
+        .node
+        .read(|a| a.state.policy.protected_labels.clone());
     let allowed = timed("server_allowed", server, async {
         if record.forbidden {
-            Err(format!("server {server} is forbidden by policy"))
-        } else {
+            return Err(format!("server {server} is forbidden by policy"));
+        }
+        let missing: Vec<String> = record
+            .labels
+            .iter()
+            .filter(|l| protected.contains(l) && !d.request.allow_labels.contains(l))
+            .map(|l| l.to_string())
+            .collect();
+        if missing.is_empty() {
             Ok("allowed".to_string())
+        } else {
+            Err(format!(
+                "server {server} carries protected label(s) {}; list them in allow_labels to deploy there",
+                missing.join(", ")
+            ))
         }
     });
     let reachable = timed("agent_reachable", server, async {

@@ -109,6 +109,11 @@ pub enum Command {
         /// Bound ports.
         ports: BTreeSet<u16>,
     },
+    /// Replace the cluster's deployment policy.
+    SetPolicy {
+        /// The new policy.
+        policy: sluice_common::api::Policy,
+    },
     /// A deployment command.
     Deployment {
         /// The command.
@@ -196,6 +201,9 @@ pub struct State {
     /// Deployments and what runs where.
     #[serde(default)]
     pub deployments: Deployments,
+    /// The deployment policy.
+    #[serde(default)]
+    pub policy: sluice_common::api::Policy,
     /// CI tokens (hashes only).
     #[serde(default)]
     pub tokens: Tokens,
@@ -302,6 +310,10 @@ impl State {
                     server: server.clone(),
                 },
             },
+            Command::SetPolicy { policy } => {
+                self.policy = policy.clone();
+                Response::Done
+            }
             Command::Deployment { cmd } => Response::Deployment {
                 outcome: self.deployments.apply(&mut self.locks, cmd, index, now),
             },
