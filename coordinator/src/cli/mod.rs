@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod ca;
+pub mod deploy;
 pub mod dev;
 pub mod token;
 
@@ -35,6 +36,11 @@ pub enum Command {
     /// Run a single-node coordinator and a local agent for development (state kept in
     /// `.sluice-dev`); prints the next commands.
     Dev(dev::DevArgs),
+    /// Deploy an image; with --wait, follow it and exit 0 on success, 1 when it failed or
+    /// was rolled back, 2 when validation refused it.
+    Deploy(deploy::DeployArgs),
+    /// Show a deployment.
+    Status(deploy::StatusArgs),
 }
 
 /// Why a command failed. The message is for the person at the terminal.
@@ -55,6 +61,18 @@ pub enum CliError {
         /// Why it could not be read.
         source: std::io::Error,
     },
+    /// The deployment ended failed or rolled back (exit 1).
+    #[error("{0}")]
+    DeployFailed(String),
+    /// The deployment was refused by validation; nothing was touched (exit 2).
+    #[error("{0}")]
+    Refused(String),
+    /// The coordinator could not be reached or cannot serve now (exit 69, `EX_UNAVAILABLE`).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The token or certificate was refused (exit 77, `EX_NOPERM`).
+    #[error("{0}")]
+    Auth(String),
     /// Refusing to overwrite (exit 73, `EX_CANTCREAT`).
     #[error("{0}")]
     Exists(String),
@@ -72,6 +90,10 @@ impl CliError {
     /// The process exit code.
     pub fn exit_code(&self) -> u8 {
         match self {
+            CliError::DeployFailed(_) => 1,
+            CliError::Refused(_) => 2,
+            CliError::Unavailable(_) => 69,
+            CliError::Auth(_) => 77,
             CliError::Usage(_) => 64,
             CliError::Data(_) => 65,
             CliError::NoInput { .. } => 66,
@@ -100,6 +122,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Ca(cmd) => ca::run(cmd),
         Command::Token(cmd) => token::run(cmd).await,
         Command::Dev(args) => dev::run(args).await,
+        Command::Deploy(args) => deploy::run(args).await,
+        Command::Status(args) => deploy::status(args).await,
     }
 }
 

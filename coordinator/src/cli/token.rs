@@ -61,7 +61,7 @@ pub enum TokenCommand {
 }
 
 impl Conn {
-    fn base(&self) -> String {
+    pub(crate) fn base(&self) -> String {
         let a = self.addr.trim_end_matches('/');
         if a.starts_with("https://") {
             a.to_string()
@@ -70,7 +70,7 @@ impl Conn {
         }
     }
 
-    fn client(&self) -> Result<reqwest::Client, CliError> {
+    pub(crate) fn client(&self) -> Result<reqwest::Client, CliError> {
         let builder = match &self.ca {
             Some(path) => {
                 let pem = std::fs::read_to_string(path).map_err(|source| {
