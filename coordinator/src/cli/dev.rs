@@ -216,15 +216,16 @@ pub async fn run(args: DevArgs) -> Result<(), CliError> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let d = dir.display();
+    let me = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "sluice".into());
     println!(
         "Sluice is running: coordinator {base}, agent \"local\" on 127.0.0.1:{} (logs in {d}).\n\
          State is kept in {d}; run `sluice dev` again to continue where you left off.\n\n\
          Next, in another shell:\n\
          \x20 export SLUICE_ADDR={base} SLUICE_CA={d}/tls/ca.pem SLUICE_TOKEN=$(cat {d}/admin.token)\n\
-         \x20 curl -s --cacert $SLUICE_CA -H \"Authorization: Bearer $SLUICE_TOKEN\" $SLUICE_ADDR/v1/servers\n\
-         \x20 curl -s --cacert $SLUICE_CA -H \"Authorization: Bearer $SLUICE_TOKEN\" -H 'content-type: application/json' \\\n\
-         \x20   -d '{{\"service\":\"hello\",\"image\":\"IMAGE:TAG\",\"servers\":[\"local\"],\"container_port\":8080,\"health\":{{\"kind\":\"tcp\"}}}}' \\\n\
-         \x20   $SLUICE_ADDR/v1/deployments\n\n\
+         \x20 {me} deploy --service hello --image IMAGE:TAG --server local --container-port 8080 --health /health --wait\n\
+         \x20 curl -s --cacert $SLUICE_CA -H \"Authorization: Bearer $SLUICE_TOKEN\" $SLUICE_ADDR/v1/services\n\n\
          Ctrl-C stops both.",
         args.agent_port
     );
