@@ -592,3 +592,25 @@ async fn protected_labels_need_an_explicit_allow() {
     assert_eq!(d["state"], "success", "{d}");
     assert_serving(Env::port_of(&d, "prod-1"), "v1").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_deployment_hits_its_progress_deadline_and_rolls_back() {
+    let env = Env::start(1, &["web-1"], &["stall-api"]).await;
+    let v1 = env.deploy(&body("stall-api", "v1", &["web-1"])).await;
+    let port = Env::port_of(&env.settled(&v1).await, "web-1");
+    let mut stalls = body("stall-api", "v2", &["web-1"]);
+    stalls["env"]["TESTAPP_START_DELAY_MS"] = json!({"value": "60000"});
+    stalls["health"] = json!({"kind": "http", "path": "/health", "interval": "500ms", "retries": 10, "timeout": "500ms"});
+    stalls["progress_deadline"] = json!("2s");
+    let v2 = env.deploy(&stalls).await;
+    let d = env.settled(&v2).await;
+    assert_eq!(d["state"], "rolled_back", "{d}");
+    assert!(
+        d["failure"]
+            .as_str()
+            .unwrap_or("")
+            .contains("progress deadline"),
+        "{d}"
+    );
+    assert_serving(port, "v1").await;
+}

@@ -539,7 +539,14 @@ impl Driver {
             }
             let op = if submitted {
                 self.agents
-                    .operation(&addr, d.id, POLL)
+                    .operation(
+                        &addr,
+                        d.id,
+                        // Never long-poll past the progress deadline.
+                        POLL.min(
+                            deadline.saturating_sub(started.elapsed()) + Duration::from_millis(50),
+                        ),
+                    )
                     .await
                     .map(|o| o.map(Box::new))
             } else {
