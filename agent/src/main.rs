@@ -59,9 +59,11 @@ fn main() -> ExitCode {
                 return ExitCode::from(if config_error { 64 } else { 1 });
             }
         };
+        sluice_common::systemd::ready(shutdown.clone());
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
+            sluice_common::systemd::stopping();
             shutdown.cancel();
         });
         running.wait().await;

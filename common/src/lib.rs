@@ -29,6 +29,8 @@ pub mod locks;
 pub mod names;
 pub mod ports;
 pub mod problem;
+#[cfg(feature = "serve")]
+pub mod systemd;
 pub mod time;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -46,9 +46,11 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         let shutdown = CancellationToken::new();
         let running = sluice_coordinator::start(config, shutdown.clone()).await?;
+        sluice_common::systemd::ready(shutdown.clone());
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
+            sluice_common::systemd::stopping();
             shutdown.cancel();
         });
         running.wait().await
