@@ -3,13 +3,10 @@
 //! (create new, stop old, start new, first good HTTP answer, remove the one before).
 //! Prints figures; asserts nothing about them.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::*;
+use sluice_tests::agent_support::*;
 
 const ROUNDS: usize = 7;
 

@@ -31,7 +31,7 @@ use sluice_common::agent_api::{
 };
 use sluice_common::image::ImageRef;
 use sluice_common::names::{LockKey, ServiceName};
-use sluice_common::problem::{ErrorCode, Problem, PROBLEM_JSON};
+use sluice_common::problem::{ErrorCode, Problem};
 use sluice_common::time::DurationSpec;
 use sluice_common::tls::{PeerIdentity, Role};
 use uuid::Uuid;
@@ -135,10 +135,7 @@ impl From<Problem> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::to_vec(&self.0).unwrap_or_default();
-        (status, [(header::CONTENT_TYPE, PROBLEM_JSON)], body).into_response()
+        sluice_common::http_problem::response(&self.0).into_response()
     }
 }
 

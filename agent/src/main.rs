@@ -61,7 +61,7 @@ fn main() -> ExitCode {
         };
         sluice_common::systemd::ready(shutdown.clone());
         tokio::spawn(async move {
-            wait_for_signal().await;
+            sluice_common::systemd::shutdown_signal().await;
             tracing::info!("shutting down");
             sluice_common::systemd::stopping();
             shutdown.cancel();
@@ -69,13 +69,4 @@ fn main() -> ExitCode {
         running.wait().await;
         ExitCode::SUCCESS
     })
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

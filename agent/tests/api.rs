@@ -1,16 +1,14 @@
 //! The agent API's edges through the real binary: bad input, policy, port probes, config
 //! errors, Docker being unreachable, registration and heartbeats, shutdown.
 
-mod support;
-
 use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use sluice_common::tls::{serve_tls, ClientAuth, PeerIdentity, Role, ServerTls, TlsMaterial};
+use sluice_tests::agent_support::*;
 use sluice_tests::eventually::eventually;
-use support::*;
 
 /// method, path, content type, body, expected status, code, and first invalid field.
 type Case<'a> = (

@@ -4,10 +4,8 @@
 //! their containers up at the start and the end, and gets host ports from the OS, so the
 //! tests run in parallel without colliding.
 
-mod support;
-
 use serde_json::{json, Value};
-use support::*;
+use sluice_tests::agent_support::*;
 
 #[tokio::test]
 async fn fresh_deploy_serves_and_is_reported() {

@@ -24,6 +24,8 @@ pub mod agent_api;
 pub mod api;
 pub mod deployment;
 pub mod fence;
+#[cfg(feature = "serve")]
+pub mod http_problem;
 pub mod image;
 pub mod locks;
 pub mod names;

@@ -1,6 +1,7 @@
 //! systemd integration for the daemons (`Type=notify`): `READY=1` once serving,
 //! `STOPPING=1` on shutdown, and `WATCHDOG=1` at half the unit's `WatchdogSec` while the
 //! runtime is alive. Without `NOTIFY_SOCKET` (not under systemd) every call is a no-op.
+//! Also the stop signal both daemons wait for.
 
 use std::time::Duration;
 
@@ -29,4 +30,20 @@ pub fn ready(shutdown: CancellationToken) {
 /// Tells systemd the service is stopping.
 pub fn stopping() {
     let _ = sd_notify::notify(&[NotifyState::Stopping]);
+}
+
+/// Resolves on SIGTERM (systemd's stop) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

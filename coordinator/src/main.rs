@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         let running = sluice_coordinator::start(config, shutdown.clone()).await?;
         sluice_common::systemd::ready(shutdown.clone());
         tokio::spawn(async move {
-            wait_for_signal().await;
+            sluice_common::systemd::shutdown_signal().await;
             tracing::info!("shutting down");
             sluice_common::systemd::stopping();
             shutdown.cancel();
@@ -67,14 +67,5 @@ fn main() -> ExitCode {
             tracing::error!(error = %e, "coordinator failed");
             ExitCode::FAILURE
         }
-    }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }

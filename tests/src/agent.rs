@@ -34,6 +34,41 @@ pub fn agent_bin() -> PathBuf {
     bin
 }
 
+/// Starts `sluice-agent --config CONFIG --log-json`, hands every log line to `sink`, and
+/// returns once the agent has announced the address it listens on.
+pub fn spawn_agent(config: &Path, mut sink: impl FnMut(&str) + Send + 'static) -> (Child, String) {
+    use std::os::unix::process::CommandExt;
+    let mut child = Command::new(agent_bin())
+        .arg("--config")
+        .arg(config)
+        .arg("--log-json")
+        .env("RUST_LOG", "info,sluice_agent=debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("spawn sluice-agent");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if v["fields"]["message"] == "agent listening" {
+                    let _ = tx.send(v["fields"]["addr"].as_str().unwrap_or("").to_string());
+                }
+            }
+            sink(&line);
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20).mul_f64(patience()))
+        .expect("the agent announces its address");
+    (child, addr)
+}
+
 /// One agent process.
 #[derive(Debug)]
 pub struct AgentProc {
@@ -83,46 +118,17 @@ impl AgentProc {
             );
             std::fs::write(&config, text).expect("config");
         }
-        let mut child = {
-            use std::os::unix::process::CommandExt;
-            Command::new(agent_bin())
-                .arg("--config")
-                .arg(&config)
-                .arg("--log-json")
-                .env("RUST_LOG", "info")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .process_group(0)
-                .spawn()
-                .expect("spawn sluice-agent")
-        };
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
         let log = self.dir.path().join("log");
-        std::thread::spawn(move || {
-            let mut file = std::fs::OpenOptions::new()
+        let (child, addr) = spawn_agent(&config, move |line| {
+            use std::io::Write;
+            if let Ok(mut f) = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(log)
-                .ok();
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
+                .open(&log)
             {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if v["fields"]["message"] == "agent listening" {
-                        let _ = tx.send(v["fields"]["addr"].as_str().unwrap_or("").to_string());
-                    }
-                }
-                if let Some(f) = file.as_mut() {
-                    use std::io::Write;
-                    let _ = writeln!(f, "{line}");
-                }
+                let _ = writeln!(f, "{line}");
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20).mul_f64(patience()))
-            .expect("the agent announces its address");
         self.addr = addr;
         self.child = Some(child);
     }

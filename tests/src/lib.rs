@@ -6,12 +6,14 @@
 //!
 //! # Layout
 //! - [`agent`]: real agent processes (spawn, kill -9, restart on the same data).
+//! - [`agent_support`]: helpers for the agent's own tests and bench.
 //! - [`cluster`]: real coordinator processes (spawn, kill -9, restart, find the leader).
 //! - [`eventually`]: `assert_eventually!`-style polling with a deadline.
 //! - [`pki`]: a test CA, certificates for every process, HTTPS clients.
 //! - [`testapp_image`]: builds the `sluice-testapp` Docker images the tests deploy.
 
 pub mod agent;
+pub mod agent_support;
 pub mod cluster;
 pub mod eventually;
 pub mod pki;

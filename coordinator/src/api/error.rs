@@ -5,13 +5,13 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use sluice_common::locks::LockError;
 use sluice_common::names::InvalidValue;
 use sluice_common::ports::PortError;
-use sluice_common::problem::{ErrorCode, Problem, PROBLEM_JSON};
+use sluice_common::problem::{ErrorCode, Problem};
 
 use crate::node::ProposeError;
 
@@ -33,10 +33,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::to_vec(&self.0).unwrap_or_default();
-        (status, [(header::CONTENT_TYPE, PROBLEM_JSON)], body).into_response()
+        sluice_common::http_problem::response(&self.0).into_response()
     }
 }
 

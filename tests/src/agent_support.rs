@@ -1,27 +1,17 @@
-//! Test support: the real `sluice-agent` binary as a child process with a generated config,
-//! the real Docker daemon through its CLI, and polling with deadlines (never fixed sleeps).
+//! Support for the agent's own tests and bench: the real `sluice-agent` binary as a child
+//! process with a generated config (spawned by [`crate::agent::spawn_agent`], as every
+//! harness agent is), a coordinator-certified client, and the real Docker daemon through
+//! its CLI.
 
-#![allow(dead_code)]
-
-use std::io::BufRead;
-use std::net::{SocketAddr, TcpListener};
-use std::os::unix::process::CommandExt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command};
 use std::time::Duration;
 
+use crate::eventually::eventually;
 use serde_json::{json, Value};
-use sluice_tests::eventually::{eventually, patience};
 
-/// A free TCP port on loopback (the OS picks it; released before use).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use crate::cluster::free_port;
 
 /// Runs the docker CLI; panics on failure (tests need Docker: they fail, never skip).
 pub fn docker(args: &[&str]) -> String {
@@ -61,6 +51,7 @@ pub fn cleanup(services: &[&str]) {
 }
 
 /// Removes the services' containers at the start (leftovers of an aborted run) and on drop.
+#[derive(Debug)]
 pub struct Cleanup(pub Vec<&'static str>);
 
 impl Cleanup {
@@ -78,10 +69,11 @@ impl Drop for Cleanup {
 
 /// Builds the test images once per process.
 pub fn images() {
-    sluice_tests::testapp_image::ensure_test_images().expect("building the test images");
+    crate::testapp_image::ensure_test_images().expect("building the test images");
 }
 
 /// A running agent process.
+#[derive(Debug)]
 pub struct Agent {
     child: Option<Child>,
     pub addr: SocketAddr,
@@ -93,17 +85,14 @@ pub struct Agent {
 
 /// A client as the coordinators are: a coordinator certificate from the shared test CA.
 pub fn coordinator_client() -> reqwest::Client {
-    sluice_tests::pki::Pki::shared().client_as(sluice_common::tls::Role::Coordinator, "node1")
+    crate::pki::Pki::shared().client_as(sluice_common::tls::Role::Coordinator, "node1")
 }
 
 /// The default config for a test agent named `name` (extra TOML appended, then `[tls]`
 /// naming a certificate for agent `name` from the shared test CA, written into `dir/tls`).
 pub fn config_text(name: &str, dir: &std::path::Path, extra: &str) -> String {
-    let files = sluice_tests::pki::Pki::shared().write(
-        &dir.join("tls"),
-        sluice_common::tls::Role::Agent,
-        name,
-    );
+    let files =
+        crate::pki::Pki::shared().write(&dir.join("tls"), sluice_common::tls::Role::Agent, name);
     let range = if extra.contains("port_range") {
         ""
     } else {
@@ -112,7 +101,7 @@ pub fn config_text(name: &str, dir: &std::path::Path, extra: &str) -> String {
     format!(
         "name = \"{name}\"\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{range}stop_grace = \"5s\"\n{extra}\n{}",
         dir.join("data").display(),
-        sluice_tests::pki::tls_toml(&files),
+        crate::pki::tls_toml(&files),
     )
 }
 
@@ -136,35 +125,9 @@ impl Agent {
 
     /// (Re)spawns the process on the same config and data directory; waits until it answers.
     pub async fn spawn(&mut self) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice-agent"))
-            .arg("--config")
-            .arg(&self.config)
-            .arg("--log-json")
-            .env("RUST_LOG", "info,sluice_agent=debug")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .process_group(0)
-            .spawn()
-            .expect("spawning sluice-agent");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
         let name = self.name.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if v["fields"]["message"] == "agent listening" {
-                        let _ = tx.send(v["fields"]["addr"].as_str().unwrap_or("").to_string());
-                    }
-                }
-                eprintln!("[{name}] {line}");
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20).mul_f64(patience()))
-            .expect("the agent announces its address");
+        let (child, addr) =
+            crate::agent::spawn_agent(&self.config, move |line| eprintln!("[{name}] {line}"));
         self.addr = addr.parse().unwrap();
         self.child = Some(child);
         let url = self.url("/agent/v1/health");
@@ -336,7 +299,7 @@ pub fn steps(op: &Value) -> Vec<String> {
 
 /// The test image `sluice-testapp:<tag>`.
 pub fn image(tag: &str) -> String {
-    sluice_tests::testapp_image::image(tag)
+    crate::testapp_image::image(tag)
 }
 
 /// Convenience: a JSON object merge.

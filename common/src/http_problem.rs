@@ -1,0 +1,17 @@
+//! A [`Problem`] as an HTTP response: the one place both daemons turn an error into a
+//! status, a `content-type: application/problem+json` header and a body.
+
+use crate::problem::{Problem, PROBLEM_JSON};
+
+/// The response for `p`, with its status (500 if the status is not a valid code).
+pub fn response(p: &Problem) -> http::Response<String> {
+    let status =
+        http::StatusCode::from_u16(p.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = http::Response::new(serde_json::to_string(p).unwrap_or_default());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(PROBLEM_JSON),
+    );
+    r
+}
