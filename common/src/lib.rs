@@ -22,6 +22,7 @@
 
 pub mod agent_api;
 pub mod api;
+pub mod audit;
 pub mod deployment;
 pub mod fence;
 #[cfg(feature = "serve")]

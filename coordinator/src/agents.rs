@@ -138,10 +138,13 @@ impl AgentTracker {
             for server in self.overdue(&node, Instant::now()) {
                 tracing::warn!(%server, "agent missed its heartbeats; marking it down");
                 if let Err(e) = node
-                    .propose(Command::SetAgentUp {
-                        server: server.clone(),
-                        up: false,
-                    })
+                    .propose(
+                        "system:heartbeat-monitor",
+                        Command::SetAgentUp {
+                            server: server.clone(),
+                            up: false,
+                        },
+                    )
                     .await
                 {
                     tracing::warn!(%server, error = %e, "could not record agent down");

@@ -69,6 +69,85 @@ pub struct Config {
     /// Remove it once real admin tokens exist. Default: none.
     #[serde(default)]
     pub admin_token_file: Option<PathBuf>,
+    /// Telegram and webhook notifications, sent by the leader.
+    #[serde(default)]
+    pub notify: NotifyConfig,
+}
+
+/// Notifications. With neither `telegram` nor `webhook` set, nothing is sent, but a lock
+/// held too long is still recorded in the audit trail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// A lock held longer than this is announced (once per grant). Default 30m.
+    #[serde(default = "default_lock_held_too_long")]
+    pub lock_held_too_long: DurationSpec,
+    /// The longest wait between two attempts at a failing delivery. Default 60s.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: DurationSpec,
+    /// Telegram's Bot API.
+    #[serde(default)]
+    pub telegram: Option<TelegramConfig>,
+    /// A generic JSON webhook, HMAC-signed.
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
+}
+
+/// `[notify.telegram]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramConfig {
+    /// A file holding the bot token (mode 0600 or stricter).
+    pub bot_token_file: PathBuf,
+    /// The chat to post to (a number, or `@channel`).
+    pub chat_id: String,
+    /// The Bot API's base URL. Default `https://api.telegram.org`.
+    #[serde(default = "default_telegram_url")]
+    pub base_url: String,
+}
+
+/// `[notify.webhook]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where to POST each event.
+    pub url: String,
+    /// A file holding the HMAC-SHA256 key (mode 0600 or stricter); the signature goes in
+    /// `X-Sluice-Signature-256: sha256=<hex>`.
+    pub secret_file: PathBuf,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            lock_held_too_long: default_lock_held_too_long(),
+            max_backoff: default_max_backoff(),
+            telegram: None,
+            webhook: None,
+        }
+    }
+}
+
+/// Reads a secret from a file: refuses one readable by group or others, and an empty one.
+/// Errors never contain the content.
+pub fn read_secret_file(path: &Path) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| e.to_string())?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "readable by group or others (mode {mode:o}); run chmod 600 on it"
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err("the file is empty".into());
+    }
+    Ok(secret.to_string())
 }
 
 /// Where this node's TLS files are (as `sluice ca issue --role coordinator` writes them).
@@ -177,6 +256,15 @@ fn default_snapshot_every() -> u64 {
 fn default_logs_to_keep() -> u64 {
     500
 }
+fn default_lock_held_too_long() -> DurationSpec {
+    DurationSpec::secs(30 * 60)
+}
+fn default_max_backoff() -> DurationSpec {
+    DurationSpec::secs(60)
+}
+fn default_telegram_url() -> String {
+    "https://api.telegram.org".into()
+}
 fn default_agent_timeout() -> DurationSpec {
     DurationSpec::secs(10)
 }
@@ -249,6 +337,22 @@ impl Config {
         }
         if r.snapshot_every == 0 {
             return bad("raft.snapshot_every must be positive".into());
+        }
+        if let Some(w) = &self.notify.webhook {
+            if !(w.url.starts_with("https://") || w.url.starts_with("http://")) {
+                return bad(format!(
+                    "notify.webhook.url {:?} is not an http(s) URL",
+                    w.url
+                ));
+            }
+        }
+        if let Some(t) = &self.notify.telegram {
+            if !(t.base_url.starts_with("https://") || t.base_url.starts_with("http://")) {
+                return bad(format!(
+                    "notify.telegram.base_url {:?} is not an http(s) URL",
+                    t.base_url
+                ));
+            }
         }
         Ok(())
     }

@@ -32,6 +32,7 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod node;
+pub mod notify;
 pub mod raft;
 pub mod sequencer;
 pub mod state;
@@ -62,9 +63,9 @@ pub enum StartError {
     /// The TLS files.
     #[error("TLS: {0}")]
     Tls(#[from] sluice_common::tls::TlsError),
-    /// The bootstrap admin token file.
-    #[error("admin_token_file {path}: {reason}")]
-    AdminToken {
+    /// A secret file (the bootstrap admin token, a notification credential).
+    #[error("{path}: {reason}")]
+    SecretFile {
         /// The file.
         path: std::path::PathBuf,
         /// Why it was refused (never its content).
@@ -75,23 +76,11 @@ pub enum StartError {
 /// Reads the bootstrap admin secret and returns its hash. Refuses a file readable by group
 /// or others, and a secret shorter than 16 characters.
 fn bootstrap_admin(path: &std::path::Path) -> Result<Arc<str>, String> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)
-        .map_err(|e| e.to_string())?
-        .permissions()
-        .mode()
-        & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "readable by group or others (mode {mode:o}); run chmod 600 on it"
-        ));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let secret = text.trim();
+    let secret = config::read_secret_file(path)?;
     if secret.len() < 16 {
         return Err("the secret must be at least 16 characters".into());
     }
-    Ok(api::auth::hash_secret(secret).into())
+    Ok(api::auth::hash_secret(&secret).into())
 }
 
 /// A started node.
@@ -104,6 +93,7 @@ pub struct Running {
     server: JoinHandle<std::io::Result<()>>,
     monitor: JoinHandle<()>,
     sequencer: JoinHandle<()>,
+    notifier: JoinHandle<()>,
 }
 
 impl Running {
@@ -112,6 +102,7 @@ impl Running {
         let served = self.server.await;
         let _ = self.monitor.await;
         let _ = self.sequencer.await;
+        let _ = self.notifier.await;
         let _ = self.node.raft.shutdown().await;
         match served {
             Ok(Ok(())) => Ok(()),
@@ -135,12 +126,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let bootstrap_admin = match config.admin_token_file.as_deref() {
         None => None,
         Some(path) => Some(
-            bootstrap_admin(path).map_err(|reason| StartError::AdminToken {
+            bootstrap_admin(path).map_err(|reason| StartError::SecretFile {
                 path: path.to_owned(),
                 reason,
             })?,
         ),
     };
+    let notifier = notify::Notifier::from_config(&config.notify)?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(io(&format!("creating {}", config.data_dir.display())))?;
     let (log, sm) = raft::store::open(&config.data_dir.join("raft"))?;
@@ -205,6 +197,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         agent_client::AgentClient::new(transport_for_agents, std::time::Duration::from_secs(5));
     let sequencer =
         tokio::spawn(sequencer::Driver::new(node.clone(), agents).run(shutdown.clone()));
+    let notifier = tokio::spawn(notifier.run(node.clone(), shutdown.clone()));
 
     let initialized = raft
         .is_initialized()
@@ -240,6 +233,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         server,
         monitor,
         sequencer,
+        notifier,
     })
 }
 

@@ -57,9 +57,9 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        // Unusable TLS files or admin token file are configuration errors: exit 64 so
+        // Unusable TLS files or secret files are configuration errors: exit 64 so
         // systemd does not restart into the same failure.
-        Err(e @ (StartError::Tls(_) | StartError::AdminToken { .. })) => {
+        Err(e @ (StartError::Tls(_) | StartError::SecretFile { .. })) => {
             eprintln!("sluice-coordinator: {e}");
             ExitCode::from(EXIT_CONFIG)
         }

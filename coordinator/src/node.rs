@@ -45,6 +45,16 @@ pub enum ProposeError {
     Fatal(String),
 }
 
+/// A command and who asks for it: what a follower forwards to the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Proposal {
+    /// Who asks (the audit trail's actor).
+    pub actor: String,
+    /// What to do.
+    pub cmd: Command,
+}
+
 /// `/internal/v1/read-index` answer.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ReadIndex {
@@ -113,13 +123,19 @@ impl Node {
         self.request_timeout
     }
 
-    /// Proposes `cmd`, forwarding to the leader when this node is not it.
-    pub async fn propose(&self, cmd: Command) -> Result<Response, ProposeError> {
+    /// Proposes `cmd` on behalf of `actor` (who the audit trail names), forwarding to the
+    /// leader when this node is not it.
+    pub async fn propose(&self, actor: &str, cmd: Command) -> Result<Response, ProposeError> {
+        let proposal = Proposal {
+            actor: actor.to_string(),
+            cmd,
+        };
         self.bounded(
             || async {
                 let req = Request {
                     at: Timestamp::from_system(SystemTime::now()),
-                    cmd: cmd.clone(),
+                    actor: proposal.actor.clone(),
+                    cmd: proposal.cmd.clone(),
                 };
                 match self.raft.client_write(req).await {
                     Ok(r) => Ok(Attempt::Done(r.data)),
@@ -136,8 +152,8 @@ impl Node {
                 }
             },
             |addr| {
-                let cmd = cmd.clone();
-                async move { self.forward(&addr, "/internal/v1/propose", &cmd).await }
+                let proposal = &proposal;
+                async move { self.forward(&addr, "/internal/v1/propose", proposal).await }
             },
         )
         .await
@@ -145,10 +161,11 @@ impl Node {
 
     /// Proposes on this node only (the internal endpoint behind forwarding): a follower
     /// that lost leadership meanwhile answers 503 rather than forwarding again.
-    pub async fn propose_local(&self, cmd: Command) -> Result<Response, ProposeError> {
+    pub async fn propose_local(&self, p: Proposal) -> Result<Response, ProposeError> {
         let req = Request {
             at: Timestamp::from_system(SystemTime::now()),
-            cmd,
+            actor: p.actor,
+            cmd: p.cmd,
         };
         let fut = self.raft.client_write(req);
         match tokio::time::timeout(self.request_timeout, fut).await {

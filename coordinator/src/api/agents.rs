@@ -51,7 +51,10 @@ pub async fn register(
     });
     if !unchanged {
         app.node
-            .propose(Command::RegisterAgent { registration: reg })
+            .propose(
+                &format!("agent:{}", reg.server),
+                Command::RegisterAgent { registration: reg },
+            )
             .await?;
     }
     Ok(Json(Empty {}))
@@ -95,7 +98,7 @@ pub async fn heartbeat(
                 ports,
             },
         };
-        app.node.propose(cmd).await?;
+        app.node.propose(&format!("agent:{server}"), cmd).await?;
     }
     Ok(Json(Empty {}))
 }

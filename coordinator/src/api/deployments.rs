@@ -40,8 +40,16 @@ impl From<DeploymentError> for ApiError {
     }
 }
 
-async fn deployment_cmd(app: &App, cmd: DeploymentCommand) -> Result<Uuid, ApiError> {
-    match app.node.propose(Command::Deployment { cmd }).await? {
+async fn deployment_cmd(
+    app: &App,
+    caller: &Caller,
+    cmd: DeploymentCommand,
+) -> Result<Uuid, ApiError> {
+    match app
+        .node
+        .propose(&caller.actor, Command::Deployment { cmd })
+        .await?
+    {
         Response::Deployment { outcome } => Ok(outcome?.id),
         other => Err(ApiError::new(
             ErrorCode::Internal,
@@ -144,7 +152,7 @@ pub async fn create(
         idempotency: key.map(|k| (k, hash)),
         actor: caller.actor.clone(),
     };
-    let id = deployment_cmd(&app, cmd).await?;
+    let id = deployment_cmd(&app, &caller, cmd).await?;
     let view = view_after_write(&app, id).await?;
     let status = if id == fresh {
         StatusCode::ACCEPTED
@@ -257,7 +265,7 @@ async fn request(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(id)?;
     check_scope(app, caller, id).await?;
-    deployment_cmd(app, cmd(id)).await?;
+    deployment_cmd(app, caller, cmd(id)).await?;
     let view = view_after_write(app, id).await?;
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }

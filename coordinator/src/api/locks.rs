@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use sluice_common::api::{AcquireLockRequest, LockList, LockView, RenewLockRequest};
 use sluice_common::locks::{Acquire, FencingToken, LockError};
@@ -15,6 +15,7 @@ use sluice_common::names::LockKey;
 use sluice_common::problem::ErrorCode;
 use sluice_common::time::Timestamp;
 
+use super::auth::Caller;
 use super::error::{ApiError, ApiJson};
 use super::App;
 use crate::state::{Command, Response};
@@ -36,6 +37,7 @@ fn lock_outcome(r: Response) -> Result<LockView, ApiError> {
 /// `POST /v1/locks/{key}`: take the lock, waiting up to `wait` if it is held.
 pub async fn acquire(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(key): Path<String>,
     ApiJson(req): ApiJson<AcquireLockRequest>,
 ) -> Result<(StatusCode, Json<LockView>), ApiError> {
@@ -61,14 +63,17 @@ pub async fn acquire(
             _ => {
                 let r = app
                     .node
-                    .propose(Command::AcquireLock {
-                        acquire: Acquire {
-                            key: key.clone(),
-                            holder: req.holder.clone(),
-                            reason: req.reason.clone(),
-                            ttl: req.ttl.get(),
+                    .propose(
+                        &caller.actor,
+                        Command::AcquireLock {
+                            acquire: Acquire {
+                                key: key.clone(),
+                                holder: req.holder.clone(),
+                                reason: req.reason.clone(),
+                                ttl: req.ttl.get(),
+                            },
                         },
-                    })
+                    )
                     .await?;
                 match r {
                     Response::Lock { outcome } => outcome,
@@ -96,17 +101,21 @@ pub async fn acquire(
 /// `PATCH /v1/locks/{key}`: renew (compare-and-set on the token).
 pub async fn renew(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(key): Path<String>,
     ApiJson(req): ApiJson<RenewLockRequest>,
 ) -> Result<Json<LockView>, ApiError> {
     let key = LockKey::parse(&key)?;
     let r = app
         .node
-        .propose(Command::RenewLock {
-            key,
-            token: req.token,
-            ttl: req.ttl.get(),
-        })
+        .propose(
+            &caller.actor,
+            Command::RenewLock {
+                key,
+                token: req.token,
+                ttl: req.ttl.get(),
+            },
+        )
         .await?;
     Ok(Json(lock_outcome(r)?))
 }
@@ -121,6 +130,7 @@ pub struct ReleaseQuery {
 /// `DELETE /v1/locks/{key}?token=N`: release (compare-and-set on the token).
 pub async fn release(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(key): Path<String>,
     query: Result<Query<ReleaseQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<LockView>, ApiError> {
@@ -139,7 +149,7 @@ pub async fn release(
     })?;
     let r = app
         .node
-        .propose(Command::ReleaseLock { key, token })
+        .propose(&caller.actor, Command::ReleaseLock { key, token })
         .await?;
     Ok(Json(lock_outcome(r)?))
 }

@@ -2,12 +2,13 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::Json;
+use axum::{Extension, Json};
 use sluice_common::api::{AllocatePortRequest, PortAllocationView, PortsList, ServerPortsView};
 use sluice_common::names::{ServerName, ServiceName};
 use sluice_common::ports::ServerPorts;
 use sluice_common::problem::ErrorCode;
 
+use super::auth::Caller;
 use super::error::{optional_json, ApiError};
 use super::App;
 use crate::state::{Command, Response};
@@ -48,6 +49,7 @@ pub async fn server(
 /// `POST /v1/ports/{server}/{service}`: allocate (idempotent), optionally an explicit port.
 pub async fn allocate(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path((server, service)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Json<PortAllocationView>, ApiError> {
@@ -56,11 +58,14 @@ pub async fn allocate(
     let req: AllocatePortRequest = optional_json(&body)?;
     let r = app
         .node
-        .propose(Command::AllocatePort {
-            server: server.clone(),
-            service: service.clone(),
-            port: req.port,
-        })
+        .propose(
+            &caller.actor,
+            Command::AllocatePort {
+                server: server.clone(),
+                service: service.clone(),
+                port: req.port,
+            },
+        )
         .await?;
     match r {
         Response::Port { outcome } => {
@@ -82,13 +87,14 @@ pub async fn allocate(
 /// `DELETE /v1/ports/{server}/{service}`: release.
 pub async fn release(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path((server, service)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let server = ServerName::parse(&server)?;
     let service = ServiceName::parse(&service)?;
     match app
         .node
-        .propose(Command::ReleasePort { server, service })
+        .propose(&caller.actor, Command::ReleasePort { server, service })
         .await?
     {
         Response::PortReleased { port } => Ok(Json(serde_json::json!({ "released": port }))),

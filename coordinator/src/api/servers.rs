@@ -1,10 +1,11 @@
 //! `/v1/servers`: the servers the cluster deploys to.
 
 use axum::extract::{Path, State};
-use axum::Json;
+use axum::{Extension, Json};
 use sluice_common::api::{Policy, PutServerRequest, ServerView, SetLabelsRequest};
 use sluice_common::names::ServerName;
 
+use super::auth::Caller;
 use super::error::{ApiError, ApiJson};
 use super::App;
 use crate::agents::AgentTracker;
@@ -52,6 +53,7 @@ pub async fn list(State(app): State<App>) -> Result<Json<Vec<ServerView>>, ApiEr
 /// Changes one part of a server's policy, keeping the rest.
 async fn update(
     app: &App,
+    caller: &Caller,
     name: &ServerName,
     change: impl FnOnce(&mut ServerRecord),
 ) -> Result<Json<ServerView>, ApiError> {
@@ -62,13 +64,16 @@ async fn update(
         .ok_or_else(|| ApiError::not_found(format!("server {name}")))?;
     change(&mut rec);
     app.node
-        .propose(Command::PutServer {
-            server: name.clone(),
-            agent_addr: rec.agent_addr,
-            labels: rec.labels,
-            port_range: rec.port_range,
-            forbidden: rec.forbidden,
-        })
+        .propose(
+            &caller.actor,
+            Command::PutServer {
+                server: name.clone(),
+                agent_addr: rec.agent_addr,
+                labels: rec.labels,
+                port_range: rec.port_range,
+                forbidden: rec.forbidden,
+            },
+        )
         .await?;
     app.node.linearizable().await?;
     read_view(app, name)
@@ -79,29 +84,32 @@ async fn update(
 /// `POST /v1/servers/{name}/forbid`: refuse every deployment to it.
 pub async fn forbid(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<ServerView>, ApiError> {
     let name = ServerName::parse(&name)?;
-    update(&app, &name, |r| r.forbidden = true).await
+    update(&app, &caller, &name, |r| r.forbidden = true).await
 }
 
 /// `POST /v1/servers/{name}/allow`: accept deployments again.
 pub async fn allow(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<ServerView>, ApiError> {
     let name = ServerName::parse(&name)?;
-    update(&app, &name, |r| r.forbidden = false).await
+    update(&app, &caller, &name, |r| r.forbidden = false).await
 }
 
 /// `PUT /v1/servers/{name}/labels`: replace its labels.
 pub async fn labels(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     ApiJson(req): ApiJson<SetLabelsRequest>,
 ) -> Result<Json<ServerView>, ApiError> {
     let name = ServerName::parse(&name)?;
-    update(&app, &name, |r| r.labels = req.labels).await
+    update(&app, &caller, &name, |r| r.labels = req.labels).await
 }
 
 /// `GET /v1/servers/{name}`.
@@ -119,18 +127,22 @@ pub async fn get(
 /// `PUT /v1/servers/{name}`: register or update by hand.
 pub async fn put(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     ApiJson(req): ApiJson<PutServerRequest>,
 ) -> Result<Json<ServerView>, ApiError> {
     let name = ServerName::parse(&name)?;
     app.node
-        .propose(Command::PutServer {
-            server: name.clone(),
-            agent_addr: req.agent_addr,
-            labels: req.labels,
-            port_range: req.port_range,
-            forbidden: req.forbidden,
-        })
+        .propose(
+            &caller.actor,
+            Command::PutServer {
+                server: name.clone(),
+                agent_addr: req.agent_addr,
+                labels: req.labels,
+                port_range: req.port_range,
+                forbidden: req.forbidden,
+            },
+        )
         .await?;
     // The write may have been applied by the leader before this node: read after it.
     app.node.linearizable().await?;
@@ -142,14 +154,18 @@ pub async fn put(
 /// `DELETE /v1/servers/{name}`.
 pub async fn remove(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let name = ServerName::parse(&name)?;
     match app
         .node
-        .propose(Command::RemoveServer {
-            server: name.clone(),
-        })
+        .propose(
+            &caller.actor,
+            Command::RemoveServer {
+                server: name.clone(),
+            },
+        )
         .await?
     {
         Response::UnknownServer { .. } => Err(ApiError::not_found(format!("server {name}"))),
@@ -166,8 +182,11 @@ pub async fn get_policy(State(app): State<App>) -> Result<Json<Policy>, ApiError
 /// `PUT /v1/policy` (admin): replace the deployment policy.
 pub async fn put_policy(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     ApiJson(policy): ApiJson<Policy>,
 ) -> Result<Json<Policy>, ApiError> {
-    app.node.propose(Command::SetPolicy { policy }).await?;
+    app.node
+        .propose(&caller.actor, Command::SetPolicy { policy })
+        .await?;
     get_policy(State(app)).await
 }

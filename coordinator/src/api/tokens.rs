@@ -6,12 +6,13 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use sluice_common::names::ServiceName;
 use sluice_common::problem::{ErrorCode, Problem};
 
 use super::auth::hash_secret;
+use super::auth::Caller;
 use super::error::{ApiError, ApiJson};
 use super::App;
 use crate::state::tokens::{TokenCommand, TokenError, TokenName, TokenRole, TokenView};
@@ -61,8 +62,12 @@ fn new_secret() -> Result<String, ApiError> {
     Ok(format!("sluice_{hex}"))
 }
 
-async fn token_cmd(app: &App, cmd: TokenCommand) -> Result<TokenView, ApiError> {
-    match app.node.propose(Command::Token { cmd }).await? {
+async fn token_cmd(app: &App, caller: &Caller, cmd: TokenCommand) -> Result<TokenView, ApiError> {
+    match app
+        .node
+        .propose(&caller.actor, Command::Token { cmd })
+        .await?
+    {
         Response::Token { outcome } => {
             // Later requests to this node must see the change (a revocation above all).
             app.node.linearizable().await?;
@@ -78,6 +83,7 @@ async fn token_cmd(app: &App, cmd: TokenCommand) -> Result<TokenView, ApiError> 
 /// `POST /v1/tokens`: 201 with the secret.
 pub async fn create(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<CreateTokenRequest>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     if req.role != TokenRole::Deployer && !req.services.is_empty() {
@@ -92,6 +98,7 @@ pub async fn create(
     let secret = new_secret()?;
     let token = token_cmd(
         &app,
+        &caller,
         TokenCommand::Create {
             name: req.name,
             role: req.role,
@@ -115,10 +122,11 @@ pub async fn list(State(app): State<App>) -> Result<Json<Vec<TokenView>>, ApiErr
 /// `DELETE /v1/tokens/{name}`: revoke (idempotent); answers once this node has applied it.
 pub async fn revoke(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<TokenView>, ApiError> {
     let name = TokenName::parse(&name).map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e))?;
-    let token = token_cmd(&app, TokenCommand::Revoke { name }).await?;
+    let token = token_cmd(&app, &caller, TokenCommand::Revoke { name }).await?;
     tracing::info!(token = %token.name, "token revoked");
     Ok(Json(token))
 }

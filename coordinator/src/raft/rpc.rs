@@ -17,8 +17,7 @@ use sluice_common::problem::{ErrorCode, Problem};
 use super::network::unframe_snapshot;
 use super::{NodeId, TypeConfig};
 use crate::api::error::{ApiError, ApiJson};
-use crate::node::{Empty, Node};
-use crate::state::Command;
+use crate::node::{Empty, Node, Proposal};
 
 /// Snapshot chunks and large append batches need more than axum's 2 MiB default.
 const RAFT_BODY_LIMIT: usize = 64 * 1024 * 1024;
@@ -73,9 +72,9 @@ async fn snapshot(State(node): State<Arc<Node>>, body: Bytes) -> Response {
 
 async fn propose(
     State(node): State<Arc<Node>>,
-    ApiJson(cmd): ApiJson<Command>,
+    ApiJson(p): ApiJson<Proposal>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(node.propose_local(cmd).await?).into_response())
+    Ok(Json(node.propose_local(p).await?).into_response())
 }
 
 async fn read_index(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {

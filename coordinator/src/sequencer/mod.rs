@@ -28,7 +28,10 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::agent_client::{AgentClient, AgentError};
-use crate::node::{Node, ProposeError};
+use crate::node::{Node, Proposal, ProposeError};
+
+/// The audit trail's actor for the sequencer's own decisions.
+pub const SEQUENCER: &str = "system:sequencer";
 use crate::state::deployments::{Deployment, DeploymentCommand, DeploymentError};
 use crate::state::{Command, Response};
 
@@ -82,12 +85,18 @@ impl Driver {
         self.node.raft.metrics().borrow().state == ServerState::Leader
     }
 
-    /// Proposes on this node only: a deposed leader must not write through the new one.
+    /// Proposes on this node only, as [`SEQUENCER`]: a deposed leader must not write through
+    /// the new one.
     pub async fn propose(&self, cmd: Command) -> Result<Response, ProposeError> {
         if !self.is_leader() {
             return Err(ProposeError::Unavailable("no longer the leader".into()));
         }
-        self.node.propose_local(cmd).await
+        self.node
+            .propose_local(Proposal {
+                actor: SEQUENCER.into(),
+                cmd,
+            })
+            .await
     }
 
     async fn deployment_cmd(&self, cmd: DeploymentCommand) -> Result<(), Stop> {

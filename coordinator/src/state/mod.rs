@@ -11,11 +11,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sluice_common::agent_api::AgentRegistration;
+use sluice_common::audit::AuditChain;
 use sluice_common::locks::{Acquire, FencingToken, Lease, LockError, LockTable};
 use sluice_common::names::{Label, LockKey, ServerName, ServiceName};
 use sluice_common::ports::{Allocation, Port, PortError, PortLedger, PortRange};
 use sluice_common::time::{MaxClock, Timestamp};
 
+mod audit;
 pub mod deployments;
 pub mod tokens;
 
@@ -27,6 +29,9 @@ use tokens::{TokenCommand, TokenError, TokenView, Tokens};
 pub struct Request {
     /// The leader's wall clock when it proposed this.
     pub at: Timestamp,
+    /// Who asked, for the audit trail (see [`sluice_common::audit::AuditRecord::actor`]).
+    #[serde(default)]
+    pub actor: String,
     /// What to do.
     pub cmd: Command,
 }
@@ -124,6 +129,21 @@ pub enum Command {
         /// The command.
         cmd: TokenCommand,
     },
+    /// The leader noticed a lock held longer than the configured limit: record it once per
+    /// grant (the audit record is what the notifier announces).
+    FlagLock {
+        /// The key.
+        key: LockKey,
+        /// The grant that is overdue.
+        token: FencingToken,
+    },
+    /// A notification sink delivered everything up to audit record `seq`.
+    NotifyDelivered {
+        /// The sink's name.
+        sink: String,
+        /// The last delivered audit sequence number.
+        seq: u64,
+    },
 }
 
 /// What applying a command produced. Domain refusals (a held lock, no free port) are values
@@ -159,6 +179,8 @@ pub enum Response {
         /// The token (without its hash), or why not.
         outcome: Result<TokenView, TokenError>,
     },
+    /// Nothing to do: the command was already in effect.
+    Unchanged,
     /// A command naming an unknown server.
     UnknownServer {
         /// The server.
@@ -207,13 +229,32 @@ pub struct State {
     /// CI tokens (hashes only).
     #[serde(default)]
     pub tokens: Tokens,
+    /// The hash-chained audit trail.
+    #[serde(default)]
+    pub audit: AuditChain,
+    /// Per notification sink, the last audit record delivered.
+    #[serde(default)]
+    pub notify_cursor: BTreeMap<String, u64>,
+    /// Grants already flagged as held too long.
+    #[serde(default)]
+    pub lock_overdue: BTreeMap<LockKey, FencingToken>,
 }
 
 impl State {
-    /// Applies one request at log index `index`. Pure and deterministic.
+    /// Applies one request at log index `index` and appends its audit record, in the
+    /// same step. Pure and deterministic.
     pub fn apply(&mut self, req: &Request, index: u64) -> Response {
         let now = self.clock.observe(req.at);
-        match &req.cmd {
+        let before = audit::before(self, &req.cmd);
+        let resp = self.apply_command(&req.cmd, index, now);
+        if let Some(entry) = audit::describe(&req.cmd, &resp, before, self) {
+            self.audit.append(index, now, &req.actor, entry);
+        }
+        resp
+    }
+
+    fn apply_command(&mut self, cmd: &Command, index: u64, now: Timestamp) -> Response {
+        match cmd {
             Command::AcquireLock { acquire } => Response::Lock {
                 outcome: self
                     .locks
@@ -320,6 +361,20 @@ impl State {
             Command::Token { cmd } => Response::Token {
                 outcome: self.tokens.apply(cmd, now),
             },
+            Command::FlagLock { key, token } => {
+                let current = self.locks.get(key, now).map(|l| l.token);
+                if current == Some(*token) && self.lock_overdue.get(key) != Some(token) {
+                    self.lock_overdue.insert(key.clone(), *token);
+                    Response::Done
+                } else {
+                    Response::Unchanged
+                }
+            }
+            Command::NotifyDelivered { sink, seq } => {
+                let c = self.notify_cursor.entry(sink.clone()).or_default();
+                *c = (*c).max(*seq);
+                Response::Done
+            }
             Command::SetHostBound { server, ports } => {
                 match self.ports.set_host_bound(server, ports.clone()) {
                     Ok(()) => Response::Done,
@@ -340,6 +395,7 @@ mod tests {
     fn at(ms: u64, cmd: Command) -> Request {
         Request {
             at: Timestamp(ms),
+            actor: "token:test".into(),
             cmd,
         }
     }
