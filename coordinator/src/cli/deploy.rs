@@ -4,6 +4,10 @@
 //! accepted); 1 it failed or was rolled back; 2 validation refused it and nothing was
 //! touched; 64 usage; 65 the API refused the request as invalid; 69 the coordinator cannot
 //! be reached or cannot serve; 77 the token was refused.
+//!
+//! `--wait` follows the deployment's event stream ([`follow`], shared with `rollback` and
+//! `demo`): on a terminal one progress line rewritten in place, otherwise (CI logs) one
+//! timestamped line per change.
 
 use std::io::IsTerminal;
 use std::time::SystemTime;
@@ -11,7 +15,8 @@ use std::time::SystemTime;
 use clap::Args;
 use serde_json::{json, Map, Value};
 
-use super::token::Conn;
+use super::http::Conn;
+use super::output::OutputArg;
 use super::CliError;
 
 /// `sluice deploy`.
@@ -56,9 +61,8 @@ pub struct DeployArgs {
     /// Follow the deployment until it settles and exit with its outcome.
     #[arg(long)]
     pub wait: bool,
-    /// Print the final deployment as JSON instead of text.
-    #[arg(long, value_parser = ["text", "json"], default_value = "text")]
-    pub output: String,
+    #[command(flatten)]
+    pub output: OutputArg,
     #[command(flatten)]
     pub conn: Conn,
 }
@@ -68,9 +72,8 @@ pub struct DeployArgs {
 pub struct StatusArgs {
     /// The deployment id.
     pub id: String,
-    /// text or json.
-    #[arg(long, value_parser = ["text", "json"], default_value = "text")]
-    pub output: String,
+    #[command(flatten)]
+    pub output: OutputArg,
     #[command(flatten)]
     pub conn: Conn,
 }
@@ -121,58 +124,14 @@ fn body(a: &DeployArgs) -> Result<Value, CliError> {
     Ok(b)
 }
 
-/// Sends a request; maps failures onto the exit codes above.
-async fn call(
-    conn: &Conn,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<&Value>,
-    key: Option<&str>,
-) -> Result<reqwest::Response, CliError> {
-    let url = format!("{}{path}", conn.base());
-    let mut req = conn
-        .client()?
-        .request(method, &url)
-        .bearer_auth(conn.token.trim());
-    if let Some(b) = body {
-        req = req.json(b);
-    }
-    if let Some(k) = key {
-        req = req.header("Idempotency-Key", k);
-    }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| CliError::Unavailable(format!("{url}: {e}")))?;
-    let status = resp.status();
-    if status.is_success() {
-        return Ok(resp);
-    }
-    let p: Value = resp.json().await.unwrap_or(Value::Null);
-    let mut msg = format!("{status}: {}", p["detail"].as_str().unwrap_or(""));
-    for e in p["errors"].as_array().into_iter().flatten() {
-        msg.push_str(&format!(
-            "\n  {}: {}",
-            e["field"].as_str().unwrap_or(""),
-            e["message"].as_str().unwrap_or("")
-        ));
-    }
-    Err(match status.as_u16() {
-        401 | 403 => CliError::Auth(msg),
-        s if s >= 500 => CliError::Unavailable(msg),
-        _ => CliError::Data(msg),
-    })
-}
-
 fn stamp() -> String {
     sluice_common::time::Timestamp::from_system(SystemTime::now()).to_string()
 }
 
-/// Prints the outcome and turns it into the exit status.
-fn outcome(d: &Value, output: &str) -> Result<(), CliError> {
-    if output == "json" {
-        println!("{}", serde_json::to_string_pretty(d).unwrap_or_default());
-    } else {
+/// Prints a deployment: the API's JSON, or a summary with every failed check and each
+/// server's state (and the failed container's log tail).
+pub(crate) fn show(d: &Value, output: OutputArg) {
+    output.print(d, |d| {
         println!(
             "deployment {} of {} ({}): {}",
             d["id"].as_str().unwrap_or(""),
@@ -203,7 +162,12 @@ fn outcome(d: &Value, output: &str) -> Result<(), CliError> {
                 }
             }
         }
-    }
+    });
+}
+
+/// A settled deployment as the exit status of `deploy --wait`: success is 0, a validation
+/// refusal 2, anything else (failed, rolled back) 1.
+pub(crate) fn verdict(d: &Value) -> Result<(), CliError> {
     let state = d["state"].as_str().unwrap_or("");
     let failure = d["failure"].as_str().unwrap_or(state).to_string();
     let validated_out = d["transitions"]
@@ -221,37 +185,48 @@ fn outcome(d: &Value, output: &str) -> Result<(), CliError> {
     }
 }
 
-/// Runs `sluice deploy`.
-pub async fn run(a: DeployArgs) -> Result<(), CliError> {
-    let b = body(&a)?;
-    let resp = call(
-        &a.conn,
-        reqwest::Method::POST,
-        "/v1/deployments",
-        Some(&b),
-        a.idempotency_key.as_deref(),
-    )
-    .await?;
-    let d: Value = resp
-        .json()
-        .await
-        .map_err(|e| CliError::Data(e.to_string()))?;
-    let id = d["id"].as_str().unwrap_or("").to_string();
-    eprintln!("{} deployment {id} accepted", stamp());
-    if !a.wait {
-        println!("{id}");
-        return Ok(());
+/// How many times a broken event stream is reopened before giving up.
+const STREAM_RETRIES: u32 = 5;
+
+/// Follows deployment `id` until it settles, printing each change of state or phase to
+/// stderr, and returns the final record.
+///
+/// On a terminal the progress is one line rewritten in place (`\r`, erase line); otherwise
+/// (a CI log, a pipe) each change is its own timestamped line, so the log reads as a
+/// history. A dropped stream (a coordinator restarting, a leader change) is reopened: the
+/// coordinator sends the current view first, so nothing is missed but repeats, which are
+/// not printed.
+pub(crate) async fn follow(conn: &Conn, id: &str) -> Result<Value, CliError> {
+    let mut progress = Progress::new(std::io::stderr().is_terminal());
+    let path = format!("/v1/deployments/{id}/events");
+    let mut failures = 0;
+    loop {
+        match follow_once(conn, &path, &mut progress).await {
+            Ok(()) => break,
+            Err(e @ (CliError::Auth(_) | CliError::Data(_))) => {
+                progress.finish();
+                return Err(e);
+            }
+            Err(e) => {
+                failures += 1;
+                if failures > STREAM_RETRIES {
+                    progress.finish();
+                    return Err(e);
+                }
+                progress.note(&format!("event stream interrupted ({e}); reconnecting"));
+                tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(failures)))
+                    .await;
+            }
+        }
     }
-    let tty = std::io::stderr().is_terminal();
-    let mut events = call(
-        &a.conn,
-        reqwest::Method::GET,
-        &format!("/v1/deployments/{id}/events"),
-        None,
-        None,
-    )
-    .await?;
-    let (mut buf, mut last, mut final_view) = (String::new(), String::new(), None::<Value>);
+    progress.finish();
+    // The stream ends once the deployment settles; read the final record to be sure.
+    conn.get(&format!("/v1/deployments/{id}")).await
+}
+
+async fn follow_once(conn: &Conn, path: &str, progress: &mut Progress) -> Result<(), CliError> {
+    let mut events = conn.stream(path).await?;
+    let mut buf = String::new();
     while let Some(chunk) = events
         .chunk()
         .await
@@ -263,61 +238,101 @@ pub async fn run(a: DeployArgs) -> Result<(), CliError> {
             let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) else {
                 continue;
             };
-            let Ok(v) = serde_json::from_str::<Value>(data.trim()) else {
-                continue;
-            };
-            let line = format!(
-                "{} {}",
-                v["state"].as_str().unwrap_or(""),
-                v["phase"].as_str().unwrap_or("")
-            );
-            if line != last {
-                if tty {
-                    eprint!("\r\x1b[2K{} {line}", stamp());
-                } else {
-                    eprintln!("{} {line}", stamp());
-                }
-                last = line;
+            if let Ok(v) = serde_json::from_str::<Value>(data.trim()) {
+                progress.update(&v);
             }
-            final_view = Some(v);
         }
     }
-    if tty {
-        eprintln!();
-    }
-    // The stream ends once the deployment settles; read the final record to be sure.
-    let resp = call(
-        &a.conn,
-        reqwest::Method::GET,
-        &format!("/v1/deployments/{id}"),
-        None,
-        None,
-    )
-    .await?;
-    let d: Value = resp
-        .json()
-        .await
-        .unwrap_or(final_view.unwrap_or(Value::Null));
-    outcome(&d, &a.output)
+    Ok(())
 }
 
-/// Runs `sluice status`.
-pub async fn status(a: StatusArgs) -> Result<(), CliError> {
-    let resp = call(
-        &a.conn,
-        reqwest::Method::GET,
-        &format!("/v1/deployments/{}", a.id),
-        None,
-        None,
-    )
-    .await?;
-    let d: Value = resp
+/// The progress display of [`follow`].
+struct Progress {
+    tty: bool,
+    last: String,
+    open_line: bool,
+}
+
+impl Progress {
+    fn new(tty: bool) -> Self {
+        Self {
+            tty,
+            last: String::new(),
+            open_line: false,
+        }
+    }
+
+    fn update(&mut self, v: &Value) {
+        let line = format!(
+            "{} {}",
+            v["state"].as_str().unwrap_or(""),
+            v["phase"].as_str().unwrap_or("")
+        )
+        .trim_end()
+        .to_string();
+        if line == self.last {
+            return;
+        }
+        if self.tty {
+            eprint!("\r\x1b[2K{} {line}", stamp());
+            self.open_line = true;
+        } else {
+            eprintln!("{} {line}", stamp());
+        }
+        self.last = line;
+    }
+
+    /// A message of its own, not overwritten by the next update.
+    fn note(&mut self, msg: &str) {
+        self.finish();
+        eprintln!("{} {msg}", stamp());
+    }
+
+    /// Ends the rewritten line, if one is open.
+    fn finish(&mut self) {
+        if self.open_line {
+            eprintln!();
+            self.open_line = false;
+        }
+    }
+}
+
+/// Runs `sluice deploy`.
+pub async fn run(a: DeployArgs) -> Result<(), CliError> {
+    let b = body(&a)?;
+    let d: Value = a
+        .conn
+        .send(
+            reqwest::Method::POST,
+            "/v1/deployments",
+            Some(&b),
+            a.idempotency_key.as_deref(),
+        )
+        .await?
         .json()
         .await
-        .map_err(|e| CliError::Data(e.to_string()))?;
-    match outcome(&d, &a.output) {
-        // `status` reports; it only fails when it cannot.
-        Err(CliError::DeployFailed(_) | CliError::Refused(_)) => Ok(()),
-        other => other,
+        .map_err(|e| CliError::Unavailable(e.to_string()))?;
+    let id = d["id"].as_str().unwrap_or("").to_string();
+    eprintln!("{} deployment {id} accepted", stamp());
+    if !a.wait {
+        println!("{id}");
+        return Ok(());
     }
+    let d = follow(&a.conn, &id).await?;
+    show(&d, a.output);
+    verdict(&d)
+}
+
+/// Runs `sluice status`: prints the deployment; fails only when it cannot.
+pub async fn status(a: StatusArgs) -> Result<(), CliError> {
+    let id = deployment_id(&a.id)?;
+    let d = a.conn.get(&format!("/v1/deployments/{id}")).await?;
+    show(&d, a.output);
+    Ok(())
+}
+
+/// A deployment id from the command line, checked before it goes into a URL.
+pub(crate) fn deployment_id(s: &str) -> Result<uuid::Uuid, CliError> {
+    uuid::Uuid::parse_str(s.trim())
+        .map_err(|_| CliError::Usage(format!("{s:?} is not a deployment id (a UUID)")))
 }

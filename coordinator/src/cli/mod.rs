@@ -3,6 +3,14 @@
 //! Adding a subcommand is one variant in [`Command`] and one module with its own args type
 //! and `run`. Every failure is a [`CliError`] with a sysexits-style exit code, so scripts can
 //! tell a typo (64) from a refusal to overwrite (73) from a broken file (65).
+//!
+//! # Layout
+//! - [`http`]: the connection flags and the one HTTPS path to a coordinator, with the
+//!   problem+json → exit code mapping; [`output`]: `--output text|json` and tables.
+//! - One module per command: [`ca`], [`token`], [`dev`],
+//!   [`deploy`] (also `status`, and the event-stream follower `rollback` reuses),
+//!   [`rollback`] (also `cancel`), [`services`], [`servers`], [`ports`], [`lock`] and
+//!   [`lock_run`], [`cluster`].
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -10,9 +18,19 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod audit;
 pub mod ca;
+pub mod cluster;
 pub mod deploy;
 pub mod dev;
+pub mod http;
+pub mod lock;
+pub mod lock_run;
+pub mod output;
+pub mod ports;
+pub mod rollback;
+pub mod servers;
+pub mod services;
 pub mod token;
 
 /// Sluice: deployments without SSH.
@@ -41,6 +59,27 @@ pub enum Command {
     Deploy(deploy::DeployArgs),
     /// Show a deployment.
     Status(deploy::StatusArgs),
+    /// Roll a successful deployment back to the previous version; with --wait, follow it
+    /// and exit 0 once rolled back, 1 otherwise.
+    Rollback(rollback::RollbackArgs),
+    /// Stop a pending or running deployment (what it already moved is rolled back).
+    Cancel(rollback::CancelArgs),
+    /// List services: image, server and port of each.
+    Services(services::ServicesArgs),
+    /// List servers and change their policy (forbid, allow, labels).
+    #[command(subcommand)]
+    Servers(servers::ServersCommand),
+    /// Show the port ledger, of every server or one.
+    Ports(ports::PortsArgs),
+    /// Take, release, list locks, or run a command under one.
+    #[command(subcommand)]
+    Lock(lock::LockCommand),
+    /// Show the coordinators' Raft cluster, add or remove a member.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// List, export and verify the hash-chained audit trail.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// Why a command failed. The message is for the person at the terminal.
@@ -70,6 +109,20 @@ pub enum CliError {
     /// The coordinator could not be reached or cannot serve now (exit 69, `EX_UNAVAILABLE`).
     #[error("{0}")]
     Unavailable(String),
+    /// A lock someone else holds (exit 75, `EX_TEMPFAIL`: retry later).
+    #[error("{0}")]
+    Busy(String),
+    /// A lock was lost while a command ran under it; the command was stopped (exit 75).
+    #[error("{0}")]
+    LockLost(String),
+    /// Pass on another program's exit code (`lock run`); the message may be empty.
+    #[error("{message}")]
+    Exit {
+        /// The code.
+        code: u8,
+        /// Said on stderr, unless empty.
+        message: String,
+    },
     /// The token or certificate was refused (exit 77, `EX_NOPERM`).
     #[error("{0}")]
     Auth(String),
@@ -94,6 +147,8 @@ impl CliError {
             CliError::Refused(_) => 2,
             CliError::Unavailable(_) => 69,
             CliError::Auth(_) => 77,
+            CliError::Busy(_) | CliError::LockLost(_) => 75,
+            CliError::Exit { code, .. } => *code,
             CliError::Usage(_) => 64,
             CliError::Data(_) => 65,
             CliError::NoInput { .. } => 66,
@@ -124,6 +179,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Dev(args) => dev::run(args).await,
         Command::Deploy(args) => deploy::run(args).await,
         Command::Status(args) => deploy::status(args).await,
+        Command::Rollback(args) => rollback::rollback(args).await,
+        Command::Cancel(args) => rollback::cancel(args).await,
+        Command::Services(args) => services::run(args).await,
+        Command::Servers(cmd) => servers::run(cmd).await,
+        Command::Ports(args) => ports::run(args).await,
+        Command::Lock(cmd) => lock::run(cmd).await,
+        Command::Cluster(cmd) => cluster::run(cmd).await,
+        Command::Audit(cmd) => audit::run(cmd).await,
     }
 }
 
@@ -155,8 +218,39 @@ pub fn main_with(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) ->
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sluice: {e}");
+            let msg = e.to_string();
+            if !msg.is_empty() {
+                eprintln!("sluice: {msg}");
+            }
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn lock_run_takes_the_command_after_the_separator() {
+        let cli = Cli::try_parse_from([
+            "sluice", "lock", "run", "ci/x", "--ttl", "9s", "--addr", "a:1", "--token", "t", "--",
+            "sh", "-c", "exit 3",
+        ])
+        .unwrap();
+        let Command::Lock(lock::LockCommand::Run(r)) = cli.command else {
+            panic!("{cli:?}");
+        };
+        assert_eq!(r.command, ["sh", "-c", "exit 3"]);
+        assert_eq!(
+            r.lease.ttl.unwrap().get(),
+            std::time::Duration::from_secs(9)
+        );
     }
 }

@@ -1,33 +1,14 @@
-//! `sluice token create|list|revoke`: CI bearer tokens, over HTTPS to a coordinator.
-//!
-//! The coordinator is `--addr`/`SLUICE_ADDR` (`https://host:port`, or just `host:port`),
-//! the caller's admin token `--token`/`SLUICE_TOKEN`, and the CA that signed the
-//! coordinator's certificate `--ca`/`SLUICE_CA` (without it, the system's roots: for an API
-//! behind a public certificate). `create` prints the new secret alone on stdout, and only
+//! `sluice token create|list|revoke`: CI bearer tokens, over HTTPS to a coordinator (see
+//! [`super::http`] for `--addr`, `--token` (an admin's here) and `--ca`). `create` prints the new secret alone on stdout, and only
 //! there, so `SECRET=$(sluice token create ...)` works; everything else goes to stderr.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
-use clap::{Args, Subcommand};
+use clap::Subcommand;
+use reqwest::Method;
 use serde_json::{json, Value};
-use sluice_common::tls::Role;
 
+use super::http::Conn;
+use super::output::{cell, table, OutputArg};
 use super::CliError;
-
-/// Where the coordinator is and how to authenticate.
-#[derive(Debug, Args)]
-pub struct Conn {
-    /// The coordinator API (`https://host:port` or `host:port`).
-    #[arg(long, env = "SLUICE_ADDR")]
-    pub addr: String,
-    /// An admin token's secret.
-    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
-    pub token: String,
-    /// The project CA certificate (PEM) the coordinator's certificate must chain to.
-    #[arg(long, env = "SLUICE_CA")]
-    pub ca: Option<PathBuf>,
-}
 
 /// `sluice token ...`.
 #[derive(Debug, Subcommand)]
@@ -49,6 +30,8 @@ pub enum TokenCommand {
     /// List tokens (names, roles, scopes; never secrets).
     List {
         #[command(flatten)]
+        output: OutputArg,
+        #[command(flatten)]
         conn: Conn,
     },
     /// Revoke a token: it stops working at once.
@@ -58,71 +41,6 @@ pub enum TokenCommand {
         #[command(flatten)]
         conn: Conn,
     },
-}
-
-impl Conn {
-    pub(crate) fn base(&self) -> String {
-        let a = self.addr.trim_end_matches('/');
-        if a.starts_with("https://") {
-            a.to_string()
-        } else {
-            format!("https://{a}")
-        }
-    }
-
-    pub(crate) fn client(&self) -> Result<reqwest::Client, CliError> {
-        let builder = match &self.ca {
-            Some(path) => {
-                let pem = std::fs::read_to_string(path).map_err(|source| {
-                    if source.kind() == std::io::ErrorKind::NotFound {
-                        CliError::NoInput {
-                            path: path.clone(),
-                            source,
-                        }
-                    } else {
-                        CliError::Io {
-                            path: path.clone(),
-                            source,
-                        }
-                    }
-                })?;
-                sluice_common::tls::https_client(&pem, None, &[Role::Coordinator])?
-            }
-            None => reqwest::Client::builder().https_only(true),
-        };
-        builder
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| CliError::Data(format!("HTTPS client: {e}")))
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, CliError> {
-        let url = format!("{}{path}", self.base());
-        let mut req = self
-            .client()?
-            .request(method, &url)
-            .bearer_auth(self.token.trim());
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| CliError::Data(format!("{url}: {e}")))?;
-        let status = resp.status();
-        let value: Value = resp.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            Ok(value)
-        } else {
-            let detail = value["detail"].as_str().unwrap_or("");
-            Err(CliError::Data(format!("{url}: {status}: {detail}")))
-        }
-    }
 }
 
 /// Runs a token subcommand.
@@ -135,10 +53,10 @@ pub async fn run(cmd: TokenCommand) -> Result<(), CliError> {
             conn,
         } => {
             let v = conn
-                .send(
-                    reqwest::Method::POST,
+                .json(
+                    Method::POST,
                     "/v1/tokens",
-                    Some(json!({"name": name, "role": role, "services": services})),
+                    Some(&json!({"name": name, "role": role, "services": services})),
                 )
                 .await?;
             let secret = v["secret"]
@@ -151,40 +69,35 @@ pub async fn run(cmd: TokenCommand) -> Result<(), CliError> {
             println!("{secret}");
             Ok(())
         }
-        TokenCommand::List { conn } => {
-            let v = conn.send(reqwest::Method::GET, "/v1/tokens", None).await?;
-            println!("{:<24} {:<9} {:<8} SERVICES", "NAME", "ROLE", "STATE");
-            for t in v.as_array().into_iter().flatten() {
-                let state = if t["revoked"] == true {
-                    "revoked"
-                } else {
-                    "active"
-                };
-                let services: Vec<&str> = t["services"]
+        TokenCommand::List { output, conn } => {
+            let v = conn.get("/v1/tokens").await?;
+            output.print(&v, |v| {
+                let rows: Vec<Vec<String>> = v
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .filter_map(Value::as_str)
+                    .map(|t| {
+                        let state = if t["revoked"] == true {
+                            "revoked"
+                        } else {
+                            "active"
+                        };
+                        let services = match cell(&t["services"]).as_str() {
+                            "-" => "*".to_string(),
+                            s => s.to_string(),
+                        };
+                        vec![cell(&t["name"]), cell(&t["role"]), state.into(), services]
+                    })
                     .collect();
-                println!(
-                    "{:<24} {:<9} {:<8} {}",
-                    t["name"].as_str().unwrap_or(""),
-                    t["role"].as_str().unwrap_or(""),
-                    state,
-                    if services.is_empty() {
-                        "*".to_string()
-                    } else {
-                        services.join(",")
-                    }
-                );
-            }
+                println!("{}", table(&["NAME", "ROLE", "STATE", "SERVICES"], &rows));
+            });
             Ok(())
         }
         TokenCommand::Revoke { name, conn } => {
             if name.contains('/') {
                 return Err(CliError::Usage(format!("invalid token name {name:?}")));
             }
-            conn.send(reqwest::Method::DELETE, &format!("/v1/tokens/{name}"), None)
+            conn.json(Method::DELETE, &format!("/v1/tokens/{name}"), None)
                 .await?;
             eprintln!("token {name} revoked");
             Ok(())
