@@ -181,9 +181,14 @@ fn check_path_component(c: &str) -> Result<(), String> {
             }
         }
         if i >= bytes.len() || !alnum(bytes[i]) {
+            // Quote the separator and the character after it, which may be multi-byte.
+            let end = c[i..]
+                .chars()
+                .next()
+                .map_or(c.len(), |ch| i + ch.len_utf8());
             return Err(format!(
                 "repository component {c:?} has an invalid separator {:?}",
-                &c[start..(i + 1).min(c.len())]
+                &c[start..end]
             ));
         }
     }

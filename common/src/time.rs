@@ -48,9 +48,17 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// The last instant RFC 3339 can write (four-digit years): 9999-12-31T23:59:59.999Z.
+    pub const LAST_WRITABLE: Timestamp = Timestamp(253_402_300_799_999);
+}
+
 impl fmt::Display for Timestamp {
+    /// Later instants (only reachable through saturating arithmetic) are written as
+    /// [`Timestamp::LAST_WRITABLE`]: humantime refuses years past 9999 with `fmt::Error`,
+    /// which `to_string` and serde_json turn into a panic.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let t = UNIX_EPOCH + Duration::from_millis(self.0);
+        let t = UNIX_EPOCH + Duration::from_millis(self.0.min(Self::LAST_WRITABLE.0));
         write!(f, "{}", humantime::format_rfc3339_millis(t))
     }
 }
