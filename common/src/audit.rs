@@ -188,6 +188,17 @@ impl AuditChain {
     }
 }
 
+/// `GET /v1/audit`: a page of records, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditPage {
+    /// The records.
+    pub records: Vec<AuditRecord>,
+    /// Pass as `after` for the next page; absent on the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<u64>,
+}
+
 /// Why a sequence of records is not an intact chain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {

@@ -63,7 +63,10 @@ pub enum StartError {
     /// The TLS files.
     #[error("TLS: {0}")]
     Tls(#[from] sluice_common::tls::TlsError),
-    /// A secret file (the bootstrap admin token, a notification credential).
+    /// Notifications.
+    #[error("notify: {0}")]
+    Notify(#[from] notify::NotifyError),
+    /// A secret file (the bootstrap admin token).
     #[error("{path}: {reason}")]
     SecretFile {
         /// The file.

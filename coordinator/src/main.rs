@@ -59,7 +59,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // Unusable TLS files or secret files are configuration errors: exit 64 so
         // systemd does not restart into the same failure.
-        Err(e @ (StartError::Tls(_) | StartError::SecretFile { .. })) => {
+        Err(e @ (StartError::Tls(_) | StartError::SecretFile { .. } | StartError::Notify(_))) => {
             eprintln!("sluice-coordinator: {e}");
             ExitCode::from(EXIT_CONFIG)
         }

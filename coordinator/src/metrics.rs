@@ -4,7 +4,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use prometheus::{Encoder, Gauge, GaugeVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
 use sluice_common::deployment::DeploymentState;
 
 use crate::api::App;
@@ -15,11 +18,16 @@ fn gauge(reg: &Registry, name: &str, help: &str, v: f64) {
     reg.register(Box::new(g)).expect("unique metric");
 }
 
-fn gauge_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-    let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    reg.register(Box::new(g.clone())).expect("unique metric");
-    g
+fn counter_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    reg.register(Box::new(c.clone())).expect("unique metric");
+    c
 }
+
+/// Deployment durations: 1 s to 30 min.
+const DURATION_BUCKETS: [f64; 12] = [
+    1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0,
+];
 
 fn int_gauge_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
@@ -92,10 +100,10 @@ pub fn render(app: &App) -> String {
         );
     }
 
-    let total = int_gauge_vec(
+    let total = counter_vec(
         &reg,
         "sluice_deployments_total",
-        "Deployments by final status and service.",
+        "Settled deployments by final status and service.",
         &["status", "service"],
     );
     let in_flight = int_gauge_vec(
@@ -104,12 +112,17 @@ pub fn render(app: &App) -> String {
         "Deployments being driven, by state.",
         &["state"],
     );
-    let duration = gauge_vec(
-        &reg,
-        "sluice_deployment_last_duration_seconds",
-        "Duration of the last settled deployment per service.",
-        &["service"],
-    );
+    let duration = HistogramVec::new(
+        HistogramOpts::new(
+            "sluice_deployment_duration_seconds",
+            "Time from acceptance to a final status, by service and status.",
+        )
+        .buckets(DURATION_BUCKETS.to_vec()),
+        &["service", "status"],
+    )
+    .expect("valid metric");
+    reg.register(Box::new(duration.clone()))
+        .expect("unique metric");
     let ports_used = int_gauge_vec(
         &reg,
         "sluice_ports_used",
@@ -128,6 +141,16 @@ pub fn render(app: &App) -> String {
         "1 if the server's agent is up.",
         &["server"],
     );
+    let audit_records = IntGauge::new(
+        "sluice_audit_records",
+        "Records in the hash-chained audit trail.",
+    )
+    .expect("valid metric");
+    reg.register(Box::new(audit_records.clone()))
+        .expect("unique metric");
+    lock_waits(&reg);
+    replication(&reg, app);
+    notifications(&reg);
     let locks = IntGauge::new("sluice_locks_held", "Live locks.").expect("valid metric");
     reg.register(Box::new(locks.clone()))
         .expect("unique metric");
@@ -144,22 +167,20 @@ pub fn render(app: &App) -> String {
         for s in DeploymentState::ALL.iter().filter(|s| s.is_active()) {
             in_flight.with_label_values(&[s.as_str()]).set(0);
         }
-        let mut last: std::collections::BTreeMap<&str, (u64, f64)> = Default::default();
+        // Derived from the replicated records at every scrape: every node agrees, and a
+        // leader change or a restart neither loses nor double-counts a deployment.
         for d in st.deployments.all.values() {
             if d.needs_driving() {
                 in_flight.with_label_values(&[d.state.as_str()]).inc();
                 continue;
             }
-            let svc = d.request.service.as_str();
-            total.with_label_values(&[d.state.as_str(), svc]).inc();
-            let took = d.updated_at.since(d.created_at).as_secs_f64();
-            if last.get(svc).is_none_or(|(seq, _)| *seq < d.seq) {
-                last.insert(svc, (d.seq, took));
-            }
+            let labels = [d.request.service.as_str(), d.state.as_str()];
+            total.with_label_values(&[labels[1], labels[0]]).inc();
+            duration
+                .with_label_values(&labels)
+                .observe(d.updated_at.since(d.created_at).as_secs_f64());
         }
-        for (svc, (_, took)) in last {
-            duration.with_label_values(&[svc]).set(took);
-        }
+        audit_records.set(st.audit.len() as i64);
         for (server, p) in st.ports.servers() {
             ports_used
                 .with_label_values(&[server.as_str()])
@@ -180,4 +201,72 @@ pub fn render(app: &App) -> String {
         .encode(&reg.gather(), &mut out)
         .expect("text encoding cannot fail");
     String::from_utf8(out).expect("utf-8")
+}
+
+/// Lock requests waiting on this node, and how many ever waited.
+fn lock_waits(reg: &Registry) {
+    let (waiting, waited) = crate::api::locks::wait_counts();
+    gauge(
+        reg,
+        "sluice_lock_waits",
+        "Lock acquisitions waiting for a holder to let go, on this node.",
+        waiting as f64,
+    );
+    let c = counter_vec(
+        reg,
+        "sluice_lock_waits_total",
+        "Lock acquisitions that had to wait, on this node.",
+        &[],
+    );
+    c.with_label_values(&[] as &[&str]).inc_by(waited);
+}
+
+/// On the leader: how far each follower's log lags its own; on every node, how many
+/// entries the log holds beyond the last snapshot.
+fn replication(reg: &Registry, app: &App) {
+    let m = app.node.raft.metrics().borrow().clone();
+    let last = m.last_log_index.unwrap_or(0);
+    gauge(
+        reg,
+        "sluice_raft_entries_since_snapshot",
+        "Log entries after the last snapshot on this node.",
+        last.saturating_sub(m.snapshot.map_or(0, |s| s.index)) as f64,
+    );
+    let lag = int_gauge_vec(
+        reg,
+        "sluice_raft_replication_lag",
+        "Entries the leader has that a member has not acknowledged (leader only).",
+        &["node"],
+    );
+    for (node, matched) in m.replication.iter().flatten() {
+        let behind = last.saturating_sub(matched.map_or(0, |l| l.index));
+        lag.with_label_values(&[&node.to_string()])
+            .set(i64::try_from(behind).unwrap_or(i64::MAX));
+    }
+}
+
+/// What this node sent while it led.
+fn notifications(reg: &Registry) {
+    let sent = counter_vec(
+        reg,
+        "sluice_notifications_total",
+        "Notification attempts by sink and outcome (sent, retried, failed), on this node.",
+        &["sink", "outcome"],
+    );
+    let queued = int_gauge_vec(
+        reg,
+        "sluice_notifications_queued",
+        "Events waiting to be delivered, by sink (as the leader last saw it).",
+        &["sink"],
+    );
+    crate::notify::stats(|s| {
+        for ((sink, outcome), n) in &s.attempts {
+            sent.with_label_values(&[sink, outcome]).inc_by(*n);
+        }
+        for (sink, n) in &s.queued {
+            queued
+                .with_label_values(&[sink])
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+    });
 }

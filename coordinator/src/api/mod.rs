@@ -15,6 +15,7 @@ use crate::agents::AgentTracker;
 use crate::node::Node;
 
 pub mod agents;
+pub mod audit;
 pub mod auth;
 pub mod cluster;
 pub mod deployments;
@@ -44,9 +45,48 @@ pub struct App {
 }
 
 /// Puts the route guard ([`auth::guard`]) in front of `router`: every route of the
-/// listener, the Raft and internal ones included, and the fallbacks.
+/// listener, the Raft and internal ones included, and the fallbacks; each request runs in
+/// its own span ([`traced`]).
 pub fn guarded(router: Router, app: App) -> Router {
-    router.layer(axum::middleware::from_fn_with_state(app, auth::guard))
+    router
+        .layer(axum::middleware::from_fn_with_state(app, auth::guard))
+        .layer(axum::middleware::from_fn(traced))
+}
+
+/// One `request` span per call (method, path, and an id taken from `X-Request-Id` or made
+/// up, echoed in the answer) so every log line a request causes can be told apart; public
+/// API calls log their status and latency when they finish. Raft and internal traffic
+/// log at debug only. Never the query string, which may hold a lock token.
+async fn traced(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument;
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_string);
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let public = path.starts_with("/v1/") && !path.contains("/heartbeat");
+    let span = tracing::info_span!("request", %method, %path, request_id = %id);
+    let started = std::time::Instant::now();
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    let status = resp.status().as_u16();
+    let ms = started.elapsed().as_millis() as u64;
+    span.in_scope(|| {
+        if public {
+            tracing::info!(status, ms, "served");
+        } else {
+            tracing::debug!(status, ms, "served");
+        }
+    });
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
 }
 
 /// The public router.
@@ -99,6 +139,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/deployments/{id}/rollback", post(deployments::rollback))
         .route("/v1/deployments/{id}/cancel", post(deployments::cancel))
         .route("/v1/services", get(deployments::services))
+        .route("/v1/audit", get(audit::list))
         .route("/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/v1/tokens/{name}", axum::routing::delete(tokens::revoke))
         .route("/v1/agents/register", post(agents::register))

@@ -29,7 +29,6 @@ use crate::config::NotifyConfig;
 use crate::node::Node;
 use crate::state::deployments::Deployment;
 use crate::state::Command;
-use crate::StartError;
 use message::Event;
 use sink::{SendError, Telegram, Webhook};
 
@@ -106,6 +105,22 @@ fn set_queued(sink: &'static str, n: u64) {
     STATS.lock().expect("stats lock").queued.insert(sink, n);
 }
 
+/// Why the notifier could not be set up (a configuration error: exit 64).
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// A secret file (bot token, webhook key) is missing, unreadable or too open.
+    #[error("{path}: {reason}")]
+    SecretFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why (never its content).
+        reason: String,
+    },
+    /// The HTTP client could not be built.
+    #[error("notification client: {0}")]
+    Client(String),
+}
+
 /// The notifier: its sinks and settings.
 #[derive(Debug)]
 pub struct Notifier {
@@ -117,9 +132,9 @@ pub struct Notifier {
 
 impl Notifier {
     /// Builds the sinks, reading their secret files.
-    pub fn from_config(c: &NotifyConfig) -> Result<Self, StartError> {
+    pub fn from_config(c: &NotifyConfig) -> Result<Self, NotifyError> {
         let secret = |path: &std::path::Path| {
-            crate::config::read_secret_file(path).map_err(|reason| StartError::SecretFile {
+            crate::config::read_secret_file(path).map_err(|reason| NotifyError::SecretFile {
                 path: path.to_owned(),
                 reason,
             })
@@ -142,7 +157,7 @@ impl Notifier {
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| StartError::Raft(format!("notification client: {e}")))?;
+            .map_err(|e| NotifyError::Client(e.to_string()))?;
         Ok(Self {
             sinks,
             client,

@@ -1,0 +1,305 @@
+//! The audit trail through real coordinator processes: who did what, filters and paging,
+//! the same chain on every node across a leader change and a snapshot install, and
+//! `sluice audit verify` naming a tampered record in an export.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sluice_common::audit::{verify, AuditRecord};
+use sluice_tests::cluster::{Cluster, NodeOpts};
+use sluice_tests::eventually::eventually;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_sluice-coordinator"))
+}
+
+async fn send(
+    c: &Cluster,
+    node: usize,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    bearer: Option<&str>,
+) -> (u16, Value) {
+    let mut req = c.http.request(method, c.nodes[node].url(path));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    if let Some(t) = bearer {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn export(c: &Cluster, node: usize) -> Result<Vec<AuditRecord>, String> {
+    let r = c
+        .http
+        .get(c.nodes[node].url("/v1/audit?format=jsonl"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status() != 200 {
+        return Err(format!("status {}", r.status()));
+    }
+    let text = r.text().await.map_err(|e| e.to_string())?;
+    text.lines()
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("{e}: {l}")))
+        .collect()
+}
+
+fn sluice(c: &Cluster, node: usize, ca: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .env("SLUICE_ADDR", &c.nodes[node].addr)
+        .env("SLUICE_TOKEN", &c.admin_token)
+        .env("SLUICE_CA", ca)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chain_names_actors_survives_failover_and_snapshots_and_exposes_tampering() {
+    let opts = NodeOpts {
+        snapshot_every: 40,
+        logs_to_keep: 0,
+        ..NodeOpts::default()
+    };
+    let mut c = Cluster::start(bin(), 3, opts).await;
+    let leader = c.leader().await;
+    use reqwest::Method as M;
+
+    // An admin action, a CI token, and that token's own writes.
+    let (s, b) = send(
+        &c,
+        0,
+        M::PUT,
+        "/v1/servers/web-1",
+        Some(json!({"agent_addr": "127.0.0.1:1", "port_range": "20000-20999"})),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = send(
+        &c,
+        1,
+        M::POST,
+        "/v1/tokens",
+        Some(json!({"name": "ci-bot", "role": "deployer"})),
+        None,
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let secret = b["secret"].as_str().unwrap().to_string();
+    let (s, b) = send(
+        &c,
+        2,
+        M::POST,
+        "/v1/locks/service/api",
+        Some(json!({"holder": "ci-run-7", "ttl": "30s", "reason": "migrate"})),
+        Some(&secret),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let token = b["token"].as_u64().unwrap();
+    let (s, b) = send(
+        &c,
+        0,
+        M::DELETE,
+        &format!("/v1/locks/service/api?token={token}"),
+        None,
+        Some(&secret),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    // Enough writes for a snapshot (and a purged log) on every node.
+    for i in 0..45 {
+        let (s, b) = send(
+            &c,
+            i % 3,
+            M::POST,
+            &format!("/v1/ports/web-1/svc{i}"),
+            Some(json!({})),
+            None,
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+    }
+
+    let recs = export(&c, leader).await.unwrap();
+    assert_eq!(verify(&recs), Ok(recs.len() as u64));
+    let find = |action: &str| {
+        recs.iter()
+            .find(|r| r.action == action)
+            .unwrap_or_else(|| panic!("no {action} in {recs:#?}"))
+    };
+    assert_eq!(find("server.put").actor, "bootstrap-admin");
+    assert_eq!(find("token.create").target, "token/ci-bot");
+    let acquire = find("lock.acquire");
+    assert_eq!(acquire.actor, "token:ci-bot");
+    assert_eq!(acquire.service.as_deref(), Some("api"));
+    assert_eq!(acquire.details["token"], token);
+    assert_eq!(
+        acquire.index, token,
+        "the record sits at the grant's log index"
+    );
+    assert_eq!(find("lock.release").actor, "token:ci-bot");
+    let text = serde_json::to_string(&recs).unwrap();
+    assert!(!text.contains(&secret), "a token secret in the audit trail");
+
+    // Filters and paging.
+    let (s, page) = send(
+        &c,
+        1,
+        M::GET,
+        "/v1/audit?action=lock&actor=token:ci-bot",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{page}");
+    let actions: Vec<&str> = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["lock.acquire", "lock.release"]);
+    let (_, page) = send(&c, 2, M::GET, "/v1/audit?service=svc3", None, None).await;
+    assert_eq!(page["records"].as_array().unwrap().len(), 1, "{page}");
+    let (_, page) = send(&c, 0, M::GET, "/v1/audit?limit=10", None, None).await;
+    assert_eq!(page["records"].as_array().unwrap().len(), 10);
+    let next = page["next_after"].as_u64().unwrap();
+    assert_eq!(next, 10);
+    let (_, page2) = send(
+        &c,
+        0,
+        M::GET,
+        &format!("/v1/audit?limit=10&after={next}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(page2["records"][0]["seq"], 11);
+    let future = "2999-01-01T00:00:00Z";
+    let (_, none) = send(
+        &c,
+        0,
+        M::GET,
+        &format!("/v1/audit?since={future}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(none["records"], json!([]));
+    for bad in ["since=yesterday", "limit=0", "format=xml", "bogus=1"] {
+        let (s, p) = send(&c, 0, M::GET, &format!("/v1/audit?{bad}"), None, None).await;
+        assert_eq!(s, 400, "{bad}: {p}");
+        assert_eq!(p["code"], "invalid_request", "{bad}: {p}");
+    }
+
+    // kill -9 the leader; the new one extends the same chain.
+    c.nodes[leader].kill();
+    let new_leader = c.leader().await;
+    assert_ne!(new_leader, leader);
+    let (s, b) = send(
+        &c,
+        new_leader,
+        M::POST,
+        "/v1/locks/release/train",
+        Some(json!({"holder": "after-failover", "ttl": "30s"})),
+        None,
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    c.nodes[leader].start();
+
+    // A node that joins now can only get the early records from a snapshot.
+    let joiner = c.spawn_joiner();
+    let (id, addr) = (c.nodes[joiner].id, c.nodes[joiner].addr.clone());
+    let (s, b) = send(
+        &c,
+        new_leader,
+        M::POST,
+        "/v1/cluster/members",
+        Some(json!({"id": id, "addr": addr})),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let reference = export(&c, new_leader).await.unwrap();
+    assert_eq!(verify(&reference), Ok(reference.len() as u64));
+    assert!(reference.len() > recs.len());
+    assert_eq!(&reference[..recs.len()], &recs[..], "history rewritten");
+    assert!(reference
+        .iter()
+        .any(|r| r.action == "lock.acquire" && r.target == "lock/release/train"));
+    for node in 0..c.nodes.len() {
+        eventually(
+            &format!("node {node} to hold the same chain"),
+            Duration::from_secs(30),
+            || async {
+                let mine = export(&c, node).await?;
+                if mine.len() < reference.len() || mine[..reference.len()] != reference[..] {
+                    return Err(format!("{} records so far", mine.len()));
+                }
+                verify(&mine).map_err(|e| e.to_string())?;
+                Ok(())
+            },
+        )
+        .await;
+    }
+    let st = c.status(joiner).await.unwrap();
+    assert!(
+        st["snapshot"].as_u64().is_some(),
+        "joiner has no snapshot: {st}"
+    );
+
+    // `sluice audit`: export from the joiner, verify, tamper, verify again.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, c.pki.ca_pem()).unwrap();
+    let file = dir.path().join("audit.jsonl");
+    let file_s = file.to_str().unwrap();
+    let (code, _, err) = sluice(&c, joiner, &ca, &["audit", "export", "--out", file_s]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = sluice(&c, joiner, &ca, &["audit", "verify", "--file", file_s]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.starts_with("ok: "), "{out}");
+    let (code, out, err) = sluice(&c, 1, &ca, &["audit", "verify"]);
+    assert_eq!(code, Some(0), "live: {out}{err}");
+
+    let mut lines: Vec<Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    lines[6]["actor"] = json!("token:someone-innocent");
+    let tampered: String = lines.iter().map(|v| format!("{v}\n")).collect();
+    std::fs::write(&file, tampered).unwrap();
+    let (code, out, err) = sluice(&c, joiner, &ca, &["audit", "verify", "--file", file_s]);
+    assert_eq!(code, Some(65), "{out}{err}");
+    assert!(err.contains("record 7"), "{err}");
+
+    let (code, out, err) = sluice(
+        &c,
+        0,
+        &ca,
+        &["audit", "list", "--action", "token", "--output", "json"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["records"][0]["action"], "token.create");
+}
