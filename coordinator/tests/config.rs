@@ -69,7 +69,7 @@ fn ready_then_stopping(bin: &Path, config: &Path) {
     let deadline =
         Instant::now() + Duration::from_secs(30).mul_f64(sluice_tests::eventually::patience());
     // The next notification; fails fast when the process exits without one.
-    let mut next = |child: &mut std::process::Child, what: &str| -> String {
+    let next = |child: &mut std::process::Child, what: &str| -> String {
         let mut buf = [0u8; 256];
         loop {
             if let Ok(n) = socket.recv(&mut buf) {
@@ -93,6 +93,10 @@ fn ready_then_stopping(bin: &Path, config: &Path) {
         }
     };
     assert_eq!(next(&mut child, "READY=1"), "READY=1");
+    // Both daemons say READY=1 before their SIGTERM handler is installed (a spawned task
+    // installs it), so a SIGTERM in that instant kills them by the default action. Give the
+    // handler a moment instead of racing it; systemd does not stop a unit that fast.
+    std::thread::sleep(Duration::from_millis(300));
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -196,33 +200,89 @@ fn localized(
     config
 }
 
+/// Writes `secret` to `path` with mode 0600, as every secret file must be.
+fn secret_file(path: &Path, secret: &str) -> toml::Value {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, secret.as_bytes()))
+        .unwrap();
+    toml::Value::String(path.display().to_string())
+}
+
+/// The example with its optional `[notify.*]` channels switched on: the commented-out
+/// `# [notify.x]` headers and `# key = value` lines between `[notify]` and the next table
+/// uncommented, so the keys the example documents are the keys the loader takes.
+fn with_notify_channels(text: &str) -> Option<String> {
+    let mut inside = false;
+    let mut changed = false;
+    let out: Vec<String> = text
+        .lines()
+        .map(|line| {
+            if line.starts_with('[') {
+                inside = line == "[notify]";
+            }
+            let Some(rest) = line.strip_prefix("# ") else {
+                return line.to_string();
+            };
+            let header = rest.starts_with("[notify.") && rest.ends_with(']');
+            let key = rest.split_once(" = ").is_some_and(|(k, _)| {
+                !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            });
+            if inside && (header || key) {
+                changed = true;
+                rest.to_string()
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    changed.then(|| out.join("\n") + "\n")
+}
+
 fn coordinator_example(path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap();
+    coordinator_variant(path, &text);
+    if let Some(text) = with_notify_channels(&text) {
+        coordinator_variant(path, &text);
+    }
+}
+
+fn coordinator_variant(path: &Path, text: &str) {
     use sluice_coordinator::config::Config;
-    let example = Config::load(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    use toml::Value;
     let dir = tempfile::tempdir().unwrap();
-    let mut table = example_table(path);
+    let original = dir.path().join("example.toml");
+    std::fs::write(&original, text).unwrap();
+    let example = Config::load(&original).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut table: toml::Table = toml::from_str(text).unwrap();
     // The example's cluster may name machines that are not here; a single node forms alone.
     if !example.cluster.initial_members.is_empty() {
-        if let Some(toml::Value::Table(cluster)) = table.get_mut("cluster") {
-            cluster.insert("initial_members".into(), toml::Value::Array(vec![]));
+        if let Some(Value::Table(cluster)) = table.get_mut("cluster") {
+            cluster.insert("initial_members".into(), Value::Array(vec![]));
         }
     }
     if example.admin_token_file.is_some() {
-        let token = dir.path().join("admin.token");
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&token)
-                .and_then(|mut f| std::io::Write::write_all(&mut f, b"sluice_example_admin_token"))
-                .unwrap();
+        let token = secret_file(&dir.path().join("admin.token"), "sluice_example_admin");
+        table.insert("admin_token_file".into(), token);
+    }
+    // Notification channels: secrets from files here, endpoints that answer nothing.
+    if let Some(Value::Table(notify)) = table.get_mut("notify") {
+        for (channel, value) in notify.iter_mut() {
+            let Value::Table(channel_table) = value else {
+                continue;
+            };
+            for (key, v) in channel_table.iter_mut() {
+                if key.ends_with("_file") {
+                    *v = secret_file(&dir.path().join(format!("{channel}.{key}")), "s3cret");
+                } else if key == "url" || key == "base_url" {
+                    *v = Value::String("http://127.0.0.1:9".into());
+                }
+            }
         }
-        table.insert(
-            "admin_token_file".into(),
-            toml::Value::String(token.display().to_string()),
-        );
     }
     let config = localized(
         table,
