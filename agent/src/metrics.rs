@@ -1,13 +1,25 @@
 //! `/metrics` on the agent: Docker reachability, containers by service and state,
-//! operations by kind and outcome, and the certificate's expiry. Served on the agent's mTLS
-//! listener to coordinator and operator (client-role) certificates.
+//! operations by kind and outcome, health checks by result, and the certificate's expiry.
+//! Served on the agent's mTLS listener to coordinator and operator (client-role)
+//! certificates.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
 
-use prometheus::{Encoder, Gauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Gauge, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::Agent;
+
+/// Finished health checks since the process started: `[pass, fail]`. Process-wide, like
+/// any Prometheus counter (it restarts from zero with the process).
+static HEALTH_CHECKS: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+/// Counts one finished health check (of a new container, or of the previous one during a
+/// rollback) in `sluice_agent_health_checks_total{result}`.
+pub fn health_check_finished(passed: bool) {
+    HEALTH_CHECKS[usize::from(!passed)].fetch_add(1, Ordering::Relaxed);
+}
 
 fn int_gauge_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
@@ -82,6 +94,34 @@ pub async fn render(agent: &Agent) -> String {
         for ((kind, state), n) in counts {
             ops.with_label_values(&[&kind, &state]).set(n);
         }
+    }
+    let checks = IntCounterVec::new(
+        Opts::new(
+            "sluice_agent_health_checks_total",
+            "Finished container health checks by result (pass or fail).",
+        ),
+        &["result"],
+    )
+    .expect("valid metric");
+    reg.register(Box::new(checks.clone()))
+        .expect("unique metric");
+    for (i, result) in ["pass", "fail"].into_iter().enumerate() {
+        checks
+            .with_label_values(&[result])
+            .inc_by(HEALTH_CHECKS[i].load(Ordering::Relaxed));
+    }
+    let refusals = IntCounterVec::new(
+        Opts::new(
+            "sluice_agent_fencing_refusals_total",
+            "Requests refused because their fencing token was lower than one seen (stale_fencing_token), by lock key.",
+        ),
+        &["key"],
+    )
+    .expect("valid metric");
+    reg.register(Box::new(refusals.clone()))
+        .expect("unique metric");
+    for (key, n) in agent.ops.fence().refusals() {
+        refusals.with_label_values(&[key.as_str()]).inc_by(n);
     }
     let mut out = Vec::new();
     TextEncoder::new()

@@ -313,6 +313,9 @@ async fn check(
             |p| cell.set_phase(p),
         )
         .await;
+        if !matches!(out, Outcome::Interrupted) {
+            crate::metrics::health_check_finished(matches!(out, Outcome::Healthy(_)));
+        }
         match out {
             Outcome::Healthy(d) => Ok((d.clone(), d)),
             Outcome::Unhealthy(e) => Err(Fail::Step(e)),
