@@ -59,13 +59,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(if config_error { 64 } else { 1 });
             }
         };
-        sluice_common::systemd::ready(shutdown.clone());
-        tokio::spawn(async move {
-            sluice_common::systemd::shutdown_signal().await;
-            tracing::info!("shutting down");
-            sluice_common::systemd::stopping();
-            shutdown.cancel();
-        });
+        sluice_common::systemd::serve_until_signal(shutdown.clone());
         running.wait().await;
         ExitCode::SUCCESS
     })

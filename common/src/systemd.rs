@@ -32,18 +32,39 @@ pub fn stopping() {
     let _ = sd_notify::notify(&[NotifyState::Stopping]);
 }
 
-/// Resolves on SIGTERM (systemd's stop) or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
+/// Resolves on SIGTERM (systemd's stop) or SIGINT (Ctrl-C). The handlers are installed
+/// when this is called, not when the future is first polled, so a signal that arrives in
+/// between is not lost (nor does it kill the process with the default action).
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+    let term = signal(SignalKind::terminate()).ok();
+    let int = signal(SignalKind::interrupt()).ok();
+    async move {
+        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+        };
+        tokio::select! {
+            _ = wait(term) => {}
+            _ = wait(int) => {}
         }
     }
+}
+
+/// What both daemons do once they serve: install the stop signals, then report `READY=1`
+/// (so a SIGTERM right after readiness is a clean stop), and on a signal report
+/// `STOPPING=1` and cancel `shutdown`.
+pub fn serve_until_signal(shutdown: CancellationToken) {
+    let signal = shutdown_signal();
+    ready(shutdown.clone());
+    tokio::spawn(async move {
+        signal.await;
+        tracing::info!("shutting down");
+        stopping();
+        shutdown.cancel();
+    });
 }

@@ -46,13 +46,7 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         let shutdown = CancellationToken::new();
         let running = sluice_coordinator::start(config, shutdown.clone()).await?;
-        sluice_common::systemd::ready(shutdown.clone());
-        tokio::spawn(async move {
-            sluice_common::systemd::shutdown_signal().await;
-            tracing::info!("shutting down");
-            sluice_common::systemd::stopping();
-            shutdown.cancel();
-        });
+        sluice_common::systemd::serve_until_signal(shutdown.clone());
         running.wait().await
     });
     match result {

@@ -45,6 +45,8 @@ pub struct NodeOpts {
     pub request_timeout: &'static str,
     /// `agents.heartbeat_timeout`.
     pub agent_timeout: &'static str,
+    /// More TOML tables appended to every node's config (e.g. a `[notify]` section).
+    pub extra_toml: String,
 }
 
 impl Default for NodeOpts {
@@ -54,6 +56,7 @@ impl Default for NodeOpts {
             logs_to_keep: 500,
             request_timeout: "5s",
             agent_timeout: "10s",
+            extra_toml: String::new(),
         }
     }
 }
@@ -106,6 +109,7 @@ impl Coordinator {
             opts.snapshot_every, opts.logs_to_keep, opts.agent_timeout
         ));
         toml.push_str(&pki::tls_toml(&files));
+        toml.push_str(&opts.extra_toml);
         std::fs::write(self.config_path(), toml).expect("write config");
     }
 
