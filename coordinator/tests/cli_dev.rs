@@ -1,4 +1,5 @@
-//! `sluice dev`: the README's first command, through the real binaries.
+//! `sluice dev` (the README's first command) and `sluice dev --demo`, through the real
+//! binaries.
 
 use std::io::BufRead;
 use std::process::{Command, Stdio};
@@ -16,6 +17,16 @@ struct Dev {
 
 impl Dev {
     fn start(dir: &std::path::Path, port: u16, agent_port: u16) -> Self {
+        Self::start_with(dir, port, agent_port, "27500-27519", &[])
+    }
+
+    fn start_with(
+        dir: &std::path::Path,
+        port: u16,
+        agent_port: u16,
+        port_range: &str,
+        extra: &[&str],
+    ) -> Self {
         let mut child = {
             use std::os::unix::process::CommandExt;
             Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -27,7 +38,8 @@ impl Dev {
                     "--agent-port",
                     &agent_port.to_string(),
                 ])
-                .args(["--port-range", "27500-27519"])
+                .args(["--port-range", port_range])
+                .args(extra)
                 .stdout(Stdio::piped())
                 .process_group(0)
                 .spawn()
@@ -44,7 +56,11 @@ impl Dev {
     }
 
     fn wait_running(&self) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60).mul_f64(patience());
+        self.wait_running_for(Duration::from_secs(60))
+    }
+
+    fn wait_running_for(&self, patience_base: Duration) -> String {
+        let deadline = std::time::Instant::now() + patience_base.mul_f64(patience());
         let mut seen = String::new();
         while std::time::Instant::now() < deadline {
             if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
@@ -126,4 +142,33 @@ async fn sluice_dev_runs_a_coordinator_and_an_agent_and_keeps_state() {
     let (s, v) = servers(client, token).await;
     assert_eq!(s, 200, "{v}");
     assert!(dev.interrupt().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sluice_dev_demo_shows_a_deployment_and_an_automatic_rollback() {
+    sluice_tests::agent::remove_containers("demo");
+    let dir = tempfile::tempdir().unwrap();
+    let (port, agent_port) = (free_port(), free_port());
+    let dev = Dev::start_with(
+        &dir.path().join("state"),
+        port,
+        agent_port,
+        "27520-27539",
+        &["--demo"],
+    );
+    // Building the sample app may compile it the first time.
+    let printed = dev.wait_running_for(Duration::from_secs(120));
+    assert!(printed.contains("== demo 3/3"), "{printed}");
+    assert!(printed.contains(": rolled_back"), "{printed}");
+    assert!(
+        printed.contains("Sluice put sluice-demo:v1 back on its own"),
+        "{printed}"
+    );
+    assert_eq!(
+        printed.matches("GET /version -> v1").count(),
+        2,
+        "v1 answers before and after the failed v2: {printed}"
+    );
+    assert!(dev.interrupt().success());
+    sluice_tests::agent::remove_containers("demo");
 }

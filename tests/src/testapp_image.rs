@@ -16,10 +16,14 @@
 
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
+
+// The build steps themselves are shared with `sluice dev --demo`, which cannot depend on
+// this crate; std-only, so it compiles in either crate.
+#[path = "../../coordinator/src/cli/testapp_build.rs"]
+mod build;
 
 /// The image repository.
 pub const REPOSITORY: &str = "sluice-testapp";
@@ -60,6 +64,11 @@ fn workspace_root() -> PathBuf {
 
 fn build_all() -> anyhow::Result<()> {
     let root = workspace_root();
+    anyhow::ensure!(
+        root.join(build::SOURCE).is_file(),
+        "the sample app's source {} is missing",
+        root.join(build::SOURCE).display()
+    );
     // A target directory of its own: the static-linking RUSTFLAGS would otherwise invalidate
     // the host build, and the outer `cargo test` may still hold the main directory's lock.
     let target_dir = root.join("target").join("testapp");
@@ -67,29 +76,7 @@ fn build_all() -> anyhow::Result<()> {
     let lock = std::fs::File::create(target_dir.join("images.lock"))?;
     lock.lock().context("locking the test image lock file")?;
 
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let triple = "x86_64-unknown-linux-gnu";
-    let out = Command::new(&cargo)
-        .current_dir(&root)
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "sluice-testapp",
-            "--target",
-            triple,
-        ])
-        .output()
-        .context("running cargo to build sluice-testapp")?;
-    if !out.status.success() {
-        bail!(
-            "building sluice-testapp failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let bin = target_dir.join(triple).join("debug").join("sluice-testapp");
+    let bin = build::build_binary(&root, &target_dir).map_err(anyhow::Error::msg)?;
     let bytes = std::fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;
     let mut h = std::collections::hash_map::DefaultHasher::new();
     h.write(&bytes);
@@ -103,45 +90,14 @@ fn build_all() -> anyhow::Result<()> {
         if image_hash(&name).as_deref() == Some(hash.as_str()) {
             continue;
         }
-        let dockerfile = format!(
-            "FROM scratch\nCOPY testapp /testapp\n{extra}LABEL sluice.testapp.hash={hash}\nEXPOSE 8080\nENTRYPOINT [\"/testapp\"]\n"
-        );
-        let file = ctx.join(format!("Dockerfile.{tag}"));
-        std::fs::write(&file, dockerfile)?;
-        let out = Command::new("docker")
-            .arg("build")
-            .arg("--quiet")
-            .arg("-t")
-            .arg(&name)
-            .arg("-f")
-            .arg(&file)
-            .arg(&ctx)
-            .output()
-            .context("running docker build")?;
-        if !out.status.success() {
-            bail!(
-                "docker build {name} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        let dockerfile = build::dockerfile(extra, &[("sluice.testapp.hash", &hash)]);
+        build::docker_build(&ctx, &name, &dockerfile).map_err(anyhow::Error::msg)?;
     }
     Ok(())
 }
 
 fn image_hash(name: &str) -> Option<String> {
-    let out = Command::new("docker")
-        .args([
-            "image",
-            "inspect",
-            "--format",
-            "{{index .Config.Labels \"sluice.testapp.hash\"}}",
-            name,
-        ])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    build::image_label(name, "sluice.testapp.hash")
 }
 
 #[cfg(test)]

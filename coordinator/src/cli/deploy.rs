@@ -263,13 +263,7 @@ impl Progress {
     }
 
     fn update(&mut self, v: &Value) {
-        let line = format!(
-            "{} {}",
-            v["state"].as_str().unwrap_or(""),
-            v["phase"].as_str().unwrap_or("")
-        )
-        .trim_end()
-        .to_string();
+        let line = progress_line(v);
         if line == self.last {
             return;
         }
@@ -294,6 +288,16 @@ impl Progress {
             eprintln!();
             self.open_line = false;
         }
+    }
+}
+
+/// `state: phase`, or the state alone when the phase only repeats it.
+fn progress_line(v: &Value) -> String {
+    let state = v["state"].as_str().unwrap_or("?");
+    match v["phase"].as_str().map(str::trim) {
+        None | Some("") => state.to_string(),
+        Some(p) if p == state || p == state.replace('_', " ") => state.to_string(),
+        Some(p) => format!("{state}: {p}"),
     }
 }
 
@@ -335,4 +339,23 @@ pub async fn status(a: StatusArgs) -> Result<(), CliError> {
 pub(crate) fn deployment_id(s: &str) -> Result<uuid::Uuid, CliError> {
     uuid::Uuid::parse_str(s.trim())
         .map_err(|_| CliError::Usage(format!("{s:?} is not a deployment id (a UUID)")))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn progress_lines_say_the_phase_once() {
+        let line = |state: &str, phase: &str| {
+            super::progress_line(&json!({"state": state, "phase": phase}))
+        };
+        assert_eq!(line("validating", "validating"), "validating");
+        assert_eq!(line("rolled_back", "rolled back"), "rolled_back");
+        assert_eq!(
+            line("in_progress", "deploying to web-1"),
+            "in_progress: deploying to web-1"
+        );
+        assert_eq!(line("pending", ""), "pending");
+    }
 }

@@ -4,7 +4,8 @@
 //!
 //! The first run creates `DIR/tls/{ca,coordinator-1,local}.{pem,key}`, `DIR/admin.token`
 //! and the two configs; later runs reuse them (and the Raft and agent data), so state
-//! survives. Both processes are children of this one: Ctrl-C stops them.
+//! survives. Both processes are children of this one: Ctrl-C stops them. With `--demo`,
+//! a deployment and an automatic rollback are shown first ([`super::demo`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,6 +14,7 @@ use sluice_common::tls::{ca_init, issue, Role};
 use tokio::process::{Child, Command};
 
 use super::ca::write_file;
+use super::http::Conn;
 use super::CliError;
 
 /// Arguments of `sluice dev`.
@@ -30,6 +32,10 @@ pub struct DevArgs {
     /// Port range the agent gives services.
     #[arg(long, default_value = "20000-20999")]
     pub port_range: String,
+    /// Once up, show a deployment and an automatic rollback: build the sample app from the
+    /// source tree, deploy it, then deploy a version whose health check fails.
+    #[arg(long)]
+    pub demo: bool,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
@@ -214,6 +220,26 @@ pub async fn run(args: DevArgs) -> Result<(), CliError> {
             )));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if args.demo {
+        let conn = Conn {
+            addr: base.clone(),
+            token: token.trim().to_string(),
+            ca: Some(dir.join("tls/ca.pem")),
+        };
+        let shown = tokio::select! {
+            r = super::demo::run(&conn, "local") => r,
+            _ = tokio::signal::ctrl_c() => Err(CliError::Exit {
+                code: 130,
+                message: "interrupted".into(),
+            }),
+        };
+        if let Err(e) = shown {
+            terminate(&mut agent).await;
+            terminate(&mut coordinator).await;
+            return Err(e);
+        }
+        println!();
     }
     let d = dir.display();
     let me = std::env::current_exe()

@@ -7,7 +7,8 @@
 //! # Layout
 //! - [`http`]: the connection flags and the one HTTPS path to a coordinator, with the
 //!   problem+json → exit code mapping; [`output`]: `--output text|json` and tables.
-//! - One module per command: [`ca`], [`token`], [`dev`],
+//! - One module per command: [`ca`], [`token`], [`dev`] (and its `--demo`, [`demo`], which
+//!   builds the sample app with [`testapp_build`], shared with the test harness),
 //!   [`deploy`] (also `status`, and the event-stream follower `rollback` reuses),
 //!   [`rollback`] (also `cancel`), [`services`], [`servers`], [`ports`], [`lock`] and
 //!   [`lock_run`], [`cluster`].
@@ -21,6 +22,7 @@ use clap::{Parser, Subcommand};
 pub mod audit;
 pub mod ca;
 pub mod cluster;
+pub mod demo;
 pub mod deploy;
 pub mod dev;
 pub mod http;
@@ -31,6 +33,7 @@ pub mod ports;
 pub mod rollback;
 pub mod servers;
 pub mod services;
+pub mod testapp_build;
 pub mod token;
 
 /// Sluice: deployments without SSH.
@@ -52,7 +55,8 @@ pub enum Command {
     #[command(subcommand)]
     Token(token::TokenCommand),
     /// Run a single-node coordinator and a local agent for development (state kept in
-    /// `.sluice-dev`); prints the next commands.
+    /// `.sluice-dev`); prints the next commands. With --demo, first shows a deployment
+    /// and an automatic rollback.
     Dev(dev::DevArgs),
     /// Deploy an image; with --wait, follow it and exit 0 on success, 1 when it failed or
     /// was rolled back, 2 when validation refused it.
