@@ -1,0 +1,314 @@
+//! Crash loop: for seeded iterations, start a deployment, `kill -9` a coordinator (the
+//! leader or a follower) or an agent at a random moment, start it again, and check the
+//! invariants every time:
+//! - every accepted deployment reaches a final state within its deadline, and none is lost;
+//! - no server runs two versions of the service, and the servers never stay split;
+//! - no port is allocated twice on a server;
+//! - fencing tokens only grow, deployment after deployment;
+//! - the audit chain verifies.
+//!
+//! `SLUICE_CRASH_SEED` picks the seed (printed on every run, so a failure can be replayed)
+//! and `SLUICE_CRASH_ITERATIONS` the count (default 6, so CI stays quick; the documented
+//! long run is `SLUICE_CRASH_ITERATIONS=200`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sluice_common::audit::{verify, AuditRecord};
+use sluice_tests::agent::{remove_containers, AgentProc};
+use sluice_tests::agent_support::docker;
+use sluice_tests::cluster::{Cluster, NodeOpts};
+use sluice_tests::eventually::eventually;
+use sluice_tests::testapp_image::{ensure_test_images, image};
+
+const SERVICE: &str = "crash-api";
+const SERVERS: [&str; 2] = ["crash-1", "crash-2"];
+
+/// xorshift64*: enough randomness to pick victims, and replayable from the seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+async fn try_get(c: &Cluster, path: &str) -> Result<Value, String> {
+    for n in c.nodes.iter().filter(|n| n.is_running()) {
+        if let Ok(r) = c.http.get(n.url(path)).send().await {
+            if r.status().is_success() {
+                return r.json().await.map_err(|e| e.to_string());
+            }
+        }
+    }
+    Err(format!("no node answered {path}"))
+}
+
+/// Posts a deployment to some running node, retrying while the cluster cannot serve.
+async fn deploy(c: &Cluster, tag: &str) -> String {
+    let body = json!({
+        "service": SERVICE, "image": image(tag), "servers": SERVERS,
+        "container_port": 8080, "progress_deadline": "60s",
+        "health": {"kind": "http", "path": "/health", "interval": "200ms", "retries": 5, "timeout": "1s"},
+    });
+    eventually(
+        "a deployment to be accepted",
+        Duration::from_secs(30),
+        || async {
+            for n in c.nodes.iter().filter(|n| n.is_running()) {
+                let Ok(r) = c
+                    .http
+                    .post(n.url("/v1/deployments"))
+                    .json(&body)
+                    .send()
+                    .await
+                else {
+                    continue;
+                };
+                let status = r.status().as_u16();
+                let v: Value = r.json().await.unwrap_or(Value::Null);
+                if status == 202 {
+                    return Ok(v["id"].as_str().unwrap().to_string());
+                }
+                assert!(status >= 500, "refused: {status} {v}");
+            }
+            Err("no node accepted it".to_string())
+        },
+    )
+    .await
+}
+
+/// Images of the service's running containers, per server.
+fn running() -> BTreeMap<String, Vec<String>> {
+    let out = docker(&[
+        "ps",
+        "--filter",
+        &format!("label=sluice.service={SERVICE}"),
+        "--format",
+        "{{.Label \"sluice.server\"}} {{.Image}}",
+    ]);
+    let mut by_server: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in out.lines() {
+        if let Some((server, img)) = line.split_once(' ') {
+            by_server
+                .entry(server.to_string())
+                .or_default()
+                .push(img.to_string());
+        }
+    }
+    by_server
+}
+
+/// Checks every invariant; returns the last deployment's final state.
+async fn check_invariants(c: &Cluster, accepted: &[String], round: usize) -> String {
+    // Every accepted deployment exists and has settled.
+    let mut settled = Vec::new();
+    for id in accepted {
+        let d = eventually(
+            &format!("round {round}: deployment {id} to settle"),
+            Duration::from_secs(120),
+            || async {
+                let d = try_get(c, &format!("/v1/deployments/{id}")).await?;
+                let state = d["state"].as_str().unwrap_or("").to_string();
+                let busy = matches!(state.as_str(), "pending" | "validating" | "in_progress")
+                    || d["rollback_requested"] == true
+                    || (state == "failed" && d["phase"] == "rolling back");
+                if busy {
+                    Err(format!("{state}: {}", d["phase"]))
+                } else {
+                    Ok(d)
+                }
+            },
+        )
+        .await;
+        settled.push(d);
+    }
+    // A failed deployment that touched servers moves on to rolled_back; wait for the last
+    // one to be truly final before looking at containers.
+    let last = settled.last().unwrap();
+    let id = last["id"].as_str().unwrap();
+    let last = eventually(
+        &format!("round {round}: {id} final"),
+        Duration::from_secs(120),
+        || async {
+            let d = try_get(c, &format!("/v1/deployments/{id}")).await?;
+            let servers_settled = d["servers"].as_array().is_some_and(|s| {
+                s.iter()
+                    .all(|s| !matches!(s["state"].as_str(), Some("deploying" | "rolling_back")))
+            });
+            match d["state"].as_str() {
+                Some("success" | "rolled_back") => Ok(d),
+                Some("failed") if servers_settled && d["phase"] != "rolling back" => Ok(d),
+                other => Err(format!("{other:?} {}", d["phase"])),
+            }
+        },
+    )
+    .await;
+
+    // No server runs two versions; the servers agree.
+    let images = eventually(
+        &format!("round {round}: one version per server, the same everywhere"),
+        Duration::from_secs(30),
+        || async {
+            let r = running();
+            let all: Vec<&String> = r.values().flatten().collect();
+            if r.values().any(|v| v.len() > 1) {
+                return Err(format!("two versions on one server: {r:?}"));
+            }
+            if all.windows(2).any(|w| w[0] != w[1]) {
+                return Err(format!("servers split: {r:?}"));
+            }
+            Ok(r)
+        },
+    )
+    .await;
+    if last["state"] == "success" {
+        for s in SERVERS {
+            assert_eq!(
+                images.get(s),
+                Some(&vec![last["image"].as_str().unwrap().to_string()]),
+                "round {round}: {s} after {last}"
+            );
+        }
+    }
+
+    // No port twice on a server.
+    let ports = try_get(c, "/v1/ports").await.unwrap();
+    for s in ports["servers"].as_array().into_iter().flatten() {
+        let mut seen: Vec<u64> = s["assignments"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, port)| port.as_u64())
+            .collect();
+        let n = seen.len();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), n, "round {round}: a port twice: {s}");
+    }
+
+    // Tokens only grow, in the order deployments were accepted.
+    let tokens: Vec<u64> = settled.iter().filter_map(|d| d["token"].as_u64()).collect();
+    assert!(
+        tokens.windows(2).all(|w| w[0] < w[1]),
+        "round {round}: tokens {tokens:?}"
+    );
+
+    // The audit chain verifies.
+    let recs: Vec<AuditRecord> = {
+        let mut all = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = try_get(c, &format!("/v1/audit?limit=1000&after={after}"))
+                .await
+                .unwrap();
+            let batch: Vec<AuditRecord> = serde_json::from_value(page["records"].clone()).unwrap();
+            all.extend(batch);
+            match page["next_after"].as_u64() {
+                Some(n) => after = n,
+                None => break all,
+            }
+        }
+    };
+    assert_eq!(verify(&recs), Ok(recs.len() as u64), "round {round}");
+    last["state"].as_str().unwrap_or("").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invariants_hold_while_processes_are_killed_mid_deployment() {
+    let seed: u64 = std::env::var("SLUICE_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1
+        });
+    let rounds: usize = std::env::var("SLUICE_CRASH_ITERATIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6);
+    eprintln!("crash loop: SLUICE_CRASH_SEED={seed} SLUICE_CRASH_ITERATIONS={rounds}");
+    let mut rng = Rng(seed);
+
+    ensure_test_images().expect("test images");
+    remove_containers(SERVICE);
+    let mut c = Cluster::start(
+        Path::new(env!("CARGO_BIN_EXE_sluice-coordinator")),
+        3,
+        NodeOpts::default(),
+    )
+    .await;
+    let addrs: Vec<String> = c.nodes.iter().map(|n| n.addr.clone()).collect();
+    let base = 32000 + (std::process::id() % 50) as u16 * 40;
+    let mut agents: Vec<AgentProc> = SERVERS
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let lo = base + i as u16 * 20;
+            AgentProc::start(s, &addrs, &format!("{lo}-{}", lo + 19), "")
+        })
+        .collect();
+    eventually("agents registered", Duration::from_secs(20), || async {
+        let v = try_get(&c, "/v1/servers").await?;
+        let up = v
+            .as_array()
+            .map_or(0, |a| a.iter().filter(|s| s["up"] == true).count());
+        (up == SERVERS.len()).then_some(()).ok_or(v.to_string())
+    })
+    .await;
+
+    let mut accepted = Vec::new();
+    let first = deploy(&c, "v1").await;
+    accepted.push(first);
+    check_invariants(&c, &accepted, 0).await;
+
+    for round in 1..=rounds {
+        let tag = match rng.below(5) {
+            0 => "broken",
+            n if n % 2 == 0 => "v1",
+            _ => "v2",
+        };
+        let id = deploy(&c, tag).await;
+        accepted.push(id.clone());
+        // Fault injection, not synchronisation: the kill lands at a random point.
+        let delay = rng.below(2500);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        let victim = rng.below(3);
+        let what = match victim {
+            0 => {
+                let l = c.leader().await;
+                c.nodes[l].kill();
+                c.nodes[l].start();
+                format!("leader node {}", c.nodes[l].id)
+            }
+            1 => {
+                let l = c.leader().await;
+                let f = c.others(l)[rng.below(2) as usize];
+                c.nodes[f].kill();
+                c.nodes[f].start();
+                format!("follower node {}", c.nodes[f].id)
+            }
+            _ => {
+                let a = rng.below(agents.len() as u64) as usize;
+                agents[a].kill();
+                agents[a].spawn();
+                format!("agent {}", agents[a].name)
+            }
+        };
+        let outcome = check_invariants(&c, &accepted, round).await;
+        eprintln!("round {round}: {tag} ({id}), killed the {what} after {delay} ms: {outcome}");
+    }
+    drop(agents);
+    remove_containers(SERVICE);
+}
