@@ -3,7 +3,12 @@
 //! The decision is `sluice_common::fence::Fence` (pure); this wraps it in one mutex so that
 //! judging a claim, persisting the advanced token and starting the operation it admits happen
 //! as one step. Two requests racing with tokens 7 and 8 can therefore never both start.
+//!
+//! Every refusal of a stale token is logged (`warn`, with key, offered and highest token) and
+//! counted per key for `sluice_agent_fencing_refusals_total`: the evidence that a deposed
+//! coordinator was stopped here.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use sluice_common::fence::{Fence, FenceClaim, FenceVerdict, StaleToken};
@@ -23,6 +28,7 @@ pub enum Admit<E> {
 #[derive(Debug)]
 pub struct FenceTable {
     inner: Mutex<Fence>,
+    refusals: Mutex<BTreeMap<LockKey, u64>>,
 }
 
 impl FenceTable {
@@ -30,7 +36,13 @@ impl FenceTable {
     pub fn new(fence: Fence) -> Self {
         Self {
             inner: Mutex::new(fence),
+            refusals: Mutex::default(),
         }
+    }
+
+    /// Stale tokens refused since the process started, per lock key.
+    pub fn refusals(&self) -> BTreeMap<LockKey, u64> {
+        self.refusals.lock().expect("poisoned").clone()
     }
 
     /// The highest token seen for `key`.
@@ -47,7 +59,24 @@ impl FenceTable {
         commit: impl FnOnce(Option<&FenceClaim>) -> Result<T, E>,
     ) -> Result<T, Admit<E>> {
         let mut fence = self.inner.lock().expect("poisoned");
-        let verdict = fence.judge(claim).map_err(Admit::Stale)?;
+        let verdict = match fence.judge(claim) {
+            Ok(v) => v,
+            Err(stale) => {
+                tracing::warn!(
+                    key = %stale.key,
+                    offered = stale.offered.0,
+                    highest = stale.highest.0,
+                    "refused a stale fencing token"
+                );
+                *self
+                    .refusals
+                    .lock()
+                    .expect("poisoned")
+                    .entry(stale.key.clone())
+                    .or_default() += 1;
+                return Err(Admit::Stale(stale));
+            }
+        };
         let advance = matches!(verdict, FenceVerdict::Advanced { .. }).then_some(claim);
         let out = commit(advance).map_err(Admit::Refused)?;
         fence.admit(claim).map_err(Admit::Stale)?;
@@ -78,5 +107,6 @@ mod tests {
         assert!(matches!(retry, Ok(false)));
         let stale = f.admit_with(&claim(4), |_| Ok::<_, ()>(()));
         assert!(matches!(stale, Err(Admit::Stale(_))));
+        assert_eq!(f.refusals().get(&claim(0).key), Some(&1));
     }
 }

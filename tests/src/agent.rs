@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use sluice_common::tls::Role;
 
+use crate::cluster::Placement;
 use crate::eventually::patience;
 use crate::pki::{self, Pki};
 
@@ -36,9 +37,19 @@ pub fn agent_bin() -> PathBuf {
 
 /// Starts `sluice-agent --config CONFIG --log-json`, hands every log line to `sink`, and
 /// returns once the agent has announced the address it listens on.
-pub fn spawn_agent(config: &Path, mut sink: impl FnMut(&str) + Send + 'static) -> (Child, String) {
+pub fn spawn_agent(config: &Path, sink: impl FnMut(&str) + Send + 'static) -> (Child, String) {
+    spawn_agent_at(&Placement::default(), config, sink)
+}
+
+/// [`spawn_agent`] through `placement`'s command prefix (e.g. inside a network namespace).
+pub fn spawn_agent_at(
+    placement: &Placement,
+    config: &Path,
+    mut sink: impl FnMut(&str) + Send + 'static,
+) -> (Child, String) {
     use std::os::unix::process::CommandExt;
-    let mut child = Command::new(agent_bin())
+    let mut child = placement
+        .command(&agent_bin())
         .arg("--config")
         .arg(config)
         .arg("--log-json")
@@ -77,6 +88,7 @@ pub struct AgentProc {
     /// Where its API listens (known once started).
     pub addr: String,
     dir: tempfile::TempDir,
+    placement: Placement,
     child: Option<Child>,
 }
 
@@ -84,11 +96,29 @@ impl AgentProc {
     /// Starts agent `name` registering with `coordinators`, with `extra` TOML appended
     /// (before the `[tls]` table: a certificate for agent `name` from [`Pki::shared`]).
     pub fn start(name: &str, coordinators: &[String], port_range: &str, extra: &str) -> Self {
+        Self::start_placed(name, coordinators, port_range, extra, Placement::default())
+    }
+
+    /// [`AgentProc::start`] at `placement`: it listens on `placement.ip` (port 0) and runs
+    /// through its command prefix.
+    pub fn start_placed(
+        name: &str,
+        coordinators: &[String],
+        port_range: &str,
+        extra: &str,
+        placement: Placement,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let files = Pki::shared().write(&dir.path().join("tls"), Role::Agent, name);
+        let files = Pki::shared().write_with_sans(
+            &dir.path().join("tls"),
+            Role::Agent,
+            name,
+            &placement.extra_sans(),
+        );
         let coords: Vec<String> = coordinators.iter().map(|c| format!("{c:?}")).collect();
+        let listen = format!("{}:0", placement.ip);
         let toml = format!(
-            "name = {name:?}\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\nport_range = {port_range:?}\ncoordinators = [{}]\nheartbeat_interval = \"1s\"\nstop_grace = \"5s\"\n{extra}\n{}",
+            "name = {name:?}\nlisten = {listen:?}\ndata_dir = {:?}\nport_range = {port_range:?}\ncoordinators = [{}]\nheartbeat_interval = \"1s\"\nstop_grace = \"5s\"\n{extra}\n{}",
             dir.path().join("data"),
             coords.join(", "),
             pki::tls_toml(&files),
@@ -98,6 +128,7 @@ impl AgentProc {
             name: name.to_string(),
             addr: String::new(),
             dir,
+            placement,
             child: None,
         };
         a.spawn();
@@ -113,13 +144,13 @@ impl AgentProc {
         if !self.addr.is_empty() {
             let text = std::fs::read_to_string(&config).expect("config");
             let text = text.replace(
-                "listen = \"127.0.0.1:0\"",
+                &format!("listen = \"{}:0\"", self.placement.ip),
                 &format!("listen = {:?}", self.addr),
             );
             std::fs::write(&config, text).expect("config");
         }
         let log = self.dir.path().join("log");
-        let (child, addr) = spawn_agent(&config, move |line| {
+        let (child, addr) = spawn_agent_at(&self.placement, &config, move |line| {
             use std::io::Write;
             if let Ok(mut f) = std::fs::OpenOptions::new()
                 .create(true)

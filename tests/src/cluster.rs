@@ -1,4 +1,5 @@
-//! Real coordinator processes on loopback: spawn, kill -9, restart, and find the leader.
+//! Real coordinator processes on loopback (or wherever a [`Placement`] puts them): spawn,
+//! kill -9, restart, and find the leader.
 //!
 //! Each node gets its own data directory, config file and certificate (role coordinator,
 //! name `nodeN`, from [`Pki::shared`]) under one temp dir; processes run in their own process
@@ -23,6 +24,50 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// Where a harness process runs: the IP address it listens on, and a command prefix that
+/// puts it there (`ip netns exec NS`, see [`crate::netns`]). The default is loopback with no
+/// prefix. A non-loopback address is added to the process's certificate SANs, since its
+/// peers dial it there.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// The address to listen on (and advertise).
+    pub ip: String,
+    /// Prepended to the command line: `prefix[0]` is run with the rest, then the binary.
+    pub prefix: Vec<String>,
+}
+
+impl Default for Placement {
+    fn default() -> Self {
+        Self {
+            ip: "127.0.0.1".into(),
+            prefix: Vec::new(),
+        }
+    }
+}
+
+impl Placement {
+    /// The command that runs `bin` here.
+    pub fn command(&self, bin: &Path) -> Command {
+        match self.prefix.split_first() {
+            None => Command::new(bin),
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+        }
+    }
+
+    /// SANs the process's certificate needs besides loopback.
+    pub fn extra_sans(&self) -> Vec<String> {
+        if self.ip == "127.0.0.1" || self.ip == "localhost" {
+            Vec::new()
+        } else {
+            vec![self.ip.clone()]
+        }
+    }
 }
 
 /// A bootstrap admin secret, unique enough for a test run.
@@ -70,6 +115,7 @@ pub struct Coordinator {
     pub addr: String,
     dir: PathBuf,
     bin: PathBuf,
+    placement: Placement,
     child: Option<Child>,
 }
 
@@ -88,10 +134,11 @@ impl Coordinator {
     fn write_config(&self, members: &[(u64, String)], join: bool, opts: &NodeOpts, admin: &Path) {
         let files = self.tls_files();
         if !files.cert.exists() {
-            Pki::shared().write(
+            Pki::shared().write_with_sans(
                 &self.dir.join("tls"),
                 Role::Coordinator,
                 &format!("node{}", self.id),
+                &self.placement.extra_sans(),
             );
         }
         let mut toml = format!(
@@ -123,7 +170,8 @@ impl Coordinator {
             .expect("log file");
         let child = {
             use std::os::unix::process::CommandExt;
-            Command::new(&self.bin)
+            self.placement
+                .command(&self.bin)
                 .arg("--config")
                 .arg(self.config_path())
                 .env("RUST_LOG", "info,openraft=warn")
@@ -197,6 +245,12 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` coordinators from `bin` that form one cluster, and waits for a leader.
     pub async fn start(bin: &Path, n: usize, opts: NodeOpts) -> Self {
+        Self::start_placed(bin, vec![Placement::default(); n], opts).await
+    }
+
+    /// [`Cluster::start`] with node index `i` running at `placements[i]`.
+    pub async fn start_placed(bin: &Path, placements: Vec<Placement>, opts: NodeOpts) -> Self {
+        let n = placements.len();
         let dir = tempfile::tempdir().expect("tempdir");
         let admin_token = admin_token();
         let admin_file = dir.path().join("admin.token");
@@ -212,14 +266,16 @@ impl Cluster {
                 .expect("admin token file");
         }
         let mut nodes: Vec<Coordinator> = (1..=n as u64)
-            .map(|id| {
+            .zip(placements)
+            .map(|(id, placement)| {
                 let ndir = dir.path().join(format!("node{id}"));
                 std::fs::create_dir_all(&ndir).expect("node dir");
                 Coordinator {
                     id,
-                    addr: format!("127.0.0.1:{}", free_port()),
+                    addr: format!("{}:{}", placement.ip, free_port()),
                     dir: ndir,
                     bin: bin.to_owned(),
+                    placement,
                     child: None,
                 }
             })
@@ -267,6 +323,7 @@ impl Cluster {
             addr: format!("127.0.0.1:{}", free_port()),
             dir: ndir,
             bin: self.bin.clone(),
+            placement: Placement::default(),
             child: None,
         };
         c.write_config(&[], true, &self.opts, &self.dir.path().join("admin.token"));

@@ -9,6 +9,7 @@
 //! - [`agent_support`]: helpers for the agent's own tests and bench.
 //! - [`cluster`]: real coordinator processes (spawn, kill -9, restart, find the leader).
 //! - [`eventually`]: `assert_eventually!`-style polling with a deadline.
+//! - [`netns`]: network namespaces on a bridge, real partitions (`ip netns`, iptables).
 //! - [`pki`]: a test CA, certificates for every process, HTTPS clients.
 //! - [`testapp_image`]: builds the `sluice-testapp` Docker images the tests deploy.
 
@@ -16,5 +17,6 @@ pub mod agent;
 pub mod agent_support;
 pub mod cluster;
 pub mod eventually;
+pub mod netns;
 pub mod pki;
 pub mod testapp_image;

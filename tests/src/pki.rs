@@ -51,15 +51,16 @@ impl Pki {
 
     /// A certificate for `role`/`name`, valid for a day from five minutes ago.
     pub fn issue(&self, role: Role, name: &str) -> CertifiedKeyPem {
-        tls::issue(
-            &self.ca.cert_pem,
-            &self.ca.key_pem,
-            role,
-            name,
-            &loopback_sans(),
-            1,
-        )
-        .expect("issue a test certificate")
+        self.issue_with_sans(role, name, &[])
+    }
+
+    /// Like [`Pki::issue`], with `extra` SANs besides loopback (a process that listens on
+    /// another address, e.g. inside a network namespace).
+    pub fn issue_with_sans(&self, role: Role, name: &str, extra: &[String]) -> CertifiedKeyPem {
+        let mut sans = loopback_sans();
+        sans.extend(extra.iter().cloned());
+        tls::issue(&self.ca.cert_pem, &self.ca.key_pem, role, name, &sans, 1)
+            .expect("issue a test certificate")
     }
 
     /// A certificate that expired an hour ago.
@@ -78,7 +79,23 @@ impl Pki {
 
     /// Issues `role`/`name` and writes `dir/ca.pem`, `dir/NAME.pem`, `dir/NAME.key` (0600).
     pub fn write(&self, dir: &Path, role: Role, name: &str) -> TlsFiles {
-        write_files(dir, name, self.ca_pem(), &self.issue(role, name))
+        self.write_with_sans(dir, role, name, &[])
+    }
+
+    /// [`Pki::write`] with `extra` SANs (see [`Pki::issue_with_sans`]).
+    pub fn write_with_sans(
+        &self,
+        dir: &Path,
+        role: Role,
+        name: &str,
+        extra: &[String],
+    ) -> TlsFiles {
+        write_files(
+            dir,
+            name,
+            self.ca_pem(),
+            &self.issue_with_sans(role, name, extra),
+        )
     }
 
     /// An HTTPS client builder trusting this CA (any server role), presenting `identity`'s
