@@ -17,7 +17,8 @@
 # Layout (packaging/debian/daemon.* are the maintainer scripts' templates; the units in systemd/ are
 # installed as they are, never enabled or started by the package):
 #   sluice-coordinator  /usr/bin/sluice-coordinator, /lib/systemd/system/sluice-coordinator.service,
-#                       /etc/sluice/coordinator.toml (conffile); user `sluice`, /var/lib/sluice
+#                       /etc/sluice/coordinator.toml (conffile), /usr/share/sluice/monitoring/
+#                       (dashboard, alert rules); user `sluice`, /var/lib/sluice
 #   sluice-agent        /usr/bin/sluice-agent, /lib/systemd/system/sluice-agent.service,
 #                       /etc/sluice-agent/agent.toml (conffile); user `sluice-agent` (in group
 #                       docker), /var/lib/sluice-agent
@@ -146,6 +147,10 @@ install_bin "$bin_dir/sluice-coordinator" "$d/usr/bin/sluice-coordinator"
 install -D -m 0644 "$root/systemd/sluice-coordinator.service" "$d/lib/systemd/system/sluice-coordinator.service"
 install -D -m 0644 "$root/packaging/coordinator.example.toml" "$d/etc/sluice/coordinator.toml"
 daemon_scripts sluice-coordinator sluice /var/lib/sluice 0750 /etc/sluice/tls ""
+# The Grafana dashboard and Prometheus alert rules travel with the coordinator.
+for f in README.md sluice-dashboard.json sluice-alerts.yml; do
+  install -D -m 0644 "$root/packaging/monitoring/$f" "$d/usr/share/sluice/monitoring/$f"
+done
 make_pkg sluice-coordinator "adduser, $(libc_dep "$d/usr/bin/sluice-coordinator")" "sluice (= $deb_version)" \
   "Sluice coordinator: Raft-replicated deployment gateway" \
   "Sluice puts container images on servers for CI pipelines, safely: one deployment per service at a time behind a Raft lock fenced by log index, validation before anything is touched, health checks and automatic rollback. This package holds the coordinator node (run 1, 3 or 5 of them) and its systemd unit, installed but neither enabled nor started: configure /etc/sluice/coordinator.toml and its certificates first."

@@ -53,7 +53,7 @@ field() { dpkg-deb --field "$1" "$2"; }
 # Expected contents per package: files, conffiles, binaries, user, tls dir.
 expect_files() {
   case $1 in
-    sluice-coordinator) echo "/usr/bin/sluice-coordinator /lib/systemd/system/sluice-coordinator.service /etc/sluice/coordinator.toml /usr/share/doc/sluice-coordinator/copyright" ;;
+    sluice-coordinator) echo "/usr/bin/sluice-coordinator /lib/systemd/system/sluice-coordinator.service /etc/sluice/coordinator.toml /usr/share/doc/sluice-coordinator/copyright /usr/share/sluice/monitoring/sluice-dashboard.json /usr/share/sluice/monitoring/sluice-alerts.yml" ;;
     sluice-agent) echo "/usr/bin/sluice-agent /lib/systemd/system/sluice-agent.service /etc/sluice-agent/agent.toml /usr/share/doc/sluice-agent/copyright" ;;
     sluice) echo "/usr/bin/sluice /usr/share/doc/sluice/copyright" ;;
   esac
