@@ -13,7 +13,7 @@
 #
 # --install (root only; refuses if any sluice package is already installed): dpkg -i the
 # three packages on this machine, check the users, groups, directories and modes, the units
-# present but not enabled, then install again (postinst must be idempotent), remove (data
+# present but not enabled (and `systemd-analyze verify` as installed), then install again (postinst must be idempotent), remove (data
 # and conffiles stay), and purge (they go; the users stay). The machine ends as it began,
 # except for the two system users.
 set -euo pipefail
@@ -228,6 +228,11 @@ install_checks() {
   for p in sluice sluice-coordinator sluice-agent; do
     /usr/bin/$p --version >/dev/null && ok "/usr/bin/$p --version" || fail "/usr/bin/$p --version"
   done
+  if command -v systemd-analyze >/dev/null; then
+    # As installed: ExecStart names the installed binary, the unit parses.
+    systemd-analyze verify /lib/systemd/system/sluice-coordinator.service /lib/systemd/system/sluice-agent.service \
+      && ok "systemd-analyze verify on the installed units" || fail "systemd-analyze verify on the installed units"
+  fi
 
   echo "  (again: postinst must be idempotent)"
   dpkg -i "${debs[@]}" >"$work/dpkg.log" 2>&1 && ok "dpkg -i over itself" || { cat "$work/dpkg.log" >&2; fail "dpkg -i over itself"; }
