@@ -226,15 +226,25 @@ pub(crate) async fn follow(conn: &Conn, id: &str) -> Result<Value, CliError> {
 
 async fn follow_once(conn: &Conn, path: &str, progress: &mut Progress) -> Result<(), CliError> {
     let mut events = conn.stream(path).await?;
-    let mut buf = String::new();
-    while let Some(chunk) = events
-        .chunk()
-        .await
-        .map_err(|e| CliError::Unavailable(format!("event stream: {e}")))?
-    {
-        buf.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buf.find("\n\n") {
-            let event: String = buf.drain(..end + 2).collect();
+    // Bytes, not text: a chunk may end inside a UTF-8 sequence.
+    let mut buf: Vec<u8> = Vec::new();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        let chunk = tokio::select! {
+            c = events.chunk() => c.map_err(|e| CliError::Unavailable(format!("event stream: {e}")))?,
+            // On a terminal the line keeps counting seconds between events.
+            _ = tick.tick(), if progress.tty => {
+                progress.redraw();
+                continue;
+            }
+        };
+        let Some(chunk) = chunk else {
+            return Ok(());
+        };
+        buf.extend_from_slice(&chunk);
+        while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+            let event: Vec<u8> = buf.drain(..end + 2).collect();
+            let event = String::from_utf8_lossy(&event);
             let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) else {
                 continue;
             };
@@ -243,12 +253,13 @@ async fn follow_once(conn: &Conn, path: &str, progress: &mut Progress) -> Result
             }
         }
     }
-    Ok(())
 }
 
-/// The progress display of [`follow`].
+/// The progress display of [`follow`]: on a terminal one line, rewritten in place with the
+/// seconds elapsed; elsewhere one timestamped line per change.
 struct Progress {
     tty: bool,
+    started: std::time::Instant,
     last: String,
     open_line: bool,
 }
@@ -257,6 +268,7 @@ impl Progress {
     fn new(tty: bool) -> Self {
         Self {
             tty,
+            started: std::time::Instant::now(),
             last: String::new(),
             open_line: false,
         }
@@ -267,13 +279,28 @@ impl Progress {
         if line == self.last {
             return;
         }
-        if self.tty {
-            eprint!("\r\x1b[2K{} {line}", stamp());
-            self.open_line = true;
-        } else {
-            eprintln!("{} {line}", stamp());
-        }
         self.last = line;
+        if self.tty {
+            self.redraw();
+        } else {
+            eprintln!("{} {}", stamp(), self.last);
+        }
+    }
+
+    /// Rewrites the terminal line: erase it, then the state, phase and seconds elapsed, cut
+    /// to the terminal's width (`COLUMNS`, else 80) so it never wraps.
+    fn redraw(&mut self) {
+        if !self.tty || self.last.is_empty() {
+            return;
+        }
+        let width = std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse::<usize>().ok())
+            .unwrap_or(80);
+        let text = format!("{} ({}s)", self.last, self.started.elapsed().as_secs());
+        let text: String = text.chars().take(width.saturating_sub(1)).collect();
+        eprint!("\r\x1b[2K{text}");
+        self.open_line = true;
     }
 
     /// A message of its own, not overwritten by the next update.

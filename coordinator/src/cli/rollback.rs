@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::deploy::{deployment_id, follow, show};
 use super::http::Conn;
-use super::output::OutputArg;
+use super::output::{print_json, Format, OutputArg};
 use super::CliError;
 
 /// `sluice rollback`.
@@ -50,7 +50,13 @@ pub async fn rollback(a: RollbackArgs) -> Result<(), CliError> {
     let (id, d) = request(&a.conn, &a.id, "rollback").await?;
     eprintln!("rollback of deployment {id} requested");
     if !a.wait {
-        show(&d, a.output);
+        // The record still says success until the sequencer has acted: show it only to
+        // a script that asked for the JSON.
+        if a.output.output == Format::Json {
+            print_json(&d);
+        } else {
+            eprintln!("follow it with: sluice status {id}");
+        }
         return Ok(());
     }
     let d = follow(&a.conn, &id.to_string()).await?;
