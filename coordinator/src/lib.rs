@@ -97,16 +97,24 @@ pub struct Running {
     monitor: JoinHandle<()>,
     sequencer: JoinHandle<()>,
     notifier: JoinHandle<()>,
+    raft_failed: JoinHandle<Option<String>>,
 }
 
 impl Running {
-    /// Waits for shutdown (the token passed to [`start`]) and drains.
+    /// Waits for shutdown (the token passed to [`start`]) and drains. If Raft stopped on
+    /// a storage error (a full disk, a failing device), the node shuts itself down and
+    /// this returns the error, so the process exits non-zero and systemd restarts it once
+    /// the cause is fixed, instead of answering 500 forever.
     pub async fn wait(self) -> Result<(), StartError> {
         let served = self.server.await;
+        let fatal = self.raft_failed.await.ok().flatten();
         let _ = self.monitor.await;
         let _ = self.sequencer.await;
         let _ = self.notifier.await;
         let _ = self.node.raft.shutdown().await;
+        if let Some(why) = fatal {
+            return Err(StartError::Raft(why));
+        }
         match served {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(StartError::Io {
@@ -201,6 +209,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let sequencer =
         tokio::spawn(sequencer::Driver::new(node.clone(), agents).run(shutdown.clone()));
     let notifier = tokio::spawn(notifier.run(node.clone(), shutdown.clone()));
+    let raft_failed = tokio::spawn(stop_on_fatal(raft.clone(), shutdown.clone()));
 
     let initialized = raft
         .is_initialized()
@@ -237,7 +246,26 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         monitor,
         sequencer,
         notifier,
+        raft_failed,
     })
+}
+
+/// Cancels `shutdown` when Raft stops on a fatal error and returns it; `None` on a normal
+/// shutdown.
+async fn stop_on_fatal(raft: raft::Raft, shutdown: CancellationToken) -> Option<String> {
+    let mut metrics = raft.metrics();
+    loop {
+        if let Err(fatal) = &metrics.borrow().running_state {
+            let why = fatal.to_string();
+            tracing::error!(error = %why, "raft stopped; shutting this node down");
+            shutdown.cancel();
+            return Some(why);
+        }
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return None },
+            _ = shutdown.cancelled() => return None,
+        }
+    }
 }
 
 #[cfg(test)]
