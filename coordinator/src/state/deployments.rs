@@ -324,6 +324,14 @@ impl Deployments {
                 idempotency,
                 actor,
             } => {
+                // A replayed entry never resets an existing deployment (its progress, its
+                // lock): ids are fresh, so the same id means the same request.
+                if self.all.contains_key(id) {
+                    return Ok(DeploymentOutcome {
+                        id: *id,
+                        created: false,
+                    });
+                }
                 if let Some((key, hash)) = idempotency {
                     if let Some((orig, orig_hash)) = self.idempotency.get(key) {
                         if orig_hash != hash {
@@ -466,6 +474,13 @@ impl Deployments {
                     .get_mut(id)
                     .ok_or(DeploymentError::NotFound { id: *id })?;
                 let from = d.state;
+                // `start` only through `Start`, which takes the service lock in the same
+                // entry: as a bare event it would validate and deploy without the lock.
+                if *event == DeploymentEvent::Start {
+                    return Err(DeploymentError::Transition {
+                        message: format!("deployment {id} starts only by taking its lock"),
+                    });
+                }
                 let next = transition(from, *event).map_err(|e| DeploymentError::Transition {
                     message: e.to_string(),
                 })?;
