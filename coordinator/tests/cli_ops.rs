@@ -164,9 +164,25 @@ async fn lock_run_holds_renews_and_always_releases() {
     let (code, out, err) = ops.run(&["lock", "acquire", "ci/hold", "--holder", "job 2"]);
     assert_eq!(code, Some(75), "{out}{err}");
     assert!(err.contains("job 1"), "says who holds it: {err}");
+    // A runner with --wait queues behind it, and gets a larger fencing token.
+    let queued = ops.spawn(&[
+        "lock",
+        "run",
+        "ci/hold",
+        "--wait",
+        "30s",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$SLUICE_FENCING_TOKEN\" > second",
+    ]);
     std::fs::write(ops.path("stop"), "").unwrap();
     let (code, err) = finish(held);
     assert_eq!(code, Some(0), "{err}");
+    let (code, err) = finish(queued);
+    assert_eq!(code, Some(0), "{err}");
+    let second: u64 = file(&ops.path("second")).await.parse().unwrap();
+    assert!(second > token.parse().unwrap(), "{second} after {token}");
     assert!(ops.locks().is_empty(), "{:?}", ops.locks());
 
     // A signal to sluice reaches the command (once), and the lock is still released.
@@ -186,6 +202,19 @@ async fn lock_run_holds_renews_and_always_releases() {
         .unwrap();
     let (code, err) = finish(trapped);
     assert_eq!(code, Some(7), "{err}");
+    assert!(ops.locks().is_empty(), "{:?}", ops.locks());
+
+    // A command killed by a signal: 128 + N, as a shell says, and the lock released.
+    let (code, _, err) = ops.run(&[
+        "lock",
+        "run",
+        "ci/killed",
+        "--",
+        "sh",
+        "-c",
+        "kill -TERM $$",
+    ]);
+    assert_eq!(code, Some(128 + 15), "{err}");
     assert!(ops.locks().is_empty(), "{:?}", ops.locks());
 
     // Losing the lock (here: released behind the runner's back) stops the command at the

@@ -72,7 +72,14 @@ pub async fn run(a: RunArgs) -> Result<(), CliError> {
     // Install the handlers before the lease exists, so no signal can end sluice between
     // the grant and the command's start.
     let mut signals = Signals::new()?;
-    let lease = acquire(&a.conn, &key, &a.lease, ttl).await?;
+    // Waiting for the lock can take a while (`--wait`): a signal gives up. Should the
+    // grant land anyway, its lease lapses after --ttl.
+    let lease = tokio::select! {
+        r = acquire(&a.conn, &key, &a.lease, ttl) => r?,
+        _ = signals.int.recv() => return Err(interrupted(&key, 130)),
+        _ = signals.term.recv() => return Err(interrupted(&key, 143)),
+        _ = signals.hup.recv() => return Err(interrupted(&key, 129)),
+    };
     let acquired = Instant::now();
     let token = token_of(&lease)?;
     eprintln!("sluice: lock {key} acquired (fencing token {token}); running {program}");
@@ -128,6 +135,13 @@ pub async fn run(a: RunArgs) -> Result<(), CliError> {
                 "lock {key} lost ({why}); {program} was stopped and its work may be incomplete"
             )))
         }
+    }
+}
+
+fn interrupted(key: &LockKey, code: u8) -> CliError {
+    CliError::Exit {
+        code,
+        message: format!("interrupted while waiting for lock {key}; the command did not run"),
     }
 }
 
