@@ -507,7 +507,14 @@ async fn restore(
 fn container_spec(agent: &Agent, req: &DeployRequest, id: uuid::Uuid) -> ContainerSpec {
     let short_id = id.simple().to_string();
     ContainerSpec {
-        name: format!("sluice-{}-{}", req.service, &short_id[..12]),
+        // The server's name too: container names are per Docker daemon, and agents for two
+        // servers may share one (a dev box, a test host).
+        name: format!(
+            "sluice-{}-{}-{}",
+            req.service,
+            agent.config.name,
+            &short_id[..12]
+        ),
         image: req.image.to_string(),
         labels: HashMap::from([
             (LABEL_SERVICE.to_string(), req.service.to_string()),
