@@ -383,3 +383,35 @@ async fn server_policy_rollback_and_json_output() {
     }
     remove_containers("cli-ops");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lock_run_stops_the_command_when_the_lease_cannot_be_renewed() {
+    let mut ops = Ops::start().await;
+    let runner = ops.spawn(&[
+        "lock",
+        "run",
+        "ci/orphan",
+        "--ttl",
+        "2s",
+        "--",
+        "sh",
+        "-c",
+        "echo $$ > pid; while :; do sleep 0.05; done",
+    ]);
+    let pid = file(&ops.path("pid")).await;
+    // The only coordinator goes away: no renewal can succeed, and once the lease would
+    // have lapsed someone else could hold the lock, so the command must stop.
+    ops.c.nodes[0].kill();
+    let (code, err) = finish(runner);
+    assert_eq!(code, Some(75), "{err}");
+    assert!(
+        err.contains("could not renew before the lease lapsed"),
+        "{err}"
+    );
+    let alive = Command::new("kill")
+        .args(["-0", &pid])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!alive.success(), "the command (pid {pid}) still runs");
+}

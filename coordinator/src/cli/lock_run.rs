@@ -130,7 +130,11 @@ pub async fn run(a: RunArgs) -> Result<(), CliError> {
             }
         }
         End::LockLost(why) => {
-            // Releasing is pointless (the grant is gone) and could not succeed.
+            // Usually the grant is gone and this is refused; but if the coordinator was
+            // only unreachable, the grant may still be there and should not wait out its
+            // lease. Briefly: the coordinator may still be away.
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), release(&a.conn, &key, token)).await;
             Err(CliError::LockLost(format!(
                 "lock {key} lost ({why}); {program} was stopped and its work may be incomplete"
             )))
