@@ -38,7 +38,16 @@ pub mod token;
 
 /// Sluice: deployments without SSH.
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, about, propagate_version = true)]
+#[command(
+    name = "sluice",
+    version,
+    propagate_version = true,
+    after_help = "Exit codes: 0 done; 1 the deployment failed or was rolled back; 2 validation \
+                  refused it; 64 usage; 65 the request was refused as invalid; 66 a file is \
+                  missing; 69 the coordinator is unreachable or cannot serve; 73 refusing to \
+                  overwrite; 75 a lock is held by someone else (or was lost); 77 the token \
+                  was refused. `lock run` exits with its command's code."
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

@@ -1,6 +1,7 @@
 //! `sluice token create|list|revoke`: CI bearer tokens, over HTTPS to a coordinator (see
-//! [`super::http`] for `--addr`, `--token` (an admin's here) and `--ca`). `create` prints the new secret alone on stdout, and only
-//! there, so `SECRET=$(sluice token create ...)` works; everything else goes to stderr.
+//! [`super::http`] for `--addr`, `--token` (an admin's here) and `--ca`). `create` prints
+//! the new secret alone on stdout, and only there, so `SECRET=$(sluice token create ...)`
+//! works; everything else goes to stderr.
 
 use clap::Subcommand;
 use reqwest::Method;
