@@ -1,7 +1,8 @@
 //! The operator commands of `sluice` through the real binaries against a real cluster:
-//! `lock run` (exit code, token, release, holding, renewal, signals, a lost lock), server
-//! policy through `servers forbid|allow`, `rollback --wait`, `--output json` on every read
-//! command, `cluster status`, and a refused token.
+//! `lock run` (exit code, token, release, holding, renewal, queueing, signals, a lost
+//! lock, an unreachable coordinator), server policy through `servers forbid|allow|labels`,
+//! `rollback --wait`, `cancel`, `--output json` on every read command, `cluster
+//! status|add|remove`, and a refused token.
 //!
 //! `deploy --wait`'s own exit codes are in `cli_deploy.rs`.
 
@@ -381,6 +382,38 @@ async fn server_policy_rollback_and_json_output() {
     ] {
         ops.json(args);
     }
+
+    // cancel: refused (65) for a settled deployment; an active one stops and settles.
+    let (code, _, err) = ops.run(&["cancel", v2_id]);
+    assert_eq!(code, Some(65), "{err}");
+    let (code, out, err) = ops.run(&[
+        "deploy",
+        "--service",
+        "cli-ops",
+        "--image",
+        &image("broken"),
+        "--server",
+        "cli-ops-1",
+        "--health",
+        "/health",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let id = out.trim().to_string();
+    let (code, _, err) = ops.run(&["cancel", &id]);
+    assert_eq!(code, Some(0), "{err}");
+    let settled = eventually(
+        "the cancelled deployment settles",
+        Duration::from_secs(60),
+        || async {
+            let d = ops.json(&["status", &id, "--output", "json"]);
+            match d["state"].as_str() {
+                Some("failed" | "rolled_back") => Ok(d),
+                _ => Err(d.to_string()),
+            }
+        },
+    )
+    .await;
+    assert_eq!(settled["cancel_requested"], true, "{settled}");
     remove_containers("cli-ops");
 }
 
@@ -414,4 +447,27 @@ async fn lock_run_stops_the_command_when_the_lease_cannot_be_renewed() {
         .status()
         .unwrap();
     assert!(!alive.success(), "the command (pid {pid}) still runs");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_members_are_added_and_removed() {
+    let mut ops = Ops::start().await;
+    let joiner = ops.c.spawn_joiner();
+    let (id, addr) = (
+        ops.c.nodes[joiner].id.to_string(),
+        ops.c.nodes[joiner].addr.clone(),
+    );
+    let (code, out, err) = ops.run(&["cluster", "add", &id, &addr]);
+    assert_eq!(code, Some(0), "{out}\n{err}\n{}", ops.c.logs());
+    assert!(out.contains(&addr) && out.contains("voter"), "{out}");
+    let v = ops.json(&["cluster", "status", "--output", "json"]);
+    assert_eq!(v["members"].as_array().unwrap().len(), 2, "{v}");
+
+    let (code, out, err) = ops.run(&["cluster", "remove", &id]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let v = ops.json(&["cluster", "status", "--output", "json"]);
+    assert_eq!(v["members"].as_array().unwrap().len(), 1, "{v}");
+
+    let (code, _, err) = ops.run(&["cluster", "add", "0", "127.0.0.1:1"]);
+    assert_eq!(code, Some(64), "{err}");
 }
