@@ -297,9 +297,10 @@ impl Progress {
             .ok()
             .and_then(|c| c.parse::<usize>().ok())
             .unwrap_or(80);
-        let text = format!("{} ({}s)", self.last, self.started.elapsed().as_secs());
-        let text: String = text.chars().take(width.saturating_sub(1)).collect();
-        eprint!("\r\x1b[2K{text}");
+        eprint!(
+            "{}",
+            live_line(&self.last, self.started.elapsed().as_secs(), width)
+        );
         self.open_line = true;
     }
 
@@ -316,6 +317,15 @@ impl Progress {
             self.open_line = false;
         }
     }
+}
+
+/// The terminal's progress line: back to column 0, erase the line, then the text and the
+/// seconds elapsed, cut short of `width` so the terminal never wraps it (a wrapped line
+/// would not be erased by the next rewrite).
+fn live_line(text: &str, secs: u64, width: usize) -> String {
+    let full = format!("{text} ({secs}s)");
+    let cut: String = full.chars().take(width.saturating_sub(1)).collect();
+    format!("\r\x1b[2K{cut}")
 }
 
 /// `state: phase`, or the state alone when the phase only repeats it.
@@ -384,5 +394,17 @@ mod tests {
             "in_progress: deploying to web-1"
         );
         assert_eq!(line("pending", ""), "pending");
+    }
+
+    #[test]
+    fn the_live_line_rewrites_itself_and_never_wraps() {
+        assert_eq!(
+            super::live_line("in_progress: deploying", 7, 80),
+            "\r\x1b[2Kin_progress: deploying (7s)"
+        );
+        assert_eq!(
+            super::live_line("in_progress: deploying", 7, 12),
+            "\r\x1b[2Kin_progress"
+        );
     }
 }
