@@ -183,22 +183,19 @@ pub async fn run(args: DevArgs) -> Result<(), CliError> {
     let mut coordinator = spawn(&dir, "sluice-coordinator", "coordinator.toml")?;
     let mut agent = spawn(&dir, "sluice-agent", "agent.toml")?;
 
-    let ca = std::fs::read_to_string(dir.join("tls/ca.pem")).map_err(io(&dir))?;
-    let client = sluice_common::tls::https_client(&ca, None, &[Role::Coordinator])?
-        .timeout(Duration::from_secs(2))
-        .build()
-        .map_err(|e| CliError::Data(e.to_string()))?;
     let token = std::fs::read_to_string(dir.join("admin.token")).map_err(io(&dir))?;
     let base = format!("https://127.0.0.1:{}", args.port);
+    let conn = Conn {
+        addr: base.clone(),
+        token: token.trim().to_string(),
+        ca: Some(dir.join("tls/ca.pem")),
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let ready = client
-            .get(format!("{base}/v1/servers/local"))
-            .bearer_auth(token.trim())
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if ready {
+        if conn
+            .answers("/v1/servers/local", Duration::from_secs(2))
+            .await?
+        {
             break;
         }
         if let Ok(Some(status)) = coordinator.try_wait() {
@@ -222,11 +219,6 @@ pub async fn run(args: DevArgs) -> Result<(), CliError> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     if args.demo {
-        let conn = Conn {
-            addr: base.clone(),
-            token: token.trim().to_string(),
-            ca: Some(dir.join("tls/ca.pem")),
-        };
         let shown = tokio::select! {
             r = super::demo::run(&conn, "local") => r,
             _ = tokio::signal::ctrl_c() => Err(CliError::Exit {

@@ -48,14 +48,12 @@ impl Conn {
     /// An HTTPS client that trusts `--ca` (or the system roots). Requests time out after
     /// 30 s; streams ([`Conn::stream`]) have no overall timeout.
     pub(crate) fn client(&self) -> Result<reqwest::Client, CliError> {
-        self.builder()?
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| CliError::Data(format!("HTTPS client: {e}")))
+        self.client_with(Some(Duration::from_secs(30)))
     }
 
-    fn builder(&self) -> Result<reqwest::ClientBuilder, CliError> {
-        Ok(match &self.ca {
+    /// A client whose requests time out after `timeout` (`None`: never, for streams).
+    fn client_with(&self, timeout: Option<Duration>) -> Result<reqwest::Client, CliError> {
+        let builder = match &self.ca {
             Some(path) => {
                 let pem = std::fs::read_to_string(path).map_err(|source| {
                     if source.kind() == std::io::ErrorKind::NotFound {
@@ -74,7 +72,13 @@ impl Conn {
             }
             None => reqwest::Client::builder().https_only(true),
         }
-        .connect_timeout(Duration::from_secs(10)))
+        .connect_timeout(Duration::from_secs(10));
+        match timeout {
+            Some(t) => builder.timeout(t),
+            None => builder,
+        }
+        .build()
+        .map_err(|e| CliError::Data(format!("HTTPS client: {e}")))
     }
 
     /// Sends a request and returns the response if it succeeded; a failure becomes the
@@ -92,10 +96,7 @@ impl Conn {
 
     /// A long-lived GET (server-sent events): no overall timeout.
     pub(crate) async fn stream(&self, path: &str) -> Result<reqwest::Response, CliError> {
-        let client = self
-            .builder()?
-            .build()
-            .map_err(|e| CliError::Data(format!("HTTPS client: {e}")))?;
+        let client = self.client_with(None)?;
         self.send_with(client, Method::GET, path, None, None).await
     }
 
@@ -108,11 +109,7 @@ impl Conn {
         body: &Value,
         server_wait: Duration,
     ) -> Result<Value, CliError> {
-        let client = self
-            .builder()?
-            .timeout(server_wait + Duration::from_secs(30))
-            .build()
-            .map_err(|e| CliError::Data(format!("HTTPS client: {e}")))?;
+        let client = self.client_with(Some(server_wait + Duration::from_secs(30)))?;
         self.send_with(client, method, path, Some(body), None)
             .await?
             .json()
@@ -160,6 +157,16 @@ impl Conn {
             .json()
             .await
             .map_err(|e| CliError::Unavailable(format!("reading the answer to {path}: {e}")))
+    }
+
+    /// Whether `GET path` succeeds within `timeout` (a readiness probe: any failure to
+    /// answer is just "not yet"; only a client that cannot be built is an error).
+    pub(crate) async fn answers(&self, path: &str, timeout: Duration) -> Result<bool, CliError> {
+        let client = self.client_with(Some(timeout))?;
+        Ok(self
+            .send_with(client, Method::GET, path, None, None)
+            .await
+            .is_ok())
     }
 
     /// `GET path` as JSON.
