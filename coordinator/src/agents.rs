@@ -10,7 +10,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openraft::ServerState;
 use sluice_common::agent_api::AgentHeartbeat;
 use sluice_common::names::ServerName;
 use tokio_util::sync::CancellationToken;
@@ -120,7 +119,7 @@ impl AgentTracker {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let leading = node.raft.metrics().borrow().state == ServerState::Leader;
+            let leading = node.is_leader();
             {
                 let mut since = self.leader_since.lock().expect("leader lock");
                 match (leading, *since) {

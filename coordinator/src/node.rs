@@ -118,6 +118,11 @@ impl Node {
         self.applied.clone()
     }
 
+    /// Whether this node is the Raft leader now (as far as it knows).
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == openraft::ServerState::Leader
+    }
+
     /// The bound on every cluster round trip.
     pub fn request_timeout(&self) -> Duration {
         self.request_timeout

@@ -2,7 +2,6 @@
 
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
-use openraft::ServerState;
 use sluice_common::agent_api::{AgentHeartbeat, AgentRegistration};
 use sluice_common::names::ServerName;
 use sluice_common::problem::ErrorCode;
@@ -74,7 +73,7 @@ pub async fn heartbeat(
             format!("path names {server} but the body names {}", hb.server),
         ));
     }
-    let leading = app.node.raft.metrics().borrow().state == ServerState::Leader;
+    let leading = app.node.is_leader();
     if !leading {
         app.node
             .forward_to_leader::<_, Empty>(&format!("/v1/agents/{server}/heartbeat"), &hb)

@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime};
 
-use openraft::ServerState;
 use sluice_common::audit::AuditRecord;
 use sluice_common::time::Timestamp;
 use tokio_util::sync::CancellationToken;
@@ -184,10 +183,6 @@ impl Notifier {
     }
 }
 
-fn is_leader(node: &Node) -> bool {
-    node.raft.metrics().borrow().state == ServerState::Leader
-}
-
 /// Waits for something to be applied, a tick, or shutdown (then false).
 async fn idle(node: &Node, shutdown: &CancellationToken) -> bool {
     let mut applied = node.applied_watch();
@@ -205,7 +200,7 @@ async fn watch_locks(node: &Node, limit: Duration, shutdown: &CancellationToken)
             _ = tokio::time::sleep(TICK) => {}
             _ = shutdown.cancelled() => return,
         }
-        if !is_leader(node) {
+        if !node.is_leader() {
             continue;
         }
         let overdue: Vec<Command> = node.read(|a| {
@@ -254,7 +249,7 @@ impl SinkRun {
             if self.shutdown.is_cancelled() {
                 return;
             }
-            if !is_leader(&self.node) {
+            if !self.node.is_leader() {
                 next = None;
                 if !idle(&self.node, &self.shutdown).await {
                     return;
@@ -365,7 +360,7 @@ impl SinkRun {
                         _ = self.shutdown.cancelled() => return false,
                     }
                     backoff = (backoff * 2).min(self.max_backoff);
-                    if !is_leader(&self.node) {
+                    if !self.node.is_leader() {
                         return false;
                     }
                 }

@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use futures_util::future::join_all;
-use openraft::ServerState;
 use sluice_common::agent_api::{
     DeployRequest, OperationState, OperationView, RemoveServiceRequest, RollbackRequest,
 };
@@ -82,7 +81,7 @@ impl Driver {
     }
 
     fn is_leader(&self) -> bool {
-        self.node.raft.metrics().borrow().state == ServerState::Leader
+        self.node.is_leader()
     }
 
     /// Proposes on this node only, as [`SEQUENCER`]: a deposed leader must not write through
