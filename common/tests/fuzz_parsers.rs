@@ -245,7 +245,7 @@ const IMAGE_PIECES: &[&str] = &[
 // ------------------------------------------------------------------ properties
 
 proptest! {
-    #![proptest_config(config(400))]
+    #![proptest_config(config(1000))]
 
     /// Arbitrary text never panics any parser; what is accepted round-trips.
     #[test]

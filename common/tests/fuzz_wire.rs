@@ -739,7 +739,7 @@ fn mutants_go_deep() {
 }
 
 proptest! {
-    #![proptest_config(config(1500))]
+    #![proptest_config(config(3000))]
 
     /// Valid examples with a few structural mutations.
     #[test]
@@ -768,7 +768,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(200))]
+    #![proptest_config(config(400))]
 
     /// Random JSON biased toward the real names, against every type.
     #[test]

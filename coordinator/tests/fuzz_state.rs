@@ -801,7 +801,7 @@ fn replay(mut state: State, log: &[(u64, Request)]) -> (State, Vec<Response>) {
 }
 
 proptest! {
-    #![proptest_config(config(160))]
+    #![proptest_config(config(400))]
 
     /// Invariants after every step; determinism and snapshots over the whole sequence.
     #[test]
