@@ -2,7 +2,7 @@
 //!
 //! | paths | caller |
 //! |---|---|
-//! | `/healthz`, `/readyz`, `/metrics` | anyone (liveness probes carry no credentials) |
+//! | `/healthz`, `/readyz`, `/metrics`, `/v1/openapi.json` | anyone (liveness probes carry no credentials; the API description is static) |
 //! | `/raft/*`, `/internal/*` | a `coordinator` certificate |
 //! | `/v1/agents/register` | an `agent` certificate naming the server in the body (checked in the handler) |
 //! | `/v1/agents/{server}/heartbeat` | that server's `agent` certificate, or a `coordinator` forwarding it |
@@ -159,7 +159,10 @@ enum Area {
 }
 
 fn classify(path: &str) -> Area {
-    if matches!(path, "/healthz" | "/readyz" | "/metrics") {
+    if matches!(
+        path,
+        "/healthz" | "/readyz" | "/metrics" | "/v1/openapi.json"
+    ) {
         return Area::Open;
     }
     if path.starts_with("/raft/") || path.starts_with("/internal/") {

@@ -21,6 +21,7 @@ pub mod cluster;
 pub mod deployments;
 pub mod error;
 pub mod locks;
+pub mod openapi;
 pub mod ports;
 pub mod servers;
 pub mod tokens;
@@ -140,6 +141,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/deployments/{id}/cancel", post(deployments::cancel))
         .route("/v1/services", get(deployments::services))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/openapi.json", get(openapi::document))
         .route("/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/v1/tokens/{name}", axum::routing::delete(tokens::revoke))
         .route("/v1/agents/register", post(agents::register))

@@ -1,0 +1,738 @@
+//! `GET /v1/openapi.json`: the OpenAPI 3.1 document of the public API.
+//!
+//! The document is written by hand in `openapi.json` (sorted keys, one schema per wire
+//! type) and compiled in, so serving it costs nothing and it cannot differ between nodes.
+//! It needs no credentials: it describes the API, not the cluster. The tests below keep it
+//! honest: its (method, path) pairs must equal the routes [`super::router`] registers (read
+//! from `mod.rs`'s source), every `$ref` must resolve, and real wire values serialized by
+//! serde must fit the schemas that describe them.
+
+use axum::http::header;
+use axum::response::IntoResponse;
+
+/// The document, as served.
+pub const DOCUMENT: &str = include_str!("openapi.json");
+
+/// `GET /v1/openapi.json`.
+pub async fn document() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], DOCUMENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use serde::Serialize;
+    use serde_json::{json, Value};
+    use sluice_common::api::*;
+    use sluice_common::audit::{AuditChain, AuditPage, Entry};
+    use sluice_common::deployment::{DeploymentState, Phase};
+    use sluice_common::locks::{FencingToken, Lease, LockError};
+    use sluice_common::names::{Holder, LockKey, ServerName, ServiceName};
+    use sluice_common::ports::{PortError, PortRange};
+    use sluice_common::problem::{ErrorCode, Problem};
+    use sluice_common::time::Timestamp;
+
+    use super::DOCUMENT;
+    use crate::api::error::ApiError;
+    use crate::api::tokens::CreatedToken;
+    use crate::state::tokens::{TokenName, TokenRole, TokenView};
+
+    const METHODS: [&str; 8] = [
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
+
+    fn doc() -> Value {
+        serde_json::from_str(DOCUMENT).expect("openapi.json is JSON")
+    }
+
+    #[test]
+    fn document_is_openapi_3_1_shaped() {
+        let d = doc();
+        assert!(d["openapi"].as_str().unwrap().starts_with("3.1."));
+        assert!(d["info"]["title"].is_string() && d["info"]["version"].is_string());
+        let schemes = d["components"]["securitySchemes"].as_object().unwrap();
+        assert_eq!(schemes["bearerAuth"]["scheme"], "bearer");
+        assert_eq!(schemes["mutualTLS"]["type"], "mutualTLS");
+        let paths = d["paths"].as_object().unwrap();
+        let mut ids = BTreeSet::new();
+        for (path, item) in paths {
+            assert!(path.starts_with('/'), "{path}");
+            let declared: BTreeSet<&str> = path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+                .collect();
+            for (method, op) in item.as_object().unwrap() {
+                assert!(METHODS.contains(&method.as_str()), "{method} {path}");
+                let responses = op["responses"].as_object().unwrap();
+                assert!(
+                    responses.keys().any(|s| s.starts_with('2')),
+                    "{method} {path} has no success response"
+                );
+                assert!(ids.insert(op["operationId"].as_str().unwrap().to_string()));
+                let params: BTreeSet<&str> = op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["in"] == "path")
+                    .map(|p| p["name"].as_str().unwrap())
+                    .collect();
+                assert_eq!(params, declared, "path parameters of {method} {path}");
+                if let Some(sec) = op.get("security") {
+                    for req in sec.as_array().unwrap() {
+                        for name in req.as_object().unwrap().keys() {
+                            assert!(schemes.contains_key(name), "{name}");
+                        }
+                    }
+                }
+            }
+        }
+        // Every reference resolves.
+        let mut refs = Vec::new();
+        collect_refs(&d, &mut refs);
+        assert!(refs.len() > 100, "{}", refs.len());
+        for r in refs {
+            assert!(resolve(&d, &r).is_some(), "dangling $ref {r}");
+        }
+    }
+
+    fn collect_refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|v| collect_refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| collect_refs(v, out)),
+            _ => {}
+        }
+    }
+
+    fn resolve<'a>(d: &'a Value, r: &str) -> Option<&'a Value> {
+        d.pointer(r.strip_prefix('#')?)
+    }
+
+    /// `// ...` comments removed, string literals kept.
+    fn strip_comments(src: &str) -> String {
+        let mut out = String::with_capacity(src.len());
+        for line in src.lines() {
+            let mut in_str = false;
+            let mut prev = ' ';
+            let mut cut = line.len();
+            for (i, c) in line.char_indices() {
+                if c == '"' && prev != '\\' {
+                    in_str = !in_str;
+                } else if !in_str && c == '/' && prev == '/' {
+                    cut = i - 1;
+                    break;
+                }
+                prev = c;
+            }
+            out.push_str(&line[..cut]);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The (method, path) pairs of every `.route("PATH", get(a).post(b)...)` call in `src`,
+    /// with axum's `{*rest}` wildcards written `{rest}` as OpenAPI does.
+    fn routes_in(src: &str) -> BTreeSet<(String, String)> {
+        let src = strip_comments(src);
+        let mut out = BTreeSet::new();
+        let mut rest = src.as_str();
+        while let Some(at) = rest.find(".route(") {
+            rest = &rest[at + ".route(".len()..];
+            // The call's text, up to its closing parenthesis.
+            let (mut depth, mut in_str, mut end) = (1, false, None);
+            let mut prev = ' ';
+            for (i, c) in rest.char_indices() {
+                match c {
+                    '"' if prev != '\\' => in_str = !in_str,
+                    '(' if !in_str => depth += 1,
+                    ')' if !in_str => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = Some(i);
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+                prev = c;
+            }
+            let call = &rest[..end.expect("unbalanced .route(")];
+            let open = call.find('"').expect("a route path literal");
+            let close = open + 1 + call[open + 1..].find('"').expect("closed literal");
+            let path = call[open + 1..close].replace("{*", "{");
+            let handlers = &call[close + 1..];
+            let bytes = handlers.as_bytes();
+            let mut found = 0;
+            for m in METHODS {
+                let mut from = 0;
+                while let Some(i) = handlers[from..].find(m) {
+                    let i = from + i;
+                    from = i + m.len();
+                    let before_ok =
+                        i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
+                    let after = handlers[from..].trim_start();
+                    if before_ok && after.starts_with('(') {
+                        out.insert((m.to_string(), path.clone()));
+                        found += 1;
+                    }
+                }
+            }
+            assert!(found > 0, "no method found in .route({call})");
+        }
+        out
+    }
+
+    #[test]
+    fn route_parser_handles_chains_and_paths() {
+        let src = r#"
+            .route("/a", get(x::get).post(y::post))
+            // .route("/commented", get(z))
+            .route(
+                "/b/{*key}",
+                axum::routing::delete(b::remove)
+                    .patch( b::renew ),
+            )
+            .route("/c", axum::routing::put(c::put_policy))
+        "#;
+        let got: Vec<_> = routes_in(src).into_iter().collect();
+        let want = [
+            ("delete", "/b/{key}"),
+            ("get", "/a"),
+            ("patch", "/b/{key}"),
+            ("post", "/a"),
+            ("put", "/c"),
+        ];
+        assert_eq!(
+            got,
+            want.map(|(m, p)| (m.to_string(), p.to_string())).to_vec()
+        );
+    }
+
+    #[test]
+    fn document_lists_exactly_the_routes_of_the_router() {
+        let router = routes_in(include_str!("mod.rs"));
+        assert!(router.len() > 30, "parsed only {router:?}");
+        let d = doc();
+        let documented: BTreeSet<(String, String)> = d["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(p, item)| {
+                item.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(move |m| (m.clone(), p.clone()))
+            })
+            .collect();
+        let missing: Vec<_> = router.difference(&documented).collect();
+        let extra: Vec<_> = documented.difference(&router).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "routes not in openapi.json: {missing:?}; documented but not routed: {extra:?}"
+        );
+    }
+
+    /// Why `v` does not fit `schema`: types, `enum`/`const`, `required`, properties not
+    /// declared (unless `additionalProperties` is a schema), arrays, `oneOf`, `$ref`. No
+    /// patterns or bounds: this guards shape drift, not value validation.
+    fn misfits(d: &Value, schema: &Value, v: &Value, at: &str, out: &mut Vec<String>) {
+        if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+            let target = resolve(d, r).unwrap_or_else(|| panic!("dangling {r}"));
+            misfits(d, target, v, at, out);
+        }
+        if let Some(alts) = schema.get("oneOf").and_then(Value::as_array) {
+            let fitting = alts
+                .iter()
+                .filter(|s| {
+                    let mut e = Vec::new();
+                    misfits(d, s, v, at, &mut e);
+                    e.is_empty()
+                })
+                .count();
+            if fitting != 1 {
+                out.push(format!("{at}: {v} fits {fitting} of oneOf"));
+            }
+        }
+        if let Some(t) = schema.get("type") {
+            let types: Vec<&str> = match t {
+                Value::String(s) => vec![s.as_str()],
+                Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+                _ => vec![],
+            };
+            let ok = types.iter().any(|t| match *t {
+                "object" => v.is_object(),
+                "array" => v.is_array(),
+                "string" => v.is_string(),
+                "integer" => v.is_u64() || v.is_i64(),
+                "number" => v.is_number(),
+                "boolean" => v.is_boolean(),
+                "null" => v.is_null(),
+                _ => false,
+            });
+            if !ok {
+                out.push(format!("{at}: {v} is not {types:?}"));
+                return;
+            }
+        }
+        if let Some(e) = schema.get("enum").and_then(Value::as_array) {
+            if !e.contains(v) {
+                out.push(format!("{at}: {v} not in enum"));
+            }
+        }
+        if let Some(c) = schema.get("const") {
+            if c != v {
+                out.push(format!("{at}: {v} is not {c}"));
+            }
+        }
+        if let Value::Object(m) = v {
+            let props = schema.get("properties").and_then(Value::as_object);
+            for r in schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let r = r.as_str().unwrap();
+                if !m.contains_key(r) {
+                    out.push(format!("{at}: required {r} missing"));
+                }
+            }
+            let extra = schema.get("additionalProperties");
+            for (k, x) in m {
+                let here = format!("{at}/{k}");
+                match (props.and_then(|p| p.get(k)), extra) {
+                    (Some(s), _) => misfits(d, s, x, &here, out),
+                    (None, Some(s)) if s.is_object() => misfits(d, s, x, &here, out),
+                    // A type-checked object that declares properties must declare them all.
+                    (None, _) if props.is_some() || schema.get("type").is_some() => {
+                        out.push(format!("{here}: not declared"));
+                    }
+                    (None, _) => {}
+                }
+            }
+        }
+        if let (Value::Array(a), Some(items)) = (v, schema.get("items")) {
+            for (i, x) in a.iter().enumerate() {
+                misfits(d, items, x, &format!("{at}/{i}"), out);
+            }
+        }
+    }
+
+    fn assert_fits(schema: &str, v: &impl Serialize) {
+        let d = doc();
+        let v = serde_json::to_value(v).unwrap();
+        let mut out = Vec::new();
+        let s = json!({ "$ref": format!("#/components/schemas/{schema}") });
+        misfits(&d, &s, &v, schema, &mut out);
+        assert!(
+            out.is_empty(),
+            "{schema} does not describe {v}:\n{}",
+            out.join("\n")
+        );
+    }
+
+    fn assert_misfits(schema: &str, v: Value) {
+        let d = doc();
+        let mut out = Vec::new();
+        let s = json!({ "$ref": format!("#/components/schemas/{schema}") });
+        misfits(&d, &s, &v, schema, &mut out);
+        assert!(!out.is_empty(), "{schema} should refuse {v}");
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        Timestamp::parse(s).unwrap()
+    }
+
+    fn lease() -> Lease {
+        Lease {
+            key: LockKey::parse("service/web").unwrap(),
+            holder: Holder::parse("ci-4711").unwrap(),
+            reason: "deploy".into(),
+            token: FencingToken(17),
+            acquired_at: ts("2026-11-25T10:30:00.000Z"),
+            expires_at: ts("2026-11-25T10:31:00.000Z"),
+        }
+    }
+
+    /// The README's deploy (`sluice deploy --service web --image registry.example.com/web:1.4.2
+    /// --selector env=prod --allow-label env=prod --container-port 8080 --health /health`)
+    /// as the JSON the CLI sends, plus every optional field.
+    const README_DEPLOY: &str = r#"{
+        "service": "web", "image": "registry.example.com/web:1.4.2",
+        "selector": ["env=prod"], "allow_labels": ["env=prod"], "container_port": 8080,
+        "env": {"DATABASE_URL": {"value": "postgres://x", "secret": true}},
+        "health": {"kind": "http", "path": "/health"}
+    }"#;
+
+    #[test]
+    fn request_schemas_describe_what_serde_accepts_and_emits() {
+        let d = doc();
+        let input: Value = serde_json::from_str(README_DEPLOY).unwrap();
+        let mut out = Vec::new();
+        let s = json!({"$ref": "#/components/schemas/CreateDeploymentRequest"});
+        misfits(&d, &s, &input, "input", &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        let req: CreateDeploymentRequest = serde_json::from_str(README_DEPLOY).unwrap();
+        assert_fits("CreateDeploymentRequest", &req);
+        let mut full = req.clone();
+        full.port = Some(sluice_common::ports::Port::new(20001).unwrap());
+        full.lock_wait = Some(sluice_common::time::DurationSpec::secs(30));
+        full.max_parallel = Some(2);
+        full.progress_deadline = Some(sluice_common::time::DurationSpec::secs(600));
+        full.servers = vec![ServerName::parse("web-1").unwrap()];
+        assert_fits("CreateDeploymentRequest", &full);
+        for h in [
+            json!({"kind": "http", "path": "/h"}),
+            json!({"kind": "tcp"}),
+            json!({"kind": "docker"}),
+            json!({"kind": "none"}),
+        ] {
+            let h: HealthCheck = serde_json::from_value(h).unwrap();
+            assert_fits("HealthCheck", &h);
+        }
+        assert_misfits("HealthCheck", json!({"kind": "ftp"}));
+        assert_misfits("HealthCheck", json!({"kind": "tcp", "path": "/"}));
+        assert_misfits("CreateDeploymentRequest", json!({"service": "web"}));
+
+        let acquire: AcquireLockRequest = serde_json::from_str(r#"{"holder":"ci"}"#).unwrap();
+        assert_fits("AcquireLockRequest", &acquire);
+        let renew: RenewLockRequest = serde_json::from_str(r#"{"token":3}"#).unwrap();
+        assert_fits("RenewLockRequest", &renew);
+        assert_fits("AllocatePortRequest", &AllocatePortRequest::default());
+        let put: PutServerRequest =
+            serde_json::from_str(r#"{"agent_addr":"10.0.0.1:7100","labels":["env=prod"]}"#)
+                .unwrap();
+        assert_fits("PutServerRequest", &put);
+        let labels: SetLabelsRequest = serde_json::from_str(r#"{"labels":[]}"#).unwrap();
+        assert_fits("SetLabelsRequest", &labels);
+        let add: AddMemberRequest =
+            serde_json::from_str(r#"{"id":2,"addr":"10.0.0.2:7000"}"#).unwrap();
+        assert_fits("AddMemberRequest", &add);
+        assert_fits("Policy", &Policy::default());
+        let reg: sluice_common::agent_api::AgentRegistration = serde_json::from_value(json!({
+            "server": "web-1", "agent_addr": "10.0.0.1:7100", "port_range": "20000-32000",
+            "agent_version": "0.1.0", "docker_version": "27.0"
+        }))
+        .unwrap();
+        assert_fits("AgentRegistration", &reg);
+        let hb: sluice_common::agent_api::AgentHeartbeat = serde_json::from_value(json!({
+            "server": "web-1", "docker_reachable": true, "bound_ports": [22], "containers_running": 1
+        }))
+        .unwrap();
+        assert_fits("AgentHeartbeat", &hb);
+    }
+
+    #[test]
+    fn response_schemas_describe_what_serde_emits() {
+        let lock = LockView::from(lease());
+        assert_fits("LockView", &lock);
+        assert_fits("LockList", &LockList { locks: vec![lock] });
+
+        let web1 = ServerName::parse("web-1").unwrap();
+        let web = ServiceName::parse("web").unwrap();
+        let image =
+            sluice_common::image::ImageRef::parse("registry.example.com/web:1.4.2").unwrap();
+        let id = uuid::Uuid::new_v4();
+        let step = |state, some: bool| ServerStepView {
+            server: web1.clone(),
+            port: some.then_some(20000),
+            state,
+            operation: some.then(uuid::Uuid::new_v4),
+            rollback_operation: some.then(uuid::Uuid::new_v4),
+            detail: "healthy".into(),
+            log_tail: some.then(|| "boom".into()),
+        };
+        let view = |some: bool| DeploymentView {
+            id,
+            service: web.clone(),
+            image: image.clone(),
+            state: DeploymentState::InProgress,
+            phase: Phase::new("pulling").unwrap(),
+            token: some.then_some(FencingToken(9)),
+            targets: vec![web1.clone()],
+            transitions: vec![TransitionView {
+                from: DeploymentState::Pending,
+                to: DeploymentState::Validating,
+                at: ts("2026-11-25T10:30:00.000Z"),
+                reason: "lock taken".into(),
+            }],
+            validation: vec![CheckResult {
+                check: "agent_reachable".into(),
+                server: web1.clone(),
+                ok: true,
+                detail: "ok".into(),
+                duration_ms: 3,
+            }],
+            servers: vec![
+                step(ServerStepState::RestoredByAgent, some),
+                step(ServerStepState::Pending, false),
+            ],
+            failure: some.then(|| "health check failed".into()),
+            noop: false,
+            rollback_requested: false,
+            cancel_requested: some,
+            env: BTreeMap::from([(
+                sluice_common::names::EnvName::parse("DATABASE_URL").unwrap(),
+                "<redacted>".to_string(),
+            )]),
+            actor: "token:ci".into(),
+            created_at: ts("2026-11-25T10:30:00.000Z"),
+            updated_at: ts("2026-11-25T10:30:01.000Z"),
+        };
+        assert_fits("DeploymentView", &view(true));
+        assert_fits("DeploymentView", &view(false));
+        for next in [None, Some("12".to_string())] {
+            let list = DeploymentList {
+                deployments: vec![view(true)],
+                next,
+            };
+            assert_fits("DeploymentList", &list);
+        }
+        for active in [None, Some(id)] {
+            assert_fits(
+                "ServiceView",
+                &ServiceView {
+                    service: web.clone(),
+                    servers: vec![ServiceServerView {
+                        server: web1.clone(),
+                        image: image.clone(),
+                        port: 20000,
+                        deployment: id,
+                        agent_up: true,
+                    }],
+                    active_deployment: active,
+                },
+            );
+        }
+
+        let mut chain = AuditChain::default();
+        let at = ts("2026-11-25T10:30:00.000Z");
+        chain.append(
+            3,
+            at,
+            "token:ci",
+            Entry::ok("lock.acquire", "lock/service/web"),
+        );
+        chain.append(
+            4,
+            at,
+            "token:ci",
+            Entry::ok("deployment.create", format!("deployment/{id}"))
+                .service("web")
+                .details(json!({"image": "web:1"})),
+        );
+        for r in chain.records() {
+            assert_fits("AuditRecord", r);
+        }
+        for next_after in [None, Some(2)] {
+            let page = AuditPage {
+                records: chain.records().to_vec(),
+                next_after,
+            };
+            assert_fits("AuditPage", &page);
+        }
+
+        let range = PortRange::parse("20000-32000").unwrap();
+        let ports = ServerPortsView {
+            server: web1.clone(),
+            range,
+            used: 1,
+            free: 12000,
+            assignments: BTreeMap::from([(web.clone(), 20000)]),
+            host_bound: vec![20001],
+        };
+        assert_fits("ServerPortsView", &ports);
+        assert_fits(
+            "PortsList",
+            &PortsList {
+                servers: vec![ports],
+            },
+        );
+        assert_fits(
+            "PortAllocationView",
+            &PortAllocationView {
+                server: web1.clone(),
+                service: web.clone(),
+                port: 20000,
+                newly_allocated: true,
+            },
+        );
+        assert_fits("PortReleased", &json!({ "released": 20000 }));
+        assert_fits("PortReleased", &json!({ "released": null }));
+        assert_fits("ServerRemoved", &json!({ "removed": web1 }));
+
+        for some in [false, true] {
+            let server = ServerView {
+                name: web1.clone(),
+                agent_addr: "10.0.0.1:7100".into(),
+                labels: vec![sluice_common::names::Label::parse("env=prod").unwrap()],
+                port_range: range,
+                forbidden: false,
+                up: some,
+                last_heartbeat_ms: some.then_some(800),
+                docker_version: some.then(|| "27.0".into()),
+                agent_version: some.then(|| "0.1.0".into()),
+                ports_used: 1,
+                ports_free: 2,
+            };
+            assert_fits("ServerView", &server);
+            let status = ClusterStatus {
+                node_id: 1,
+                state: "leader".into(),
+                leader: some.then_some(1),
+                term: 2,
+                last_log_index: some.then_some(10),
+                committed: some.then_some(10),
+                applied: some.then_some(10),
+                snapshot: some.then_some(5),
+                purged: some.then_some(4),
+                members: vec![ClusterMember {
+                    id: 1,
+                    addr: "127.0.0.1:7000".into(),
+                    voter: true,
+                }],
+            };
+            assert_fits("ClusterStatus", &status);
+            let token = TokenView {
+                name: TokenName::parse("ci").unwrap(),
+                role: TokenRole::Deployer,
+                services: vec![web.clone()],
+                created_at: at,
+                revoked: some,
+                revoked_at: some.then_some(at),
+            };
+            assert_fits("TokenView", &token);
+            assert_fits(
+                "CreatedToken",
+                &CreatedToken {
+                    token,
+                    secret: format!("sluice_{}", "ab".repeat(32)),
+                },
+            );
+        }
+        assert_fits("Empty", &crate::node::Empty {});
+        assert_fits("Health", &json!({"status": "ok"}));
+        assert_fits(
+            "Ready",
+            &json!({"status": "ready", "leader": 1, "applied": 7}),
+        );
+    }
+
+    #[test]
+    fn problem_schema_describes_the_problems_the_api_sends() {
+        let problems = [
+            ApiError::from(LockError::Held {
+                lease: Box::new(lease()),
+            }),
+            ApiError::from(LockError::TokenMismatch {
+                key: LockKey::parse("a").unwrap(),
+                offered: FencingToken(1),
+                current: FencingToken(2),
+            }),
+            ApiError::from(PortError::Exhausted {
+                server: ServerName::parse("web-1").unwrap(),
+                range: PortRange::parse("20000-20001").unwrap(),
+            }),
+            ApiError::from(ServiceName::parse("API").unwrap_err()),
+            ApiError::from(
+                Problem::new(ErrorCode::Unavailable, "timed out")
+                    .with_extension("outcome_unknown", true),
+            ),
+            ApiError::from(
+                Problem::new(ErrorCode::IdempotencyKeyReused, "reused")
+                    .with_extension("deployment", uuid::Uuid::new_v4()),
+            ),
+            ApiError::from(
+                Problem::new(ErrorCode::NotFound, "no route for /x").with_instance("/x"),
+            ),
+            ApiError::new(ErrorCode::Internal, ""),
+        ];
+        for p in problems {
+            assert_fits("Problem", &*p.0);
+        }
+        assert_misfits("Problem", json!({"type": "x", "title": "t", "status": 400}));
+    }
+
+    /// Every variant's index; a new variant fails to compile here until the document
+    /// (and this list) know it.
+    fn code_index(c: ErrorCode) -> usize {
+        use ErrorCode::*;
+        match c {
+            InvalidRequest => 0,
+            PayloadTooLarge => 1,
+            UnsupportedMediaType => 2,
+            Unauthenticated => 3,
+            Forbidden => 4,
+            NotFound => 5,
+            MethodNotAllowed => 6,
+            LockHeld => 7,
+            LockNotHeld => 8,
+            LockExpired => 9,
+            StaleFencingToken => 10,
+            PortsExhausted => 11,
+            PortTaken => 12,
+            IdempotencyKeyReused => 13,
+            Conflict => 14,
+            ValidationFailed => 15,
+            Unavailable => 16,
+            Timeout => 17,
+            DockerUnavailable => 18,
+            Internal => 19,
+        }
+    }
+
+    fn doc_enum(d: &Value, schema: &str) -> Vec<Value> {
+        d["components"]["schemas"][schema]["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{schema} has no enum"))
+            .clone()
+    }
+
+    #[test]
+    fn enums_match_the_rust_types() {
+        let d = doc();
+        let codes: BTreeSet<usize> = doc_enum(&d, "ErrorCode")
+            .into_iter()
+            .map(|v| code_index(serde_json::from_value(v).unwrap()))
+            .collect();
+        assert_eq!(codes, (0..20).collect(), "every ErrorCode is documented");
+
+        fn same<T: Serialize + serde::de::DeserializeOwned>(d: &Value, schema: &str, all: &[T]) {
+            let documented = doc_enum(d, schema);
+            let rust: Vec<Value> = all
+                .iter()
+                .map(|v| serde_json::to_value(v).unwrap())
+                .collect();
+            assert_eq!(documented, rust, "{schema}");
+            for v in documented {
+                serde_json::from_value::<T>(v).unwrap();
+            }
+        }
+        same(&d, "DeploymentState", &DeploymentState::ALL);
+        same(
+            &d,
+            "ServerStepState",
+            &[
+                ServerStepState::Pending,
+                ServerStepState::Deploying,
+                ServerStepState::Succeeded,
+                ServerStepState::RestoredByAgent,
+                ServerStepState::Failed,
+                ServerStepState::RollingBack,
+                ServerStepState::RolledBack,
+                ServerStepState::RollbackFailed,
+            ],
+        );
+        same(
+            &d,
+            "TokenRole",
+            &[TokenRole::Viewer, TokenRole::Deployer, TokenRole::Admin],
+        );
+        same(&d, "Strategy", &[Strategy::Recreate]);
+    }
+}
