@@ -188,9 +188,9 @@ impl AuditChain {
     }
 }
 
-/// `GET /v1/audit`: a page of records, oldest first.
+/// `GET /v1/audit`: a page of records, oldest first. (Open to new fields, as responses are;
+/// a record itself is closed: a field its hash does not cover cannot be verified.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AuditPage {
     /// The records.
     pub records: Vec<AuditRecord>,

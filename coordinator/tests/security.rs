@@ -497,6 +497,29 @@ async fn hostile_bodies_are_refused_with_problems() {
         "invalid_request",
     )
     .await;
+    // A JSON array where an object belongs (serde would read it as the fields in order):
+    // it must not clear the policy.
+    for (path, body) in [
+        ("/v1/policy", "[]"),
+        ("/v1/tokens", "[\"x\", \"viewer\", []]"),
+    ] {
+        refused(
+            c.http
+                .request(
+                    if path == "/v1/policy" {
+                        reqwest::Method::PUT
+                    } else {
+                        reqwest::Method::POST
+                    },
+                    node.url(path),
+                )
+                .header("content-type", "application/json")
+                .body(body),
+            400,
+            "invalid_request",
+        )
+        .await;
+    }
     // Unknown fields, on a token and on a deployment.
     refused(
         c.http

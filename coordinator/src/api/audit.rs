@@ -54,6 +54,9 @@ pub async fn list(
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))?;
+    if let Some(s) = &q.service {
+        sluice_common::names::ServiceName::parse(s)?;
+    }
     let since = time("since", q.since.as_ref())?;
     let until = time("until", q.until.as_ref())?;
     let jsonl = match q.format.as_deref() {

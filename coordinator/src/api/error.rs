@@ -114,10 +114,37 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        // serde's derived structs also accept a JSON array of their fields in order; a
+        // request body is an object, nothing else (`[]` must not clear a policy).
+        let (parts, body) = req.into_parts();
+        let bytes =
+            axum::body::Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+                .await
+                .map_err(|r| {
+                    let code = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        ErrorCode::PayloadTooLarge
+                    } else {
+                        ErrorCode::InvalidRequest
+                    };
+                    ApiError::new(code, r.body_text())
+                })?;
+        require_object(&bytes)?;
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Self(v)),
             Err(r) => Err(json_rejection(r)),
         }
+    }
+}
+
+/// Refuses a body that is valid JSON but not an object (an array, a number...).
+fn require_object(body: &[u8]) -> Result<(), ApiError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') | None => Ok(()),
+        Some(_) => Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "the request body must be a JSON object",
+        )),
     }
 }
 
@@ -151,6 +178,7 @@ pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Ap
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
+    require_object(body)?;
     serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidRequest,
