@@ -200,8 +200,7 @@ async fn coordinator_and_agent_metrics_pass_promtool() {
     }
 }
 
-/// Every metric the daemons export or are about to (the coordinator's duration histogram,
-/// lock waits, replication lag, audit and notification figures).
+/// Every metric the daemons export that the dashboard or the rules use.
 const KNOWN_METRICS: &[&str] = &[
     "sluice_raft_term",
     "sluice_raft_is_leader",
@@ -221,6 +220,8 @@ const KNOWN_METRICS: &[&str] = &[
     "sluice_agent_up",
     "sluice_locks_held",
     "sluice_lock_waits",
+    "sluice_lock_waits_total",
+    "sluice_raft_entries_since_snapshot",
     "sluice_audit_records",
     "sluice_notifications_total",
     "sluice_notifications_queued",
@@ -228,6 +229,7 @@ const KNOWN_METRICS: &[&str] = &[
     "sluice_agent_containers",
     "sluice_agent_operations",
     "sluice_agent_health_checks_total",
+    "sluice_agent_fencing_refusals_total",
 ];
 
 /// The `sluice_*` names a PromQL expression mentions.
