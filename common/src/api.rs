@@ -41,7 +41,8 @@ fn default_lock_ttl() -> DurationSpec {
     DurationSpec::secs(60)
 }
 
-/// `POST /v1/locks/{key}/renew`.
+/// `PATCH /v1/locks/{key}`: renew (compare-and-set on the token). A release is
+/// `DELETE /v1/locks/{key}?token=N`, without a body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RenewLockRequest {
@@ -50,14 +51,6 @@ pub struct RenewLockRequest {
     /// New lease length from now. Default 60 s.
     #[serde(default = "default_lock_ttl")]
     pub ttl: DurationSpec,
-}
-
-/// `POST /v1/locks/{key}/release`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReleaseLockRequest {
-    /// The token of the grant being released.
-    pub token: FencingToken,
 }
 
 /// A lock as the API shows it.

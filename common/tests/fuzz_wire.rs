@@ -182,7 +182,6 @@ fn wires() -> Vec<Wire> {
             json!({"holder": "ci job #1", "reason": "migrate", "ttl": "30s", "wait": "5s"})
         ),
         wire!(api::RenewLockRequest, json!({"token": 17, "ttl": "1m"})),
-        wire!(api::ReleaseLockRequest, json!({"token": 17})),
         wire!(api::AllocatePortRequest, json!({"port": 20001})),
         wire!(
             api::PutServerRequest,

@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     match which % 16 {
         0 => wire::<api::AcquireLockRequest>(body),
         1 => wire::<api::RenewLockRequest>(body),
-        2 => wire::<api::ReleaseLockRequest>(body),
+        2 => wire::<sluice_common::audit::AuditPage>(body),
         3 => wire::<api::AllocatePortRequest>(body),
         4 => wire::<api::PutServerRequest>(body),
         5 => wire::<api::SetLabelsRequest>(body),
