@@ -1,0 +1,237 @@
+//! The Docker daemon restarted in the middle of a deployment: the deployment still ends
+//! (no hang) with its outcome recorded, the agent reports Docker unreachable and then
+//! reachable again, state stays consistent, and the next deployment succeeds.
+//!
+//! This restarts the machine's `dockerd` (as it was started: same command line), so it is
+//! the only test in its binary: cargo runs test binaries one after another, so no other
+//! Docker test runs meanwhile.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sluice_common::audit::{verify, AuditRecord};
+use sluice_tests::agent::{remove_containers, AgentProc};
+use sluice_tests::agent_support::coordinator_client;
+use sluice_tests::cluster::{Cluster, NodeOpts};
+use sluice_tests::eventually::eventually;
+use sluice_tests::testapp_image::{ensure_test_images, image};
+
+const SERVICE: &str = "dr-api";
+
+fn dockerd_pid() -> Option<u32> {
+    let out = Command::new("pidof").arg("dockerd").output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn docker_answers() -> bool {
+    Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Stops dockerd (SIGTERM: it stops its containers, as on a package upgrade) and starts it
+/// again with the same command line.
+async fn restart_dockerd() {
+    let pid = dockerd_pid().expect("dockerd is running");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let argv: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    assert!(Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success());
+    eventually("dockerd to stop", Duration::from_secs(60), || async {
+        match dockerd_pid() {
+            None => Ok(()),
+            Some(p) => Err(format!("pid {p} still running")),
+        }
+    })
+    .await;
+    let log = std::fs::File::create("/tmp/sluice-test-dockerd.log").unwrap();
+    // `setsid -f` forks the daemon off and returns, so it outlives this test.
+    let started = Command::new("setsid")
+        .arg("-f")
+        .args(&argv)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .status()
+        .expect("start dockerd again");
+    assert!(started.success());
+    eventually(
+        "dockerd to answer again",
+        Duration::from_secs(60),
+        || async {
+            docker_answers()
+                .then_some(())
+                .ok_or_else(|| "not yet".to_string())
+        },
+    )
+    .await;
+}
+
+async fn get(c: &Cluster, path: &str) -> Result<Value, String> {
+    let r = c
+        .http
+        .get(c.nodes[0].url(path))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    r.json().await.map_err(|e| e.to_string())
+}
+
+async fn deploy(c: &Cluster, tag: &str, env: Value) -> String {
+    let body = json!({
+        "service": SERVICE, "image": image(tag), "servers": ["dr-1"],
+        "container_port": 8080, "env": env, "progress_deadline": "90s",
+        "health": {"kind": "http", "path": "/health", "interval": "200ms", "retries": 50, "timeout": "1s"},
+    });
+    let r = c
+        .http
+        .post(c.nodes[0].url("/v1/deployments"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn final_state(c: &Cluster, id: &str) -> Value {
+    eventually(
+        &format!("{id} to end"),
+        Duration::from_secs(180),
+        || async {
+            let d = get(c, &format!("/v1/deployments/{id}")).await?;
+            let servers_settled = d["servers"].as_array().is_some_and(|s| {
+                s.iter()
+                    .all(|s| !matches!(s["state"].as_str(), Some("deploying" | "rolling_back")))
+            });
+            match d["state"].as_str() {
+                Some("success" | "rolled_back") => Ok(d),
+                Some("failed") if servers_settled && d["phase"] != "rolling back" => Ok(d),
+                other => Err(format!("{other:?}: {}", d["phase"])),
+            }
+        },
+    )
+    .await
+}
+
+async fn agent_metric(agent: &AgentProc, name: &str) -> Result<f64, String> {
+    let text = coordinator_client()
+        .get(format!("https://{}/metrics", agent.addr))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .ok_or(format!("no {name}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_docker_restart_mid_deployment_ends_cleanly_and_the_next_one_succeeds() {
+    assert!(docker_answers(), "Docker is required");
+    ensure_test_images().expect("test images");
+    remove_containers(SERVICE);
+    let c = Cluster::start(
+        Path::new(env!("CARGO_BIN_EXE_sluice-coordinator")),
+        1,
+        NodeOpts::default(),
+    )
+    .await;
+    let base = 36000 + (std::process::id() % 50) as u16 * 10;
+    let agent = AgentProc::start(
+        "dr-1",
+        &[c.nodes[0].addr.clone()],
+        &format!("{base}-{}", base + 9),
+        "",
+    );
+    eventually("dr-1 up", Duration::from_secs(20), || async {
+        let v = get(&c, "/v1/servers/dr-1").await?;
+        (v["up"] == true).then_some(()).ok_or(v.to_string())
+    })
+    .await;
+    let v1 = deploy(&c, "v1", json!({})).await;
+    assert_eq!(final_state(&c, &v1).await["state"], "success");
+
+    // v2 starts slowly; restart Docker while the agent waits for it to become healthy.
+    let slow = json!({"TESTAPP_START_DELAY_MS": {"value": "4000"}});
+    let v2 = deploy(&c, "v2", slow).await;
+    eventually("v2 in progress", Duration::from_secs(30), || async {
+        let d = get(&c, &format!("/v1/deployments/{v2}")).await?;
+        (d["state"] == "in_progress")
+            .then_some(())
+            .ok_or(d["state"].to_string())
+    })
+    .await;
+    restart_dockerd().await;
+    let d2 = final_state(&c, &v2).await;
+    eprintln!(
+        "after a Docker restart mid-deployment: {} ({})",
+        d2["state"], d2["failure"]
+    );
+    eventually(
+        "the agent to see Docker again",
+        Duration::from_secs(30),
+        || async {
+            let up = agent_metric(&agent, "sluice_agent_docker_reachable").await?;
+            (up == 1.0).then_some(()).ok_or(format!("reachable={up}"))
+        },
+    )
+    .await;
+
+    // Everything still adds up, and the next deployment succeeds.
+    let v3 = deploy(&c, "v2", json!({})).await;
+    let d3 = final_state(&c, &v3).await;
+    assert_eq!(d3["state"], "success", "{d3}");
+    let running = sluice_tests::agent_support::docker(&[
+        "ps",
+        "--filter",
+        &format!("label=sluice.service={SERVICE}"),
+        "--format",
+        "{{.Image}}",
+    ]);
+    assert_eq!(
+        running.trim(),
+        image("v2"),
+        "running after recovery: {running}"
+    );
+    let text = c
+        .http
+        .get(c.nodes[0].url("/v1/audit?format=jsonl"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let recs: Vec<AuditRecord> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(verify(&recs), Ok(recs.len() as u64));
+    assert!(!agent.log().contains("panicked"), "{}", agent.log());
+    assert!(!c.logs().contains("panicked"));
+    drop(agent);
+    remove_containers(SERVICE);
+}
