@@ -31,6 +31,28 @@ use crate::Agent;
 
 /// How many log lines of a failed container are kept in the operation.
 const LOG_LINES: usize = 20;
+/// How long a rollback waits out an unreachable Docker daemon (a daemon restart, a package
+/// upgrade) before it gives up on restoring the previous container.
+const DOCKER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs a Docker call, retrying it while the daemon is unreachable, for up to
+/// [`DOCKER_PATIENCE`]; any other answer is returned at once.
+async fn patiently<T, F, Fut>(mut call: F) -> Result<T, DockerError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, DockerError>>,
+{
+    let deadline = tokio::time::Instant::now() + DOCKER_PATIENCE;
+    loop {
+        match call().await {
+            Err(DockerError::Unavailable(why)) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(%why, "docker unreachable during a rollback; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            other => return other,
+        }
+    }
+}
 
 /// Why a runner stopped without finishing.
 #[derive(Debug)]
@@ -425,12 +447,10 @@ async fn restore(
             };
             step(agent, cell, name, async {
                 if remove_failed {
-                    agent.docker.remove(&failed).await?;
+                    patiently(|| agent.docker.remove(&failed)).await?;
                 } else {
-                    agent
-                        .docker
-                        .stop(&failed, agent.config.stop_grace.get())
-                        .await?;
+                    let grace = agent.config.stop_grace.get();
+                    patiently(|| agent.docker.stop(&failed, grace)).await?;
                 }
                 Ok(((), short(&failed).to_string()))
             })
@@ -465,7 +485,7 @@ async fn restore(
         }
     };
     let restarted = step(agent, cell, "start previous container", async {
-        agent.docker.start(&previous).await?;
+        patiently(|| agent.docker.start(&previous)).await?;
         Ok(((), short(&previous).to_string()))
     })
     .await;

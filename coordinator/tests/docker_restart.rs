@@ -1,6 +1,7 @@
-//! The Docker daemon restarted in the middle of a deployment: the deployment still ends
-//! (no hang) with its outcome recorded, the agent reports Docker unreachable and then
-//! reachable again, state stays consistent, and the next deployment succeeds.
+//! The Docker daemon restarted in the middle of a deployment: the agent waits out the
+//! outage, the deployment ends rolled back with the previous version running again (no
+//! hang, no half state), the agent reports Docker reachable again, state stays consistent,
+//! and the next deployment succeeds.
 //!
 //! This restarts the machine's `dockerd` (as it was started: same command line), so it is
 //! the only test in its binary: cargo runs test binaries one after another, so no other
