@@ -274,6 +274,13 @@ async fn main() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(verify(&recs), Ok(recs.len() as u64));
+    let mut actions: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &recs {
+        *actions.entry(r.action.as_str()).or_default() += 1;
+    }
+    let mut actions: Vec<(&str, usize)> = actions.into_iter().collect();
+    actions.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    println!("audit records by action: {actions:?}");
     println!(
         "invariants: {total} of {total} succeeded; one container per service per server; ports distinct; tokens grow per service; audit chain of {} records verifies",
         recs.len()

@@ -291,41 +291,64 @@ impl Driver {
         if d.cancel_requested {
             return self.cancelled(d.id, DeploymentEvent::Cancel).await;
         }
-        let cmd = DeploymentCommand::Start {
-            id: d.id,
-            lock_ttl: LOCK_TTL,
-        };
-        match self.propose(Command::Deployment { cmd }).await? {
-            Response::Deployment { outcome: Ok(_) } => Ok(()),
-            Response::Deployment {
-                outcome: Err(DeploymentError::Lock(sluice_common::locks::LockError::Held { lease })),
-            } => {
-                let wait = d.request.lock_wait.map_or(Duration::ZERO, |w| w.get());
-                if Self::now().since(d.created_at) >= wait {
-                    let why = format!(
-                        "the service lock is held by {} ({}) until {}",
-                        lease.holder, lease.reason, lease.expires_at
-                    );
-                    return self
-                        .event(
-                            d.id,
-                            DeploymentEvent::LockTimeout,
-                            why.clone(),
-                            Some(why),
-                            false,
-                        )
-                        .await;
+        // The leader's view of the lock is current: while someone holds it, wait here
+        // instead of proposing a start that would be refused (a Raft entry per attempt, and
+        // every entry wakes every other waiter).
+        let now = Self::now();
+        let held = self.node.read(|a| {
+            a.state
+                .locks
+                .get(&d.lock_key(), a.state.clock.now().max(now))
+                .cloned()
+        });
+        let lease = match held {
+            Some(lease) => lease,
+            None => {
+                let cmd = DeploymentCommand::Start {
+                    id: d.id,
+                    lock_ttl: LOCK_TTL,
+                };
+                match self.propose(Command::Deployment { cmd }).await? {
+                    Response::Deployment { outcome: Ok(_) } => return Ok(()),
+                    Response::Deployment {
+                        outcome:
+                            Err(DeploymentError::Lock(sluice_common::locks::LockError::Held { lease })),
+                    } => *lease,
+                    Response::Deployment { outcome: Err(e) } => {
+                        return Err(Stop::Refused(e.to_string()))
+                    }
+                    other => return Err(Stop::Refused(format!("unexpected {other:?}"))),
                 }
-                let mut applied = self.node.applied_watch();
-                tokio::select! {
-                    _ = applied.changed() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                }
-                Ok(())
             }
-            Response::Deployment { outcome: Err(e) } => Err(Stop::Refused(e.to_string())),
-            other => Err(Stop::Refused(format!("unexpected {other:?}"))),
+        };
+        let wait = d.request.lock_wait.map_or(Duration::ZERO, |w| w.get());
+        let waited = Self::now().since(d.created_at);
+        if waited >= wait {
+            let why = format!(
+                "the service lock is held by {} ({}) until {}",
+                lease.holder, lease.reason, lease.expires_at
+            );
+            return self
+                .event(
+                    d.id,
+                    DeploymentEvent::LockTimeout,
+                    why.clone(),
+                    Some(why),
+                    false,
+                )
+                .await;
         }
+        // Wake on anything applied (a release), when the lease would lapse, or when the
+        // wait runs out, whichever comes first.
+        let until = (wait - waited)
+            .min(lease.expires_at.since(Self::now()) + Duration::from_millis(5))
+            .max(Duration::from_millis(5));
+        let mut applied = self.node.applied_watch();
+        tokio::select! {
+            _ = applied.changed() => {}
+            _ = tokio::time::sleep(until) => {}
+        }
+        Ok(())
     }
 
     // --------------------------------------------------------------- validating

@@ -1,7 +1,8 @@
 //! What each applied command says in the audit trail. Pure: a function of the command, its
 //! response and the state around it, run by [`super::State::apply`] on every replica.
 //!
-//! Left out on purpose: refused lock acquisitions (a waiting client retries them), the
+//! Left out on purpose: refused lock acquisitions and deployment starts refused because the
+//! service lock is held (waiters retry them), the
 //! sequencer's progress notes and lease renewals (many per deployment, no decision in
 //! them), and the notifier's delivery cursor. Secrets never reach a record: deployment
 //! records name environment variables but carry no values, token records no hashes.
@@ -9,6 +10,7 @@
 use serde_json::json;
 use sluice_common::audit::Entry;
 use sluice_common::deployment::DeploymentState;
+use sluice_common::locks::LockError;
 use sluice_common::names::LockKey;
 
 use super::deployments::{DeploymentCommand, DeploymentError, DeploymentOutcome};
@@ -109,7 +111,9 @@ pub(super) fn describe(
             let e = Entry::ok("port.allocate", format!("port/{server}/{service}"))
                 .service(service.as_str());
             match outcome {
-                Ok(a) => e.details(json!({"port": a.port, "new": a.newly_allocated})),
+                // The service already had it: nothing changed (validation asks every time).
+                Ok(a) if !a.newly_allocated => return None,
+                Ok(a) => e.details(json!({"port": a.port})),
                 Err(err) => refused(e.details(json!({"requested": port})), err),
             }
         }
@@ -206,6 +210,17 @@ fn deployment_entry(
     use DeploymentCommand as C;
     let id = deployment_id(cmd)?;
     if let Err(err) = outcome {
+        // A deployment waiting for its service lock retries `Start`; like a refused lock
+        // acquisition, each "still held" is not an event.
+        if matches!(
+            (cmd, err),
+            (
+                C::Start { .. },
+                DeploymentError::Lock(LockError::Held { .. })
+            )
+        ) {
+            return None;
+        }
         let e = Entry::ok("deployment.refused_command", format!("deployment/{id}"));
         let e = match after.deployments.all.get(&id) {
             Some(d) => e.service(d.request.service.as_str()),
@@ -425,6 +440,47 @@ mod tests {
         let all = serde_json::to_string(recs).unwrap();
         assert!(!all.contains("hunter2-secret") && !all.contains("shown-value"));
         assert_eq!(verify(recs), Ok(5));
+    }
+
+    #[test]
+    fn a_start_waiting_for_the_service_lock_is_not_recorded() {
+        let mut s = State::default();
+        run(&mut s, "token:ci", acquire("service/api", "someone"));
+        let id = Uuid::new_v4();
+        let request = serde_json::from_value(json!({
+            "service": "api", "image": "registry/api:v2", "servers": ["web-1"],
+            "container_port": 8080, "health": {"kind": "tcp"},
+        }))
+        .unwrap();
+        let dep = |cmd| Command::Deployment { cmd };
+        run(
+            &mut s,
+            "token:ci",
+            dep(DeploymentCommand::Create {
+                id,
+                request: Box::new(request),
+                targets: vec![ServerName::parse("web-1").unwrap()],
+                idempotency: None,
+                actor: "token:ci".into(),
+            }),
+        );
+        for _ in 0..3 {
+            let start = dep(DeploymentCommand::Start {
+                id,
+                lock_ttl: Duration::from_secs(30),
+            });
+            assert!(matches!(
+                run(&mut s, "system:sequencer", start),
+                Response::Deployment { outcome: Err(_) }
+            ));
+        }
+        let actions: Vec<&str> = s
+            .audit
+            .records()
+            .iter()
+            .map(|r| r.action.as_str())
+            .collect();
+        assert_eq!(actions, ["lock.acquire", "deployment.create"]);
     }
 
     #[test]
