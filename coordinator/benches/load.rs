@@ -43,6 +43,8 @@ struct Samples {
     end_to_end: Vec<Duration>,
     /// (service, accepted order, deployment id)
     accepted: Vec<(String, usize, String)>,
+    /// Deployments that found their image already running.
+    noops: usize,
 }
 
 fn row(name: &str, mut v: Vec<Duration>) {
@@ -69,6 +71,8 @@ async fn client(
 ) {
     for k in 0..per {
         let service = format!("load-s{}", (n + k) % services);
+        // The environment names this deployment, so each one replaces the container (an
+        // identical request would be a no-op).
         let tag = if (n + k).is_multiple_of(2) {
             "v1"
         } else {
@@ -78,6 +82,7 @@ async fn client(
         let body = json!({
             "service": service, "image": image(tag), "servers": SERVERS,
             "container_port": 8080, "lock_wait": "600s",
+            "env": {"LOAD_NTH": {"value": format!("{n}-{k}")}},
             "health": {"kind": "http", "path": "/health", "interval": "100ms", "retries": 30},
         });
         let t = Instant::now();
@@ -96,7 +101,7 @@ async fn client(
             .unwrap()
             .to_string();
         let mut reads = Vec::new();
-        loop {
+        let noop = loop {
             let t2 = Instant::now();
             let d: Value = c
                 .http
@@ -109,12 +114,13 @@ async fn client(
                 .unwrap();
             reads.push(t2.elapsed());
             match d["state"].as_str() {
-                Some("success") => break,
+                Some("success") => break d["noop"] == true,
                 Some("failed" | "rolled_back") => panic!("{id} ended {}", d),
                 _ => tokio::time::sleep(Duration::from_millis(200)).await,
             }
-        }
+        };
         let mut s = samples.lock().await;
+        s.noops += usize::from(noop);
         s.post.push(post);
         s.read.extend(reads);
         s.end_to_end.push(t.elapsed());
@@ -197,7 +203,8 @@ async fn main() {
         s.end_to_end.clone(),
     );
     println!(
-        "\n{total} deployments in {:.1} s: {:.1} deployments/min\n",
+        "\n{total} deployments ({} no-ops: image already running) in {:.1} s: {:.1} deployments/min\n",
+        s.noops,
         wall.as_secs_f64(),
         total as f64 / wall.as_secs_f64() * 60.0
     );
@@ -216,19 +223,30 @@ async fn main() {
                 .unwrap()
         }
     };
-    let mut by_service: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+    let mut by_service: BTreeMap<String, Vec<(u64, u64, String)>> = BTreeMap::new();
     for (service, _, id) in &s.accepted {
         let d = get(format!("/v1/deployments/{id}")).await;
         assert_eq!(d["state"], "success", "{d}");
-        by_service
-            .entry(service.clone())
-            .or_default()
-            .push((d["seq"].as_u64().unwrap_or(0), d["token"].as_u64().unwrap()));
+        by_service.entry(service.clone()).or_default().push((
+            d["seq"].as_u64().unwrap_or(0),
+            d["token"].as_u64().unwrap(),
+            d["image"].as_str().unwrap().to_string(),
+        ));
+        if std::env::var("LOAD_DEBUG").is_ok() {
+            eprintln!(
+                "{service} token {} {} noop={} {}",
+                d["token"], d["image"], d["noop"], d["phase"]
+            );
+        }
     }
     for (service, mut v) in by_service {
-        v.sort();
+        // In the order the lock was granted: the last one's image is what must run.
+        v.sort_by_key(|(_, token, _)| *token);
+        let last_image = v.last().unwrap().2.clone();
+        let mut by_seq = v.clone();
+        by_seq.sort();
         assert!(
-            v.windows(2).all(|w| w[0].1 < w[1].1),
+            by_seq.windows(2).all(|w| w[0].1 < w[1].1),
             "{service}: tokens do not grow with acceptance order: {v:?}"
         );
         let out = docker(&[
@@ -236,11 +254,13 @@ async fn main() {
             "--filter",
             &format!("label=sluice.service={service}"),
             "--format",
-            "{{.Label \"sluice.server\"}}",
+            "{{.Label \"sluice.server\"}} {{.Image}}",
         ]);
         let mut per_server: BTreeMap<&str, usize> = BTreeMap::new();
         for l in out.lines() {
-            *per_server.entry(l).or_default() += 1;
+            let (server, img) = l.split_once(' ').unwrap();
+            assert_eq!(img, last_image, "{service} on {server}: {v:?}");
+            *per_server.entry(server).or_default() += 1;
         }
         assert!(
             per_server.values().all(|n| *n == 1) && per_server.len() == SERVERS.len(),

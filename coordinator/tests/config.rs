@@ -92,11 +92,8 @@ fn ready_then_stopping(bin: &Path, config: &Path) {
             }
         }
     };
+    // SIGTERM at once: both daemons install their handler before they say READY=1.
     assert_eq!(next(&mut child, "READY=1"), "READY=1");
-    // Both daemons say READY=1 before their SIGTERM handler is installed (a spawned task
-    // installs it), so a SIGTERM in that instant kills them by the default action. Give the
-    // handler a moment instead of racing it; systemd does not stop a unit that fast.
-    std::thread::sleep(Duration::from_millis(300));
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

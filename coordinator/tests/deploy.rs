@@ -306,6 +306,33 @@ async fn broken_v2_is_rolled_back_and_v1_keeps_serving_on_the_same_port() {
         version_on(port).await.is_err(),
         "nothing should serve after rolling back the first version"
     );
+
+    // Deployed again, then the same image with a changed environment: not a no-op.
+    let fresh = env.deploy(&body("seed-api", "v1", &["web-1"])).await;
+    assert_eq!(env.settled(&fresh).await["state"], "success");
+    // The same image with a changed environment is not a no-op: it is deployed.
+    let mut changed = body("seed-api", "v1", &["web-1"]);
+    changed["env"]["GREETING"] = json!({"value": "bonjour"});
+    let again = env.deploy(&changed).await;
+    let d4 = env.settled(&again).await;
+    assert_eq!(
+        (d4["state"].as_str(), d4["noop"].as_bool()),
+        (Some("success"), Some(false)),
+        "{d4}"
+    );
+    let running = sluice_tests::agent_support::docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        "label=sluice.service=seed-api",
+    ]);
+    let env_of = sluice_tests::agent_support::docker(&[
+        "inspect",
+        "--format",
+        "{{json .Config.Env}}",
+        running.trim(),
+    ]);
+    assert!(env_of.contains("GREETING=bonjour"), "{env_of}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -416,15 +416,27 @@ impl Driver {
         .await
     }
 
-    /// The image already runs, on the same port, from a successful deployment, and the
-    /// agents confirm a running container of it.
+    /// The same container (image, container port, environment) already runs, on the same
+    /// port, from a successful deployment, and the agents confirm a running container of
+    /// it. A changed environment with the same image is not a no-op.
     async fn already_running(&self, d: &Deployment, ports: &[(ServerName, u16)]) -> bool {
         let placements = self.node.read(|a| {
-            a.state
-                .deployments
-                .services
-                .get(&d.request.service)
-                .map(|r| r.servers.clone())
+            let st = &a.state.deployments;
+            let record = st.services.get(&d.request.service)?;
+            let same = |placed_by: &Uuid| {
+                st.all.get(placed_by).is_some_and(|p| {
+                    p.request.env == d.request.env
+                        && p.request.container_port == d.request.container_port
+                })
+            };
+            Some(
+                record
+                    .servers
+                    .iter()
+                    .filter(|(_, p)| same(&p.deployment))
+                    .map(|(s, p)| (s.clone(), p.clone()))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
+            )
         });
         let Some(placements) = placements else {
             return false;
