@@ -9,6 +9,11 @@
 //! openraft re-applies the committed log after it (we persist `committed`), so nothing
 //! acknowledged is lost, and `apply` never writes per entry. Every stored value is wrapped
 //! with a format version so a future layout can migrate instead of misreading.
+//!
+//! Durability: sled's flush writes and waits for the dirty pages (`sync_file_range`) but
+//! does not flush the drive's write cache, so a power loss could lose an acknowledged entry.
+//! Every log write here is therefore followed by `fdatasync` on sled's data file before
+//! openraft is told it is durable, as etcd does for its WAL.
 
 // openraft's StorageError is large; it is openraft's type and its trait signatures use it.
 #![allow(clippy::result_large_err)]
@@ -88,8 +93,10 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), sled::Error> {
     let logs = db.open_tree("logs")?;
     let meta = db.open_tree("meta")?;
     let snapshot = db.open_tree("snapshot")?;
+    let data_file = Arc::new(std::fs::File::open(dir.join("db"))?);
     let log = LogStore {
         db: db.clone(),
+        data_file,
         logs,
         meta,
     };
@@ -104,6 +111,8 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), sled::Error> {
 #[derive(Clone)]
 pub struct LogStore {
     db: sled::Db,
+    /// sled's data file, for `fdatasync` after each flush.
+    data_file: Arc<std::fs::File>,
     logs: sled::Tree,
     meta: sled::Tree,
 }
@@ -132,8 +141,16 @@ impl LogStore {
     }
 
     async fn flush(&self) -> Result<(), SErr> {
-        self.db.flush_async().await.map_err(write_err)?;
-        Ok(())
+        self.durable().await.map_err(write_err)
+    }
+
+    /// sled's flush, then `fdatasync` of its data file (see the module docs).
+    async fn durable(&self) -> std::io::Result<()> {
+        self.db.flush_async().await.map_err(std::io::Error::other)?;
+        let file = self.data_file.clone();
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(std::io::Error::other)?
     }
 }
 
@@ -212,8 +229,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.insert(&key(e.log_id.index), encode(&e));
         }
         self.logs.apply_batch(batch).map_err(write_err)?;
-        let flushed = self.db.flush_async().await;
-        callback.log_io_completed(flushed.map(|_| ()).map_err(std::io::Error::other));
+        callback.log_io_completed(self.durable().await);
         Ok(())
     }
 
