@@ -17,9 +17,9 @@ struct Args {
     /// The TOML configuration file.
     #[arg(long, env = "SLUICE_AGENT_CONFIG")]
     config: PathBuf,
-    /// Log as JSON lines.
-    #[arg(long)]
-    log_json: bool,
+    /// Log format: plain or json (one JSON object per line).
+    #[arg(long, default_value = "plain", value_parser = ["plain", "json"])]
+    log_format: String,
 }
 
 fn main() -> ExitCode {
@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt().with_env_filter(filter);
-    if args.log_json {
+    if args.log_format == "json" {
         fmt.json().init();
     } else {
         fmt.init();

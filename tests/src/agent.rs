@@ -35,7 +35,7 @@ pub fn agent_bin() -> PathBuf {
     bin
 }
 
-/// Starts `sluice-agent --config CONFIG --log-json`, hands every log line to `sink`, and
+/// Starts `sluice-agent --config CONFIG --log-format json`, hands every log line to `sink`, and
 /// returns once the agent has announced the address it listens on.
 pub fn spawn_agent(config: &Path, sink: impl FnMut(&str) + Send + 'static) -> (Child, String) {
     spawn_agent_at(&Placement::default(), config, sink)
@@ -52,7 +52,7 @@ pub fn spawn_agent_at(
         .command(&agent_bin())
         .arg("--config")
         .arg(config)
-        .arg("--log-json")
+        .args(["--log-format", "json"])
         .env("RUST_LOG", "info,sluice_agent=debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
