@@ -33,6 +33,8 @@ pub async fn add(
         ));
     }
     app.node.add_member(req.id, req.addr, req.voter).await?;
+    // The change may have been made by the leader on our behalf: show it applied here.
+    app.node.linearizable().await?;
     Ok((StatusCode::OK, Json(app.node.status())))
 }
 
@@ -48,5 +50,6 @@ pub async fn remove(
         )
     })?;
     app.node.remove_member(id).await?;
+    app.node.linearizable().await?;
     Ok(Json(app.node.status()))
 }
