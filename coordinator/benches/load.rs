@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sluice_common::audit::{verify, AuditRecord};
+use sluice_common::audit::verify;
 use sluice_tests::agent::{remove_containers, AgentProc};
 use sluice_tests::agent_support::docker;
 use sluice_tests::cluster::{Cluster, NodeOpts};
@@ -280,19 +280,7 @@ async fn main() {
         p.dedup();
         assert_eq!(p.len(), n, "a port twice: {sv}");
     }
-    let text = c
-        .http
-        .get(c.nodes[1].url("/v1/audit?format=jsonl"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let recs: Vec<AuditRecord> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let recs = c.audit(1).await.unwrap();
     assert_eq!(verify(&recs), Ok(recs.len() as u64));
     let mut actions: BTreeMap<&str, usize> = BTreeMap::new();
     for r in &recs {

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sluice_common::audit::{verify, AuditRecord};
+use sluice_common::audit::verify;
 use sluice_tests::cluster::{Cluster, NodeOpts};
 use sluice_tests::eventually::eventually;
 
@@ -37,22 +37,6 @@ async fn send(
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
-}
-
-async fn export(c: &Cluster, node: usize) -> Result<Vec<AuditRecord>, String> {
-    let r = c
-        .http
-        .get(c.nodes[node].url("/v1/audit?format=jsonl"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if r.status() != 200 {
-        return Err(format!("status {}", r.status()));
-    }
-    let text = r.text().await.map_err(|e| e.to_string())?;
-    text.lines()
-        .map(|l| serde_json::from_str(l).map_err(|e| format!("{e}: {l}")))
-        .collect()
 }
 
 fn sluice(c: &Cluster, node: usize, ca: &Path, args: &[&str]) -> (Option<i32>, String, String) {
@@ -138,7 +122,7 @@ async fn the_chain_names_actors_survives_failover_and_snapshots_and_exposes_tamp
         assert_eq!(s, 200, "{b}");
     }
 
-    let recs = export(&c, leader).await.unwrap();
+    let recs = c.audit(leader).await.unwrap();
     assert_eq!(verify(&recs), Ok(recs.len() as u64));
     let find = |action: &str| {
         recs.iter()
@@ -239,7 +223,7 @@ async fn the_chain_names_actors_survives_failover_and_snapshots_and_exposes_tamp
     )
     .await;
     assert_eq!(s, 200, "{b}");
-    let reference = export(&c, new_leader).await.unwrap();
+    let reference = c.audit(new_leader).await.unwrap();
     assert_eq!(verify(&reference), Ok(reference.len() as u64));
     assert!(reference.len() > recs.len());
     assert_eq!(&reference[..recs.len()], &recs[..], "history rewritten");
@@ -251,7 +235,7 @@ async fn the_chain_names_actors_survives_failover_and_snapshots_and_exposes_tamp
             &format!("node {node} to hold the same chain"),
             Duration::from_secs(30),
             || async {
-                let mine = export(&c, node).await?;
+                let mine = c.audit(node).await?;
                 if mine.len() < reference.len() || mine[..reference.len()] != reference[..] {
                     return Err(format!("{} records so far", mine.len()));
                 }

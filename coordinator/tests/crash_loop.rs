@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sluice_common::audit::{verify, AuditRecord};
+use sluice_common::audit::verify;
 use sluice_tests::agent::{remove_containers, AgentProc};
 use sluice_tests::agent_support::docker;
 use sluice_tests::cluster::{Cluster, NodeOpts};
@@ -41,17 +41,6 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
-}
-
-async fn try_get(c: &Cluster, path: &str) -> Result<Value, String> {
-    for n in c.nodes.iter().filter(|n| n.is_running()) {
-        if let Ok(r) = c.http.get(n.url(path)).send().await {
-            if r.status().is_success() {
-                return r.json().await.map_err(|e| e.to_string());
-            }
-        }
-    }
-    Err(format!("no node answered {path}"))
 }
 
 /// Posts a deployment to some running node, retrying while the cluster cannot serve.
@@ -111,49 +100,12 @@ fn running() -> BTreeMap<String, Vec<String>> {
 
 /// Checks every invariant; returns the last deployment's final state.
 async fn check_invariants(c: &Cluster, accepted: &[String], round: usize) -> String {
-    // Every accepted deployment exists and has settled.
+    // Every accepted deployment exists and has ended.
     let mut settled = Vec::new();
     for id in accepted {
-        let d = eventually(
-            &format!("round {round}: deployment {id} to settle"),
-            Duration::from_secs(120),
-            || async {
-                let d = try_get(c, &format!("/v1/deployments/{id}")).await?;
-                let state = d["state"].as_str().unwrap_or("").to_string();
-                let busy = matches!(state.as_str(), "pending" | "validating" | "in_progress")
-                    || d["rollback_requested"] == true
-                    || (state == "failed" && d["phase"] == "rolling back");
-                if busy {
-                    Err(format!("{state}: {}", d["phase"]))
-                } else {
-                    Ok(d)
-                }
-            },
-        )
-        .await;
-        settled.push(d);
+        settled.push(c.final_deployment(id, Duration::from_secs(120)).await);
     }
-    // A failed deployment that touched servers moves on to rolled_back; wait for the last
-    // one to be truly final before looking at containers.
-    let last = settled.last().unwrap();
-    let id = last["id"].as_str().unwrap();
-    let last = eventually(
-        &format!("round {round}: {id} final"),
-        Duration::from_secs(120),
-        || async {
-            let d = try_get(c, &format!("/v1/deployments/{id}")).await?;
-            let servers_settled = d["servers"].as_array().is_some_and(|s| {
-                s.iter()
-                    .all(|s| !matches!(s["state"].as_str(), Some("deploying" | "rolling_back")))
-            });
-            match d["state"].as_str() {
-                Some("success" | "rolled_back") => Ok(d),
-                Some("failed") if servers_settled && d["phase"] != "rolling back" => Ok(d),
-                other => Err(format!("{other:?} {}", d["phase"])),
-            }
-        },
-    )
-    .await;
+    let last = settled.last().unwrap().clone();
 
     // No server runs two versions; the servers agree.
     let images = eventually(
@@ -183,7 +135,7 @@ async fn check_invariants(c: &Cluster, accepted: &[String], round: usize) -> Str
     }
 
     // No port twice on a server.
-    let ports = try_get(c, "/v1/ports").await.unwrap();
+    let ports = c.get_any("/v1/ports").await.unwrap();
     for s in ports["servers"].as_array().into_iter().flatten() {
         let mut seen: Vec<u64> = s["assignments"]
             .as_object()
@@ -205,21 +157,10 @@ async fn check_invariants(c: &Cluster, accepted: &[String], round: usize) -> Str
     );
 
     // The audit chain verifies.
-    let recs: Vec<AuditRecord> = {
-        let mut all = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = try_get(c, &format!("/v1/audit?limit=1000&after={after}"))
-                .await
-                .unwrap();
-            let batch: Vec<AuditRecord> = serde_json::from_value(page["records"].clone()).unwrap();
-            all.extend(batch);
-            match page["next_after"].as_u64() {
-                Some(n) => after = n,
-                None => break all,
-            }
-        }
-    };
+    let node = (0..c.nodes.len())
+        .find(|&i| c.nodes[i].is_running())
+        .unwrap();
+    let recs = c.audit(node).await.unwrap();
     assert_eq!(verify(&recs), Ok(recs.len() as u64), "round {round}");
     match last["failure"].as_str() {
         Some(why) => format!("{} ({why})", last["state"].as_str().unwrap_or("")),
@@ -264,7 +205,7 @@ async fn invariants_hold_while_processes_are_killed_mid_deployment() {
         })
         .collect();
     eventually("agents registered", Duration::from_secs(20), || async {
-        let v = try_get(&c, "/v1/servers").await?;
+        let v = c.get_any("/v1/servers").await?;
         let up = v
             .as_array()
             .map_or(0, |a| a.iter().filter(|s| s["up"] == true).count());

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sluice_common::audit::{verify, AuditRecord};
+use sluice_common::audit::verify;
 use sluice_tests::agent::{remove_containers, AgentProc};
 use sluice_tests::agent_support::coordinator_client;
 use sluice_tests::cluster::{Cluster, NodeOpts};
@@ -84,16 +84,6 @@ async fn restart_dockerd() {
     .await;
 }
 
-async fn get(c: &Cluster, path: &str) -> Result<Value, String> {
-    let r = c
-        .http
-        .get(c.nodes[0].url(path))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    r.json().await.map_err(|e| e.to_string())
-}
-
 async fn deploy(c: &Cluster, tag: &str, env: Value) -> String {
     let body = json!({
         "service": SERVICE, "image": image(tag), "servers": ["dr-1"],
@@ -112,26 +102,6 @@ async fn deploy(c: &Cluster, tag: &str, env: Value) -> String {
         .as_str()
         .unwrap()
         .to_string()
-}
-
-async fn final_state(c: &Cluster, id: &str) -> Value {
-    eventually(
-        &format!("{id} to end"),
-        Duration::from_secs(180),
-        || async {
-            let d = get(c, &format!("/v1/deployments/{id}")).await?;
-            let servers_settled = d["servers"].as_array().is_some_and(|s| {
-                s.iter()
-                    .all(|s| !matches!(s["state"].as_str(), Some("deploying" | "rolling_back")))
-            });
-            match d["state"].as_str() {
-                Some("success" | "rolled_back") => Ok(d),
-                Some("failed") if servers_settled && d["phase"] != "rolling back" => Ok(d),
-                other => Err(format!("{other:?}: {}", d["phase"])),
-            }
-        },
-    )
-    .await
 }
 
 async fn agent_metric(agent: &AgentProc, name: &str) -> Result<f64, String> {
@@ -168,25 +138,28 @@ async fn a_docker_restart_mid_deployment_ends_cleanly_and_the_next_one_succeeds(
         "",
     );
     eventually("dr-1 up", Duration::from_secs(20), || async {
-        let v = get(&c, "/v1/servers/dr-1").await?;
+        let v = c.get_any("/v1/servers/dr-1").await?;
         (v["up"] == true).then_some(()).ok_or(v.to_string())
     })
     .await;
     let v1 = deploy(&c, "v1", json!({})).await;
-    assert_eq!(final_state(&c, &v1).await["state"], "success");
+    assert_eq!(
+        c.final_deployment(&v1, Duration::from_secs(180)).await["state"],
+        "success"
+    );
 
     // v2 starts slowly; restart Docker while the agent waits for it to become healthy.
     let slow = json!({"TESTAPP_START_DELAY_MS": {"value": "4000"}});
     let v2 = deploy(&c, "v2", slow).await;
     eventually("v2 in progress", Duration::from_secs(30), || async {
-        let d = get(&c, &format!("/v1/deployments/{v2}")).await?;
+        let d = c.get_any(&format!("/v1/deployments/{v2}")).await?;
         (d["state"] == "in_progress")
             .then_some(())
             .ok_or(d["state"].to_string())
     })
     .await;
     restart_dockerd().await;
-    let d2 = final_state(&c, &v2).await;
+    let d2 = c.final_deployment(&v2, Duration::from_secs(180)).await;
     eprintln!(
         "after a Docker restart mid-deployment: {} ({})",
         d2["state"], d2["failure"]
@@ -203,7 +176,7 @@ async fn a_docker_restart_mid_deployment_ends_cleanly_and_the_next_one_succeeds(
 
     // Everything still adds up, and the next deployment succeeds.
     let v3 = deploy(&c, "v2", json!({})).await;
-    let d3 = final_state(&c, &v3).await;
+    let d3 = c.final_deployment(&v3, Duration::from_secs(180)).await;
     assert_eq!(d3["state"], "success", "{d3}");
     let running = sluice_tests::agent_support::docker(&[
         "ps",
@@ -217,19 +190,7 @@ async fn a_docker_restart_mid_deployment_ends_cleanly_and_the_next_one_succeeds(
         image("v2"),
         "running after recovery: {running}"
     );
-    let text = c
-        .http
-        .get(c.nodes[0].url("/v1/audit?format=jsonl"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let recs: Vec<AuditRecord> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let recs = c.audit(0).await.unwrap();
     assert_eq!(verify(&recs), Ok(recs.len() as u64));
     assert!(!agent.log().contains("panicked"), "{}", agent.log());
     assert!(!c.logs().contains("panicked"));

@@ -164,20 +164,6 @@ fn secret_file(dir: &Path, name: &str, content: &str) -> String {
     p.to_str().unwrap().to_string()
 }
 
-async fn get(c: &Cluster, path: &str) -> Value {
-    for n in &c.nodes {
-        if !n.is_running() {
-            continue;
-        }
-        if let Ok(r) = c.http.get(n.url(path)).send().await {
-            if let Ok(v) = r.json().await {
-                return v;
-            }
-        }
-    }
-    panic!("no node answered {path}");
-}
-
 async fn deploy(c: &Cluster, tag: &str) -> String {
     let body = json!({
         "service": SERVICE, "image": image(tag), "servers": ["ntf-1"],
@@ -197,29 +183,31 @@ async fn deploy(c: &Cluster, tag: &str) -> String {
     v["id"].as_str().unwrap().to_string()
 }
 
-/// Waits for deployment `id` to reach `want`; fails at once on another final state.
+/// Waits for deployment `id` to end, and checks it ended `want`.
 async fn reaches(c: &Cluster, id: &str, want: &str) {
-    eventually(
-        &format!("deployment {id} to reach {want}"),
-        Duration::from_secs(90),
-        || async {
-            let v = get(c, &format!("/v1/deployments/{id}")).await;
-            let state = v["state"].as_str().unwrap_or("");
-            assert!(
-                state == want || !matches!(state, "success" | "rolled_back"),
-                "{id} ended {state}, not {want}: {v}"
-            );
-            (state == want)
-                .then_some(())
-                .ok_or(format!("{state}: {}", v["phase"]))
-        },
-    )
-    .await
+    let d = c.final_deployment(id, Duration::from_secs(90)).await;
+    assert_eq!(d["state"], want, "{d}");
 }
 
+/// The audit trail, from the first running node.
 async fn audit(c: &Cluster) -> Vec<AuditRecord> {
-    let v = get(c, "/v1/audit?limit=1000").await;
-    serde_json::from_value(v["records"].clone()).unwrap()
+    let node = (0..c.nodes.len())
+        .find(|&i| c.nodes[i].is_running())
+        .unwrap();
+    c.audit(node).await.unwrap()
+}
+
+/// Waits until the webhook has accepted every delivery in `wanted` (record hashes).
+async fn hook_hears(fake: &Fake, what: &str, wanted: &[String]) {
+    eventually(what, Duration::from_secs(30), || async {
+        let got = fake.hook_delivered();
+        wanted
+            .iter()
+            .all(|h| got.contains(h))
+            .then_some(())
+            .ok_or(format!("{got:?}"))
+    })
+    .await
 }
 
 /// The hash of the record announcing `action` for deployment `id`.
@@ -268,7 +256,7 @@ async fn notifications_survive_a_hanging_chat_429_500_and_a_leader_change() {
         "",
     );
     eventually("ntf-1 registered", Duration::from_secs(20), || async {
-        let v = get(&c, "/v1/servers/ntf-1").await;
+        let v = c.get_any("/v1/servers/ntf-1").await?;
         (v["up"] == true).then_some(()).ok_or(v.to_string())
     })
     .await;
@@ -296,19 +284,7 @@ async fn notifications_survive_a_hanging_chat_429_500_and_a_leader_change() {
         record_hash(&recs, &v1, "deployment.validating"),
         record_hash(&recs, &v1, "deployment.success"),
     ];
-    eventually(
-        "the webhook to hear about v1",
-        Duration::from_secs(20),
-        || async {
-            let got = fake.hook_delivered();
-            wanted
-                .iter()
-                .all(|h| got.contains(h))
-                .then_some(())
-                .ok_or(format!("{got:?}"))
-        },
-    )
-    .await;
+    hook_hears(&fake, "the webhook to hear about v1", &wanted).await;
     let lock_hash = eventually(
         "the overdue lock record",
         Duration::from_secs(20),
@@ -471,19 +447,7 @@ async fn notifications_survive_a_hanging_chat_429_500_and_a_leader_change() {
     assert_ne!(new, old);
     fake.hook_down
         .store(false, std::sync::atomic::Ordering::SeqCst);
-    eventually(
-        "the new leader to deliver v3's events",
-        Duration::from_secs(30),
-        || async {
-            let got = fake.hook_delivered();
-            wanted
-                .iter()
-                .all(|h| got.contains(h))
-                .then_some(())
-                .ok_or(format!("{got:?}"))
-        },
-    )
-    .await;
+    hook_hears(&fake, "the new leader to deliver v3's events", &wanted).await;
     // Nothing announced was ever lost: every announceable record reached the webhook.
     let recs = audit(&c).await;
     let got = fake.hook_delivered();

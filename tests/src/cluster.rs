@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+use sluice_common::audit::AuditRecord;
 use sluice_common::tls::Role;
 
 use crate::eventually::eventually;
@@ -393,5 +394,60 @@ impl Cluster {
             .iter()
             .map(|n| format!("----- node {} -----\n{}", n.id, n.log()))
             .collect()
+    }
+
+    /// `GET path` as JSON from the first running node that answers it with a success.
+    pub async fn get_any(&self, path: &str) -> Result<Value, String> {
+        let mut last = format!("no running node to ask for {path}");
+        for n in self.nodes.iter().filter(|n| n.is_running()) {
+            match self.http.get(n.url(path)).send().await {
+                Ok(r) if r.status().is_success() => {
+                    return r.json().await.map_err(|e| e.to_string())
+                }
+                Ok(r) => last = format!("{path} on node {}: {}", n.id, r.status()),
+                Err(e) => last = format!("{path} on node {}: {e}", n.id),
+            }
+        }
+        Err(last)
+    }
+
+    /// The whole audit trail as node index `i` exports it (`format=jsonl`).
+    pub async fn audit(&self, i: usize) -> Result<Vec<AuditRecord>, String> {
+        let r = self
+            .http
+            .get(self.nodes[i].url("/v1/audit?format=jsonl"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !r.status().is_success() {
+            return Err(format!(
+                "audit export on node {}: {}",
+                self.nodes[i].id,
+                r.status()
+            ));
+        }
+        let text = r.text().await.map_err(|e| e.to_string())?;
+        text.lines()
+            .map(|l| serde_json::from_str(l).map_err(|e| format!("{e}: {l}")))
+            .collect()
+    }
+
+    /// Polls deployment `id` until nothing is left to do for it: `success`, `rolled_back`,
+    /// or `failed` with no rollback under way and no server mid-step.
+    pub async fn final_deployment(&self, id: &str, deadline: Duration) -> Value {
+        eventually(&format!("deployment {id} to end"), deadline, || async {
+            let d = self.get_any(&format!("/v1/deployments/{id}")).await?;
+            let servers_busy = d["servers"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|s| matches!(s["state"].as_str(), Some("deploying" | "rolling_back")))
+            });
+            let busy = d["rollback_requested"] == true || d["phase"] == "rolling back";
+            match d["state"].as_str() {
+                Some("success" | "rolled_back") if !busy => Ok(d),
+                Some("failed") if !busy && !servers_busy => Ok(d),
+                other => Err(format!("{other:?}: {}", d["phase"])),
+            }
+        })
+        .await
     }
 }
