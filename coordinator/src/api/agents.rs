@@ -42,7 +42,7 @@ pub async fn register(
     let unchanged = app.node.read(|a| {
         a.state.servers.get(&reg.server).is_some_and(|r| {
             r.up && r.agent_addr == reg.agent_addr
-                && r.labels == reg.labels
+                && (r.labels_pinned || r.labels == reg.labels)
                 && r.port_range == reg.port_range
                 && r.docker_version == reg.docker_version
                 && r.agent_version.as_deref() == Some(reg.agent_version.as_str())

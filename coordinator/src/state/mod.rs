@@ -195,6 +195,10 @@ pub struct ServerRecord {
     pub agent_addr: String,
     /// Labels.
     pub labels: Vec<Label>,
+    /// Labels were set through the API: they win over the ones the agent is configured
+    /// with, when it registers again (until the server is removed).
+    #[serde(default)]
+    pub labels_pinned: bool,
     /// Port range.
     pub port_range: PortRange,
     /// Deployments refused.
@@ -207,6 +211,23 @@ pub struct ServerRecord {
     pub agent_version: Option<String>,
     /// When it last changed.
     pub changed_at: Timestamp,
+}
+
+impl ServerRecord {
+    /// A server nothing is known about yet but its range.
+    fn new(port_range: PortRange, now: Timestamp) -> Self {
+        Self {
+            agent_addr: String::new(),
+            labels: Vec::new(),
+            labels_pinned: false,
+            port_range,
+            forbidden: false,
+            up: false,
+            docker_version: None,
+            agent_version: None,
+            changed_at: now,
+        }
+    }
 }
 
 /// The replicated state. Snapshots are this struct, serialized.
@@ -290,18 +311,12 @@ impl State {
                 let rec = self
                     .servers
                     .entry(server.clone())
-                    .or_insert_with(|| ServerRecord {
-                        agent_addr: String::new(),
-                        labels: Vec::new(),
-                        port_range: *port_range,
-                        forbidden: false,
-                        up: false,
-                        docker_version: None,
-                        agent_version: None,
-                        changed_at: now,
-                    });
+                    .or_insert_with(|| ServerRecord::new(*port_range, now));
                 rec.agent_addr = agent_addr.clone();
-                rec.labels = labels.clone();
+                if rec.labels != *labels {
+                    rec.labels = labels.clone();
+                    rec.labels_pinned = true;
+                }
                 rec.port_range = *port_range;
                 rec.forbidden = *forbidden;
                 rec.changed_at = now;
@@ -321,18 +336,11 @@ impl State {
                 let rec = self
                     .servers
                     .entry(r.server.clone())
-                    .or_insert_with(|| ServerRecord {
-                        agent_addr: String::new(),
-                        labels: Vec::new(),
-                        port_range: r.port_range,
-                        forbidden: false,
-                        up: true,
-                        docker_version: None,
-                        agent_version: None,
-                        changed_at: now,
-                    });
+                    .or_insert_with(|| ServerRecord::new(r.port_range, now));
                 rec.agent_addr = r.agent_addr.clone();
-                rec.labels = r.labels.clone();
+                if !rec.labels_pinned {
+                    rec.labels = r.labels.clone();
+                }
                 rec.port_range = r.port_range;
                 rec.docker_version = r.docker_version.clone();
                 rec.agent_version = Some(r.agent_version.clone());
@@ -444,6 +452,39 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn labels_set_through_the_api_survive_the_agent_registering_again() {
+        let web1 = ServerName::parse("web-1").unwrap();
+        let label = |s: &str| Label::parse(s).unwrap();
+        let register = |labels: Vec<Label>| Command::RegisterAgent {
+            registration: serde_json::from_value(serde_json::json!({
+                "server": "web-1", "agent_addr": "127.0.0.1:7100",
+                "port_range": "20000-20099", "labels": labels,
+                "agent_version": "0.1.0",
+            }))
+            .unwrap(),
+        };
+        let mut s = State::default();
+        s.apply(&at(0, register(vec![label("env=staging")])), 1);
+        assert_eq!(s.servers[&web1].labels, [label("env=staging")]);
+        // An unchanged PUT (forbid/allow keep the labels) pins nothing.
+        let put = |labels: Vec<Label>, forbidden| Command::PutServer {
+            server: web1.clone(),
+            agent_addr: "127.0.0.1:7100".into(),
+            labels,
+            port_range: PortRange::new(20000, 20099).unwrap(),
+            forbidden,
+        };
+        s.apply(&at(1, put(vec![label("env=staging")], true)), 2);
+        s.apply(&at(2, register(vec![label("env=qa")])), 3);
+        assert_eq!(s.servers[&web1].labels, [label("env=qa")]);
+        // Labels set by an admin stay when the agent restarts with its configured ones.
+        s.apply(&at(3, put(vec![label("env=prod")], false)), 4);
+        s.apply(&at(4, register(vec![label("env=qa")])), 5);
+        assert_eq!(s.servers[&web1].labels, [label("env=prod")]);
+        assert!(s.servers[&web1].labels_pinned);
     }
 
     #[test]
