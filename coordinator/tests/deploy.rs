@@ -109,30 +109,9 @@ impl Env {
 
     /// Polls until the deployment has settled (nothing left for the sequencer to do).
     async fn settled(&self, id: &str) -> Value {
-        let path = format!("/v1/deployments/{id}");
-        eventually(
-            &format!("deployment {id} to settle"),
-            Duration::from_secs(90),
-            || async {
-                let r = self
-                    .http
-                    .get(self.url(&path))
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let v: Value = r.json().await.map_err(|e| e.to_string())?;
-                let state = v["state"].as_str().unwrap_or("");
-                let busy = v["rollback_requested"] == true
-                    || matches!(state, "pending" | "validating" | "in_progress")
-                    || (state == "failed" && v["phase"] == "rolling back");
-                if busy || state.is_empty() {
-                    Err(format!("{state}: {}", v["phase"]))
-                } else {
-                    Ok(v)
-                }
-            },
-        )
-        .await
+        self.cluster
+            .final_deployment(id, Duration::from_secs(90))
+            .await
     }
 
     fn port_of(v: &Value, server: &str) -> u16 {
