@@ -26,8 +26,8 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use sluice_common::agent_api::{
-    AgentHealth, ContainerView, DeployRequest, FenceView, ImageCheck, OperationView, PortProbe,
-    RemoveServiceRequest, RemovedService, RollbackRequest, ServiceList, ServiceStatus,
+    AbortRequest, AgentHealth, ContainerView, DeployRequest, FenceView, ImageCheck, OperationView,
+    PortProbe, RemoveServiceRequest, RemovedService, RollbackRequest, ServiceList, ServiceStatus,
 };
 use sluice_common::image::ImageRef;
 use sluice_common::names::{LockKey, ServiceName};
@@ -58,6 +58,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         )
         .route("/agent/v1/operations/{id}", put(deploy).get(operation))
         .route("/agent/v1/operations/{id}/rollback", put(rollback))
+        .route("/agent/v1/operations/{id}/abort", put(abort))
         .route("/agent/v1/images/{*image}", get(image))
         .route("/agent/v1/ports/{port}", get(port))
         .route("/agent/v1/fence/{*key}", get(fence))
@@ -421,6 +422,24 @@ async fn rollback(
         crate::recreate::spawn(a.clone(), cell);
     }
     Ok(accepted(view))
+}
+
+async fn abort(
+    State(a): Shared,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<AbortRequest>,
+) -> Result<Json<OperationView>, ApiError> {
+    let id = op_id(&id)?;
+    match a.ops.abort(id, &req.fence, &req.reason)? {
+        Some(view) => {
+            tracing::warn!(op = %id, reason = %req.reason, state = ?view.state, "abort asked by the coordinator");
+            Ok(Json(view))
+        }
+        None => Err(ApiError::from(Problem::new(
+            ErrorCode::NotFound,
+            format!("no operation {id}"),
+        ))),
+    }
 }
 
 fn wait_param(query: Option<String>) -> Result<Option<Duration>, ApiError> {

@@ -39,6 +39,9 @@ pub const LABEL_SERVICE: &str = "sluice.service";
 pub const LABEL_DEPLOYMENT: &str = "sluice.deployment";
 /// Label: the fencing token the creating request carried.
 pub const LABEL_TOKEN: &str = "sluice.token";
+/// Label: the health check the container was deployed with (JSON), so that restoring it
+/// later judges it by its own check, not by the one of the version that replaced it.
+pub const LABEL_HEALTH: &str = "sluice.health";
 
 /// A Docker failure, classified for the layers above.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -107,6 +110,9 @@ pub struct Container {
     pub host_port: Option<u16>,
     /// Docker's HEALTHCHECK status, if the image has one.
     pub health: Option<String>,
+    /// The health check it was deployed with ([`LABEL_HEALTH`]; absent on containers
+    /// created before the label existed).
+    pub health_check: Option<sluice_common::api::HealthCheck>,
 }
 
 /// What to create.
@@ -586,6 +592,9 @@ fn to_container(r: ContainerInspectResponse) -> Container {
         restart_count,
         finished_at: sortable_time(state.finished_at.as_deref()),
         created: sortable_time(r.created.as_deref()),
+        health_check: labels
+            .get(LABEL_HEALTH)
+            .and_then(|h| serde_json::from_str(h).ok()),
         health: state
             .health
             .and_then(|h| h.status)

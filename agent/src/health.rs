@@ -121,7 +121,7 @@ pub async fn check(
         HealthCheck::Docker { deadline } => {
             return docker_health(docker, container, deadline.get(), cancel).await
         }
-        HealthCheck::None => {
+        HealthCheck::None {} => {
             return match docker.inspect(container).await {
                 Ok(Some(c)) if c.running => Outcome::Healthy("running (no health check)".into()),
                 Ok(Some(c)) => Outcome::Unhealthy(format!("container is {}", c.status)),

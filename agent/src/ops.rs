@@ -95,14 +95,22 @@ pub struct OpRecord {
     /// Whether `view.previous_container` was serving when the operation began (only then is
     /// it restarted on failure).
     pub previous_was_running: bool,
+    /// Past this (wall clock, from the request's `deadline`) the deploy stops going forward
+    /// and the previous version is restored, whether or not the coordinator says so.
+    #[serde(default)]
+    pub deadline_at: Option<Timestamp>,
+    /// Why the coordinator aborted it, once it has: the runner stops going forward and
+    /// restores the previous version (persisted, so a restarted agent does the same).
+    #[serde(default)]
+    pub aborted: Option<String>,
 }
 
 impl OpRecord {
     /// A new record for `request`.
     pub fn new(id: Uuid, request: OpRequest, now: Timestamp) -> Self {
-        let (kind, image) = match &request {
-            OpRequest::Deploy(d) => (OperationKind::Deploy, Some(d.image.clone())),
-            OpRequest::Rollback(_) => (OperationKind::Rollback, None),
+        let (kind, image, deadline) = match &request {
+            OpRequest::Deploy(d) => (OperationKind::Deploy, Some(d.image.clone()), d.deadline),
+            OpRequest::Rollback(_) => (OperationKind::Rollback, None, None),
         };
         Self {
             view: OperationView {
@@ -125,6 +133,26 @@ impl OpRecord {
             request,
             stage: Stage::Start,
             previous_was_running: false,
+            deadline_at: deadline.map(|d| now.plus(d.get())),
+            aborted: None,
+        }
+    }
+
+    /// Why the operation must stop going forward now, if it must: aborted by the
+    /// coordinator, or past its own deadline at `now`. Never once it is restoring.
+    pub fn halt_reason(&self, now: Timestamp) -> Option<String> {
+        if self.stage >= Stage::RollingBack {
+            return None;
+        }
+        if let Some(why) = &self.aborted {
+            return Some(format!("aborted by the coordinator: {why}"));
+        }
+        match self.deadline_at {
+            Some(at) if now >= at => Some(format!(
+                "the operation's deadline passed ({:?} after it was accepted)",
+                at.since(self.view.started_at)
+            )),
+            _ => None,
         }
     }
 
@@ -223,6 +251,27 @@ impl OpCell {
     pub fn set_phase(&self, phase: String) {
         self.rec.lock().expect("poisoned").view.phase = phase;
         self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Resolves with a reason once the operation must stop going forward (see
+    /// [`OpRecord::halt_reason`]); pending for ever while it need not.
+    pub async fn halted(&self) -> String {
+        let mut rx = self.changed.subscribe();
+        loop {
+            let rec = self.record();
+            let now = crate::now();
+            if let Some(why) = rec.halt_reason(now) {
+                return why;
+            }
+            let until_deadline = match rec.deadline_at {
+                Some(at) if rec.stage < Stage::RollingBack => at.since(now),
+                _ => Duration::MAX,
+            };
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { std::future::pending::<()>().await },
+                _ = tokio::time::sleep(until_deadline.min(Duration::from_secs(3600))) => {}
+            }
+        }
     }
 
     /// Waits until the state differs from `from` or `wait` elapses.
@@ -335,6 +384,37 @@ impl Operations {
                 }
                 self.store.commit(advance, None)?;
                 Ok(())
+            })
+            .map_err(|e| match e {
+                Admit::Stale(s) => AdmitError::Stale(s),
+                Admit::Refused(e) => e,
+            })
+    }
+
+    /// Aborts running operation `id` on behalf of `claim` (judged by the fence like every
+    /// command): it stops going forward and restores the previous version. A finished or
+    /// unknown operation is left as it is. Returns its view, if it exists.
+    pub fn abort(
+        &self,
+        id: Uuid,
+        claim: &FenceClaim,
+        reason: &str,
+    ) -> Result<Option<OperationView>, AdmitError> {
+        self.fence
+            .admit_with(claim, |advance| {
+                self.store.commit(advance, None)?;
+                let Some(cell) = self.live(id) else {
+                    return Ok(self.store.get_op(id)?.map(|r| r.view));
+                };
+                if cell.record().request.fence().key != claim.key {
+                    return Err(AdmitError::Reused(id));
+                }
+                cell.update(|r| {
+                    if r.view.state == OperationState::Running && r.aborted.is_none() {
+                        r.aborted = Some(reason.to_string());
+                    }
+                })?;
+                Ok(Some(cell.view()))
             })
             .map_err(|e| match e {
                 Admit::Stale(s) => AdmitError::Stale(s),

@@ -22,7 +22,8 @@ use sluice_common::api::HealthCheck;
 use sluice_common::image::ImageRef;
 
 use crate::docker::{
-    Container, ContainerSpec, DockerError, LABEL_DEPLOYMENT, LABEL_SERVICE, LABEL_TOKEN,
+    Container, ContainerSpec, DockerError, LABEL_DEPLOYMENT, LABEL_HEALTH, LABEL_SERVICE,
+    LABEL_TOKEN,
 };
 use crate::health::{self, Outcome, Target};
 use crate::ops::{OpCell, OpRequest, Stage};
@@ -179,6 +180,11 @@ async fn run(agent: &Agent, cell: &OpCell) -> Result<(), Halt> {
             Err(Fail::Halt(h)) => return Err(h),
         }
         stage = Stage::Switching;
+        // Aborted, or out of time, before anything that serves was touched: take the new
+        // container away again and stop there.
+        if let Some(why) = cell.record().halt_reason(crate::now()) {
+            return abandon(agent, cell, why).await;
+        }
     }
     if stage == Stage::Switching {
         match switch(agent, cell).await {
@@ -195,7 +201,11 @@ async fn run(agent: &Agent, cell: &OpCell) -> Result<(), Halt> {
             let why = format!("the new container is {state} (found after an agent restart)");
             return restore(agent, cell, &health, why, is_deploy).await;
         }
-        match check(agent, cell, &new, &health, "health check").await {
+        // A rollback's target is an older version: judge it by its own check.
+        let hc = own_health(agent, &new)
+            .await
+            .unwrap_or_else(|| health.clone());
+        match check(agent, cell, &new, &hc, "health check").await {
             Ok(detail) => return succeed(agent, cell, is_deploy, detail).await,
             Err(Fail::Step(e)) => return restore(agent, cell, &health, e, is_deploy).await,
             Err(Fail::Halt(h)) => return Err(h),
@@ -211,6 +221,37 @@ async fn run(agent: &Agent, cell: &OpCell) -> Result<(), Halt> {
     Ok(())
 }
 
+/// Ends an operation that was halted before it switched anything: the container it
+/// created is removed and the previous one was never stopped.
+async fn abandon(agent: &Agent, cell: &OpCell, why: String) -> Result<(), Halt> {
+    if let Some(new) = cell.view().container {
+        let removed = step(agent, cell, "remove new container", async {
+            patiently(|| agent.docker.remove(&new)).await?;
+            Ok(((), short(&new).to_string()))
+        })
+        .await;
+        if let Err(Fail::Halt(h)) = removed {
+            return Err(h);
+        }
+    }
+    cell.update(|r| {
+        r.view.error = Some(format!("{why} (nothing that serves was changed)"));
+        // The previous container was never stopped: if it served, it still does.
+        if r.view.previous_container.is_some() && r.previous_was_running {
+            r.finish(
+                OperationState::RolledBack,
+                "stopped before switching: the previous container kept serving",
+            );
+        } else {
+            r.finish(
+                OperationState::Failed,
+                "stopped before anything was changed",
+            );
+        }
+    })?;
+    Ok(())
+}
+
 /// Ensures the image, creates (or finds, when resuming) the new container, and picks the
 /// previous one. Changes nothing that serves.
 async fn prepare_deploy(agent: &Agent, cell: &OpCell, req: &DeployRequest) -> Result<(), Fail> {
@@ -220,12 +261,12 @@ async fn prepare_deploy(agent: &Agent, cell: &OpCell, req: &DeployRequest) -> Re
             return Ok(((), format!("present ({id})")));
         }
         cell.set_phase(format!("pulling {image}"));
-        agent
-            .docker
-            .pull(&req.image, |status| {
+        tokio::select! {
+            pulled = agent.docker.pull(&req.image, |status| {
                 cell.set_phase(format!("pulling {image}: {status}"));
-            })
-            .await?;
+            }) => pulled?,
+            why = cell.halted() => return Err(Fail::Step(why)),
+        }
         Ok(((), "pulled".to_string()))
     })
     .await?;
@@ -325,16 +366,20 @@ async fn check(
 ) -> Result<String, Fail> {
     let target = probe_target(agent, cell, container).await;
     step(agent, cell, name, async {
-        let out = health::check(
-            &agent.docker,
-            &agent.probe_client,
-            container,
-            target,
-            hc,
-            &agent.cancel,
-            |p| cell.set_phase(p),
-        )
-        .await;
+        // Going forward, the check stops the moment the coordinator aborts the operation
+        // or its own deadline passes (the restore's checks are never cut short).
+        let out = tokio::select! {
+            out = health::check(
+                &agent.docker,
+                &agent.probe_client,
+                container,
+                target,
+                hc,
+                &agent.cancel,
+                |p| cell.set_phase(p),
+            ) => out,
+            why = cell.halted() => return Err(Fail::Step(why)),
+        };
         if !matches!(out, Outcome::Interrupted) {
             crate::metrics::health_check_finished(matches!(out, Outcome::Healthy(_)));
         }
@@ -491,11 +536,12 @@ async fn restore(
     .await;
     let outcome = match restarted {
         Ok(()) => {
+            let own = previous_health(agent, &previous, hc, &rec.request).await;
             check(
                 agent,
                 cell,
                 &previous,
-                hc,
+                &own,
                 "health check previous container",
             )
             .await
@@ -524,6 +570,32 @@ async fn restore(
     Ok(())
 }
 
+/// The health check `container` was deployed with (its label), if it carries one.
+async fn own_health(agent: &Agent, container: &str) -> Option<HealthCheck> {
+    match agent.docker.inspect(container).await {
+        Ok(Some(c)) => c.health_check,
+        _ => None,
+    }
+}
+
+/// The check a restored container is judged by: the one it was deployed with, else the
+/// one the coordinator recorded for that version, else `fallback`.
+async fn previous_health(
+    agent: &Agent,
+    container: &str,
+    fallback: &HealthCheck,
+    request: &OpRequest,
+) -> HealthCheck {
+    if let Some(own) = own_health(agent, container).await {
+        return own;
+    }
+    match request {
+        OpRequest::Deploy(d) => d.previous_health.clone(),
+        OpRequest::Rollback(_) => None,
+    }
+    .unwrap_or_else(|| fallback.clone())
+}
+
 fn container_spec(agent: &Agent, req: &DeployRequest, id: uuid::Uuid) -> ContainerSpec {
     let short_id = id.simple().to_string();
     ContainerSpec {
@@ -540,6 +612,10 @@ fn container_spec(agent: &Agent, req: &DeployRequest, id: uuid::Uuid) -> Contain
             (LABEL_SERVICE.to_string(), req.service.to_string()),
             (LABEL_DEPLOYMENT.to_string(), id.to_string()),
             (LABEL_TOKEN.to_string(), req.fence.token.0.to_string()),
+            (
+                LABEL_HEALTH.to_string(),
+                serde_json::to_string(&req.health).unwrap_or_default(),
+            ),
         ]),
         env: req.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
         container_port: req.container_port.get(),

@@ -15,7 +15,7 @@ use crate::fence::FenceClaim;
 use crate::image::ImageRef;
 use crate::names::{EnvName, ServiceName};
 use crate::ports::Port;
-use crate::time::Timestamp;
+use crate::time::{DurationSpec, Timestamp};
 
 /// The agent API version; paths are prefixed `/agent/v{AGENT_API_VERSION}`.
 pub const AGENT_API_VERSION: u32 = 1;
@@ -51,6 +51,15 @@ pub struct DeployRequest {
     pub env: BTreeMap<EnvName, String>,
     /// How to judge the new container healthy.
     pub health: HealthCheck,
+    /// How the version this deploy replaces was judged healthy, if the coordinator knows:
+    /// a failed deploy restores that version and checks it with its own check. (The agent
+    /// prefers the check recorded on the previous container itself.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_health: Option<HealthCheck>,
+    /// The operation's own deadline, from its acceptance: past it the agent stops the
+    /// deploy and restores the previous version even when the coordinator cannot reach it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<DurationSpec>,
     /// Resource limits.
     #[serde(default)]
     pub limits: Limits,
@@ -132,6 +141,18 @@ pub struct RollbackRequest {
     pub service: ServiceName,
     /// How to judge the restored container healthy.
     pub health: HealthCheck,
+}
+
+/// `PUT /agent/v1/operations/{id}/abort`: stop a running deploy going forward and
+/// restore the previous version (the coordinator gave up on it: its progress deadline
+/// passed). Fenced like every command; a finished operation is left as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbortRequest {
+    /// The lock the coordinator holds for this service.
+    pub fence: FenceClaim,
+    /// Why (recorded in the operation).
+    pub reason: String,
 }
 
 /// What an operation does.

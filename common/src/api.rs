@@ -310,8 +310,9 @@ pub enum HealthCheck {
         #[serde(default = "sixty_secs")]
         deadline: DurationSpec,
     },
-    /// Healthy as soon as it runs (not recommended).
-    None,
+    /// Healthy as soon as it runs (not recommended). A struct variant with no fields, so
+    /// that unknown fields are refused here as in every other kind.
+    None {},
 }
 
 fn one_sec() -> DurationSpec {

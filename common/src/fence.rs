@@ -15,6 +15,7 @@ use crate::names::LockKey;
 
 /// A `(lock key, token)` pair, as carried on every fenced agent request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FenceClaim {
     /// The lock the sender holds.
     pub key: LockKey,

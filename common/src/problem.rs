@@ -57,6 +57,10 @@ pub enum ErrorCode {
     Timeout,
     /// Docker on the agent is unreachable or failed.
     DockerUnavailable,
+    /// A cluster membership change is still being committed; retry once it is.
+    MembershipChangeInProgress,
+    /// This node is no longer a voting member, so it cannot change the membership.
+    NotAVoter,
     /// A bug or an unexpected fault; the log has details.
     Internal,
 }
@@ -84,6 +88,8 @@ impl ErrorCode {
             Self::Unavailable => "unavailable",
             Self::Timeout => "timeout",
             Self::DockerUnavailable => "docker_unavailable",
+            Self::MembershipChangeInProgress => "membership_change_in_progress",
+            Self::NotAVoter => "not_a_voter",
             Self::Internal => "internal",
         }
     }
@@ -102,6 +108,8 @@ impl ErrorCode {
             | Self::StaleFencingToken
             | Self::PortsExhausted
             | Self::PortTaken
+            | Self::MembershipChangeInProgress
+            | Self::NotAVoter
             | Self::Conflict => 409,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
@@ -134,6 +142,8 @@ impl ErrorCode {
             Self::Unavailable => "Temporarily unavailable",
             Self::Timeout => "Timed out",
             Self::DockerUnavailable => "Docker is unavailable",
+            Self::MembershipChangeInProgress => "A membership change is in progress",
+            Self::NotAVoter => "This node is not a voting member",
             Self::Internal => "Internal error",
         }
     }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sluice_common::agent_api::{
-    AgentHealth, DeployRequest, ImageCheck, OperationView, PortProbe, RemoveServiceRequest,
-    RemovedService, RollbackRequest, ServiceStatus,
+    AbortRequest, AgentHealth, DeployRequest, ImageCheck, OperationView, PortProbe,
+    RemoveServiceRequest, RemovedService, RollbackRequest, ServiceStatus,
 };
 use sluice_common::image::ImageRef;
 use sluice_common::names::ServiceName;
@@ -181,6 +181,19 @@ impl AgentClient {
             .call(reqwest::Method::PUT, addr, &path, Some(req), self.timeout)
             .await?;
         Self::found(addr, "rollback", r)
+    }
+
+    /// `PUT /agent/v1/operations/{id}/abort`: stop a running deploy going forward and
+    /// restore the previous version; `None` when the agent never saw it.
+    pub async fn abort(
+        &self,
+        addr: &str,
+        id: Uuid,
+        req: &AbortRequest,
+    ) -> Result<Option<OperationView>, AgentError> {
+        let path = format!("/agent/v1/operations/{id}/abort");
+        self.call(reqwest::Method::PUT, addr, &path, Some(req), self.timeout)
+            .await
     }
 
     /// `DELETE /agent/v1/services/{service}` (fenced): remove every container of it.

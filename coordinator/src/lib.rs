@@ -262,7 +262,18 @@ async fn stop_on_fatal(raft: raft::Raft, shutdown: CancellationToken) -> Option<
             return Some(why);
         }
         tokio::select! {
-            changed = metrics.changed() => if changed.is_err() { return None },
+            changed = metrics.changed() => if changed.is_err() {
+                // The metrics sender lives in RaftCore: it is gone only when the core
+                // stopped, and a core that panicked never reports `running_state` as
+                // failed. Unless this is our own shutdown, that is fatal too.
+                if shutdown.is_cancelled() {
+                    return None;
+                }
+                let why = "raft core stopped (panicked)".to_string();
+                tracing::error!(error = %why, "raft stopped; shutting this node down");
+                shutdown.cancel();
+                return Some(why);
+            },
             _ = shutdown.cancelled() => return None,
         }
     }

@@ -259,6 +259,14 @@ fn notifications(reg: &Registry) {
         "Events waiting to be delivered, by sink (as the leader last saw it).",
         &["sink"],
     );
+    // Every documented series exists from the start, at zero, whether or not a sink is
+    // configured: dashboards and alerts then see 0, not "no data".
+    for sink in crate::notify::SINKS {
+        for outcome in crate::notify::OUTCOMES {
+            sent.with_label_values(&[sink, outcome]);
+        }
+        queued.with_label_values(&[sink]);
+    }
     crate::notify::stats(|s| {
         for ((sink, outcome), n) in &s.attempts {
             sent.with_label_values(&[sink, outcome]).inc_by(*n);

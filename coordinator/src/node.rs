@@ -72,6 +72,8 @@ pub struct Node {
     applied: watch::Receiver<u64>,
     transport: Transport,
     request_timeout: Duration,
+    /// When a leader's append (heartbeats included) was last accepted here.
+    leader_contact: std::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -105,7 +107,64 @@ impl Node {
             applied,
             transport,
             request_timeout,
+            leader_contact: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Notes that the current leader's append was accepted (the Raft RPC handler calls it).
+    pub fn note_leader_contact(&self) {
+        *self.leader_contact.lock().expect("poisoned") = Some(Instant::now());
+    }
+
+    /// How long this node may go without hearing from a quorum (a leader) or from its
+    /// leader (a follower) and still call itself ready: two maximal election timeouts.
+    pub fn contact_limit(&self) -> Duration {
+        Duration::from_millis(2 * self.raft.config().election_timeout_max)
+    }
+
+    /// Whether this node is in contact with a working cluster: a leader that a quorum
+    /// acknowledged within [`Node::contact_limit`], or a follower that heard from its
+    /// leader within it. `Err` says why not.
+    pub fn in_contact(&self) -> Result<(), String> {
+        let limit = self.contact_limit();
+        let m = self.raft.metrics().borrow().clone();
+        if m.current_leader.is_none() {
+            return Err("no leader is known".into());
+        }
+        if m.state == openraft::ServerState::Leader {
+            return match m.millis_since_quorum_ack {
+                Some(ms) if Duration::from_millis(ms) <= limit => Ok(()),
+                Some(ms) => Err(format!(
+                    "this node leads but no quorum has acknowledged it for {ms} ms"
+                )),
+                None => Err("this node leads but no quorum has acknowledged it yet".into()),
+            };
+        }
+        match *self.leader_contact.lock().expect("poisoned") {
+            Some(at) if at.elapsed() <= limit => Ok(()),
+            Some(at) => Err(format!(
+                "no word from the leader for {} ms",
+                at.elapsed().as_millis()
+            )),
+            None => Err("no word from the leader yet".into()),
+        }
+    }
+
+    /// A leader that has lost its quorum refuses new work at once instead of letting it
+    /// wait out the request timeout (a follower forwards, and the leader decides).
+    fn refuse_without_quorum(&self) -> Result<(), ProposeError> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.state != openraft::ServerState::Leader {
+            return Ok(());
+        }
+        match m.millis_since_quorum_ack {
+            Some(ms) if Duration::from_millis(ms) > self.contact_limit() => {
+                Err(ProposeError::Unavailable(format!(
+                    "this leader has not heard from a quorum for {ms} ms"
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Reads the applied state (possibly stale on a follower: see [`Node::linearizable`]).
@@ -137,6 +196,7 @@ impl Node {
         };
         self.bounded(
             || async {
+                self.refuse_without_quorum()?;
                 let req = Request {
                     at: Timestamp::from_system(SystemTime::now()),
                     actor: proposal.actor.clone(),
@@ -167,6 +227,7 @@ impl Node {
     /// Proposes on this node only (the internal endpoint behind forwarding): a follower
     /// that lost leadership meanwhile answers 503 rather than forwarding again.
     pub async fn propose_local(&self, p: Proposal) -> Result<Response, ProposeError> {
+        self.refuse_without_quorum()?;
         let req = Request {
             at: Timestamp::from_system(SystemTime::now()),
             actor: p.actor,
@@ -186,6 +247,7 @@ impl Node {
     pub async fn linearizable(&self) -> Result<(), ProposeError> {
         self.bounded(
             || async {
+                self.refuse_without_quorum()?;
                 match self.raft.ensure_linearizable().await {
                     Ok(read) => {
                         self.wait_applied(self.read_floor(read)).await?;
@@ -229,6 +291,7 @@ impl Node {
 
     /// On the leader: confirm leadership and name the index a reader must reach.
     pub async fn read_index(&self) -> Result<ReadIndex, ProposeError> {
+        self.refuse_without_quorum()?;
         let fut = self.raft.ensure_linearizable();
         match tokio::time::timeout(self.request_timeout, fut).await {
             Err(_) => Err(ProposeError::Timeout(self.request_timeout)),
@@ -259,6 +322,7 @@ impl Node {
         };
         self.bounded(
             || async {
+                self.may_change_membership()?;
                 match self
                     .raft
                     .add_learner(id, BasicNode::new(addr.clone()), true)
@@ -268,6 +332,7 @@ impl Node {
                     Err(e) => return self.membership_error(e),
                 }
                 if voter {
+                    self.may_change_membership()?;
                     let mut voters = self.voters();
                     voters.insert(id);
                     if let Err(e) = self.raft.change_membership(voters, false).await {
@@ -292,6 +357,7 @@ impl Node {
     pub async fn remove_member(&self, id: NodeId) -> Result<(), ProposeError> {
         self.bounded(
             || async {
+                self.may_change_membership()?;
                 let mut voters = self.voters();
                 let all: BTreeSet<NodeId> = self
                     .raft
@@ -327,6 +393,39 @@ impl Node {
             },
         )
         .await
+    }
+
+    /// Refuses a membership change this node must not start: one while another is still
+    /// being committed (openraft would queue or reject it in ways that have panicked its
+    /// core), or one on a leader that the membership no longer counts as a voter (it
+    /// removed itself; it is on its way out and must not change the cluster any more).
+    /// On a follower this passes: the change is forwarded and the leader decides.
+    fn may_change_membership(&self) -> Result<(), ProposeError> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.state != openraft::ServerState::Leader {
+            return Ok(());
+        }
+        let membership = m.membership_config.membership();
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        let at = m.membership_config.log_id().map_or(0, |l| l.index);
+        if at > applied || membership.get_joint_config().len() > 1 {
+            return Err(ProposeError::Rejected(Box::new(Problem::new(
+                ErrorCode::MembershipChangeInProgress,
+                format!(
+                    "the membership change at log index {at} is not committed yet; retry once it is"
+                ),
+            ))));
+        }
+        if !membership.voter_ids().any(|v| v == self.id) {
+            return Err(ProposeError::Rejected(Box::new(Problem::new(
+                ErrorCode::NotAVoter,
+                format!(
+                    "node {} was removed from the voters and is stepping down; send membership changes to a voting member",
+                    self.id
+                ),
+            ))));
+        }
+        Ok(())
     }
 
     fn voters(&self) -> BTreeSet<NodeId> {

@@ -2,6 +2,8 @@
 //! leader or a follower) or an agent at a random moment, start it again, and check the
 //! invariants every time:
 //! - every accepted deployment reaches a final state within its deadline, and none is lost;
+//! - no lock outlives its deployment, and no deployment is refused for a lock that only a
+//!   finished deployment could hold;
 //! - no server runs two versions of the service, and the servers never stay split;
 //! - no port is allocated twice on a server;
 //! - fencing tokens only grow, deployment after deployment;
@@ -107,6 +109,34 @@ async fn check_invariants(c: &Cluster, accepted: &[String], round: usize) -> Str
     }
     let last = settled.last().unwrap().clone();
 
+    // Every deployment has ended, so none may hold a lock (a linearizable list, so the
+    // node asked has applied every finishing entry).
+    let locks = eventually("the lock list", Duration::from_secs(30), || {
+        c.get_any("/v1/locks")
+    })
+    .await;
+    let held: Vec<&Value> = locks["locks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| {
+            l["holder"]
+                .as_str()
+                .is_some_and(|h| h.starts_with("deployment "))
+        })
+        .collect();
+    assert!(
+        held.is_empty(),
+        "round {round}: a lock outlives its deployment: {held:?}"
+    );
+    // Each round's deployment was posted after every earlier one had ended: a refusal
+    // naming a held service lock cannot be true then.
+    let why = last["failure"].as_str().unwrap_or("");
+    assert!(
+        !why.contains("service lock is held"),
+        "round {round}: refused for a lock nobody should hold: {last}"
+    );
+
     // No server runs two versions; the servers agree.
     let images = eventually(
         &format!("round {round}: one version per server, the same everywhere"),
@@ -135,7 +165,10 @@ async fn check_invariants(c: &Cluster, accepted: &[String], round: usize) -> Str
     }
 
     // No port twice on a server.
-    let ports = c.get_any("/v1/ports").await.unwrap();
+    let ports = eventually("the port ledger", Duration::from_secs(30), || {
+        c.get_any("/v1/ports")
+    })
+    .await;
     for s in ports["servers"].as_array().into_iter().flatten() {
         let mut seen: Vec<u64> = s["assignments"]
             .as_object()
@@ -157,10 +190,22 @@ async fn check_invariants(c: &Cluster, accepted: &[String], round: usize) -> Str
     );
 
     // The audit chain verifies.
-    let node = (0..c.nodes.len())
-        .find(|&i| c.nodes[i].is_running())
-        .unwrap();
-    let recs = c.audit(node).await.unwrap();
+    // From whichever node answers: one restarted a moment ago may not serve yet.
+    let recs = eventually(
+        &format!("round {round}: an audit export"),
+        Duration::from_secs(30),
+        || async {
+            let mut last = String::from("no running node");
+            for i in (0..c.nodes.len()).filter(|&i| c.nodes[i].is_running()) {
+                match c.audit(i).await {
+                    Ok(r) => return Ok(r),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        },
+    )
+    .await;
     assert_eq!(verify(&recs), Ok(recs.len() as u64), "round {round}");
     match last["failure"].as_str() {
         Some(why) => format!("{} ({why})", last["state"].as_str().unwrap_or("")),

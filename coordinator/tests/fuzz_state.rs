@@ -524,6 +524,24 @@ fn check_step(
             }
         }
     }
+    // No lock, live or lapsed, is held by a deployment that has ended.
+    for l in after.values() {
+        let Some(id) = l.holder.as_str().strip_prefix("deployment ") else {
+            continue;
+        };
+        if let Some(d) = Uuid::parse_str(id)
+            .ok()
+            .and_then(|id| post.deployments.all.get(&id))
+        {
+            prop_assert!(
+                d.needs_driving(),
+                "{} holds {} after {:?}",
+                d.state,
+                l.key,
+                req.cmd
+            );
+        }
+    }
     for (k, old) in &before {
         if !after.contains_key(k) {
             // Released: by its own token (a lock command or its deployment finishing).

@@ -169,6 +169,42 @@ async fn coordinator_and_agent_metrics_pass_promtool() {
             "{needle} missing from the coordinator's metrics:\n{coordinator}"
         );
     }
+    // No notification sink is configured here: the documented series exist all the same,
+    // at zero (a dashboard or alert must see 0, not "no data").
+    for needle in [
+        "sluice_notifications_queued{sink=\"telegram\"} 0",
+        "sluice_notifications_queued{sink=\"webhook\"} 0",
+        "sluice_notifications_total{outcome=\"failed\",sink=\"webhook\"} 0",
+        "sluice_notifications_total{outcome=\"sent\",sink=\"telegram\"} 0",
+    ] {
+        assert!(
+            coordinator.contains(needle),
+            "{needle} missing from the coordinator's metrics:\n{coordinator}"
+        );
+    }
+    // Every metric the README lists is exported (families whose labels name something
+    // that has to happen first — a refused key — appear with their first child).
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("README");
+    let section = readme
+        .split("## Metrics and monitoring")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("the README's metrics section");
+    let scraped = format!("{coordinator}\n{agent_metrics}");
+    for line in section.lines().filter(|l| l.starts_with("| `sluice_")) {
+        let cell = line.split('|').nth(1).unwrap_or("");
+        for name in cell.split('`').filter(|n| n.starts_with("sluice_")) {
+            if name == "sluice_agent_fencing_refusals_total" {
+                continue;
+            }
+            assert!(
+                scraped.contains(&format!("# TYPE {name} ")),
+                "the README lists {name}, which no daemon exports"
+            );
+        }
+    }
     for needle in [
         "sluice_agent_docker_reachable 1",
         "sluice_certificate_expiry_timestamp_seconds",

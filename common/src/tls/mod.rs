@@ -19,6 +19,8 @@
 //! - [`files`]: certificate files on disk, and [`ServerTls`], the handle that swaps in a
 //!   fresh server configuration when they change.
 //! - `server` (feature `serve`): [`serve_tls`], the mTLS accept loop.
+//! - `unread` (feature `serve`): request bodies a handler left unread are read to their
+//!   end, so an early refusal reaches an HTTP/2 client instead of a stream reset.
 //! - `client` (feature `serve`): a `reqwest` client that trusts only the project CA.
 
 pub mod ca;
@@ -30,6 +32,8 @@ pub mod identity;
 pub mod client;
 #[cfg(feature = "serve")]
 pub mod server;
+#[cfg(feature = "serve")]
+pub mod unread;
 
 pub use ca::{ca_init, ca_init_at, issue, issue_at, CertifiedKeyPem};
 pub use config::{client_config, provider, server_config, ClientAuth};

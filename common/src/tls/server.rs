@@ -21,6 +21,7 @@ use tower::{Service, ServiceExt};
 
 use super::files::ServerTls;
 use super::identity::PeerIdentity;
+use super::unread::{discard, RequestBody};
 
 /// Timeouts of the accept loop.
 #[derive(Debug, Clone)]
@@ -57,7 +58,7 @@ pub async fn serve_tls<S, B>(
     shutdown: CancellationToken,
 ) -> std::io::Result<()>
 where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+    S: Service<Request<RequestBody>, Response = Response<B>, Error = Infallible>
         + Clone
         + Send
         + 'static,
@@ -78,7 +79,7 @@ pub async fn serve_tls_with<S, B>(
     shutdown: CancellationToken,
 ) -> std::io::Result<()>
 where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+    S: Service<Request<RequestBody>, Response = Response<B>, Error = Infallible>
         + Clone
         + Send
         + 'static,
@@ -151,7 +152,18 @@ where
                 if let Some(peer) = &peer {
                     req.extensions_mut().insert(peer.clone());
                 }
-                service.clone().oneshot(req)
+                let (parts, body) = req.into_parts();
+                let (body, leftover) = RequestBody::new(body);
+                let answer = service.clone().oneshot(Request::from_parts(parts, body));
+                async move {
+                    let resp = answer.await;
+                    // Refused before its body was read: read the rest after answering.
+                    let rest = leftover.lock().ok().and_then(|mut l| l.take());
+                    if let Some(rest) = rest {
+                        tokio::spawn(discard(rest));
+                    }
+                    resp
+                }
             });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
             tokio::pin!(conn);

@@ -166,16 +166,16 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready when this node knows a leader and has applied what it knows is committed.
+/// Ready when this node is in contact with a working cluster: as the leader, a quorum
+/// acknowledged it within two maximal election timeouts; as a follower, its leader's
+/// appends (heartbeats included) reached it within that time. A leader cut off from its
+/// quorum turns unready within that bound, so a load balancer stops sending it work.
 async fn readyz(State(app): State<App>) -> Result<Json<serde_json::Value>, ApiError> {
     let s = app.node.status();
-    match s.leader {
-        Some(leader) => Ok(Json(
-            json!({"status": "ready", "leader": leader, "applied": s.applied}),
+    match app.node.in_contact() {
+        Ok(()) => Ok(Json(
+            json!({"status": "ready", "leader": s.leader, "applied": s.applied}),
         )),
-        None => Err(ApiError::new(
-            ErrorCode::Unavailable,
-            "no leader is known yet",
-        )),
+        Err(why) => Err(ApiError::new(ErrorCode::Unavailable, why)),
     }
 }

@@ -683,6 +683,8 @@ mod tests {
             Timeout => 17,
             DockerUnavailable => 18,
             Internal => 19,
+            MembershipChangeInProgress => 20,
+            NotAVoter => 21,
         }
     }
 
@@ -700,7 +702,7 @@ mod tests {
             .into_iter()
             .map(|v| code_index(serde_json::from_value(v).unwrap()))
             .collect();
-        assert_eq!(codes, (0..20).collect(), "every ErrorCode is documented");
+        assert_eq!(codes, (0..22).collect(), "every ErrorCode is documented");
 
         fn same<T: Serialize + serde::de::DeserializeOwned>(d: &Value, schema: &str, all: &[T]) {
             let documented = doc_enum(d, schema);

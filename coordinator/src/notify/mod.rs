@@ -100,6 +100,11 @@ fn count(sink: &'static str, outcome: &'static str) {
         .or_default() += 1;
 }
 
+/// The sink names metrics are labelled with.
+pub const SINKS: [&str; 2] = ["telegram", "webhook"];
+/// The outcomes of a delivery attempt.
+pub const OUTCOMES: [&str; 3] = ["sent", "retried", "failed"];
+
 fn set_queued(sink: &'static str, n: u64) {
     STATS.lock().expect("stats lock").queued.insert(sink, n);
 }

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use openraft::error::RaftError;
-use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest};
 use serde::{Deserialize, Serialize};
 use sluice_common::problem::{ErrorCode, Problem};
 
@@ -53,7 +53,17 @@ async fn append(
     State(node): State<Arc<Node>>,
     ApiJson(req): ApiJson<AppendEntriesRequest<TypeConfig>>,
 ) -> Response {
-    reply(node.raft.append_entries(req).await)
+    let r = node.raft.append_entries(req).await;
+    if matches!(
+        r,
+        Ok(AppendEntriesResponse::Success
+            | AppendEntriesResponse::PartialSuccess(_)
+            | AppendEntriesResponse::Conflict)
+    ) {
+        // The sender leads a term this node accepts: readiness counts it as contact.
+        node.note_leader_contact();
+    }
+    reply(r)
 }
 
 async fn vote(

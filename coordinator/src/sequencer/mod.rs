@@ -14,7 +14,8 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::future::join_all;
 use sluice_common::agent_api::{
-    DeployRequest, OperationState, OperationView, RemoveServiceRequest, RollbackRequest,
+    AbortRequest, DeployRequest, OperationState, OperationView, RemoveServiceRequest,
+    RollbackRequest,
 };
 use sluice_common::api::{ServerStepState, ServerStepView};
 use sluice_common::deployment::{DeploymentEvent, DeploymentState, Phase};
@@ -177,6 +178,11 @@ impl Driver {
                         lock_ttl: LOCK_TTL,
                     };
                     if let Err(e) = self.deployment_cmd(cmd).await {
+                        // This node's view lagged: the deployment ended meanwhile, and the
+                        // state machine refused to hand it the lock again.
+                        if !self.read(id).is_some_and(|d| d.needs_driving()) {
+                            return Ok(());
+                        }
                         if let Stop::Refused(why) = &e {
                             // Someone else holds the service lock now: this deployment can
                             // no longer act on its servers.
@@ -555,6 +561,9 @@ impl Driver {
                 .map(|(k, v)| (k.clone(), v.value.clone()))
                 .collect(),
             health: d.request.health.clone(),
+            previous_health: self.placed_health(d, &server),
+            // The agent stops on its own at the same deadline if it loses us.
+            deadline: Some(sluice_common::time::DurationSpec(deadline)),
             limits: Default::default(),
             privileged: false,
             network_mode: None,
@@ -576,6 +585,15 @@ impl Driver {
                 step.detail = format!("no progress within {deadline:?}");
                 step.state = ServerStepState::Deploying;
                 self.step(d.id, step.clone()).await?;
+                // Tell the agent at once: it stops checking the new container and restores
+                // the previous one (it would also stop at its own copy of the deadline).
+                let abort = AbortRequest {
+                    fence: req.fence.clone(),
+                    reason: format!("the progress deadline of {deadline:?} passed"),
+                };
+                if let Err(e) = self.agents.abort(&addr, d.id, &abort).await {
+                    tracing::warn!(%server, error = %e, "could not abort the agent's deploy; it stops at its own deadline");
+                }
                 return Ok(Some(format!(
                     "{server}: progress deadline of {deadline:?} passed"
                 )));
@@ -713,7 +731,7 @@ impl Driver {
                 _ => {}
             }
             let fresh = self.nothing_before(d, server, manual);
-            if let Some(f) = self.roll_back_one(d, token, step, fresh).await? {
+            if let Some(f) = self.roll_back_one(d, token, step, fresh, manual).await? {
                 failures.push(f);
             }
         }
@@ -729,6 +747,45 @@ impl Driver {
             self.give_up(d.id, format!("ROLLBACK FAILED: {}", failures.join("; ")))
                 .await
         }
+    }
+
+    /// The health check the version now placed on `server` was deployed with.
+    fn placed_health(
+        &self,
+        d: &Deployment,
+        server: &ServerName,
+    ) -> Option<sluice_common::api::HealthCheck> {
+        self.node.read(|a| {
+            let deps = &a.state.deployments;
+            let placed = deps.services.get(&d.request.service)?.servers.get(server)?;
+            placed.health.clone().or_else(|| {
+                deps.all
+                    .get(&placed.deployment)
+                    .map(|p| p.request.health.clone())
+            })
+        })
+    }
+
+    /// The health check of the version a rollback of `d` restores on `server`: after a
+    /// failure, the one placed there still; after a success (manual), the one before `d`.
+    fn restored_health(
+        &self,
+        d: &Deployment,
+        server: &ServerName,
+        manual: bool,
+    ) -> sluice_common::api::HealthCheck {
+        let before = if manual {
+            self.node.read(|a| {
+                let deps = &a.state.deployments;
+                let history = &deps.services.get(&d.request.service)?.history;
+                let pos = history.iter().position(|x| *x == d.id)?;
+                let prev = deps.all.get(&history[pos.checked_sub(1)?])?;
+                Some(prev.request.health.clone())
+            })
+        } else {
+            self.placed_health(d, server)
+        };
+        before.unwrap_or_else(|| d.request.health.clone())
     }
 
     /// Whether the service had no version on `server` before this deployment.
@@ -755,6 +812,7 @@ impl Driver {
         token: sluice_common::locks::FencingToken,
         mut step: ServerStepView,
         fresh: bool,
+        manual: bool,
     ) -> Result<Option<String>, Stop> {
         let server = step.server.clone();
         let Some(addr) = self.agent_addr(&server) else {
@@ -824,7 +882,7 @@ impl Driver {
                 token,
             },
             service: d.request.service.clone(),
-            health: d.request.health.clone(),
+            health: self.restored_health(d, &server, manual),
         };
         let mut submitted = false;
         for _ in 0..120 {

@@ -134,6 +134,10 @@ pub struct Placement {
     pub port: u16,
     /// The deployment.
     pub deployment: Uuid,
+    /// The health check it was deployed with: restoring this version later judges it by
+    /// this check, not by the one of the version that failed (absent in older records).
+    #[serde(default)]
+    pub health: Option<sluice_common::api::HealthCheck>,
 }
 
 /// Deployment commands.
@@ -421,6 +425,10 @@ impl Deployments {
             }
             C::Refence { id, lock_ttl } => {
                 let d = self.get_mut(*id)?;
+                // A new leader may propose this from a view that lags the entry which
+                // finished the deployment: a deployment that has ended never takes its
+                // service lock again.
+                refuse_unless_in_flight(d, "re-fenced")?;
                 let key = d.lock_key();
                 if let Some(old) = d.token {
                     // Our lease may still be live or may have lapsed; either way release it
@@ -453,6 +461,7 @@ impl Deployments {
             }
             C::Renew { id, lock_ttl } => {
                 let d = self.get_mut(*id)?;
+                refuse_unless_in_flight(d, "renewed")?;
                 let token = d.token.ok_or_else(|| DeploymentError::Conflict {
                     message: format!("deployment {id} holds no lock"),
                 })?;
@@ -589,6 +598,7 @@ impl Deployments {
             }
             C::GiveUp { id, failure } => {
                 let d = self.get_mut(*id)?;
+                refuse_unless_in_flight(d, "given up")?;
                 d.failure = Some(failure.clone());
                 d.rolling_back = false;
                 d.rollback_requested = false;
@@ -639,6 +649,7 @@ impl Deployments {
                                 image: d.request.image.clone(),
                                 port,
                                 deployment: d.id,
+                                health: Some(d.request.health.clone()),
                             },
                         );
                     }
@@ -666,6 +677,7 @@ impl Deployments {
                                     image: p.request.image.clone(),
                                     port: s.port.unwrap_or_default(),
                                     deployment: p.id,
+                                    health: Some(p.request.health.clone()),
                                 },
                             );
                         }
@@ -678,6 +690,20 @@ impl Deployments {
             _ => {}
         }
     }
+}
+
+/// Refuses a lock command for a deployment that no longer needs driving: no lock may be
+/// granted to, or kept alive for, a finished deployment.
+fn refuse_unless_in_flight(d: &Deployment, what: &str) -> Result<(), DeploymentError> {
+    if d.needs_driving() {
+        return Ok(());
+    }
+    Err(DeploymentError::Conflict {
+        message: format!(
+            "deployment {} has ended ({}); its service lock cannot be {what}",
+            d.id, d.state
+        ),
+    })
 }
 
 fn record(d: &mut Deployment, next: DeploymentState, now: Timestamp, reason: String) {

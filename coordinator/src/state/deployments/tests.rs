@@ -326,5 +326,50 @@ fn views_redact_secrets() {
     let json = serde_json::to_string(&v).unwrap();
     assert!(!json.contains("s3cret"), "{json}");
     assert!(json.contains("<redacted>") && json.contains("shown"));
-    let _ = HealthCheck::None;
+    let _ = HealthCheck::None {};
+}
+
+#[test]
+fn a_finished_deployment_is_never_re_fenced_or_renewed() {
+    // A new leader proposes from a view that may lag the entry that ended the deployment
+    // (issue 13: three of 77 leader kills left a `success` holding its service lock).
+    let mut w = World::new();
+    let a = w.create("api", "app:v1", None);
+    w.succeed(a, 20000);
+    assert_eq!(w.lock_holder("api"), None);
+    for cmd in [
+        DeploymentCommand::Refence {
+            id: a,
+            lock_ttl: Duration::from_secs(60),
+        },
+        DeploymentCommand::Renew {
+            id: a,
+            lock_ttl: Duration::from_secs(60),
+        },
+    ] {
+        let before = w.d.all[&a].clone();
+        assert!(matches!(
+            w.apply(cmd),
+            Err(DeploymentError::Conflict { .. })
+        ));
+        assert_eq!(w.d.all[&a], before);
+        assert_eq!(w.lock_holder("api"), None);
+    }
+    // Nor one that failed in validation (nothing touched, final at once).
+    let b = w.create("api", "app:v2", None);
+    w.start(b).unwrap();
+    w.event(b, DeploymentEvent::ChecksFailed).unwrap();
+    assert_eq!(w.lock_holder("api"), None);
+    assert!(matches!(
+        w.apply(DeploymentCommand::Refence {
+            id: b,
+            lock_ttl: Duration::from_secs(60),
+        }),
+        Err(DeploymentError::Conflict { .. })
+    ));
+    assert_eq!(w.lock_holder("api"), None);
+    // The next deployment of the service takes the lock at once.
+    let c = w.create("api", "app:v3", None);
+    w.start(c).unwrap();
+    assert_eq!(w.lock_holder("api"), Some(format!("deployment {c}")));
 }
