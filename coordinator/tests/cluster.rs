@@ -521,3 +521,139 @@ async fn bad_input_is_problem_json_with_stable_codes() {
     let (s, b) = post(&c, 0, "/v1/locks/a", big).await;
     assert_eq!((s, b["code"].as_str()), (413, Some("payload_too_large")));
 }
+
+/// Issue 13 #4: `/readyz` means "in contact with a quorum". A leader whose two followers
+/// stopped answered 200 for as long as it was watched (37 s) while every write timed out;
+/// now it turns unready within about two election timeouts, refuses writes at once, and a
+/// lone follower turns unready too.
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_follows_quorum_contact_and_a_lone_leader_refuses_work_at_once() {
+    let mut c = Cluster::start(bin(), 3, NodeOpts::default()).await;
+    let leader = c.leader().await;
+    for i in 0..3 {
+        eventually("every node ready", Duration::from_secs(10), || async {
+            match try_call(&c, reqwest::Method::GET, i, "/readyz", None).await? {
+                (200, _) => Ok(()),
+                (s, b) => Err(format!("node {i}: {s} {b}")),
+            }
+        })
+        .await;
+    }
+    for i in c.others(leader) {
+        c.nodes[i].kill();
+    }
+    let cut = Instant::now();
+    let (_, why) = eventually(
+        "the leader to turn unready",
+        Duration::from_secs(5),
+        || async {
+            match try_call(&c, reqwest::Method::GET, leader, "/readyz", None).await? {
+                (503, b) => Ok((cut.elapsed(), b)),
+                (s, b) => Err(format!("{s} {b}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(why["code"], "unavailable", "{why}");
+    assert!(
+        why["detail"].as_str().unwrap_or("").contains("quorum"),
+        "{why}"
+    );
+    // Work is refused at once, not after the 5 s request timeout.
+    let asked = Instant::now();
+    let (s, b) = acquire(&c, leader, "service/api", "ci", "10s").await;
+    assert_eq!((s, b["code"].as_str()), (503, Some("unavailable")), "{b}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "refused after {:?}",
+        asked.elapsed()
+    );
+
+    // The others come back: the cluster is ready again; then a lone follower.
+    for i in 0..3 {
+        if !c.nodes[i].is_running() {
+            c.nodes[i].start();
+        }
+    }
+    let leader = c.leader().await;
+    eventually(
+        "the leader ready again",
+        Duration::from_secs(10),
+        || async {
+            match try_call(&c, reqwest::Method::GET, leader, "/readyz", None).await? {
+                (200, _) => Ok(()),
+                (s, b) => Err(format!("{s} {b}")),
+            }
+        },
+    )
+    .await;
+    let follower = c.others(leader)[0];
+    for i in 0..3 {
+        if i != follower {
+            c.nodes[i].kill();
+        }
+    }
+    eventually(
+        "the lone follower to turn unready",
+        Duration::from_secs(5),
+        || async {
+            match try_call(&c, reqwest::Method::GET, follower, "/readyz", None).await? {
+                (503, _) => Ok(()),
+                (s, b) => Err(format!("{s} {b}")),
+            }
+        },
+    )
+    .await;
+}
+
+/// Issue 13 #6: the leader removed itself, then was asked to remove another member. That
+/// panicked openraft ("Only leader is allowed to call update_effective_membership()") and
+/// the process lived on answering 500. Now the second change is refused cleanly (or, once
+/// the removed leader has stepped down, forwarded to the new leader), nothing panics, and
+/// the cluster keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_leader_refuses_membership_changes_cleanly() {
+    let mut c = Cluster::start(bin(), 3, NodeOpts::default()).await;
+    let leader = c.leader().await;
+    let leader_id = c.nodes[leader].id;
+    let other = c.others(leader)[0];
+    let other_id = c.nodes[other].id;
+    let (s, b) = call(
+        &c,
+        reqwest::Method::DELETE,
+        leader,
+        &format!("/v1/cluster/members/{leader_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = call(
+        &c,
+        reqwest::Method::DELETE,
+        leader,
+        &format!("/v1/cluster/members/{other_id}"),
+        None,
+    )
+    .await;
+    eprintln!("the second removal through the removed leader: {s} {b}");
+    assert!(
+        s == 200
+            || (s == 409
+                && matches!(
+                    b["code"].as_str(),
+                    Some("not_a_voter" | "membership_change_in_progress")
+                )),
+        "{s} {b}"
+    );
+    // The remaining voters keep taking writes.
+    let token = acquire_anywhere(&c, "service/after-removal", "ci").await;
+    assert!(token > 0);
+    // No node panicked, and every one still answers without a 500.
+    let logs = c.logs();
+    assert!(!logs.contains("panicked"), "{logs}");
+    for i in 0..3 {
+        assert!(c.nodes[i].exited().is_none(), "node {i} exited\n{logs}");
+        let (s, b) = call(&c, reqwest::Method::GET, i, "/v1/cluster", None).await;
+        assert_eq!(s, 200, "node {i}: {b}");
+    }
+}

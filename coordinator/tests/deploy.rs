@@ -620,3 +620,119 @@ async fn a_stalled_deployment_hits_its_progress_deadline_and_rolls_back() {
     );
     assert_serving(port, "v1").await;
 }
+
+/// Milliseconds from the deployment's acceptance to its transition into `to`.
+fn ms_to(d: &Value, to: &str) -> u64 {
+    let at = |s: &Value| {
+        sluice_common::time::Timestamp::parse(s.as_str().unwrap())
+            .unwrap()
+            .as_millis()
+    };
+    let t = d["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["to"] == to)
+        .unwrap_or_else(|| panic!("no transition to {to}: {d}"));
+    at(&t["at"]) - at(&d["created_at"])
+}
+
+/// Issue 13 #3: the deadline bounds the agent too. Before, the agent went on checking the
+/// new container for its whole retry budget (here 30 s) after the coordinator gave up; now
+/// the coordinator aborts the agent's deploy, and the agent also stops at its own copy of
+/// the deadline when the coordinator is gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_progress_deadline_stops_the_agent_too_even_without_the_coordinator() {
+    let mut env = Env::start(1, &["web-1"], &["deadline-api"]).await;
+    let v1 = env.deploy(&body("deadline-api", "v1", &["web-1"])).await;
+    let port = Env::port_of(&env.settled(&v1).await, "web-1");
+    let slow = |deadline: &str| {
+        let mut b = body("deadline-api", "v2", &["web-1"]);
+        b["env"]["TESTAPP_START_DELAY_MS"] = json!({"value": "60000"});
+        // A 30 s health budget: far past the deadline.
+        b["health"] = json!({"kind": "http", "path": "/health", "interval": "500ms",
+                             "retries": 60, "timeout": "500ms"});
+        b["progress_deadline"] = json!(deadline);
+        b
+    };
+
+    // The coordinator gives up at 3 s and tells the agent.
+    let v2 = env.deploy(&slow("3s")).await;
+    let d = env.settled(&v2).await;
+    assert_eq!(d["state"], "rolled_back", "{d}");
+    let took = ms_to(&d, "rolled_back");
+    assert!(
+        took < 15_000,
+        "rolled back {took} ms after acceptance with a 3 s deadline (the agent's health budget is 30 s): {d}"
+    );
+    assert_serving(port, "v1").await;
+
+    // The coordinator dies once the agent has the deploy: the agent stops by itself at
+    // the deadline and v1 serves again while no coordinator is up.
+    let v3 = env.deploy(&slow("4s")).await;
+    eventually(
+        "the agent to take the deploy",
+        Duration::from_secs(20),
+        || async {
+            let (_, d) = env.get(&format!("/v1/deployments/{v3}")).await;
+            let deploying = d["servers"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["state"] == "deploying"));
+            deploying.then_some(()).ok_or(format!("{}", d["phase"]))
+        },
+    )
+    .await;
+    env.cluster.nodes[0].kill();
+    let cut = std::time::Instant::now();
+    // v2 never listens, so the port answers again only once v1 is back.
+    assert_serving_within(port, "v1", Duration::from_secs(20)).await;
+    assert!(
+        cut.elapsed() < Duration::from_secs(20),
+        "v1 came back {:?} after the coordinator died",
+        cut.elapsed()
+    );
+    env.cluster.nodes[0].start();
+    let d = env.settled(&v3).await;
+    assert_eq!(d["state"], "rolled_back", "{d}");
+    assert_serving(port, "v1").await;
+}
+
+async fn assert_serving_within(port: u16, version: &str, within: Duration) {
+    eventually(&format!("{version} on port {port}"), within, || async {
+        match version_on(port).await {
+            Ok(v) if v == version => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
+
+/// Issue 13 #2: v2's health check is one only v2 would pass (`/ready`, which the test app
+/// does not serve). The restored v1 must be judged by the check it was deployed with
+/// (`/health`): before, it was checked with `/ready`, failed, and the deployment ended
+/// "rollback failed: needs an operator" while v1 served fine.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_judges_the_previous_version_by_its_own_health_check() {
+    let env = Env::start(1, &["web-1", "web-2"], &["own-health"]).await;
+    let v1 = env
+        .deploy(&body("own-health", "v1", &["web-1", "web-2"]))
+        .await;
+    let d1 = env.settled(&v1).await;
+    assert_eq!(d1["state"], "success", "{d1}");
+    let mut v2 = body("own-health", "v2", &["web-1", "web-2"]);
+    v2["health"] = json!({"kind": "http", "path": "/ready", "interval": "200ms",
+                          "retries": 3, "timeout": "1s"});
+    let id = env.deploy(&v2).await;
+    let d = env.settled(&id).await;
+    assert_eq!(d["state"], "rolled_back", "{d}");
+    assert!(
+        !d["phase"]
+            .as_str()
+            .unwrap_or("")
+            .contains("needs an operator"),
+        "{d}"
+    );
+    for s in ["web-1", "web-2"] {
+        assert_serving(Env::port_of(&d1, s), "v1").await;
+    }
+}

@@ -682,3 +682,162 @@ async fn a_secret_env_value_never_appears_in_logs_or_responses() {
     assert!(!agent_log.is_empty());
     assert!(!agent_log.contains(SECRET), "{agent_log}");
 }
+
+/// An HTTP/2-only client (ALPN `h2`), as reqwest and `curl --http2` negotiate.
+fn h2(builder: reqwest::ClientBuilder) -> reqwest::Client {
+    builder
+        .http2_prior_knowledge()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Sends `n` requests, small and large bodies alternating (a large one cannot all be in
+/// flight before the refusal: it is past h2's initial 64 KiB window), and asserts each
+/// got `status` with a problem+json `code` — never a stream reset.
+async fn all_refused(
+    n: usize,
+    req: impl Fn(usize) -> reqwest::RequestBuilder,
+    status: u16,
+    code: &str,
+) {
+    let mut errors = Vec::new();
+    for i in 0..n {
+        match req(i).send().await {
+            Ok(r) => {
+                let got = r.status().as_u16();
+                let v: Value = r.json().await.unwrap_or(Value::Null);
+                if (got, v["code"].as_str()) != (status, Some(code)) {
+                    errors.push(format!("#{i}: {got} {v}"));
+                }
+            }
+            Err(e) => errors.push(format!("#{i}: {e:?}")),
+        }
+    }
+    assert!(
+        errors.is_empty(),
+        "{} of {n} requests did not get {status} {code}: {errors:?}",
+        errors.len()
+    );
+}
+
+fn padded(mut body: Value, i: usize) -> Value {
+    if i % 2 == 1 {
+        body["padding"] = json!("x".repeat(200 * 1024));
+    }
+    body
+}
+
+/// Issue 13 #5: over HTTP/2, refusals sent before the body was read ended in "Stream error
+/// in the HTTP/2 framing layer" for 29 of 50 requests; every client must get its answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn early_refusals_reach_http2_clients_as_problems() {
+    let c = single().await;
+    let node = &c.nodes[0];
+    let token = |role: &str| {
+        let body = json!({"name": format!("h2-{role}"), "role": role});
+        let req = c.http.post(node.url("/v1/tokens")).json(&body);
+        async move {
+            let (s, _, v) = answer(req).await;
+            assert_eq!(s, 201, "{v}");
+            v["secret"].as_str().unwrap().to_string()
+        }
+    };
+    let viewer = token("viewer").await;
+    let deployer = token("deployer").await;
+    let client = h2(c.pki.client(None));
+    let url = node.url("/v1/deployments");
+    let body = |i| padded(deploy_body("h2-api"), i);
+    // 403: a viewer may not deploy.
+    all_refused(
+        50,
+        |i| client.post(&url).bearer_auth(&viewer).json(&body(i)),
+        403,
+        "forbidden",
+    )
+    .await;
+    // 401: no credentials.
+    all_refused(
+        20,
+        |i| client.post(&url).json(&body(i)),
+        401,
+        "unauthenticated",
+    )
+    .await;
+    // 415: not JSON.
+    all_refused(
+        20,
+        |i| {
+            client
+                .post(&url)
+                .bearer_auth(&deployer)
+                .header("content-type", "text/plain")
+                .body(body(i).to_string())
+        },
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+    // 413: over the 1 MiB limit.
+    all_refused(
+        10,
+        |_| {
+            client
+                .post(&url)
+                .bearer_auth(&deployer)
+                .json(&json!({"padding": "x".repeat(3 * 1024 * 1024)}))
+        },
+        413,
+        "payload_too_large",
+    )
+    .await;
+
+    // curl (7.88 here, as on many CI runners) reports a stream reset during its upload as
+    // "Stream error in the HTTP/2 framing layer" even after a complete answer: it must see
+    // the stream end normally.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, c.pki.ca_pem()).unwrap();
+    let big = dir.path().join("big.json");
+    std::fs::write(&big, padded(deploy_body("h2-api"), 1).to_string()).unwrap();
+    let mut errors = Vec::new();
+    for i in 0..20 {
+        let out = std::process::Command::new("curl")
+            .args(["--http2", "-sS", "--cacert"])
+            .arg(&ca)
+            .args(["-o", "/dev/null", "-w", "%{http_code}"])
+            .args(["-H", &format!("Authorization: Bearer {viewer}")])
+            .args(["-H", "Content-Type: application/json", "--data-binary"])
+            .arg(format!("@{}", big.display()))
+            .arg(&url)
+            .output()
+            .expect("curl (CI installs it)");
+        let code = String::from_utf8_lossy(&out.stdout).to_string();
+        if !out.status.success() || code != "403" {
+            errors.push(format!(
+                "#{i}: {code} {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    assert!(errors.is_empty(), "curl --http2: {errors:?}");
+
+    // The agent API: a `client` certificate may not deploy (coordinators only).
+    let agent = AgentProc::start("sec-h2", &[], &port_range(), "");
+    let pki = Pki::shared();
+    let ops = h2(pki.client(Some(&pki.issue(Role::Client, "ops"))));
+    let op = "0191d2a0-7c4e-7b3a-9f1e-2d3c4b5a6978";
+    let agent_url = format!("https://{}/agent/v1/operations/{op}", agent.addr);
+    all_refused(
+        20,
+        |i| {
+            ops.put(&agent_url).json(&padded(
+                json!({"fence": {"key": "service/x", "token": 1}}),
+                i,
+            ))
+        },
+        403,
+        "forbidden",
+    )
+    .await;
+}

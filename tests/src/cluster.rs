@@ -194,6 +194,14 @@ impl Coordinator {
         }
     }
 
+    /// The exit status, if the process has exited by itself (it is then no longer
+    /// counted as running).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok().flatten()?;
+        self.child = None;
+        Some(status)
+    }
+
     /// Whether the process is running.
     pub fn is_running(&self) -> bool {
         self.child.is_some()
