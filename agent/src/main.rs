@@ -26,7 +26,10 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter);
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(sluice_common::systemd::colour_logs())
+        .with_writer(std::io::stderr);
     if args.log_format == "json" {
         fmt.json().init();
     } else {

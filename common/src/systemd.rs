@@ -68,3 +68,32 @@ pub fn serve_until_signal(shutdown: CancellationToken) {
         shutdown.cancel();
     });
 }
+
+/// Whether plain logs may carry ANSI colour: only when standard error is a terminal and
+/// `NO_COLOR` is unset or empty (<https://no-color.org>). Logs written to a file or the
+/// journal stay greppable (`grep status=500` must find `status=500`).
+pub fn colour_logs() -> bool {
+    use std::io::IsTerminal;
+    colour_wanted(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    )
+}
+
+fn colour_wanted(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour_wanted;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour_wanted(true, None));
+        assert!(colour_wanted(true, Some(OsStr::new(""))));
+        assert!(!colour_wanted(true, Some(OsStr::new("1"))));
+        assert!(!colour_wanted(false, None));
+    }
+}

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| "info,openraft=warn,sled=warn".into());
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(sluice_common::systemd::colour_logs())
         .with_writer(std::io::stderr);
     if args.log_format == "json" {
         fmt.json().init();

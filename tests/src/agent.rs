@@ -35,7 +35,8 @@ pub fn agent_bin() -> PathBuf {
     bin
 }
 
-/// Starts `sluice-agent --config CONFIG --log-format json`, hands every log line to `sink`, and
+/// Starts `sluice-agent --config CONFIG --log-format json`, hands every log line (standard
+/// error) to `sink`, and
 /// returns once the agent has announced the address it listens on.
 pub fn spawn_agent(config: &Path, sink: impl FnMut(&str) + Send + 'static) -> (Child, String) {
     spawn_agent_at(&Placement::default(), config, sink)
@@ -54,12 +55,13 @@ pub fn spawn_agent_at(
         .arg(config)
         .args(["--log-format", "json"])
         .env("RUST_LOG", "info,sluice_agent=debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
         .expect("spawn sluice-agent");
-    let stdout = child.stdout.take().expect("stdout");
+    // Logs go to standard error, like the coordinator's.
+    let stdout = child.stderr.take().expect("stderr");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout)
