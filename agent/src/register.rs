@@ -135,7 +135,12 @@ pub async fn run(agent: Arc<Agent>) {
 }
 
 async fn registration(agent: &Agent) -> AgentRegistration {
+    let range = agent.config.port_range;
+    let bound = tokio::task::spawn_blocking(move || crate::ports::listening_in(range))
+        .await
+        .unwrap_or_default();
     AgentRegistration {
+        bound_ports: Some(bound.into_iter().collect()),
         server: agent.config.name.clone(),
         agent_addr: agent.advertise.clone(),
         labels: agent.config.labels.clone(),

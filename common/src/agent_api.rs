@@ -318,6 +318,10 @@ pub struct AgentRegistration {
     pub docker_version: Option<String>,
     /// The agent's own version.
     pub agent_version: String,
+    /// Ports in the range already listening on the host when it registered, so that none
+    /// is allocated before the first heartbeat reports them (absent from older agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound_ports: Option<Vec<u16>>,
 }
 
 /// `POST /v1/agents/{server}/heartbeat` on a coordinator, every few seconds. Heartbeats stay

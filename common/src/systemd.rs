@@ -55,10 +55,34 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
+/// The environment variable that makes a daemon stop when its standard input closes.
+pub const EXIT_WITH_STDIN: &str = "SLUICE_EXIT_WITH_STDIN";
+
+/// A parent that holds the write end of its child's standard input and sets
+/// [`EXIT_WITH_STDIN`] (`sluice dev`) gets children that stop when it dies, however it
+/// dies (`kill -9` included): its end closes, the child reads end-of-file and shuts down
+/// as on SIGTERM. A no-op unless the variable is `1`.
+pub fn stop_when_stdin_closes(shutdown: CancellationToken) {
+    if std::env::var_os(EXIT_WITH_STDIN).is_none_or(|v| v != "1") {
+        return;
+    }
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 64];
+        let mut stdin = std::io::stdin();
+        // Anything written is ignored; only end-of-file (or an error) counts.
+        while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+        tracing::warn!("standard input closed (the parent is gone): shutting down");
+        stopping();
+        shutdown.cancel();
+    });
+}
+
 /// What both daemons do once they serve: install the stop signals, then report `READY=1`
 /// (so a SIGTERM right after readiness is a clean stop), and on a signal report
 /// `STOPPING=1` and cancel `shutdown`.
 pub fn serve_until_signal(shutdown: CancellationToken) {
+    stop_when_stdin_closes(shutdown.clone());
     let signal = shutdown_signal();
     ready(shutdown.clone());
     tokio::spawn(async move {

@@ -323,7 +323,7 @@ fn wires() -> Vec<Wire> {
             agent_api::AgentRegistration,
             json!({"server": "web-1", "agent_addr": "10.0.0.1:7443", "labels": ["env=prod"],
                    "port_range": "20000-32000", "docker_version": "27.0",
-                   "agent_version": "0.1.0"})
+                   "agent_version": "0.1.0", "bound_ports": [20001]})
         ),
         wire!(
             agent_api::AgentHeartbeat,

@@ -66,7 +66,7 @@ impl Dev {
             if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
                 seen.push_str(&l);
                 seen.push('\n');
-                if l.contains("Ctrl-C stops both") {
+                if l.contains("stops both.") {
                     return seen;
                 }
             }
@@ -171,4 +171,66 @@ async fn sluice_dev_demo_shows_a_deployment_and_an_automatic_rollback() {
     );
     assert!(dev.interrupt().success());
     sluice_tests::agent::remove_containers("demo");
+}
+
+/// The pids of live processes whose command line mentions `needle` (the dev directory is
+/// in the children's `--config` paths), other than `sluice dev` itself.
+fn children_of(needle: &str) -> Vec<String> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = entry.file_name().to_string_lossy().to_string();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        // A zombie has an empty command line: it is gone.
+        if cmd.contains(needle) && !cmd.contains(" dev ") {
+            pids.push(format!("{pid}: {cmd}"));
+        }
+    }
+    pids
+}
+
+fn wait_no_children(dir: &str, why: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20).mul_f64(patience());
+    loop {
+        let left = children_of(dir);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{why}: still running: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Issue 19: `sluice dev` stopped by SIGTERM (`kill`, `timeout`, a service manager) left
+/// its coordinator and agent running on their ports. Now SIGTERM stops them as Ctrl-C
+/// does, and even `kill -9` of `sluice dev` leaves no orphan: the children stop when their
+/// standard input, held open by `sluice dev`, closes.
+#[tokio::test(flavor = "multi_thread")]
+async fn sluice_dev_leaves_no_child_behind_on_sigterm_or_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let needle = state.display().to_string();
+    let (port, agent_port) = (free_port(), free_port());
+    for signal in ["-TERM", "-KILL"] {
+        let mut dev = Dev::start_with(&state, port, agent_port, "27540-27559", &[]);
+        dev.wait_running();
+        assert_eq!(children_of(&needle).len(), 2, "{:?}", children_of(&needle));
+        Command::new("kill")
+            .args([signal, &dev.child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = dev.child.wait().unwrap();
+        if signal == "-TERM" {
+            assert!(status.success(), "{status:?}");
+        }
+        wait_no_children(&needle, &format!("after kill {signal} of sluice dev"));
+    }
 }

@@ -736,3 +736,29 @@ async fn a_rollback_judges_the_previous_version_by_its_own_health_check() {
         assert_serving(Env::port_of(&d1, s), "v1").await;
     }
 }
+
+/// Issue 19: a port already bound on the host (here by a plain listener; in the report, by
+/// another Sluice state's container) is never allocated, even right after the agent
+/// registers and before its first heartbeat: the registration itself reports it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_port_bound_on_the_host_is_skipped_from_the_first_allocation() {
+    let env = Env::start(1, &[], &[]).await;
+    let range = port_range();
+    let lo: u16 = range.split('-').next().unwrap().parse().unwrap();
+    let _held = std::net::TcpListener::bind(("0.0.0.0", lo)).expect("the range's first port");
+    let addrs: Vec<String> = env.cluster.nodes.iter().map(|n| n.addr.clone()).collect();
+    let _agent = AgentProc::start("bound-1", &addrs, &range, "");
+    eventually("the agent registered", Duration::from_secs(20), || async {
+        match env.get("/v1/servers/bound-1").await {
+            (200, _) => Ok(()),
+            (s, v) => Err(format!("{s} {v}")),
+        }
+    })
+    .await;
+    let (s, v) = env
+        .post("/v1/ports/bound-1/first-service", &json!({}), None)
+        .await;
+    assert!((200..300).contains(&s), "{s} {v}");
+    assert_ne!(v["port"], lo, "a port bound on the host was allocated: {v}");
+    assert_eq!(v["port"], lo + 1, "{v}");
+}

@@ -46,6 +46,12 @@ pub async fn register(
                 && r.port_range == reg.port_range
                 && r.docker_version == reg.docker_version
                 && r.agent_version.as_deref() == Some(reg.agent_version.as_str())
+        }) && reg.bound_ports.as_ref().is_none_or(|b| {
+            let reported: std::collections::BTreeSet<u16> = b.iter().copied().collect();
+            a.state
+                .ports
+                .server(&reg.server)
+                .is_some_and(|p| *p.host_bound() == reported)
         })
     });
     if !unchanged {

@@ -145,6 +145,11 @@ fn spawn(dir: &Path, bin: &str, config: &str) -> Result<Child, CliError> {
     Command::new(sibling(bin)?)
         .arg("--config")
         .arg(dir.join(config))
+        // The child holds the read end of a pipe whose write end only this process has:
+        // when it dies, even by `kill -9`, the child reads end-of-file and stops, so no
+        // orphan keeps the ports.
+        .env(sluice_common::systemd::EXIT_WITH_STDIN, "1")
+        .stdin(std::process::Stdio::piped())
         .stdout(log)
         .stderr(err)
         .kill_on_drop(true)
@@ -168,7 +173,29 @@ async fn terminate(child: &mut Child) {
     let _ = child.kill().await;
 }
 
-/// Runs `sluice dev` until Ctrl-C.
+/// Resolves on Ctrl-C (SIGINT), SIGTERM (`kill`, `timeout`, a service manager) or SIGHUP
+/// (the terminal closed). Handlers are installed when this is called.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let signals: Vec<_> = [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+    ]
+    .into_iter()
+    .filter_map(|k| signal(k).ok())
+    .collect();
+    async move {
+        let waits = signals.into_iter().map(|mut s| {
+            Box::pin(async move {
+                s.recv().await;
+            })
+        });
+        futures_util::future::select_all(waits).await;
+    }
+}
+
+/// Runs `sluice dev` until Ctrl-C, SIGTERM or SIGHUP.
 pub async fn run(args: DevArgs) -> Result<(), CliError> {
     let dir = if args.dir.is_absolute() {
         args.dir.clone()
@@ -178,10 +205,16 @@ pub async fn run(args: DevArgs) -> Result<(), CliError> {
             .join(&args.dir)
     };
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    // From here on a stop signal stops the children too, even while starting up.
+    let stop = stop_signal();
+    tokio::pin!(stop);
     ensure_pki(&dir)?;
     write_configs(&dir, &args)?;
     let mut coordinator = spawn(&dir, "sluice-coordinator", "coordinator.toml")?;
     let mut agent = spawn(&dir, "sluice-agent", "agent.toml")?;
+    // Held, not left in the children: tokio's `Child::wait` closes a child's stdin first,
+    // and a closed stdin is the children's signal that this process is gone.
+    let _lifelines = (coordinator.stdin.take(), agent.stdin.take());
 
     let token = std::fs::read_to_string(dir.join("admin.token")).map_err(io(&dir))?;
     let base = format!("https://127.0.0.1:{}", args.port);
@@ -211,17 +244,26 @@ pub async fn run(args: DevArgs) -> Result<(), CliError> {
             )));
         }
         if tokio::time::Instant::now() > deadline {
+            terminate(&mut agent).await;
+            terminate(&mut coordinator).await;
             return Err(CliError::Data(format!(
                 "not ready after 30 s; see the logs in {}",
                 dir.display()
             )));
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = &mut stop => {
+                terminate(&mut agent).await;
+                terminate(&mut coordinator).await;
+                return Err(CliError::Exit { code: 130, message: "interrupted".into() });
+            }
+        }
     }
     if args.demo {
         let shown = tokio::select! {
             r = super::demo::run(&conn, "local") => r,
-            _ = tokio::signal::ctrl_c() => Err(CliError::Exit {
+            _ = &mut stop => Err(CliError::Exit {
                 code: 130,
                 message: "interrupted".into(),
             }),
@@ -244,11 +286,11 @@ pub async fn run(args: DevArgs) -> Result<(), CliError> {
          \x20 export SLUICE_ADDR={base} SLUICE_CA={d}/tls/ca.pem SLUICE_TOKEN=$(cat {d}/admin.token)\n\
          \x20 {me} deploy --service hello --image IMAGE:TAG --server local --container-port 8080 --health /health --wait\n\
          \x20 curl -s --cacert $SLUICE_CA -H \"Authorization: Bearer $SLUICE_TOKEN\" $SLUICE_ADDR/v1/services\n\n\
-         Ctrl-C stops both.",
+         Ctrl-C (or SIGTERM) stops both.",
         args.agent_port
     );
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = &mut stop => {}
         s = coordinator.wait() => eprintln!("sluice dev: the coordinator exited: {s:?}"),
         s = agent.wait() => eprintln!("sluice dev: the agent exited: {s:?}"),
     }

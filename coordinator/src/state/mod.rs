@@ -347,6 +347,11 @@ impl State {
                 rec.up = true;
                 rec.changed_at = now;
                 self.ports.set_range(&r.server, r.port_range);
+                if let Some(bound) = &r.bound_ports {
+                    let _ = self
+                        .ports
+                        .set_host_bound(&r.server, bound.iter().copied().collect());
+                }
                 Response::Done
             }
             Command::SetAgentUp { server, up } => match self.servers.get_mut(server) {
