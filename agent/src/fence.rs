@@ -63,6 +63,7 @@ impl FenceTable {
             Ok(v) => v,
             Err(stale) => {
                 tracing::warn!(
+                    code = "stale_fencing_token",
                     key = %stale.key,
                     offered = stale.offered.0,
                     highest = stale.highest.0,

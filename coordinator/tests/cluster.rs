@@ -522,6 +522,23 @@ async fn bad_input_is_problem_json_with_stable_codes() {
     assert_eq!((s, b["code"].as_str()), (413, Some("payload_too_large")));
 }
 
+/// Polls `GET /readyz` on node `i` until it answers `status`; returns how long that took
+/// and the body.
+async fn readyz_turns(c: &Cluster, i: usize, status: u16, within: Duration) -> (Duration, Value) {
+    let since = Instant::now();
+    eventually(
+        &format!("node {i}'s /readyz to answer {status}"),
+        within,
+        || async {
+            match try_call(c, reqwest::Method::GET, i, "/readyz", None).await? {
+                (s, b) if s == status => Ok((since.elapsed(), b)),
+                (s, b) => Err(format!("{s} {b}")),
+            }
+        },
+    )
+    .await
+}
+
 /// Issue 13 #4: `/readyz` means "in contact with a quorum". A leader whose two followers
 /// stopped answered 200 for as long as it was watched (37 s) while every write timed out;
 /// now it turns unready within about two election timeouts, refuses writes at once, and a
@@ -531,29 +548,13 @@ async fn readiness_follows_quorum_contact_and_a_lone_leader_refuses_work_at_once
     let mut c = Cluster::start(bin(), 3, NodeOpts::default()).await;
     let leader = c.leader().await;
     for i in 0..3 {
-        eventually("every node ready", Duration::from_secs(10), || async {
-            match try_call(&c, reqwest::Method::GET, i, "/readyz", None).await? {
-                (200, _) => Ok(()),
-                (s, b) => Err(format!("node {i}: {s} {b}")),
-            }
-        })
-        .await;
+        readyz_turns(&c, i, 200, Duration::from_secs(10)).await;
     }
     for i in c.others(leader) {
         c.nodes[i].kill();
     }
-    let cut = Instant::now();
-    let (_, why) = eventually(
-        "the leader to turn unready",
-        Duration::from_secs(5),
-        || async {
-            match try_call(&c, reqwest::Method::GET, leader, "/readyz", None).await? {
-                (503, b) => Ok((cut.elapsed(), b)),
-                (s, b) => Err(format!("{s} {b}")),
-            }
-        },
-    )
-    .await;
+    let (took, why) = readyz_turns(&c, leader, 503, Duration::from_secs(5)).await;
+    eprintln!("the leader turned unready {took:?} after its followers were killed");
     assert_eq!(why["code"], "unavailable", "{why}");
     assert!(
         why["detail"].as_str().unwrap_or("").contains("quorum"),
@@ -576,34 +577,14 @@ async fn readiness_follows_quorum_contact_and_a_lone_leader_refuses_work_at_once
         }
     }
     let leader = c.leader().await;
-    eventually(
-        "the leader ready again",
-        Duration::from_secs(10),
-        || async {
-            match try_call(&c, reqwest::Method::GET, leader, "/readyz", None).await? {
-                (200, _) => Ok(()),
-                (s, b) => Err(format!("{s} {b}")),
-            }
-        },
-    )
-    .await;
+    readyz_turns(&c, leader, 200, Duration::from_secs(10)).await;
     let follower = c.others(leader)[0];
     for i in 0..3 {
         if i != follower {
             c.nodes[i].kill();
         }
     }
-    eventually(
-        "the lone follower to turn unready",
-        Duration::from_secs(5),
-        || async {
-            match try_call(&c, reqwest::Method::GET, follower, "/readyz", None).await? {
-                (503, _) => Ok(()),
-                (s, b) => Err(format!("{s} {b}")),
-            }
-        },
-    )
-    .await;
+    readyz_turns(&c, follower, 503, Duration::from_secs(5)).await;
 }
 
 /// Issue 13 #6: the leader removed itself, then was asked to remove another member. That
