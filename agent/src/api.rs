@@ -77,6 +77,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .merge(
             Router::new()
                 .route("/metrics", get(metrics))
+                .route("/agent/v1/openapi.json", get(crate::openapi::document))
                 .layer(axum::middleware::from_fn(coordinators_or_operators))
                 .with_state(agent),
         )
@@ -93,7 +94,8 @@ async fn metrics(State(a): Shared) -> Response {
         .into_response()
 }
 
-/// `/metrics` may be scraped with an operator's (client-role) certificate too.
+/// `/metrics` (and the API's description) may be read with an operator's (client-role)
+/// certificate too.
 async fn coordinators_or_operators(req: Request, next: axum::middleware::Next) -> Response {
     match req.extensions().get::<PeerIdentity>() {
         Some(p) if matches!(p.role, Role::Coordinator | Role::Client) => next.run(req).await,

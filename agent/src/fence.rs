@@ -63,7 +63,7 @@ impl FenceTable {
             Ok(v) => v,
             Err(stale) => {
                 tracing::warn!(
-                    code = "stale_fencing_token",
+                    code = %sluice_common::problem::ErrorCode::StaleFencingToken,
                     key = %stale.key,
                     offered = stale.offered.0,
                     highest = stale.highest.0,

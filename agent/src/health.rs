@@ -184,7 +184,7 @@ fn exited(c: &crate::docker::Container, restarts_at_start: i64) -> Option<String
         Some(format!("container exited with code {code}"))
     } else if c.status == "restarting" || c.restart_count > restarts_at_start {
         Some(format!(
-            "container exited with code {code} and is being restarted by Docker"
+            "container exited with code {code} (Docker's restart policy was restarting it)"
         ))
     } else {
         None

@@ -23,6 +23,7 @@ pub mod events;
 pub mod fence;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod ops;
 pub mod policy;
 pub mod ports;

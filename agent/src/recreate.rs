@@ -442,8 +442,30 @@ async fn succeed(
             Err(Fail::Halt(h)) => return Err(h),
         }
     }
-    let phase = match (&v.image, is_deploy) {
-        (Some(i), true) => format!("{i} is running and healthy ({detail})"),
+    let discard = match &cell.record().request {
+        OpRequest::Rollback(r) if r.discard_replaced => v.previous_container.clone(),
+        _ => None,
+    };
+    let mut removed = None;
+    if let Some(failed) = discard {
+        // An automatic rollback: the replaced container is the failed version.
+        let r = step(agent, cell, "remove failed container", async {
+            patiently(|| agent.docker.remove(&failed)).await?;
+            Ok(((), short(&failed).to_string()))
+        })
+        .await;
+        match r {
+            Ok(()) => removed = Some(failed),
+            Err(Fail::Step(_)) => {}
+            Err(Fail::Halt(h)) => return Err(h),
+        }
+    }
+    let phase = match (&v.image, is_deploy, &removed) {
+        (Some(i), true, _) => format!("{i} is running and healthy ({detail})"),
+        (_, _, Some(failed)) => format!(
+            "previous container is running and healthy ({detail}); the failed one ({}) was removed",
+            short(failed)
+        ),
         _ => format!("previous container is running and healthy ({detail})"),
     };
     cell.update(|r| r.finish(OperationState::Succeeded, &phase))?;

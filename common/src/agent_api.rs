@@ -139,8 +139,14 @@ pub struct RollbackRequest {
     pub fence: FenceClaim,
     /// The service.
     pub service: ServiceName,
-    /// How to judge the restored container healthy.
+    /// How to judge the restored container healthy (the agent prefers the check recorded
+    /// on the container itself).
     pub health: HealthCheck,
+    /// The container being replaced is a failed version (an automatic rollback): remove it
+    /// once the previous one is back, as a failed deploy does on its own server, so no
+    /// server keeps a failed version. A manual rollback keeps it (it can be rolled back to).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub discard_replaced: bool,
 }
 
 /// `PUT /agent/v1/operations/{id}/abort`: stop a running deploy going forward and

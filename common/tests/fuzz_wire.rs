@@ -293,7 +293,8 @@ fn wires() -> Vec<Wire> {
         ),
         wire!(
             agent_api::RollbackRequest,
-            json!({"fence": fence_claim(), "service": "api", "health": {"kind": "tcp"}})
+            json!({"fence": fence_claim(), "service": "api", "health": {"kind": "tcp"},
+                   "discard_replaced": true})
         ),
         wire!(
             agent_api::AbortRequest,

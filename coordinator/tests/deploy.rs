@@ -550,6 +550,17 @@ async fn cancel_mid_deploy_rolls_back_what_moved() {
     assert_eq!(d["state"], "rolled_back", "{d}");
     assert_eq!(d["failure"], "cancelled");
     assert_serving(port, "v1").await;
+    // One rule on every server: nothing of a version that was rolled back stays (a failed
+    // deploy removes its container on its own server; the rollback of a server that had
+    // succeeded removes it too). Its log tail is in the record instead.
+    let left = sluice_tests::agent_support::docker(&[
+        "ps",
+        "-a",
+        "-q",
+        "--filter",
+        &format!("label=sluice.deployment={v2}"),
+    ]);
+    assert!(left.trim().is_empty(), "containers of {v2} left: {left}");
     // A settled deployment cannot be cancelled.
     let (s, v) = env
         .post(&format!("/v1/deployments/{v2}/cancel"), &json!({}), None)

@@ -142,15 +142,7 @@ impl AgentProc {
     /// start, the same port.
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "agent {} already running", self.name);
-        let config = self.dir.path().join("agent.toml");
-        if !self.addr.is_empty() {
-            let text = std::fs::read_to_string(&config).expect("config");
-            let text = text.replace(
-                &format!("listen = \"{}:0\"", self.placement.ip),
-                &format!("listen = {:?}", self.addr),
-            );
-            std::fs::write(&config, text).expect("config");
-        }
+        let config = self.pinned_config();
         let log = self.dir.path().join("log");
         let (child, addr) = spawn_agent_at(&self.placement, &config, move |line| {
             use std::io::Write;
@@ -164,6 +156,21 @@ impl AgentProc {
         });
         self.addr = addr;
         self.child = Some(child);
+    }
+
+    /// The config file, listening on the address of the first start once there was one
+    /// (so a restart, by [`AgentProc::spawn`] or by hand, keeps the same port).
+    pub fn pinned_config(&self) -> std::path::PathBuf {
+        let config = self.dir.path().join("agent.toml");
+        if !self.addr.is_empty() {
+            let text = std::fs::read_to_string(&config).expect("config");
+            let text = text.replace(
+                &format!("listen = \"{}:0\"", self.placement.ip),
+                &format!("listen = {:?}", self.addr),
+            );
+            std::fs::write(&config, text).expect("config");
+        }
+        config
     }
 
     /// `kill -9`, waiting until the process is gone.

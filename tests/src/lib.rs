@@ -15,8 +15,10 @@
 
 pub mod agent;
 pub mod agent_support;
+pub mod apidoc;
 pub mod cluster;
 pub mod eventually;
 pub mod netns;
+pub mod openapi;
 pub mod pki;
 pub mod testapp_image;

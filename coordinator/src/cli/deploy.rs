@@ -29,31 +29,60 @@ pub struct DeployArgs {
     #[arg(long)]
     pub image: String,
     /// A target server (repeat for several).
-    #[arg(long = "server")]
+    #[arg(long = "server", help_heading = "Targeting")]
     pub servers: Vec<String>,
     /// Or every server with this label (`key=value`; repeat to require several).
-    #[arg(long = "selector")]
+    #[arg(long = "selector", help_heading = "Targeting")]
     pub selector: Vec<String>,
     /// The port the process listens on inside the container.
-    #[arg(long, default_value_t = 8080)]
+    #[arg(long, default_value_t = 8080, help_heading = "Container")]
     pub container_port: u16,
     /// An explicit host port (else one is allocated and kept per server).
-    #[arg(long)]
+    #[arg(long, help_heading = "Container")]
     pub port: Option<u16>,
     /// An environment variable, `KEY=VALUE` (repeat).
-    #[arg(long = "env", value_name = "KEY=VALUE")]
+    #[arg(long = "env", value_name = "KEY=VALUE", help_heading = "Container")]
     pub env: Vec<String>,
     /// A secret environment variable, `KEY=VALUE`: never shown again anywhere.
-    #[arg(long = "secret-env", value_name = "KEY=VALUE")]
+    #[arg(
+        long = "secret-env",
+        value_name = "KEY=VALUE",
+        help_heading = "Container"
+    )]
     pub secret_env: Vec<String>,
     /// Health check: an HTTP path (`/health`), `tcp`, `docker` or `none`.
-    #[arg(long, default_value = "tcp")]
+    #[arg(long, default_value = "tcp", help_heading = "Health check")]
     pub health: String,
-    /// How long to wait for the service lock (`30s`, `5m`).
-    #[arg(long)]
+    /// Between attempts (http, tcp; default 1s).
+    #[arg(long, value_name = "DURATION", help_heading = "Health check")]
+    pub health_interval: Option<String>,
+    /// Per-attempt timeout (http, tcp; default 2s).
+    #[arg(long, value_name = "DURATION", help_heading = "Health check")]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures tolerated after the start period (http, tcp; default 10).
+    #[arg(long, value_name = "N", help_heading = "Health check")]
+    pub health_retries: Option<u32>,
+    /// Grace time in which failures do not count (http, tcp; default 0s).
+    #[arg(long, value_name = "DURATION", help_heading = "Health check")]
+    pub health_start_period: Option<String>,
+    /// How long to wait for Docker's HEALTHCHECK to say healthy (docker; default 1m).
+    #[arg(long, value_name = "DURATION", help_heading = "Health check")]
+    pub health_deadline: Option<String>,
+    /// The strategy (only `recreate` today).
+    #[arg(long, help_heading = "Rollout")]
+    pub strategy: Option<String>,
+    /// How many servers are deployed at once (default 1).
+    #[arg(long, value_name = "N", help_heading = "Rollout")]
+    pub max_parallel: Option<u32>,
+    /// Give up on a server whose deploy has not finished by then, and roll back (default
+    /// 10m).
+    #[arg(long, value_name = "DURATION", help_heading = "Rollout")]
+    pub progress_deadline: Option<String>,
+    /// How long to wait for the service lock (`30s`, `5m`; default 0: refuse at once).
+    #[arg(long, value_name = "DURATION", help_heading = "Rollout")]
     pub lock_wait: Option<String>,
     /// A protected label the deployment may touch (`env=prod`).
-    #[arg(long = "allow-label")]
+    #[arg(long = "allow-label", help_heading = "Targeting")]
     pub allow_labels: Vec<String>,
     /// Idempotency key: a retried CI step gets the original deployment back.
     #[arg(long, env = "SLUICE_IDEMPOTENCY_KEY")]
@@ -99,7 +128,7 @@ fn body(a: &DeployArgs) -> Result<Value, CliError> {
     let mut env = Map::new();
     split_env(&a.env, false, &mut env)?;
     split_env(&a.secret_env, true, &mut env)?;
-    let health = match a.health.as_str() {
+    let mut health = match a.health.as_str() {
         "tcp" => json!({"kind": "tcp"}),
         "docker" => json!({"kind": "docker"}),
         "none" => json!({"kind": "none"}),
@@ -110,6 +139,51 @@ fn body(a: &DeployArgs) -> Result<Value, CliError> {
             )))
         }
     };
+    // Each tuning flag belongs to the kinds that have the field; elsewhere it is a mistake
+    // worth saying (the API would refuse the unknown field anyway).
+    let probing = matches!(health["kind"].as_str(), Some("http" | "tcp"));
+    let tuning = [
+        (
+            "--health-interval",
+            "interval",
+            a.health_interval.as_ref().map(|v| json!(v)),
+            probing,
+        ),
+        (
+            "--health-timeout",
+            "timeout",
+            a.health_timeout.as_ref().map(|v| json!(v)),
+            probing,
+        ),
+        (
+            "--health-retries",
+            "retries",
+            a.health_retries.map(|v| json!(v)),
+            probing,
+        ),
+        (
+            "--health-start-period",
+            "start_period",
+            a.health_start_period.as_ref().map(|v| json!(v)),
+            probing,
+        ),
+        (
+            "--health-deadline",
+            "deadline",
+            a.health_deadline.as_ref().map(|v| json!(v)),
+            health["kind"] == "docker",
+        ),
+    ];
+    for (flag, field, value, applies) in tuning {
+        let Some(value) = value else { continue };
+        if !applies {
+            return Err(CliError::Usage(format!(
+                "{flag} does not apply to --health {}",
+                a.health
+            )));
+        }
+        health[field] = value;
+    }
     let mut b = json!({
         "service": a.service, "image": a.image, "servers": a.servers, "selector": a.selector,
         "container_port": a.container_port, "env": env, "health": health,
@@ -120,6 +194,15 @@ fn body(a: &DeployArgs) -> Result<Value, CliError> {
     }
     if let Some(w) = &a.lock_wait {
         b["lock_wait"] = json!(w);
+    }
+    if let Some(s) = &a.strategy {
+        b["strategy"] = json!(s);
+    }
+    if let Some(n) = a.max_parallel {
+        b["max_parallel"] = json!(n);
+    }
+    if let Some(d) = &a.progress_deadline {
+        b["progress_deadline"] = json!(d);
     }
     Ok(b)
 }
@@ -380,7 +463,156 @@ pub(crate) fn deployment_id(s: &str) -> Result<uuid::Uuid, CliError> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use clap::{CommandFactory, Parser};
+    use serde_json::{json, Value};
+
+    /// Where each field of the deployment request (and of every health-check kind) is
+    /// set from `sluice deploy`. A field added to the API without a flag fails here.
+    const FLAGS: &[(&str, &[&str])] = &[
+        ("service", &["service"]),
+        ("image", &["image"]),
+        ("servers", &["server"]),
+        ("selector", &["selector"]),
+        ("container_port", &["container-port"]),
+        ("port", &["port"]),
+        ("env", &["env", "secret-env"]),
+        ("health", &["health"]),
+        ("strategy", &["strategy"]),
+        ("lock_wait", &["lock-wait"]),
+        ("max_parallel", &["max-parallel"]),
+        ("progress_deadline", &["progress-deadline"]),
+        ("allow_labels", &["allow-label"]),
+        ("health.kind", &["health"]),
+        ("health.path", &["health"]),
+        ("health.interval", &["health-interval"]),
+        ("health.timeout", &["health-timeout"]),
+        ("health.retries", &["health-retries"]),
+        ("health.start_period", &["health-start-period"]),
+        ("health.deadline", &["health-deadline"]),
+    ];
+
+    #[test]
+    fn every_request_field_has_a_flag() {
+        let doc: Value = serde_json::from_str(crate::api::openapi::DOCUMENT).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let props = |name: &str| -> Vec<String> {
+            schemas[name]["properties"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{name} has no properties"))
+                .keys()
+                .cloned()
+                .collect()
+        };
+        let mut fields = props("CreateDeploymentRequest");
+        for kind in [
+            "HttpHealthCheck",
+            "TcpHealthCheck",
+            "DockerHealthCheck",
+            "NoHealthCheck",
+        ] {
+            fields.extend(props(kind).into_iter().map(|f| format!("health.{f}")));
+        }
+        let cli = crate::cli::Cli::command();
+        let deploy = cli
+            .get_subcommands()
+            .find(|c| c.get_name() == "deploy")
+            .expect("sluice deploy");
+        let longs: Vec<&str> = deploy
+            .get_arguments()
+            .filter_map(|a| a.get_long())
+            .collect();
+        for f in &fields {
+            let (_, flags) = FLAGS
+                .iter()
+                .find(|(field, _)| field == f)
+                .unwrap_or_else(|| panic!("request field {f} has no `sluice deploy` flag"));
+            for flag in *flags {
+                assert!(longs.contains(flag), "--{flag} (for {f}) is not a flag");
+            }
+        }
+    }
+
+    fn body_of(args: &[&str]) -> Result<Value, crate::cli::CliError> {
+        let mut argv = vec!["sluice", "deploy", "--addr", "x:1", "--token", "t"];
+        argv.extend_from_slice(args);
+        match crate::cli::Cli::try_parse_from(argv)
+            .expect("parses")
+            .command
+        {
+            crate::cli::Command::Deploy(a) => super::body(&a),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn flags_reach_the_request_and_the_api_accepts_it() {
+        let b = body_of(&[
+            "--service",
+            "api",
+            "--image",
+            "app:v2",
+            "--server",
+            "web-1",
+            "--health",
+            "/health",
+            "--health-interval",
+            "200ms",
+            "--health-timeout",
+            "1s",
+            "--health-retries",
+            "5",
+            "--health-start-period",
+            "3s",
+            "--strategy",
+            "recreate",
+            "--max-parallel",
+            "2",
+            "--progress-deadline",
+            "5m",
+            "--lock-wait",
+            "30s",
+            "--secret-env",
+            "TOKEN=x",
+        ])
+        .unwrap();
+        assert_eq!(b["health"]["interval"], "200ms");
+        assert_eq!(b["health"]["retries"], 5);
+        assert_eq!(b["max_parallel"], 2);
+        assert_eq!(b["progress_deadline"], "5m");
+        let req: sluice_common::api::CreateDeploymentRequest =
+            serde_json::from_value(b).expect("the API accepts what the CLI sends");
+        assert_eq!(req.max_parallel, Some(2));
+        let docker = body_of(&[
+            "--service",
+            "api",
+            "--image",
+            "app:v2",
+            "--server",
+            "web-1",
+            "--health",
+            "docker",
+            "--health-deadline",
+            "2m",
+        ])
+        .unwrap();
+        assert_eq!(
+            docker["health"],
+            json!({"kind": "docker", "deadline": "2m"})
+        );
+        let wrong = body_of(&[
+            "--service",
+            "api",
+            "--image",
+            "app:v2",
+            "--server",
+            "web-1",
+            "--health",
+            "none",
+            "--health-retries",
+            "3",
+        ]);
+        assert!(wrong.is_err());
+    }
 
     #[test]
     fn progress_lines_say_the_phase_once() {

@@ -69,7 +69,7 @@ pub enum Command {
     Dev(dev::DevArgs),
     /// Deploy an image; with --wait, follow it and exit 0 on success, 1 when it failed or
     /// was rolled back, 2 when validation refused it.
-    Deploy(deploy::DeployArgs),
+    Deploy(Box<deploy::DeployArgs>),
     /// Show a deployment.
     Status(deploy::StatusArgs),
     /// Roll a successful deployment back to the previous version; with --wait, follow it
@@ -190,7 +190,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Ca(cmd) => ca::run(cmd),
         Command::Token(cmd) => token::run(cmd).await,
         Command::Dev(args) => dev::run(args).await,
-        Command::Deploy(args) => deploy::run(args).await,
+        Command::Deploy(args) => deploy::run(*args).await,
         Command::Status(args) => deploy::status(args).await,
         Command::Rollback(args) => rollback::rollback(args).await,
         Command::Cancel(args) => rollback::cancel(args).await,

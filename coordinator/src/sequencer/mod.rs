@@ -659,7 +659,12 @@ impl Driver {
     ) -> Result<Option<Option<String>>, Stop> {
         let server = step.server.clone();
         let before = self.read(id).and_then(|d| d.servers.get(&server).cloned());
-        step.detail = op.error.clone().unwrap_or_else(|| op.phase.clone());
+        // What went wrong, and for a restore what was done about it.
+        step.detail = match (&op.error, op.state) {
+            (Some(e), OperationState::RolledBack) => format!("{e}; {}", op.phase),
+            (Some(e), _) => e.clone(),
+            (None, _) => op.phase.clone(),
+        };
         if op.log_tail.is_some() {
             step.log_tail = op.log_tail.clone();
         }
@@ -883,6 +888,7 @@ impl Driver {
             },
             service: d.request.service.clone(),
             health: self.restored_health(d, &server, manual),
+            discard_replaced: !manual,
         };
         let mut submitted = false;
         for _ in 0..120 {
