@@ -207,6 +207,26 @@ async fn an_agent_may_speak_only_for_its_own_server() {
     )
     .await;
     refused(web1.get(node.url("/v1/servers")), 401, "unauthenticated").await;
+    // What the README's troubleshooting table tells people to grep for is in the log (a
+    // plain log file: no colour codes), with the refusal's code as a field.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let row = readme
+        .lines()
+        .find(|l| l.starts_with("| a server stays"))
+        .expect("the README's row for a server that stays down");
+    assert!(row.contains("`may not register server`"), "{row}");
+    let log = c.nodes[0].log();
+    for needle in ["may not register server", "code=forbidden"] {
+        assert!(
+            log.contains(needle),
+            "{needle} not in the coordinator's log:\n{log}"
+        );
+    }
+    assert!(
+        !log.contains('\u{1b}'),
+        "an escape character in a log file:\n{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
