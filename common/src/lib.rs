@@ -14,6 +14,7 @@
 //! - [`fence`]: the agent-side fence (highest token seen per key).
 //! - [`deployment`]: the deployment state machine.
 //! - [`problem`]: RFC 9457 problem+json bodies with stable codes.
+//! - [`sse`]: an incremental `text/event-stream` parser (the CLI follows deployments).
 //! - [`api`], [`agent_api`]: versioned wire types of the two HTTP APIs.
 //! - `tls` (features `tls` and `serve`, off by default): the project CA, certificate
 //!   identities, rustls configurations and the mTLS accept loop. It is the one exception to
@@ -32,6 +33,7 @@ pub mod locks;
 pub mod names;
 pub mod ports;
 pub mod problem;
+pub mod sse;
 #[cfg(feature = "serve")]
 pub mod systemd;
 pub mod time;

@@ -309,8 +309,9 @@ pub(crate) async fn follow(conn: &Conn, id: &str) -> Result<Value, CliError> {
 
 async fn follow_once(conn: &Conn, path: &str, progress: &mut Progress) -> Result<(), CliError> {
     let mut events = conn.stream(path).await?;
-    // Bytes, not text: a chunk may end inside a UTF-8 sequence.
-    let mut buf: Vec<u8> = Vec::new();
+    // Bytes in, events out: a chunk may end anywhere, even inside a UTF-8 sequence or
+    // between a CR and its LF.
+    let mut parser = sluice_common::sse::Parser::new();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         let chunk = tokio::select! {
@@ -324,14 +325,8 @@ async fn follow_once(conn: &Conn, path: &str, progress: &mut Progress) -> Result
         let Some(chunk) = chunk else {
             return Ok(());
         };
-        buf.extend_from_slice(&chunk);
-        while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
-            let event: Vec<u8> = buf.drain(..end + 2).collect();
-            let event = String::from_utf8_lossy(&event);
-            let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) else {
-                continue;
-            };
-            if let Ok(v) = serde_json::from_str::<Value>(data.trim()) {
+        for event in parser.feed(&chunk) {
+            if let Ok(v) = serde_json::from_str::<Value>(&event.data) {
                 progress.update(&v);
             }
         }
