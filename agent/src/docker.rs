@@ -242,17 +242,18 @@ impl Docker {
     /// Keeps the connection alive: reconnects with backoff while the daemon is down, checks
     /// it every few seconds while it is up. Never returns before `cancel`.
     pub async fn monitor(&self, cancel: CancellationToken) {
-        let mut backoff = Duration::from_millis(250);
+        let policy = sluice_common::backoff::Backoff::new(
+            Duration::from_millis(500),
+            Duration::from_secs(10),
+        );
+        let mut retries = policy.retries(crate::jitter_seed(self.server.as_str()));
         loop {
             let wait = match self.refresh().await {
                 Ok(()) => {
-                    backoff = Duration::from_millis(250);
+                    retries.reset();
                     Duration::from_secs(5)
                 }
-                Err(_) => {
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                    backoff
-                }
+                Err(_) => retries.next_delay(),
             };
             tokio::select! {
                 _ = cancel.cancelled() => return,

@@ -13,7 +13,9 @@ use crate::Agent;
 
 /// Runs until shutdown.
 pub async fn follow(agent: Arc<Agent>) {
-    let mut backoff = Duration::from_millis(500);
+    let policy =
+        sluice_common::backoff::Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+    let mut retries = policy.retries(crate::jitter_seed("docker events"));
     loop {
         match agent.docker.events().await {
             Ok(stream) => {
@@ -23,7 +25,7 @@ pub async fn follow(agent: Arc<Agent>) {
                         _ = agent.cancel.cancelled() => return,
                         ev = stream.next() => match ev {
                             Some(Ok(msg)) => {
-                                backoff = Duration::from_millis(500);
+                                retries.reset();
                                 handle(&agent, msg);
                             }
                             Some(Err(e)) => {
@@ -39,9 +41,8 @@ pub async fn follow(agent: Arc<Agent>) {
         }
         tokio::select! {
             _ = agent.cancel.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(retries.next_delay()) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
 

@@ -212,6 +212,20 @@ impl Running {
     }
 }
 
+/// A seed for retry jitter: differs between agents (`name`), processes and starts.
+pub fn jitter_seed(name: &str) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(name.as_bytes());
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
 /// Now, as the wire's timestamp.
 pub fn now() -> sluice_common::time::Timestamp {
     sluice_common::time::Timestamp::from_system(std::time::SystemTime::now())

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use sluice_common::agent_api::{AgentHeartbeat, AgentRegistration};
+use sluice_common::backoff::Backoff;
 use sluice_common::tls::Role;
 
 use crate::Agent;
@@ -53,6 +54,9 @@ impl Client {
     }
 }
 
+/// Retrying registration: 200 ms doubling to 10 s, jittered.
+const REGISTER_BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+
 /// Runs until shutdown; returns at once if no coordinator is configured.
 pub async fn run(agent: Arc<Agent>) {
     if agent.config.coordinators.is_empty() {
@@ -66,15 +70,18 @@ pub async fn run(agent: Arc<Agent>) {
     };
     let addrs = agent.config.coordinators.clone();
     let mut at = 0usize;
+    // Jittered, so a thousand agents that lost their coordinators together do not all come
+    // back in the same instant.
+    let mut retries = REGISTER_BACKOFF.retries(crate::jitter_seed(agent.config.name.as_str()));
     'register: loop {
-        let mut backoff = Duration::from_millis(200);
+        retries.reset();
         loop {
             let reg = registration(&agent).await;
             let url = format!("https://{}/v1/agents/register", addrs[at % addrs.len()]);
             let Some(client) = clients.get(&agent) else {
                 tokio::select! {
                     _ = agent.cancel.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(retries.next_delay()) => {}
                 }
                 continue;
             };
@@ -89,9 +96,8 @@ pub async fn run(agent: Arc<Agent>) {
             at += 1;
             tokio::select! {
                 _ = agent.cancel.cancelled() => return,
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(retries.next_delay()) => {}
             }
-            backoff = (backoff * 2).min(Duration::from_secs(10));
         }
         let mut failures = 0u32;
         loop {

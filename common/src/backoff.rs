@@ -1,0 +1,131 @@
+//! One retry policy for every loop that waits before trying again: exponential backoff
+//! with "equal jitter" — attempt `n` waits between half and all of `min(max, base × 2ⁿ)` —
+//! so that many agents (or drivers) that failed together do not retry together.
+//!
+//! Pure: the randomness is handed in as a seed, the waiting is the caller's (a
+//! `tokio::time::sleep` in the daemons).
+
+use std::time::Duration;
+
+/// The policy: the first ceiling and the largest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The ceiling of the first wait.
+    pub base: Duration,
+    /// No wait is longer.
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// A policy from `base` doubling up to `max`.
+    pub const fn new(base: Duration, max: Duration) -> Self {
+        Self { base, max }
+    }
+
+    /// The longest wait of attempt `attempt` (0 for the first retry).
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.min(31));
+        self.base.saturating_mul(factor).min(self.max)
+    }
+
+    /// The wait of attempt `attempt`, for a uniformly random `random`: in
+    /// `[ceiling / 2, ceiling]`.
+    pub fn delay(&self, attempt: u32, random: u64) -> Duration {
+        let c = self.ceiling(attempt);
+        let half = c / 2;
+        let spread = (c - half).as_nanos() as u64;
+        let extra = if spread == 0 {
+            0
+        } else {
+            random % (spread + 1)
+        };
+        half + Duration::from_nanos(extra)
+    }
+
+    /// A retry counter over this policy, its jitter seeded with `seed`.
+    pub fn retries(self, seed: u64) -> Retries {
+        Retries {
+            policy: self,
+            attempt: 0,
+            state: seed | 1,
+        }
+    }
+}
+
+/// Successive waits of one retry loop.
+#[derive(Debug, Clone)]
+pub struct Retries {
+    policy: Backoff,
+    attempt: u32,
+    state: u64,
+}
+
+impl Retries {
+    /// The next wait (and counts an attempt).
+    pub fn next_delay(&mut self) -> Duration {
+        // xorshift64*: enough to spread retries, not for secrets.
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        let random = self.state.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let d = self.policy.delay(self.attempt, random);
+        self.attempt = self.attempt.saturating_add(1);
+        d
+    }
+
+    /// After a success: the next failure starts from the first wait again.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    /// Failures since the last reset.
+    pub fn attempts(&self) -> u32 {
+        self.attempt
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+
+    #[test]
+    fn ceilings_double_up_to_the_maximum_and_never_overflow() {
+        let c: Vec<u64> = (0..8).map(|a| P.ceiling(a).as_millis() as u64).collect();
+        assert_eq!(c, [200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]);
+        assert_eq!(P.ceiling(u32::MAX), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn every_delay_lies_between_half_and_all_of_its_ceiling() {
+        let mut r = P.retries(42);
+        for a in 0..50 {
+            let d = r.next_delay();
+            let c = P.ceiling(a);
+            assert!(d >= c / 2 && d <= c, "attempt {a}: {d:?} vs {c:?}");
+        }
+        assert_eq!(r.attempts(), 50);
+        r.reset();
+        assert!(r.next_delay() <= Duration::from_millis(200));
+        assert_eq!(P.delay(3, 0), P.ceiling(3) / 2);
+        assert_eq!(P.delay(3, u64::MAX), P.delay(3, u64::MAX % (800_000_001)));
+    }
+
+    #[test]
+    fn loops_seeded_apart_spread_their_retries() {
+        // A hundred agents that lost their coordinator at the same moment.
+        let mut firsts: Vec<Duration> = (0..100u64)
+            .map(|seed| P.retries(seed * 7919).next_delay())
+            .collect();
+        firsts.sort_unstable();
+        firsts.dedup();
+        assert!(
+            firsts.len() > 90,
+            "only {} distinct first waits",
+            firsts.len()
+        );
+        let spread = *firsts.last().unwrap() - firsts[0];
+        assert!(spread > Duration::from_millis(80), "{spread:?}");
+    }
+}
