@@ -30,9 +30,27 @@ pub enum AgentError {
         /// Why.
         reason: String,
     },
-    /// The agent answered with a problem.
-    #[error("agent refused: {0}")]
-    Refused(Box<Problem>),
+    /// The agent has seen a larger fencing token for the lock: this coordinator was
+    /// superseded (a new leader re-fenced) and must stop acting.
+    #[error("agent refused a stale fencing token: {detail}")]
+    Stale {
+        /// The agent's words (key, offered and highest token).
+        detail: String,
+    },
+    /// Another operation is running for the service there; retry once it has ended.
+    #[error("agent busy: {detail}")]
+    Busy {
+        /// The agent's words (the running operation).
+        detail: String,
+    },
+    /// The agent refused for another reason.
+    #[error("agent refused ({code}): {detail}")]
+    Refused {
+        /// The problem's code.
+        code: ErrorCode,
+        /// The agent's words.
+        detail: String,
+    },
     /// The agent answered something unparseable.
     #[error("agent at {addr} answered nonsense: {reason}")]
     Protocol {
@@ -44,11 +62,28 @@ pub enum AgentError {
 }
 
 impl AgentError {
+    /// Classifies an agent's problem (`not_found` is an answer, not an error: callers get
+    /// `None` for it).
+    fn from_problem(p: Problem) -> Self {
+        match p.code {
+            ErrorCode::StaleFencingToken => Self::Stale { detail: p.detail },
+            ErrorCode::Conflict if p.extensions.contains_key("running_operation") => {
+                Self::Busy { detail: p.detail }
+            }
+            code => Self::Refused {
+                code,
+                detail: p.detail,
+            },
+        }
+    }
+
     /// The problem code, when the agent refused.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            Self::Refused(p) => Some(p.code),
-            _ => None,
+            Self::Stale { .. } => Some(ErrorCode::StaleFencingToken),
+            Self::Busy { .. } => Some(ErrorCode::Conflict),
+            Self::Refused { code, .. } => Some(*code),
+            Self::Unreachable { .. } | Self::Protocol { .. } => None,
         }
     }
 }
@@ -100,7 +135,7 @@ impl AgentClient {
         }
         match serde_json::from_slice::<Problem>(&bytes) {
             Ok(p) if p.code == ErrorCode::NotFound => Ok(None),
-            Ok(p) => Err(AgentError::Refused(Box::new(p))),
+            Ok(p) => Err(AgentError::from_problem(p)),
             Err(_) => Err(protocol(format!("status {status} without a problem body"))),
         }
     }
@@ -229,5 +264,37 @@ impl AgentClient {
         let path = format!("/agent/v1/operations/{id}?wait={}ms", wait.as_millis());
         self.call::<(), _>(reqwest::Method::GET, addr, &path, None, self.timeout + wait)
             .await
+    }
+}
+
+#[cfg(test)]
+mod classification {
+    use super::*;
+
+    #[test]
+    fn agent_problems_become_typed_errors() {
+        let stale = Problem::new(ErrorCode::StaleFencingToken, "offered 3, highest 5");
+        assert!(matches!(
+            AgentError::from_problem(stale),
+            AgentError::Stale { .. }
+        ));
+        let busy = Problem::new(ErrorCode::Conflict, "operation x is still running")
+            .with_extension("running_operation", "x");
+        assert!(matches!(
+            AgentError::from_problem(busy),
+            AgentError::Busy { .. }
+        ));
+        let other = Problem::new(ErrorCode::Conflict, "something else");
+        let e = AgentError::from_problem(other);
+        assert_eq!(e.code(), Some(ErrorCode::Conflict));
+        assert!(matches!(e, AgentError::Refused { .. }));
+        let forbidden = Problem::new(
+            ErrorCode::Forbidden,
+            "the container policy forbids: privileged",
+        );
+        assert_eq!(
+            AgentError::from_problem(forbidden).to_string(),
+            "agent refused (forbidden): the container policy forbids: privileged"
+        );
     }
 }

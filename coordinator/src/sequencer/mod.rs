@@ -18,6 +18,7 @@ use sluice_common::agent_api::{
     RollbackRequest,
 };
 use sluice_common::api::{ServerStepState, ServerStepView};
+use sluice_common::backoff::Backoff;
 use sluice_common::deployment::{DeploymentEvent, DeploymentState, Phase};
 use sluice_common::fence::FenceClaim;
 use sluice_common::names::ServerName;
@@ -41,6 +42,19 @@ pub mod validate;
 const LOCK_TTL: Duration = Duration::from_secs(60);
 /// How long one long-poll of an agent operation waits.
 const POLL: Duration = Duration::from_secs(10);
+/// Retrying an agent that is unreachable or busy: 250 ms doubling to 1 s, jittered (short:
+/// a deploy waits on it, and the progress deadline bounds the whole).
+const AGENT_RETRY: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(1));
+
+/// A jitter seed per operation and server.
+fn jitter_seed(id: Uuid, server: &ServerName) -> u64 {
+    let (hi, lo) = id.as_u64_pair();
+    server
+        .as_str()
+        .bytes()
+        .fold(hi ^ lo, |h, b| h.rotate_left(5) ^ u64::from(b))
+}
+
 /// Default progress deadline.
 const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
 
@@ -577,6 +591,7 @@ impl Driver {
         self.phase(d.id, &format!("deploying to {server}")).await?;
         let started = tokio::time::Instant::now();
         let mut submitted = false;
+        let mut retries = AGENT_RETRY.retries(jitter_seed(d.id, &server));
         loop {
             if !self.is_leader() {
                 return Err(Stop::Leadership("deposed mid-deploy".into()));
@@ -627,22 +642,25 @@ impl Driver {
                     }
                 }
                 Ok(None) => submitted = false,
-                Err(AgentError::Refused(p)) => {
-                    step.detail = p.detail.clone();
+                Err(AgentError::Stale { detail }) => {
+                    step.detail = detail.clone();
                     self.step(d.id, step.clone()).await?;
-                    if p.code == sluice_common::problem::ErrorCode::StaleFencingToken {
-                        return Err(Stop::Leadership(format!("{server}: {}", p.detail)));
-                    }
-                    if p.code == sluice_common::problem::ErrorCode::Conflict {
-                        // Busy with another operation for the service: wait for it.
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        continue;
-                    }
-                    return Ok(Some(format!("{server}: agent refused: {}", p.detail)));
+                    return Err(Stop::Leadership(format!("{server}: {detail}")));
+                }
+                Err(AgentError::Busy { detail }) => {
+                    // Another operation for the service runs there: wait for it.
+                    step.detail = detail;
+                    self.step(d.id, step.clone()).await?;
+                    tokio::time::sleep(retries.next_delay()).await;
+                }
+                Err(AgentError::Refused { detail, .. }) => {
+                    step.detail = detail.clone();
+                    self.step(d.id, step.clone()).await?;
+                    return Ok(Some(format!("{server}: agent refused: {detail}")));
                 }
                 Err(e) => {
                     tracing::warn!(%server, error = %e, "agent unreachable; retrying until the progress deadline");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tokio::time::sleep(retries.next_delay()).await;
                 }
             }
         }
@@ -863,11 +881,7 @@ impl Driver {
                     self.step(d.id, step).await?;
                     Ok(None)
                 }
-                Err(AgentError::Refused(p))
-                    if p.code == sluice_common::problem::ErrorCode::StaleFencingToken =>
-                {
-                    Err(Stop::Leadership(p.detail.clone()))
-                }
+                Err(AgentError::Stale { detail }) => Err(Stop::Leadership(detail)),
                 Err(e) => Ok(Some(format!("{server}: {e}"))),
             };
         }
@@ -891,6 +905,7 @@ impl Driver {
             discard_replaced: !manual,
         };
         let mut submitted = false;
+        let mut retries = AGENT_RETRY.retries(jitter_seed(op_id, &server));
         for _ in 0..120 {
             if !self.is_leader() {
                 return Err(Stop::Leadership("deposed mid-rollback".into()));
@@ -908,15 +923,14 @@ impl Driver {
                     }
                 }
                 Ok(None) => submitted = false,
-                Err(AgentError::Refused(p))
-                    if p.code == sluice_common::problem::ErrorCode::StaleFencingToken =>
-                {
-                    return Err(Stop::Leadership(p.detail.clone()));
+                Err(AgentError::Stale { detail }) => return Err(Stop::Leadership(detail)),
+                Err(AgentError::Refused { detail, .. }) => {
+                    return Ok(Some(format!("{server}: {detail}")))
                 }
-                Err(AgentError::Refused(p)) => return Ok(Some(format!("{server}: {}", p.detail))),
                 Err(e) => {
-                    tracing::warn!(%server, error = %e, "agent unreachable during rollback; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    // Unreachable, or busy with the deploy it has not finished yet.
+                    tracing::warn!(%server, error = %e, "agent not ready for the rollback; retrying");
+                    tokio::time::sleep(retries.next_delay()).await;
                 }
             }
         }
