@@ -322,7 +322,7 @@ impl Node {
         };
         self.bounded(
             || async {
-                self.may_change_membership()?;
+                self.may_change_membership().await?;
                 match self
                     .raft
                     .add_learner(id, BasicNode::new(addr.clone()), true)
@@ -332,7 +332,7 @@ impl Node {
                     Err(e) => return self.membership_error(e),
                 }
                 if voter {
-                    self.may_change_membership()?;
+                    self.may_change_membership().await?;
                     let mut voters = self.voters();
                     voters.insert(id);
                     if let Err(e) = self.raft.change_membership(voters, false).await {
@@ -357,7 +357,7 @@ impl Node {
     pub async fn remove_member(&self, id: NodeId) -> Result<(), ProposeError> {
         self.bounded(
             || async {
-                self.may_change_membership()?;
+                self.may_change_membership().await?;
                 let mut voters = self.voters();
                 let all: BTreeSet<NodeId> = self
                     .raft
@@ -399,24 +399,43 @@ impl Node {
     /// being committed (openraft would queue or reject it in ways that have panicked its
     /// core), or one on a leader that the membership no longer counts as a voter (it
     /// removed itself; it is on its way out and must not change the cluster any more).
-    /// On a follower this passes: the change is forwarded and the leader decides.
-    fn may_change_membership(&self) -> Result<(), ProposeError> {
+    /// A change committed a moment ago (a learner just added, about to be promoted) is
+    /// waited for, briefly, rather than refused. On a follower this passes: the change is
+    /// forwarded and the leader decides.
+    async fn may_change_membership(&self) -> Result<(), ProposeError> {
+        let settled = |m: &openraft::RaftMetrics<NodeId, BasicNode>| {
+            let applied = m.last_applied.map_or(0, |l| l.index);
+            let at = m.membership_config.log_id().map_or(0, |l| l.index);
+            at <= applied && m.membership_config.membership().get_joint_config().len() <= 1
+        };
         let m = self.raft.metrics().borrow().clone();
         if m.state != openraft::ServerState::Leader {
             return Ok(());
         }
-        let membership = m.membership_config.membership();
-        let applied = m.last_applied.map_or(0, |l| l.index);
-        let at = m.membership_config.log_id().map_or(0, |l| l.index);
-        if at > applied || membership.get_joint_config().len() > 1 {
-            return Err(ProposeError::Rejected(Box::new(Problem::new(
-                ErrorCode::MembershipChangeInProgress,
-                format!(
-                    "the membership change at log index {at} is not committed yet; retry once it is"
-                ),
-            ))));
+        if !settled(&m) {
+            let waited = self
+                .raft
+                .wait(Some(self.request_timeout / 2))
+                .metrics(settled, "the last membership change applied")
+                .await;
+            if waited.is_err() {
+                let at = m.membership_config.log_id().map_or(0, |l| l.index);
+                return Err(ProposeError::Rejected(Box::new(Problem::new(
+                    ErrorCode::MembershipChangeInProgress,
+                    format!(
+                        "the membership change at log index {at} is not committed yet; retry once it is"
+                    ),
+                ))));
+            }
         }
-        if !membership.voter_ids().any(|v| v == self.id) {
+        let m = self.raft.metrics().borrow().clone();
+        if m.state == openraft::ServerState::Leader
+            && !m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == self.id)
+        {
             return Err(ProposeError::Rejected(Box::new(Problem::new(
                 ErrorCode::NotAVoter,
                 format!(
