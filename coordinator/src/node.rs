@@ -400,15 +400,33 @@ impl Node {
     /// core), or one on a leader that the membership no longer counts as a voter (it
     /// removed itself; it is on its way out and must not change the cluster any more).
     /// A change committed a moment ago (a learner just added, about to be promoted) is
-    /// waited for, briefly, rather than refused. On a follower this passes: the change is
-    /// forwarded and the leader decides.
+    /// waited for, briefly, rather than refused. On a voting follower this passes: the
+    /// change is forwarded and the leader decides.
     async fn may_change_membership(&self) -> Result<(), ProposeError> {
         let settled = |m: &openraft::RaftMetrics<NodeId, BasicNode>| {
             let applied = m.last_applied.map_or(0, |l| l.index);
             let at = m.membership_config.log_id().map_or(0, |l| l.index);
             at <= applied && m.membership_config.membership().get_joint_config().len() <= 1
         };
+        let not_a_voter = |m: &openraft::RaftMetrics<NodeId, BasicNode>| {
+            !m.membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == self.id)
+        };
         let m = self.raft.metrics().borrow().clone();
+        // Whatever state it is in now (a removed leader steps down on its own schedule),
+        // a node the membership no longer counts as a voter never calls into openraft's
+        // membership API: that is what panicked its core.
+        if not_a_voter(&m) {
+            return Err(ProposeError::Rejected(Box::new(Problem::new(
+                ErrorCode::NotAVoter,
+                format!(
+                    "node {} is not a voting member (it was removed, or is a learner); send membership changes to a voting member",
+                    self.id
+                ),
+            ))));
+        }
         if m.state != openraft::ServerState::Leader {
             return Ok(());
         }
@@ -427,22 +445,12 @@ impl Node {
                     ),
                 ))));
             }
-        }
-        let m = self.raft.metrics().borrow().clone();
-        if m.state == openraft::ServerState::Leader
-            && !m
-                .membership_config
-                .membership()
-                .voter_ids()
-                .any(|v| v == self.id)
-        {
-            return Err(ProposeError::Rejected(Box::new(Problem::new(
-                ErrorCode::NotAVoter,
-                format!(
-                    "node {} was removed from the voters and is stepping down; send membership changes to a voting member",
-                    self.id
-                ),
-            ))));
+            if not_a_voter(&self.raft.metrics().borrow()) {
+                return Err(ProposeError::Rejected(Box::new(Problem::new(
+                    ErrorCode::NotAVoter,
+                    format!("node {} was removed from the voters meanwhile", self.id),
+                ))));
+            }
         }
         Ok(())
     }

@@ -607,7 +607,7 @@ async fn a_removed_leader_refuses_membership_changes_cleanly() {
         None,
     )
     .await;
-    assert_eq!(s, 200, "{b}");
+    assert_eq!(s, 200, "{b}\n{}", c.logs());
     let (s, b) = call(
         &c,
         reqwest::Method::DELETE,
