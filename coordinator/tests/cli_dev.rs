@@ -194,19 +194,16 @@ fn children_of(needle: &str) -> Vec<String> {
     pids
 }
 
-fn wait_no_children(dir: &str, why: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20).mul_f64(patience());
-    loop {
+async fn wait_no_children(dir: &str, why: &str) {
+    sluice_tests::eventually::eventually(why, Duration::from_secs(20), || async {
         let left = children_of(dir);
         if left.is_empty() {
-            return;
+            Ok(())
+        } else {
+            Err(format!("still running: {left:?}"))
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{why}: still running: {left:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    })
+    .await;
 }
 
 /// Issue 19: `sluice dev` stopped by SIGTERM (`kill`, `timeout`, a service manager) left
@@ -231,6 +228,10 @@ async fn sluice_dev_leaves_no_child_behind_on_sigterm_or_sigkill() {
         if signal == "-TERM" {
             assert!(status.success(), "{status:?}");
         }
-        wait_no_children(&needle, &format!("after kill {signal} of sluice dev"));
+        wait_no_children(
+            &needle,
+            &format!("no child left after kill {signal} of sluice dev"),
+        )
+        .await;
     }
 }
