@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::deployment::{DeploymentState, Phase};
+use crate::deployment::{DeploymentState, Phase, SubState};
 use crate::image::ImageRef;
 use crate::locks::FencingToken;
 use crate::names::{EnvName, Holder, Label, LockKey, ServerName, ServiceName};
@@ -461,6 +461,21 @@ pub struct ServerStepView {
     pub log_tail: Option<String>,
 }
 
+impl ServerStepView {
+    /// A server not touched yet.
+    pub fn pending(server: &ServerName) -> Self {
+        Self {
+            server: server.clone(),
+            port: None,
+            state: ServerStepState::Pending,
+            operation: None,
+            rollback_operation: None,
+            detail: String::new(),
+            log_tail: None,
+        }
+    }
+}
+
 /// A deployment as the API shows it (secret env values redacted).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentView {
@@ -472,6 +487,9 @@ pub struct DeploymentView {
     pub image: ImageRef,
     /// Where it stands.
     pub state: DeploymentState,
+    /// Where it stands within the state: `waiting`, `running`, `cancel_requested`, `done`,
+    /// `noop`, `rollback_due`, `rolling_back` or `gave_up` (an operator must act).
+    pub sub_state: SubState,
     /// Progress within the state.
     pub phase: Phase,
     /// The fencing token it holds the service lock with, once it has it.

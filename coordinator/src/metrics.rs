@@ -171,10 +171,10 @@ pub fn render(app: &App) -> String {
         // leader change or a restart neither loses nor double-counts a deployment.
         for d in st.deployments.all.values() {
             if d.needs_driving() {
-                in_flight.with_label_values(&[d.state.as_str()]).inc();
+                in_flight.with_label_values(&[d.state().as_str()]).inc();
                 continue;
             }
-            let labels = [d.request.service.as_str(), d.state.as_str()];
+            let labels = [d.request.service.as_str(), d.state().as_str()];
             total.with_label_values(&[labels[1], labels[0]]).inc();
             duration
                 .with_label_values(&labels)

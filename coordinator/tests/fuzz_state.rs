@@ -32,7 +32,7 @@ use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::json;
 use sluice_common::api::{CreateDeploymentRequest, Policy, ServerStepState, ServerStepView};
-use sluice_common::deployment::{transition, DeploymentEvent, DeploymentState, Phase};
+use sluice_common::deployment::{transition, DeploymentEvent, DeploymentState, Input, Phase};
 use sluice_common::locks::{Acquire, FencingToken, Lease};
 use sluice_common::names::{Holder, Label, LockKey, ServerName, ServiceName};
 use sluice_common::ports::{Allocation, Port, PortError, PortRange};
@@ -141,6 +141,7 @@ enum Op {
     RequestRollback(usize),
     RequestCancel(usize),
     GiveUp(usize),
+    BeginRollback(usize),
     CreateToken(usize, usize, usize),
     RevokeToken(usize),
     NotifyDelivered(usize, u64),
@@ -177,13 +178,14 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0usize..4, 0usize..6).prop_map(|(d, t)| Op::RenewDeployment(d, t)),
         4 => (0usize..4, 0usize..8, any::<bool>(), prop::bool::weighted(0.2))
             .prop_map(|(d, e, f, n)| Op::Event(d, e, f, n)),
-        6 => (0usize..4, 0usize..8, prop::bool::weighted(0.2))
+        12 => (0usize..4, 0usize..8, prop::bool::weighted(0.2))
             .prop_map(|(d, e, n)| Op::Advance(d, e, n)),
         3 => (0usize..4, 0usize..3, 0usize..8, prop::option::of(100u16..104))
             .prop_map(|(d, s, st, p)| Op::Progress(d, s, st, p)),
         1 => (0usize..4).prop_map(Op::RequestRollback),
         1 => (0usize..4).prop_map(Op::RequestCancel),
         1 => (0usize..4).prop_map(Op::GiveUp),
+        1 => (0usize..4).prop_map(Op::BeginRollback),
         // CI tokens and notification cursors.
         1 => (0usize..3, 0usize..3, 0usize..2).prop_map(|(n, r, h)| Op::CreateToken(n, r, h)),
         1 => (0usize..3).prop_map(Op::RevokeToken),
@@ -240,13 +242,31 @@ fn command(op: &Op, granted: &[FencingToken], state: &State) -> Command {
     use DeploymentCommand as D;
     match op.clone() {
         Op::Advance(d, e, noop) => {
-            let current = state.deployments.all.get(&dep_id(d)).map(|x| x.state);
+            // What the deployment's whole lifecycle allows now (a rollback completes only
+            // when one is due).
+            let current = state.deployments.all.get(&dep_id(d));
             let allowed: Vec<DeploymentEvent> = DeploymentEvent::ALL
                 .into_iter()
-                .filter(|ev| current.is_some_and(|s| transition(s, *ev).is_ok()))
+                .filter(|ev| {
+                    current.is_some_and(|x| {
+                        let input = Input::Event {
+                            event: *ev,
+                            noop,
+                            touched: x.touched(),
+                        };
+                        x.lifecycle.apply(input).is_ok()
+                    })
+                })
                 .collect();
             match allowed.get(e % allowed.len().max(1)) {
                 Some(DeploymentEvent::Start) | None => command(&Op::Start(d, 5), granted, state),
+                // A deploy touches a server before it ends, as the sequencer's do, so that
+                // successes and automatic rollbacks are reached too.
+                Some(DeploymentEvent::StepFailed | DeploymentEvent::AllHealthy)
+                    if current.is_some_and(|x| !x.touched()) =>
+                {
+                    command(&Op::Progress(d, 0, 1, Some(100)), granted, state)
+                }
                 Some(ev) => {
                     let i = DeploymentEvent::ALL.iter().position(|x| x == ev).unwrap();
                     command(&Op::Event(d, i, false, noop), granted, state)
@@ -379,6 +399,9 @@ fn command(op: &Op, granted: &[FencingToken], state: &State) -> Command {
         Op::RequestCancel(d) => Command::Deployment {
             cmd: D::RequestCancel { id: dep_id(d) },
         },
+        Op::BeginRollback(d) => Command::Deployment {
+            cmd: D::BeginRollback { id: dep_id(d) },
+        },
         Op::GiveUp(d) => Command::Deployment {
             cmd: D::GiveUp {
                 id: dep_id(d),
@@ -439,6 +462,7 @@ fn deployment_of(cmd: &Command) -> Option<Uuid> {
             | D::Progress { id, .. }
             | D::RequestRollback { id }
             | D::RequestCancel { id }
+            | D::BeginRollback { id }
             | D::GiveUp { id, .. } => *id,
         }),
         _ => None,
@@ -536,7 +560,7 @@ fn check_step(
             prop_assert!(
                 d.needs_driving(),
                 "{} holds {} after {:?}",
-                d.state,
+                d.state(),
                 l.key,
                 req.cmd
             );
@@ -687,14 +711,14 @@ fn check_step(
         match pre.deployments.all.get(id) {
             Some(old) => {
                 prop_assert!(
-                    old.state == d.state
+                    old.state() == d.state()
                         || DeploymentEvent::ALL
                             .iter()
-                            .any(|e| transition(old.state, *e) == Ok(d.state)),
+                            .any(|e| transition(old.state(), *e) == Ok(d.state())),
                     "{} moved {} -> {}",
                     id,
-                    old.state,
-                    d.state
+                    old.state(),
+                    d.state()
                 );
                 prop_assert!(
                     d.transitions.starts_with(&old.transitions),
@@ -703,7 +727,7 @@ fn check_step(
             }
             None => {
                 prop_assert_eq!(dep, Some(*id), "{} appeared from {:?}", id, req.cmd);
-                prop_assert_eq!(d.state, DeploymentState::Pending);
+                prop_assert_eq!(d.state(), DeploymentState::Pending);
             }
         }
         let mut state = DeploymentState::Pending;
@@ -714,16 +738,16 @@ fn check_step(
                 .any(|e| transition(t.from, *e) == Ok(t.to)));
             state = t.to;
         }
-        prop_assert_eq!(state, d.state, "transitions do not end in the state");
+        prop_assert_eq!(state, d.state(), "transitions do not end in the state");
         if matches!(
-            d.state,
+            d.state(),
             DeploymentState::Validating | DeploymentState::InProgress | DeploymentState::Success
         ) {
             prop_assert!(
                 d.token.is_some(),
                 "{} is {} without the lock ever taken",
                 id,
-                d.state
+                d.state()
             );
         }
         if let Some(t) = d.token {
@@ -747,7 +771,11 @@ fn check_step(
             .deployments
             .all
             .values()
-            .filter(|d| &d.request.service == svc && d.state == DeploymentState::Success && !d.noop)
+            .filter(|d| {
+                &d.request.service == svc
+                    && d.state() == DeploymentState::Success
+                    && !d.lifecycle.noop()
+            })
             .map(|d| &d.id)
             .collect();
         prop_assert_eq!(history, successes, "{}'s history", svc);
@@ -879,7 +907,7 @@ fn outcomes(resp: &Response, state: &State, seen: &mut BTreeSet<String>) {
     };
     seen.insert(label);
     for d in state.deployments.all.values() {
-        seen.insert(format!("state {}", d.state));
+        seen.insert(format!("state {}", d.state()));
     }
 }
 
@@ -966,12 +994,12 @@ fn start_event_without_the_lock_is_refused() {
         "{resp:?}"
     );
     let d = &state.deployments.all[&dep_id(1)];
-    assert_eq!((d.state, d.token), (DeploymentState::Pending, None));
+    assert_eq!((d.state(), d.token), (DeploymentState::Pending, None));
     // The real way still works, and takes the lock.
     apply(&mut state, Op::Start(1, 5), 3);
     let d = &state.deployments.all[&dep_id(1)];
     assert_eq!(
-        (d.state, d.token),
+        (d.state(), d.token),
         (DeploymentState::Validating, Some(FencingToken(3)))
     );
 }

@@ -134,7 +134,7 @@ fn command(u: &mut Unstructured<'_>, granted: &[FencingToken], s: &State) -> Res
         11 => {
             // Mostly an event the state allows, sometimes any.
             let d = id(u)?;
-            let state = s.deployments.all.get(&d).map(|x| x.state);
+            let state = s.deployments.all.get(&d).map(|x| x.state());
             let allowed: Vec<DeploymentEvent> = DeploymentEvent::ALL
                 .into_iter()
                 .filter(|e| state.is_some_and(|st| transition(st, *e).is_ok()))
@@ -279,20 +279,20 @@ fn check(pre: &State, post: &State, index: u64, granted: &mut Vec<FencingToken>)
     for (id, d) in &post.deployments.all {
         if let Some(old) = pre.deployments.all.get(id) {
             assert!(
-                old.state == d.state
+                old.state() == d.state()
                     || DeploymentEvent::ALL
                         .iter()
-                        .any(|e| transition(old.state, *e) == Ok(d.state)),
+                        .any(|e| transition(old.state(), *e) == Ok(d.state())),
                 "{id}: {} -> {}",
-                old.state,
-                d.state
+                old.state(),
+                d.state()
             );
         }
         if matches!(
-            d.state,
+            d.state(),
             DeploymentState::Validating | DeploymentState::InProgress
         ) {
-            assert!(d.token.is_some(), "{id} is {} without its lock", d.state);
+            assert!(d.token.is_some(), "{id} is {} without its lock", d.state());
         }
     }
 }

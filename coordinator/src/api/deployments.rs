@@ -222,7 +222,7 @@ pub async fn list(
             .all
             .values()
             .filter(|d| service.as_ref().is_none_or(|s| &d.request.service == s))
-            .filter(|d| q.state.is_none_or(|st| d.state == st))
+            .filter(|d| q.state.is_none_or(|st| d.state() == st))
             .filter(|d| q.before.is_none_or(|b| d.seq < b))
             .collect();
         all.sort_by_key(|d| std::cmp::Reverse(d.seq));

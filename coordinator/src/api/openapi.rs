@@ -234,6 +234,7 @@ mod tests {
             service: web.clone(),
             image: image.clone(),
             state: DeploymentState::InProgress,
+            sub_state: sluice_common::deployment::SubState::CancelRequested,
             phase: Phase::new("pulling").unwrap(),
             token: some.then_some(FencingToken(9)),
             targets: vec![web1.clone()],

@@ -143,7 +143,7 @@ pub fn webhook_body(e: Event, r: &AuditRecord, d: Option<&Deployment>) -> Value 
             "service": d.request.service,
             "image": d.request.image,
             "targets": d.targets,
-            "state": d.state,
+            "state": d.state(),
             "actor": d.actor,
             "failure": d.failure,
         })),

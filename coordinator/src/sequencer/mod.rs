@@ -184,8 +184,7 @@ impl Driver {
                 if !d.needs_driving() {
                     return Ok(());
                 }
-                let holds_lock = d.token.is_some()
-                    && (d.state != DeploymentState::Success || d.rollback_requested);
+                let holds_lock = d.token.is_some() && d.lifecycle.wants_lock();
                 if holds_lock && !fenced {
                     let cmd = DeploymentCommand::Refence {
                         id,
@@ -210,12 +209,14 @@ impl Driver {
                     continue;
                 }
                 fenced = true;
-                match d.state {
+                match d.state() {
                     DeploymentState::Pending => self.pending(&d).await?,
                     DeploymentState::Validating => self.validating(&d).await?,
                     DeploymentState::InProgress => self.in_progress(&d).await?,
-                    DeploymentState::Failed if d.rolling_back => self.roll_back(&d, false).await?,
-                    DeploymentState::Success if d.rollback_requested => {
+                    DeploymentState::Failed if d.lifecycle.rolling_back() => {
+                        self.roll_back(&d, false).await?
+                    }
+                    DeploymentState::Success if d.lifecycle.rollback_requested() => {
                         self.roll_back(&d, true).await?
                     }
                     _ => return Ok(()),
@@ -308,7 +309,7 @@ impl Driver {
     // ------------------------------------------------------------------ pending
 
     async fn pending(&self, d: &Deployment) -> Result<(), Stop> {
-        if d.cancel_requested {
+        if d.lifecycle.cancel_requested() {
             return self.cancelled(d.id, DeploymentEvent::Cancel).await;
         }
         // The leader's view of the lock is current: while someone holds it, wait here
@@ -374,7 +375,7 @@ impl Driver {
     // --------------------------------------------------------------- validating
 
     async fn validating(&self, d: &Deployment) -> Result<(), Stop> {
-        if d.cancel_requested {
+        if d.lifecycle.cancel_requested() {
             return self.cancelled(d.id, DeploymentEvent::ChecksFailed).await;
         }
         let v = validate::run(self, d).await;
@@ -530,7 +531,10 @@ impl Driver {
                     )
                     .await;
             }
-            if self.read(d.id).is_some_and(|d| d.cancel_requested) {
+            if self
+                .read(d.id)
+                .is_some_and(|d| d.lifecycle.cancel_requested())
+            {
                 return self.cancelled(d.id, DeploymentEvent::StepFailed).await;
             }
         }
@@ -733,7 +737,8 @@ impl Driver {
         let token = d
             .token
             .ok_or_else(|| Stop::Refused("no fencing token".into()))?;
-        self.phase(d.id, "rolling back").await?;
+        self.deployment_cmd(DeploymentCommand::BeginRollback { id: d.id })
+            .await?;
         let mut failures = Vec::new();
         for server in &d.targets {
             let step = d

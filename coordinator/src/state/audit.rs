@@ -28,7 +28,7 @@ pub(super) fn before(state: &State, cmd: &Command) -> Before {
     let deployment = match cmd {
         Command::Deployment { cmd } => deployment_id(cmd)
             .and_then(|id| state.deployments.all.get(&id))
-            .map(|d| d.state),
+            .map(|d| d.state()),
         _ => None,
     };
     Before { deployment }
@@ -45,6 +45,7 @@ fn deployment_id(cmd: &DeploymentCommand) -> Option<uuid::Uuid> {
         | C::Progress { id, .. }
         | C::RequestRollback { id }
         | C::RequestCancel { id }
+        | C::BeginRollback { id }
         | C::GiveUp { id, .. } => Some(*id),
     }
 }
@@ -260,7 +261,7 @@ fn deployment_entry(
                 }))
         }
         C::Start { .. } | C::Event { .. } => {
-            let to = d?.state;
+            let to = d?.state();
             let (event, reason, failure) = match cmd {
                 C::Event {
                     event,
@@ -286,6 +287,7 @@ fn deployment_entry(
             with_service(Entry::ok("deployment.rollback_requested", &target))
         }
         C::RequestCancel { .. } => with_service(Entry::ok("deployment.cancel_requested", &target)),
+        C::BeginRollback { .. } => with_service(Entry::ok("deployment.rollback_started", &target)),
         C::GiveUp { failure, .. } => with_service(
             Entry::ok("deployment.rollback_failed", &target).details(json!({ "failure": failure })),
         ),
@@ -306,6 +308,7 @@ fn command_name(cmd: &DeploymentCommand) -> &'static str {
         C::RequestRollback { .. } => "rollback",
         C::RequestCancel { .. } => "cancel",
         C::GiveUp { .. } => "give_up",
+        C::BeginRollback { .. } => "begin_rollback",
     }
 }
 

@@ -1,5 +1,8 @@
 use super::*;
-use sluice_common::api::HealthCheck;
+use sluice_common::api::{HealthCheck, ServerStepState};
+use sluice_common::deployment::DeploymentEvent;
+use sluice_common::locks::{Acquire, FencingToken, LockError};
+use std::time::Duration;
 
 fn req(service: &str, image: &str) -> CreateDeploymentRequest {
     serde_json::from_value(serde_json::json!({
@@ -145,7 +148,7 @@ fn start_takes_the_lock_with_its_own_index_as_token() {
     let b = w.create("api", "app:v2", None);
     w.start(a).unwrap();
     let d = &w.d.all[&a];
-    assert_eq!(d.state, DeploymentState::Validating);
+    assert_eq!(d.state(), DeploymentState::Validating);
     assert_eq!(d.token, Some(FencingToken(w.index)));
     // The second deployment of the service cannot start while the first holds the lock.
     match w.start(b) {
@@ -154,7 +157,7 @@ fn start_takes_the_lock_with_its_own_index_as_token() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(w.d.all[&b].state, DeploymentState::Pending);
+    assert_eq!(w.d.all[&b].state(), DeploymentState::Pending);
     assert!(w.d.all[&b].token.is_none());
 }
 
@@ -164,7 +167,7 @@ fn failed_validation_releases_the_lock_and_touches_nothing() {
     let a = w.create("api", "app:v1", None);
     w.start(a).unwrap();
     w.event(a, DeploymentEvent::ChecksFailed).unwrap();
-    assert_eq!(w.d.all[&a].state, DeploymentState::Failed);
+    assert_eq!(w.d.all[&a].state(), DeploymentState::Failed);
     assert!(!w.d.all[&a].needs_driving());
     assert_eq!(w.lock_holder("api"), None);
     assert!(!w
@@ -183,10 +186,10 @@ fn a_failure_after_touching_servers_keeps_the_lock_until_rolled_back() {
     w.event(v2, DeploymentEvent::ChecksPassed).unwrap();
     w.step(v2, ServerStepState::RestoredByAgent, 20000);
     w.event(v2, DeploymentEvent::StepFailed).unwrap();
-    assert!(w.d.all[&v2].rolling_back && w.d.all[&v2].needs_driving());
+    assert!(w.d.all[&v2].lifecycle.rolling_back() && w.d.all[&v2].needs_driving());
     assert_eq!(w.lock_holder("api"), Some(format!("deployment {v2}")));
     w.event(v2, DeploymentEvent::RollbackCompleted).unwrap();
-    assert_eq!(w.d.all[&v2].state, DeploymentState::RolledBack);
+    assert_eq!(w.d.all[&v2].state(), DeploymentState::RolledBack);
     assert!(!w.d.all[&v2].needs_driving());
     assert_eq!(w.lock_holder("api"), None);
     // The service still runs v1.

@@ -18,6 +18,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::names::InvalidValue;
 
+mod lifecycle;
+
+pub use lifecycle::{
+    Input, InputName, Lifecycle, LockEffect, Refused, Rollback, SubState, Transition,
+};
+
 /// Where a deployment stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,0 +1,231 @@
+//! Deployments in the replicated state: records, their commands, and the pure rules.
+//!
+//! The sequencer (leader only) decides what to do; every decision lands here as one
+//! [`DeploymentCommand`], and every change of a deployment's state goes through
+//! [`Lifecycle::apply`], so each replica holds exactly the lifecycle's states and the lock
+//! moves with them: taking the service lock and moving `pending → validating` is one entry
+//! (the lock's token is that entry's index); finishing a deployment and releasing its lock is
+//! one entry too, so nothing is ever half-applied.
+//!
+//! - `command`: the commands and their errors;
+//! - `apply`: one function per command;
+//! - `services`: what runs where, kept in step with finished deployments.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sluice_common::api::{
+    CheckResult, CreateDeploymentRequest, DeploymentView, ServerStepView, ServiceServerView,
+    ServiceView, TransitionView,
+};
+use sluice_common::deployment::{DeploymentState, Lifecycle, Phase};
+use sluice_common::locks::{FencingToken, LockTable};
+use sluice_common::names::{Holder, LockKey, ServerName, ServiceName};
+use sluice_common::time::Timestamp;
+use uuid::Uuid;
+
+mod apply;
+mod command;
+mod services;
+
+pub use command::{DeploymentCommand, DeploymentError, DeploymentOutcome};
+pub use services::{Placement, ServiceRecord};
+
+/// A deployment, with everything needed to finish it after a leader change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// Its id (also the agent operation id of its deploy on each server).
+    pub id: Uuid,
+    /// Creation order, for listing.
+    pub seq: u64,
+    /// The request as accepted (secrets included: they must reach the agents after a
+    /// failover; views redact them).
+    pub request: CreateDeploymentRequest,
+    /// The resolved target servers.
+    pub targets: Vec<ServerName>,
+    /// Where it stands, sub-state included.
+    pub lifecycle: Lifecycle,
+    /// Progress within the state.
+    pub phase: Phase,
+    /// The service lock's token, once taken.
+    pub token: Option<FencingToken>,
+    /// State changes.
+    pub transitions: Vec<TransitionView>,
+    /// Pre-flight results.
+    pub validation: Vec<CheckResult>,
+    /// Per-server progress.
+    pub servers: BTreeMap<ServerName, ServerStepView>,
+    /// Why it failed.
+    pub failure: Option<String>,
+    /// Who asked.
+    pub actor: String,
+    /// When it was accepted.
+    pub created_at: Timestamp,
+    /// When it last changed (progress deadline is measured from here).
+    pub updated_at: Timestamp,
+}
+
+impl Deployment {
+    /// The public state.
+    pub fn state(&self) -> DeploymentState {
+        self.lifecycle.state()
+    }
+
+    /// Whether the sequencer still has work to do on it.
+    pub fn needs_driving(&self) -> bool {
+        self.lifecycle.needs_driving()
+    }
+
+    /// Whether any server was touched (so a failure needs a rollback).
+    pub fn touched(&self) -> bool {
+        self.servers
+            .values()
+            .any(|s| s.state != sluice_common::api::ServerStepState::Pending)
+    }
+
+    /// The service lock's key.
+    pub fn lock_key(&self) -> LockKey {
+        LockKey::for_service(&self.request.service)
+    }
+
+    fn holder(&self) -> Holder {
+        Holder::parse(&format!("deployment {}", self.id)).expect("a uuid makes a valid holder")
+    }
+
+    /// The API view, secret env values redacted.
+    pub fn view(&self) -> DeploymentView {
+        DeploymentView {
+            id: self.id,
+            service: self.request.service.clone(),
+            image: self.request.image.clone(),
+            state: self.state(),
+            sub_state: self.lifecycle.sub_state(),
+            phase: self.phase.clone(),
+            token: self.token,
+            targets: self.targets.clone(),
+            transitions: self.transitions.clone(),
+            validation: self.validation.clone(),
+            servers: self.servers.values().cloned().collect(),
+            failure: self.failure.clone(),
+            noop: self.lifecycle.noop(),
+            rollback_requested: self.lifecycle.rollback_requested(),
+            cancel_requested: self.lifecycle.cancel_requested(),
+            env: self
+                .request
+                .env
+                .iter()
+                .map(|(k, v)| {
+                    let shown = if v.secret {
+                        "<redacted>".to_string()
+                    } else {
+                        v.value.clone()
+                    };
+                    (k.clone(), shown)
+                })
+                .collect(),
+            actor: self.actor.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+/// The deployment part of the replicated state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Deployments {
+    /// Every deployment.
+    pub all: BTreeMap<Uuid, Deployment>,
+    /// `Idempotency-Key` → (deployment, body hash).
+    pub idempotency: BTreeMap<String, (Uuid, String)>,
+    /// What runs where.
+    pub services: BTreeMap<ServiceName, ServiceRecord>,
+    next_seq: u64,
+}
+
+impl Deployments {
+    /// The deployment in flight for `service`, if any.
+    pub fn active_for(&self, service: &ServiceName) -> Option<&Deployment> {
+        self.all
+            .values()
+            .filter(|d| &d.request.service == service)
+            .find(|d| d.state().is_active())
+    }
+
+    /// The `GET /v1/services` view.
+    pub fn service_views(&self, agent_up: impl Fn(&ServerName) -> bool) -> Vec<ServiceView> {
+        self.services
+            .iter()
+            .map(|(name, rec)| ServiceView {
+                service: name.clone(),
+                servers: rec
+                    .servers
+                    .iter()
+                    .map(|(s, p)| ServiceServerView {
+                        server: s.clone(),
+                        image: p.image.clone(),
+                        port: p.port,
+                        deployment: p.deployment,
+                        agent_up: agent_up(s),
+                    })
+                    .collect(),
+                active_deployment: self.active_for(name).map(|d| d.id),
+            })
+            .collect()
+    }
+
+    /// Applies one command at log index `index` and time `now`.
+    pub fn apply(
+        &mut self,
+        locks: &mut LockTable,
+        cmd: &DeploymentCommand,
+        index: u64,
+        now: Timestamp,
+    ) -> Result<DeploymentOutcome, DeploymentError> {
+        use DeploymentCommand as C;
+        let at = apply::At { index, now };
+        match cmd {
+            C::Create {
+                id,
+                request,
+                targets,
+                idempotency,
+                actor,
+            } => self.create(*id, request, targets, idempotency.as_ref(), actor, now),
+            C::Start { id, lock_ttl } => self.start(locks, *id, *lock_ttl, at),
+            C::Refence { id, lock_ttl } => self.refence(locks, *id, *lock_ttl, at),
+            C::Renew { id, lock_ttl } => self.renew(locks, *id, *lock_ttl, now),
+            C::Event {
+                id,
+                event,
+                reason,
+                failure,
+                noop,
+            } => self.event(locks, *id, *event, reason, failure.as_deref(), *noop, at),
+            C::Progress {
+                id,
+                phase,
+                validation,
+                server,
+            } => self.progress(
+                *id,
+                phase.as_ref(),
+                validation.as_deref(),
+                server.as_ref(),
+                now,
+            ),
+            C::RequestRollback { id } => self.request_rollback(*id, now),
+            C::BeginRollback { id } => self.begin_rollback(*id, now),
+            C::RequestCancel { id } => self.request_cancel(*id, now),
+            C::GiveUp { id, failure } => self.give_up(locks, *id, failure, at),
+        }
+    }
+
+    fn get_mut(&mut self, id: Uuid) -> Result<&mut Deployment, DeploymentError> {
+        self.all
+            .get_mut(&id)
+            .ok_or(DeploymentError::NotFound { id })
+    }
+}
+
+#[cfg(test)]
+mod tests;
