@@ -72,6 +72,54 @@ pub async fn run(driver: &Driver, d: &Deployment) -> Validation {
     Validation { results, ports }
 }
 
+/// The same container (image, container port, environment) already runs, on the same
+/// port, from a successful deployment, and the agents confirm a running container of
+/// it. A changed environment with the same image is not a no-op.
+pub async fn already_running(driver: &Driver, d: &Deployment, ports: &[(ServerName, u16)]) -> bool {
+    let placements = driver.node.read(|a| {
+        let st = &a.state.deployments;
+        let record = st.services.get(&d.request.service)?;
+        let same = |placed_by: &uuid::Uuid| {
+            st.all.get(placed_by).is_some_and(|p| {
+                p.request.env == d.request.env
+                    && p.request.container_port == d.request.container_port
+            })
+        };
+        Some(
+            record
+                .servers
+                .iter()
+                .filter(|(_, p)| same(&p.deployment))
+                .map(|(s, p)| (s.clone(), p.clone()))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        )
+    });
+    let Some(placements) = placements else {
+        return false;
+    };
+    for (server, port) in ports {
+        match placements.get(server) {
+            Some(p) if p.image == d.request.image && p.port == *port => {}
+            _ => return false,
+        }
+        let Some(addr) = driver.agent_addr(server) else {
+            return false;
+        };
+        match driver.agents.service(&addr, &d.request.service).await {
+            Ok(Some(s)) => {
+                let running = s.containers.iter().any(|c| {
+                    c.current && c.state == "running" && c.image == d.request.image.to_string()
+                });
+                if !running {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+    ports.len() == d.targets.len()
+}
+
 async fn check_server(
     driver: &Driver,
     d: &Deployment,
