@@ -27,6 +27,8 @@ pub mod api;
 pub mod audit;
 pub mod backoff;
 pub mod deployment;
+#[cfg(feature = "serve")]
+pub mod edge;
 pub mod fence;
 #[cfg(feature = "serve")]
 pub mod http_problem;

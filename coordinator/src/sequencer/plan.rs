@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sluice_common::api::{HealthCheck, ServerStepState, ServerStepView};
+use sluice_common::api::{HealthCheck, ServerStepState, ServerStepView, Strategy};
 use sluice_common::deployment::{DeploymentEvent, Lifecycle, Rollback};
 use sluice_common::locks::Lease;
 use sluice_common::names::ServerName;
@@ -205,6 +205,14 @@ fn in_progress(d: &Deployment, seen: &Observed, cancel: bool) -> Action {
             noop: true,
         });
     }
+    match d.request.strategy {
+        // Each strategy plans its own rollout here; the agent runs the matching runner.
+        Strategy::Recreate => in_batches(d),
+    }
+}
+
+/// The next batch of `max_parallel` servers not yet healthy, or the end.
+fn in_batches(d: &Deployment) -> Action {
     let batch = d.request.max_parallel.unwrap_or(1).max(1) as usize;
     let todo: Vec<ServerName> = d
         .targets
