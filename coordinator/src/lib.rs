@@ -29,6 +29,7 @@ pub mod agents;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod counters;
 pub mod http;
 pub mod metrics;
 pub mod node;
@@ -192,14 +193,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         config.request_timeout.get(),
     );
     let tracker = agents::AgentTracker::new(config.agents.heartbeat_timeout.get());
+    let counters = Arc::new(counters::Counters::default());
     let app = api::App {
         node: node.clone(),
         agents: tracker.clone(),
         bootstrap_admin,
         tls: Some(server_tls.clone()),
+        counters: counters.clone(),
     };
     let router = api::guarded(
-        api::router(app.clone()).merge(raft::rpc::routes(node.clone())),
+        api::router(app.clone()).merge(node::rpc::routes(node.clone())),
         app,
     );
     let server = tokio::spawn(http::serve(listener, router, server_tls, shutdown.clone()));
@@ -208,7 +211,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         agent_client::AgentClient::new(transport_for_agents, std::time::Duration::from_secs(5));
     let sequencer =
         tokio::spawn(sequencer::Driver::new(node.clone(), agents).run(shutdown.clone()));
-    let notifier = tokio::spawn(notifier.run(node.clone(), shutdown.clone()));
+    let notifier = tokio::spawn(notifier.run(node.clone(), counters.clone(), shutdown.clone()));
     let raft_failed = tokio::spawn(stop_on_fatal(raft.clone(), shutdown.clone()));
 
     let initialized = raft

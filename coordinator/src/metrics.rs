@@ -10,7 +10,19 @@ use prometheus::{
 };
 use sluice_common::deployment::DeploymentState;
 
-use crate::api::App;
+use crate::counters::{Counters, OUTCOMES, SINKS};
+use crate::node::Node;
+
+/// What `/metrics` reads: this node, its listener's TLS, and this process's counters.
+#[derive(Debug, Clone, Copy)]
+pub struct Sources<'a> {
+    /// The node (Raft metrics and applied state).
+    pub node: &'a Node,
+    /// The listener's TLS configuration (certificate expiry).
+    pub tls: Option<&'a sluice_common::tls::ServerTls>,
+    /// What this process counted.
+    pub counters: &'a Counters,
+}
 
 fn gauge(reg: &Registry, name: &str, help: &str, v: f64) {
     let g = Gauge::new(name, help).expect("valid metric");
@@ -36,7 +48,7 @@ fn int_gauge_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> Int
 }
 
 /// Renders every metric.
-pub fn render(app: &App) -> String {
+pub fn render(app: Sources<'_>) -> String {
     let reg = Registry::new();
     let s = app.node.status();
     let opt = |v: Option<u64>| v.map_or(0.0, |x| x as f64);
@@ -88,7 +100,7 @@ pub fn render(app: &App) -> String {
         "Cluster members.",
         s.members.len() as f64,
     );
-    if let Some(t) = app.tls.as_ref().map(|t| t.not_after()) {
+    if let Some(t) = app.tls.map(|t| t.not_after()) {
         let secs = t
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -148,9 +160,9 @@ pub fn render(app: &App) -> String {
     .expect("valid metric");
     reg.register(Box::new(audit_records.clone()))
         .expect("unique metric");
-    lock_waits(&reg);
-    replication(&reg, app);
-    notifications(&reg);
+    lock_waits(&reg, app.counters);
+    replication(&reg, app.node);
+    notifications(&reg, app.counters);
     let locks = IntGauge::new("sluice_locks_held", "Live locks.").expect("valid metric");
     reg.register(Box::new(locks.clone()))
         .expect("unique metric");
@@ -204,8 +216,8 @@ pub fn render(app: &App) -> String {
 }
 
 /// Lock requests waiting on this node, and how many ever waited.
-fn lock_waits(reg: &Registry) {
-    let (waiting, waited) = crate::api::locks::wait_counts();
+fn lock_waits(reg: &Registry, counters: &Counters) {
+    let (waiting, waited) = counters.lock_waits();
     gauge(
         reg,
         "sluice_lock_waits",
@@ -223,8 +235,8 @@ fn lock_waits(reg: &Registry) {
 
 /// On the leader: how far each follower's log lags its own; on every node, how many
 /// entries the log holds beyond the last snapshot.
-fn replication(reg: &Registry, app: &App) {
-    let m = app.node.raft.metrics().borrow().clone();
+fn replication(reg: &Registry, node: &Node) {
+    let m = node.raft.metrics().borrow().clone();
     let last = m.last_log_index.unwrap_or(0);
     gauge(
         reg,
@@ -246,7 +258,7 @@ fn replication(reg: &Registry, app: &App) {
 }
 
 /// What this node sent while it led.
-fn notifications(reg: &Registry) {
+fn notifications(reg: &Registry, counters: &Counters) {
     let sent = counter_vec(
         reg,
         "sluice_notifications_total",
@@ -261,20 +273,19 @@ fn notifications(reg: &Registry) {
     );
     // Every documented series exists from the start, at zero, whether or not a sink is
     // configured: dashboards and alerts then see 0, not "no data".
-    for sink in crate::notify::SINKS {
-        for outcome in crate::notify::OUTCOMES {
+    for sink in SINKS {
+        for outcome in OUTCOMES {
             sent.with_label_values(&[sink, outcome]);
         }
         queued.with_label_values(&[sink]);
     }
-    crate::notify::stats(|s| {
-        for ((sink, outcome), n) in &s.attempts {
-            sent.with_label_values(&[sink, outcome]).inc_by(*n);
-        }
-        for (sink, n) in &s.queued {
-            queued
-                .with_label_values(&[sink])
-                .set(i64::try_from(*n).unwrap_or(i64::MAX));
-        }
-    });
+    let s = counters.deliveries();
+    for ((sink, outcome), n) in &s.attempts {
+        sent.with_label_values(&[sink, outcome]).inc_by(*n);
+    }
+    for (sink, n) in &s.queued {
+        queued
+            .with_label_values(&[sink])
+            .set(i64::try_from(*n).unwrap_or(i64::MAX));
+    }
 }

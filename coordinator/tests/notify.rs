@@ -306,7 +306,13 @@ async fn notifications_survive_a_hanging_chat_429_500_and_a_leader_change() {
         "Telegram to get v1's messages",
         Duration::from_secs(30),
         || async {
-            let t = fake.delivered_texts();
+            // On a loaded machine v1's deploy may itself hold its service lock past the
+            // 2 s limit, and that is announced too (rightly): not one of the three here.
+            let t: Vec<String> = fake
+                .delivered_texts()
+                .into_iter()
+                .filter(|t| !t.contains("Lock service/ntf-api held too long"))
+                .collect();
             (t.len() >= 3).then_some(t.clone()).ok_or(format!("{t:?}"))
         },
     )

@@ -3,7 +3,6 @@
 //! Keys contain slashes (`service/api`), so they are the tail of the path. Acquire is
 //! `POST`, renew `PATCH` (with the token), release `DELETE ?token=N`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{Path, Query, State};
@@ -35,34 +34,6 @@ fn lock_outcome(r: Response) -> Result<LockView, ApiError> {
     }
 }
 
-static WAITING: AtomicU64 = AtomicU64::new(0);
-static WAITED: AtomicU64 = AtomicU64::new(0);
-
-/// (acquisitions waiting now, acquisitions that ever waited) on this node.
-pub fn wait_counts() -> (u64, u64) {
-    (
-        WAITING.load(Ordering::Relaxed),
-        WAITED.load(Ordering::Relaxed),
-    )
-}
-
-/// Counts a waiting acquisition for as long as it lives.
-struct Waiting;
-
-impl Waiting {
-    fn start() -> Self {
-        WAITING.fetch_add(1, Ordering::Relaxed);
-        WAITED.fetch_add(1, Ordering::Relaxed);
-        Waiting
-    }
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        WAITING.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// `POST /v1/locks/{key}`: take the lock, waiting up to `wait` if it is held.
 pub async fn acquire(
     State(app): State<App>,
@@ -74,7 +45,7 @@ pub async fn acquire(
     let wait = req.wait.map_or(Duration::ZERO, |w| w.get());
     let deadline = Instant::now() + wait;
     let mut applied = app.node.applied_watch();
-    let mut waiting: Option<Waiting> = None;
+    let mut waiting = None;
     loop {
         // While this node sees a live holder and there is time left, wait instead of
         // proposing entries that would be refused. This node may lag the leader, so it never
@@ -114,7 +85,7 @@ pub async fn acquire(
         match outcome {
             Ok(lease) => return Ok((StatusCode::CREATED, Json(lease.into()))),
             Err(LockError::Held { lease }) if Instant::now() < deadline => {
-                waiting.get_or_insert_with(Waiting::start);
+                waiting.get_or_insert_with(|| app.counters.lock_wait());
                 // Wake when anything is applied (a release), when the lease would lapse, or
                 // at the deadline, whichever comes first.
                 let lapse = lease.expires_at.since(now) + Duration::from_millis(5);

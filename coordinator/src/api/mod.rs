@@ -43,6 +43,8 @@ pub struct App {
     /// The listener's TLS configuration (its certificate's expiry goes to `/metrics`, and
     /// follows rotations).
     pub tls: Option<sluice_common::tls::ServerTls>,
+    /// What this process counts for `/metrics`.
+    pub counters: Arc<crate::counters::Counters>,
 }
 
 /// Puts the route guard ([`auth::guard`]) in front of `router`: every route of the
@@ -158,7 +160,11 @@ async fn metrics(State(app): State<App>) -> impl axum::response::IntoResponse {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&app),
+        crate::metrics::render(crate::metrics::Sources {
+            node: &app.node,
+            tls: app.tls.as_ref(),
+            counters: &app.counters,
+        }),
     )
 }
 

@@ -13,8 +13,7 @@
 //! The leader also watches locks: one held longer than `lock_held_too_long` is flagged
 //! through Raft once per grant, which writes the `lock.held_too_long` record announced here.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use sluice_common::audit::AuditRecord;
@@ -25,6 +24,7 @@ pub mod message;
 pub mod sink;
 
 use crate::config::NotifyConfig;
+use crate::counters::Counters;
 use crate::node::Node;
 use crate::state::deployments::Deployment;
 use crate::state::Command;
@@ -73,40 +73,6 @@ impl Sink {
             }
         }
     }
-}
-
-/// Counters for `/metrics`, per process (they describe what this node sent as leader).
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// (sink, outcome) → count; outcome is `sent`, `retried` or `failed`.
-    pub attempts: BTreeMap<(&'static str, &'static str), u64>,
-    /// Sink → records waiting to be delivered.
-    pub queued: BTreeMap<&'static str, u64>,
-}
-
-static STATS: LazyLock<Mutex<Stats>> = LazyLock::new(Mutex::default);
-
-/// Reads the counters.
-pub fn stats<T>(f: impl FnOnce(&Stats) -> T) -> T {
-    f(&STATS.lock().expect("stats lock"))
-}
-
-fn count(sink: &'static str, outcome: &'static str) {
-    *STATS
-        .lock()
-        .expect("stats lock")
-        .attempts
-        .entry((sink, outcome))
-        .or_default() += 1;
-}
-
-/// The sink names metrics are labelled with.
-pub const SINKS: [&str; 2] = ["telegram", "webhook"];
-/// The outcomes of a delivery attempt.
-pub const OUTCOMES: [&str; 3] = ["sent", "retried", "failed"];
-
-fn set_queued(sink: &'static str, n: u64) {
-    STATS.lock().expect("stats lock").queued.insert(sink, n);
 }
 
 /// Why the notifier could not be set up (a configuration error: exit 64).
@@ -171,12 +137,13 @@ impl Notifier {
     }
 
     /// Runs until `shutdown`: one task per sink plus the lock watcher.
-    pub async fn run(self, node: Arc<Node>, shutdown: CancellationToken) {
+    pub async fn run(self, node: Arc<Node>, counters: Arc<Counters>, shutdown: CancellationToken) {
         let mut tasks = tokio::task::JoinSet::new();
         for sink in &self.sinks {
             let run = SinkRun {
                 node: node.clone(),
                 sink: sink.clone(),
+                counters: counters.clone(),
                 client: self.client.clone(),
                 max_backoff: self.max_backoff,
                 shutdown: shutdown.clone(),
@@ -236,6 +203,7 @@ async fn watch_locks(node: &Node, limit: Duration, shutdown: &CancellationToken)
 struct SinkRun {
     node: Arc<Node>,
     sink: Arc<Sink>,
+    counters: Arc<Counters>,
     client: reqwest::Client,
     max_backoff: Duration,
     shutdown: CancellationToken,
@@ -263,7 +231,7 @@ impl SinkRun {
             }
             let from = next.unwrap_or_else(|| self.start_cursor());
             let (batch, scanned, waiting) = self.read_batch(from);
-            set_queued(name, waiting);
+            self.counters.queued(name, waiting);
             next = Some(scanned);
             if batch.is_empty() {
                 if !idle(&self.node, &self.shutdown).await {
@@ -346,17 +314,17 @@ impl SinkRun {
         loop {
             match self.sink.send(&self.client, e, r, d).await {
                 Ok(()) => {
-                    count(name, "sent");
+                    self.counters.delivery(name, "sent");
                     tracing::info!(sink = name, seq = r.seq, event = e.as_str(), "notified");
                     return true;
                 }
                 Err(SendError::Permanent(why)) => {
-                    count(name, "failed");
+                    self.counters.delivery(name, "failed");
                     tracing::error!(sink = name, seq = r.seq, %why, "notification refused; skipped");
                     return true;
                 }
                 Err(SendError::Retry { why, after }) => {
-                    count(name, "retried");
+                    self.counters.delivery(name, "retried");
                     // The endpoint's own `retry_after` wins over our backoff.
                     let wait = after.unwrap_or(backoff);
                     tracing::warn!(sink = name, seq = r.seq, %why, ?wait, "notification failed; retrying");

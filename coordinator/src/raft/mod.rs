@@ -12,7 +12,6 @@ use std::io::Cursor;
 use crate::state::{Request, Response};
 
 pub mod network;
-pub mod rpc;
 pub mod store;
 
 openraft::declare_raft_types!(

@@ -14,10 +14,10 @@ use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest};
 use serde::{Deserialize, Serialize};
 use sluice_common::problem::{ErrorCode, Problem};
 
-use super::network::unframe_snapshot;
-use super::{NodeId, TypeConfig};
-use crate::api::error::{ApiError, ApiJson};
-use crate::node::{Empty, Node, Proposal};
+use super::{Empty, Node, Proposal};
+use crate::raft::network::unframe_snapshot;
+use crate::raft::{NodeId, TypeConfig};
+use sluice_common::edge::{ApiError, ApiJson};
 
 /// Snapshot chunks and large append batches need more than axum's 2 MiB default.
 const RAFT_BODY_LIMIT: usize = 64 * 1024 * 1024;
