@@ -1,4 +1,4 @@
-//! Operations: deploys and rollbacks, keyed by id, persisted, resumable.
+//! Operations: deploys, rollbacks and removals, keyed by id, persisted, resumable.
 //!
 //! An operation is admitted once (fence judged, record persisted, runner spawned — all under
 //! the fence lock) and from then on is only ever changed by its runner through
@@ -11,181 +11,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use sluice_common::agent_api::{
-    DeployRequest, OperationKind, OperationState, OperationView, RollbackRequest, StepView,
-};
+use sluice_common::agent_api::{OperationState, OperationView};
 use sluice_common::fence::FenceClaim;
 use sluice_common::names::ServiceName;
-use sluice_common::time::Timestamp;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::fence::{Admit, FenceTable};
+use crate::record::{OpRecord, OpRequest, Stage};
 use crate::store::{Store, StoreError};
-
-/// What was asked for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OpRequest {
-    /// A recreate deploy.
-    Deploy(Box<DeployRequest>),
-    /// A switch back to the kept previous container.
-    Rollback(RollbackRequest),
-}
-
-impl OpRequest {
-    /// The claim it carries.
-    pub fn fence(&self) -> &FenceClaim {
-        match self {
-            Self::Deploy(r) => &r.fence,
-            Self::Rollback(r) => &r.fence,
-        }
-    }
-
-    /// The service it is for.
-    pub fn service(&self) -> &ServiceName {
-        match self {
-            Self::Deploy(r) => &r.service,
-            Self::Rollback(r) => &r.service,
-        }
-    }
-
-    /// Equal apart from the fence token: a retry (perhaps re-fenced by a new leader) of the
-    /// same operation.
-    fn same_operation(&self, other: &Self) -> bool {
-        let mut a = self.clone();
-        let mut b = other.clone();
-        for r in [&mut a, &mut b] {
-            match r {
-                Self::Deploy(d) => d.fence.token = Default::default(),
-                Self::Rollback(d) => d.fence.token = Default::default(),
-            }
-        }
-        a == b && self.fence().key == other.fence().key
-    }
-}
-
-/// How far the runner got; persisted before each step that changes Docker, so a restarted
-/// agent knows what may have happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    /// Nothing changed on the host yet (image pull, container creation are harmless).
-    Start,
-    /// The old container is being stopped and the new one started.
-    Switching,
-    /// The new container was started; its health is being checked.
-    Started,
-    /// The new container failed; the previous one is being restored.
-    RollingBack,
-    /// Finished.
-    Done,
-}
-
-/// An operation as stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OpRecord {
-    /// What the API shows.
-    pub view: OperationView,
-    /// What was asked (environment values included: never log it).
-    pub request: OpRequest,
-    /// How far the runner got.
-    pub stage: Stage,
-    /// Whether `view.previous_container` was serving when the operation began (only then is
-    /// it restarted on failure).
-    pub previous_was_running: bool,
-    /// Past this (wall clock, from the request's `deadline`) the deploy stops going forward
-    /// and the previous version is restored, whether or not the coordinator says so.
-    #[serde(default)]
-    pub deadline_at: Option<Timestamp>,
-    /// Why the coordinator aborted it, once it has: the runner stops going forward and
-    /// restores the previous version (persisted, so a restarted agent does the same).
-    #[serde(default)]
-    pub aborted: Option<String>,
-}
-
-impl OpRecord {
-    /// A new record for `request`.
-    pub fn new(id: Uuid, request: OpRequest, now: Timestamp) -> Self {
-        let (kind, image, deadline) = match &request {
-            OpRequest::Deploy(d) => (OperationKind::Deploy, Some(d.image.clone()), d.deadline),
-            OpRequest::Rollback(_) => (OperationKind::Rollback, None, None),
-        };
-        Self {
-            view: OperationView {
-                id,
-                kind,
-                service: request.service().clone(),
-                image,
-                state: OperationState::Running,
-                phase: "accepted".into(),
-                steps: Vec::new(),
-                log_tail: None,
-                error: None,
-                fence: request.fence().clone(),
-                started_at: now,
-                finished_at: None,
-                container: None,
-                previous_container: None,
-                resumed: 0,
-            },
-            request,
-            stage: Stage::Start,
-            previous_was_running: false,
-            deadline_at: deadline.map(|d| now.plus(d.get())),
-            aborted: None,
-        }
-    }
-
-    /// Why the operation must stop going forward now, if it must: aborted by the
-    /// coordinator, or past its own deadline at `now`. Never once it is restoring.
-    pub fn halt_reason(&self, now: Timestamp) -> Option<String> {
-        if self.stage >= Stage::RollingBack {
-            return None;
-        }
-        if let Some(why) = &self.aborted {
-            return Some(format!("aborted by the coordinator: {why}"));
-        }
-        match self.deadline_at {
-            Some(at) if now >= at => Some(format!(
-                "the operation's deadline passed ({:?} after it was accepted)",
-                at.since(self.view.started_at)
-            )),
-            _ => None,
-        }
-    }
-
-    /// Starts a step (and makes it the phase).
-    pub fn begin(&mut self, name: &str) {
-        self.view.phase = name.to_string();
-        self.view.steps.push(StepView {
-            name: name.to_string(),
-            started_at: crate::now(),
-            finished_at: None,
-            ok: None,
-            detail: String::new(),
-        });
-    }
-
-    /// Ends the current step.
-    pub fn end(&mut self, ok: bool, detail: impl Into<String>) {
-        if let Some(s) = self.view.steps.last_mut().filter(|s| s.ok.is_none()) {
-            s.finished_at = Some(crate::now());
-            s.ok = Some(ok);
-            s.detail = detail.into();
-        }
-    }
-
-    /// Finishes the operation.
-    pub fn finish(&mut self, state: OperationState, phase: &str) {
-        self.end(state != OperationState::Failed, "");
-        self.view.state = state;
-        self.view.phase = phase.to_string();
-        self.view.finished_at = Some(crate::now());
-        self.stage = Stage::Done;
-    }
-}
 
 /// Why a request was not admitted.
 #[derive(Debug, thiserror::Error)]
@@ -365,32 +199,6 @@ impl Operations {
             })
     }
 
-    /// Judges a fenced request that is not an operation (removing a service): refused while
-    /// an operation runs for the service, else the fence is advanced and persisted.
-    pub fn admit_plain(&self, claim: &FenceClaim, service: &ServiceName) -> Result<(), AdmitError> {
-        self.fence
-            .admit_with(claim, |advance| {
-                if let Some(c) = self
-                    .live
-                    .lock()
-                    .expect("poisoned")
-                    .values()
-                    .find(|c| c.is_running_for(service))
-                {
-                    return Err(AdmitError::Busy {
-                        service: service.clone(),
-                        running: c.view().id,
-                    });
-                }
-                self.store.commit(advance, None)?;
-                Ok(())
-            })
-            .map_err(|e| match e {
-                Admit::Stale(s) => AdmitError::Stale(s),
-                Admit::Refused(e) => e,
-            })
-    }
-
     /// Aborts running operation `id` on behalf of `claim` (judged by the fence like every
     /// command): it stops going forward and restores the previous version. A finished or
     /// unknown operation is left as it is. Returns its view, if it exists.
@@ -425,6 +233,14 @@ impl Operations {
     /// The live cell of a running operation.
     pub fn live(&self, id: Uuid) -> Option<Arc<OpCell>> {
         self.live.lock().expect("poisoned").get(&id).cloned()
+    }
+
+    /// An operation's record, live or stored.
+    pub fn record(&self, id: Uuid) -> Result<Option<OpRecord>, StoreError> {
+        if let Some(c) = self.live(id) {
+            return Ok(Some(c.record()));
+        }
+        self.store.get_op(id)
     }
 
     /// An operation's view, live or stored.
