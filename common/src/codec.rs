@@ -165,7 +165,9 @@ mod tests {
     #[test]
     fn refuses_other_versions_before_reading_the_value() {
         // The value is not even a Rec: the version alone decides.
-        let e = AGENT.decode::<Rec>(br#"{"v":2,"data":"whatever"}"#).unwrap_err();
+        let e = AGENT
+            .decode::<Rec>(br#"{"v":2,"data":"whatever"}"#)
+            .unwrap_err();
         assert!(matches!(
             e,
             CodecError::Version {
@@ -196,7 +198,9 @@ mod tests {
     fn field_order_and_extra_fields_do_not_matter_on_read() {
         assert_eq!(AGENT.decode::<u64>(br#"{"data":7,"v":1}"#).unwrap(), 7);
         assert_eq!(
-            AGENT.decode::<u64>(br#"{"v":1,"note":[1,2],"data":7}"#).unwrap(),
+            AGENT
+                .decode::<u64>(br#"{"v":1,"note":[1,2],"data":7}"#)
+                .unwrap(),
             7
         );
     }

@@ -67,4 +67,3 @@ pub fn invalid(field: &str, message: impl Into<String>) -> ApiError {
             .with_field(field, message),
     )
 }
-

@@ -81,7 +81,10 @@ pub(super) async fn service_status(
     }))
 }
 
-pub(super) async fn image(State(a): Shared, Path(image): Path<String>) -> Result<Json<ImageCheck>, ApiError> {
+pub(super) async fn image(
+    State(a): Shared,
+    Path(image): Path<String>,
+) -> Result<Json<ImageCheck>, ApiError> {
     let image = ImageRef::parse(&image).map_err(|e| invalid("image", e.reason))?;
     let id = a.docker.image_id(&image.to_string()).await?;
     Ok(Json(ImageCheck {
@@ -91,7 +94,10 @@ pub(super) async fn image(State(a): Shared, Path(image): Path<String>) -> Result
     }))
 }
 
-pub(super) async fn port(State(a): Shared, Path(port): Path<String>) -> Result<Json<PortProbe>, ApiError> {
+pub(super) async fn port(
+    State(a): Shared,
+    Path(port): Path<String>,
+) -> Result<Json<PortProbe>, ApiError> {
     let port: u16 = port
         .parse()
         .ok()
@@ -117,11 +123,13 @@ pub(super) async fn port(State(a): Shared, Path(port): Path<String>) -> Result<J
     }))
 }
 
-pub(super) async fn fence(State(a): Shared, Path(key): Path<String>) -> Result<Json<FenceView>, ApiError> {
+pub(super) async fn fence(
+    State(a): Shared,
+    Path(key): Path<String>,
+) -> Result<Json<FenceView>, ApiError> {
     let key = LockKey::parse(&key).map_err(|e| invalid("key", e.reason))?;
     Ok(Json(FenceView {
         highest: a.ops.fence().highest(&key),
         key,
     }))
 }
-

@@ -40,8 +40,8 @@ use sluice_common::tls::{PeerIdentity, Role};
 use uuid::Uuid;
 
 pub use self::body::JsonBody;
-pub use self::error::ApiError;
 use self::error::invalid;
+pub use self::error::ApiError;
 use self::host::{fence, health, image, list_services, port, service_status};
 use self::operations::{abort, deploy, operation, remove_service, rollback};
 use crate::Agent;
@@ -148,4 +148,3 @@ pub(crate) async fn ensure_docker(a: &Agent) -> Result<(), ApiError> {
     }
     a.docker.refresh().await.map_err(ApiError::from)
 }
-

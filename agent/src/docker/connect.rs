@@ -22,10 +22,7 @@ pub async fn connect(socket: &Path) -> Result<(bollard::Docker, String), DockerE
             .map_err(|e| DockerError::Unavailable(e.to_string()))?;
         match client.version().await {
             Ok(v) => {
-                let client = client
-                    .negotiate_version()
-                    .await
-                    .map_err(from_bollard)?;
+                let client = client.negotiate_version().await.map_err(from_bollard)?;
                 return Ok((client, v.version.unwrap_or_default()));
             }
             Err(BollardError::DockerResponseServerError {

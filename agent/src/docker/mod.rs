@@ -200,13 +200,6 @@ impl Docker {
         })
     }
 
-
-
-
-
-
-
-
     /// Ids of this server's managed containers, optionally of one service, running or not.
     async fn list_ids(&self, service: Option<&ServiceName>) -> Result<Vec<String>, DockerError> {
         let mut labels = vec![format!("{LABEL_SERVER}={}", self.server)];
@@ -224,7 +217,6 @@ impl Docker {
             .await?;
         Ok(list.into_iter().filter_map(|c| c.id).collect())
     }
-
 
     /// Every managed container on this server, with its service.
     pub async fn all_containers(&self) -> Result<Vec<(ServiceName, Container)>, DockerError> {
@@ -255,7 +247,6 @@ impl Docker {
         Ok(out)
     }
 
-
     /// Lifecycle events of this server's managed containers.
     pub async fn events(
         &self,
@@ -271,8 +262,7 @@ impl Docker {
             ),
         ]);
         let opts = EventsOptionsBuilder::default().filters(&filters).build();
-        Ok(c.events(Some(opts))
-            .map(|r| r.map_err(from_bollard)))
+        Ok(c.events(Some(opts)).map(|r| r.map_err(from_bollard)))
     }
 }
 

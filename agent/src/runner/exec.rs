@@ -166,7 +166,12 @@ impl<R: Runtime> Exec<'_, R> {
     /// forward, the check stops the moment the coordinator aborts the operation or its own
     /// deadline passes (a restore's checks are never cut short: see
     /// [`OpRecord::halt_reason`]).
-    pub async fn check(&self, container: &str, hc: &HealthCheck, name: &str) -> Result<String, Fail> {
+    pub async fn check(
+        &self,
+        container: &str,
+        hc: &HealthCheck,
+        name: &str,
+    ) -> Result<String, Fail> {
         let target = self.probe_target(container).await;
         self.step(name, async {
             let out = tokio::select! {

@@ -97,11 +97,7 @@ pub async fn run<R: Runtime>(x: &Exec<'_, R>) -> Result<(), Halt> {
                 obs.listed = Some(listed);
             }
             Step::RemoveAll => {
-                let ids = x
-                    .record()
-                    .removal
-                    .map(|r| r.containers)
-                    .unwrap_or_default();
+                let ids = x.record().removal.map(|r| r.containers).unwrap_or_default();
                 let mut kind = None;
                 let r = x
                     .step("remove containers", async {
@@ -167,7 +163,11 @@ mod tests {
     async fn a_listing_failure_changes_nothing_and_is_classified() {
         let k = Kit::new();
         k.rt.existing("api", "app:v1", true);
-        k.rt.fail(Call::List, None, DockerError::Unavailable("socket gone".into()));
+        k.rt.fail(
+            Call::List,
+            None,
+            DockerError::Unavailable("socket gone".into()),
+        );
         let cell = k.admit_remove("api", 3);
         k.run(&cell).await;
         let rec = cell.record();

@@ -164,6 +164,48 @@ impl FakeRuntime {
         })
     }
 
+    /// A container created (not started) by operation `deployment`, as a run interrupted
+    /// after creating it leaves it; returns its id.
+    pub fn created_by(&self, service: &str, image: &str, deployment: Uuid) -> String {
+        let id = self.existing(service, image, false);
+        self.with(|s| {
+            if let Some(e) = s.entry(&id) {
+                e.c.deployment = Some(deployment);
+                e.c.status = "created".into();
+                e.c.exit_code = None;
+                e.c.finished_at = String::new();
+            }
+        });
+        id
+    }
+
+    /// Starts a container behind the agent's back (as a run interrupted after starting
+    /// it leaves it).
+    pub fn run_now(&self, id: &str) {
+        self.with(|s| {
+            let health = s.image_of(id).and_then(|i| s.health.get(&i).cloned());
+            if let Some(e) = s.entry(id) {
+                e.c.status = "running".into();
+                e.c.running = true;
+                e.c.exit_code = None;
+                e.c.health = health;
+            }
+        });
+    }
+
+    /// Stops a container behind the agent's back.
+    pub fn stop_now(&self, id: &str) {
+        self.with(|s| {
+            let at = s.tick();
+            if let Some(e) = s.entry(id) {
+                e.c.status = "exited".into();
+                e.c.running = false;
+                e.c.exit_code = Some(0);
+                e.c.finished_at = at;
+            }
+        });
+    }
+
     /// Takes a container away behind the agent's back (a `docker rm -f`).
     pub fn vanish(&self, id: &str) {
         self.with(|s| s.containers.retain(|e| e.c.id != id));
@@ -171,7 +213,12 @@ impl FakeRuntime {
 
     /// A container as the fake holds it.
     pub fn get(&self, id: &str) -> Option<Container> {
-        self.with(|s| s.containers.iter().find(|e| e.c.id == id).map(|e| e.c.clone()))
+        self.with(|s| {
+            s.containers
+                .iter()
+                .find(|e| e.c.id == id)
+                .map(|e| e.c.clone())
+        })
     }
 
     /// Every container of `service`, oldest first.
@@ -208,7 +255,9 @@ impl Runtime for FakeRuntime {
         let r = self.with(|s| {
             s.failure(Call::Pull, Some(&name))?;
             if !s.registry.contains(&name) {
-                return Err(DockerError::NotFound(format!("manifest for {name} not found")));
+                return Err(DockerError::NotFound(format!(
+                    "manifest for {name} not found"
+                )));
             }
             s.images.insert(name.clone());
             s.log.push(format!("pull {name}"));
@@ -327,7 +376,10 @@ impl Runtime for FakeRuntime {
         self.with(|s| {
             let image = s.image_of(id);
             s.failure(Call::Inspect, image.as_deref())?;
-            Ok(s.containers.iter().find(|e| e.c.id == id).map(|e| e.c.clone()))
+            Ok(s.containers
+                .iter()
+                .find(|e| e.c.id == id)
+                .map(|e| e.c.clone()))
         })
     }
 

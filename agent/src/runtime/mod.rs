@@ -155,8 +155,10 @@ pub trait Runtime: Send + Sync {
     ) -> impl Future<Output = Result<(), DockerError>> + Send;
 
     /// Creates a container; returns its id.
-    fn create(&self, spec: &ContainerSpec)
-        -> impl Future<Output = Result<String, DockerError>> + Send;
+    fn create(
+        &self,
+        spec: &ContainerSpec,
+    ) -> impl Future<Output = Result<String, DockerError>> + Send;
 
     /// Starts a container (a running one is fine).
     fn start(&self, id: &str) -> impl Future<Output = Result<(), DockerError>> + Send;
@@ -192,7 +194,10 @@ pub trait Runtime: Send + Sync {
 }
 
 /// The container a new one replaces: the running one, else the one that stopped last.
-pub fn pick_previous<'a>(containers: &'a [Container], except: Option<&str>) -> Option<&'a Container> {
+pub fn pick_previous<'a>(
+    containers: &'a [Container],
+    except: Option<&str>,
+) -> Option<&'a Container> {
     let others = containers.iter().filter(|c| Some(c.id.as_str()) != except);
     others
         .clone()

@@ -279,13 +279,12 @@ async fn stop_previous<R: Runtime>(
 ) -> Result<(), Fail> {
     let new = rec.view.container.clone().unwrap_or_default();
     let grace = x.env.stop_grace;
-    let running: Vec<Container> = x
-        .rt
-        .service_containers(&rec.view.service)
-        .await?
-        .into_iter()
-        .filter(|c| c.running && c.id != new)
-        .collect();
+    let running: Vec<Container> =
+        x.rt.service_containers(&rec.view.service)
+            .await?
+            .into_iter()
+            .filter(|c| c.running && c.id != new)
+            .collect();
     if running.is_empty() {
         return Ok(());
     }

@@ -294,12 +294,18 @@ fn rolling_back(rec: &OpRecord, obs: &Observed, deploy: bool) -> Step {
         )
     };
     match &obs.previous_started {
-        None => return Step::StartPrevious { container: previous },
+        None => {
+            return Step::StartPrevious {
+                container: previous,
+            }
+        }
         Some(Err(e)) => return failed_too(e),
         Some(Ok(())) => {}
     }
     match &obs.previous_health {
-        None => Step::CheckPrevious { container: previous },
+        None => Step::CheckPrevious {
+            container: previous,
+        },
         Some(Err(e)) => failed_too(e),
         Some(Ok(_)) => finish(
             OperationState::RolledBack,
