@@ -283,3 +283,55 @@ impl Operations {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::record::RemoveRequest;
+
+    fn removal(token: u64) -> RemoveRequest {
+        serde_json::from_value(json!({
+            "fence": {"key": "service/api", "token": token}, "service": "api",
+        }))
+        .expect("removal")
+    }
+
+    fn table() -> Operations {
+        Operations::open(Store::temporary().expect("store")).expect("table")
+    }
+
+    #[test]
+    fn a_retried_removal_joins_the_first_and_a_stale_one_is_refused() {
+        let ops = table();
+        let r = removal(4);
+        let (first, cell) = ops
+            .admit(r.operation_id(), OpRequest::Remove(r.clone()))
+            .expect("admitted");
+        assert!(cell.is_some());
+        let (again, cell) = ops
+            .admit(r.operation_id(), OpRequest::Remove(r.clone()))
+            .expect("joined");
+        assert!(cell.is_none(), "the same operation, not a second one");
+        assert_eq!(again.id, first.id);
+        let stale = removal(3);
+        assert!(matches!(
+            ops.admit(stale.operation_id(), OpRequest::Remove(stale)),
+            Err(AdmitError::Stale(_))
+        ));
+        // A later removal of the same service waits for this one to end.
+        let later = removal(5);
+        assert!(matches!(
+            ops.admit(later.operation_id(), OpRequest::Remove(later)),
+            Err(AdmitError::Busy { .. })
+        ));
+        assert_eq!(
+            ops.record(first.id)
+                .expect("readable")
+                .expect("stored")
+                .view,
+            first
+        );
+    }
+}

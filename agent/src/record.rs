@@ -253,3 +253,58 @@ impl OpRecord {
         self.finish(f.state, &f.phase);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sluice_common::locks::FencingToken;
+
+    use super::*;
+
+    fn removal(service: &str, token: u64) -> RemoveRequest {
+        RemoveRequest {
+            fence: FenceClaim {
+                key: sluice_common::names::LockKey::parse(&format!("service/{service}"))
+                    .expect("key"),
+                token: FencingToken(token),
+            },
+            service: ServiceName::parse(service).expect("name"),
+        }
+    }
+
+    #[test]
+    fn a_removal_is_one_operation_per_service_and_claim() {
+        let a = removal("api", 7);
+        assert_eq!(a.operation_id(), removal("api", 7).operation_id());
+        assert_ne!(a.operation_id(), removal("api", 8).operation_id());
+        assert_ne!(a.operation_id(), removal("web", 7).operation_id());
+        // A stable derivation: the same across agent versions and restarts.
+        assert_eq!(a.operation_id().get_version_num(), 8);
+        let r = OpRequest::Remove(a.clone());
+        assert!(r.same_operation(&OpRequest::Remove(removal("api", 9))));
+        assert!(!r.same_operation(&OpRequest::Remove(removal("web", 7))));
+        let rec = OpRecord::new(a.operation_id(), r, crate::now());
+        assert_eq!(rec.view.kind, OperationKind::Remove);
+        assert_eq!(rec.halt_reason(crate::now()), None);
+    }
+
+    #[test]
+    fn records_without_a_removal_keep_it_off_the_disk() {
+        let rec = OpRecord::new(
+            Uuid::nil(),
+            OpRequest::Remove(removal("api", 1)),
+            crate::now(),
+        );
+        let v = serde_json::to_value(&rec).expect("json");
+        assert!(v.get("removal").is_none());
+        let mut with = rec.clone();
+        with.removal = Some(Removal {
+            containers: vec!["c1".into()],
+            failure: Some(ErrorKind::Refused),
+        });
+        let v = serde_json::to_value(&with).expect("json");
+        assert_eq!(
+            v["removal"],
+            serde_json::json!({"containers": ["c1"], "failure": "refused"})
+        );
+    }
+}

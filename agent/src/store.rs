@@ -215,4 +215,79 @@ mod tests {
             Some(FencingToken(42))
         );
     }
+
+    /// A record exactly as agents before the shared codec wrote it (a deploy interrupted
+    /// while its new container was being health-checked).
+    const RECORD_BEFORE: &str = concat!(
+        r#"{"v":1,"data":{"view":{"id":"6f1c1f4e-9a53-4a53-8d5a-0d3b4c1f2e10","kind":"deploy","#,
+        r#""service":"api","image":"app:v2","state":"running","phase":"health check","#,
+        r#""steps":[{"name":"ensure image","started_at":"2026-11-30T10:00:00.000Z","#,
+        r#""finished_at":"2026-11-30T10:00:00.100Z","ok":true,"detail":"present (sha256:1)"}],"#,
+        r#""log_tail":null,"error":null,"fence":{"key":"service/api","token":3},"#,
+        r#""started_at":"2026-11-30T10:00:00.000Z","finished_at":null,"#,
+        r#""container":"c00000000002","previous_container":"c00000000001","resumed":0},"#,
+        r#""request":{"deploy":{"fence":{"key":"service/api","token":3},"service":"api","#,
+        r#""image":"app:v2","container_port":8080,"host_port":20000,"env":{"TOKEN":"x"},"#,
+        r#""health":{"kind":"none"},"limits":{"memory_bytes":null,"millicpus":null}}},"#,
+        r#""stage":"started","previous_was_running":true,"deadline_at":null,"aborted":null}}"#
+    );
+
+    #[test]
+    fn records_written_before_the_shared_codec_still_decode() {
+        let rec: OpRecord = decode(RECORD_BEFORE.as_bytes()).unwrap();
+        assert_eq!(rec.stage, crate::record::Stage::Started);
+        assert_eq!(rec.view.container.as_deref(), Some("c00000000002"));
+        assert!(rec.previous_was_running && rec.removal.is_none());
+        // And such a record is written back byte for byte as before.
+        assert_eq!(
+            std::str::from_utf8(&encode(&rec).unwrap()).unwrap(),
+            RECORD_BEFORE
+        );
+    }
+
+    #[test]
+    fn a_database_with_values_in_the_old_format_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path().join("state.sled")).unwrap();
+            db.open_tree("fence")
+                .unwrap()
+                .insert("service/api", &br#"{"v":1,"data":9}"#[..])
+                .unwrap();
+            let rec: OpRecord = decode(RECORD_BEFORE.as_bytes()).unwrap();
+            db.open_tree("ops")
+                .unwrap()
+                .insert(rec.view.id.as_bytes(), RECORD_BEFORE.as_bytes())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let key = LockKey::parse("service/api").unwrap();
+        assert_eq!(s.load_fence().unwrap().highest(&key), Some(FencingToken(9)));
+        let ops = s.all_ops().unwrap();
+        assert_eq!(ops.len(), 1);
+        assert_eq!(
+            ops[0].view.previous_container.as_deref(),
+            Some("c00000000001")
+        );
+    }
+
+    /// On the agent's (multi-threaded) runtime the flush leaves the worker; the commit is
+    /// still durable and visible when it returns.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commits_on_the_multi_threaded_runtime() {
+        let s = Store::temporary().unwrap();
+        let claim = FenceClaim {
+            key: LockKey::parse("service/api").unwrap(),
+            token: FencingToken(5),
+        };
+        let t = tokio::spawn({
+            let s = s.clone();
+            async move { s.commit(Some(&claim), None) }
+        });
+        t.await.unwrap().unwrap();
+        let key = LockKey::parse("service/api").unwrap();
+        assert_eq!(s.load_fence().unwrap().highest(&key), Some(FencingToken(5)));
+        s.flush().unwrap();
+    }
 }
