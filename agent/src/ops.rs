@@ -47,6 +47,9 @@ pub enum AdmitError {
 #[derive(Debug)]
 pub struct OpCell {
     rec: Mutex<OpRecord>,
+    /// Held across an update's persist, so updates apply one after another (an abort from
+    /// the API and a step of the runner never lose each other's change).
+    writing: Mutex<()>,
     store: Store,
     changed: watch::Sender<u64>,
 }
@@ -68,14 +71,16 @@ impl OpCell {
         self.rec.lock().expect("poisoned").view.clone()
     }
 
-    /// Changes the record, persists it durably, and wakes long-polls.
+    /// Changes the record, persists it durably, and only then shows it (to views and
+    /// long-polls), so nobody observes a state a crash could take back. If the persist
+    /// fails, the change is shown all the same and the error returned: the runner stops
+    /// on it.
     pub fn update(&self, f: impl FnOnce(&mut OpRecord)) -> Result<(), StoreError> {
-        let rec = {
-            let mut rec = self.rec.lock().expect("poisoned");
-            f(&mut rec);
-            rec.clone()
-        };
-        let r = self.store.commit(None, Some(&rec));
+        let _writing = self.writing.lock().expect("poisoned");
+        let mut next = self.record();
+        f(&mut next);
+        let r = self.store.commit(None, Some(&next));
+        *self.rec.lock().expect("poisoned") = next;
         self.changed.send_modify(|n| *n += 1);
         r
     }
@@ -153,6 +158,7 @@ impl Operations {
     fn cell(&self, rec: OpRecord) -> Arc<OpCell> {
         Arc::new(OpCell {
             rec: Mutex::new(rec),
+            writing: Mutex::new(()),
             store: self.store.clone(),
             changed: watch::channel(0).0,
         })
