@@ -145,7 +145,10 @@ impl<R: Runtime> Exec<'_, R> {
         fut: impl Future<Output = Result<(T, String), Fail>>,
     ) -> Result<T, Fail> {
         self.cell.update(|r| r.begin(name))?;
+        // Shutdown first: once it is asked for, no further step runs (deterministically,
+        // even when the step's own future is ready too).
         let r = tokio::select! {
+            biased;
             _ = self.env.cancel.cancelled() => return Err(Fail::Halt(Halt::Interrupted)),
             r = fut => r,
         };

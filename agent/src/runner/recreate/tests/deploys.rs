@@ -355,9 +355,10 @@ async fn past_its_deadline_before_switching_a_first_deploy_fails() {
 }
 
 #[tokio::test]
-async fn shutdown_leaves_the_operation_to_resume() {
+async fn shutdown_leaves_the_operation_to_resume_and_the_next_start_finishes_it() {
     let k = Kit::new();
     k.rt.add_image("app:v1");
+    k.rt.health_of("app:v1", "healthy");
     let cell = deploy(&k, "app:v1", json!({}));
     k.env.cancel.cancel();
     let x = crate::runner::exec::Exec {
@@ -373,4 +374,19 @@ async fn shutdown_leaves_the_operation_to_resume() {
     let rec = k.ops.store().get_op(cell.view().id).unwrap().unwrap();
     assert_eq!(rec.view.state, OperationState::Running);
     assert_eq!(rec.stage, Stage::Start);
+    assert!(k.rt.changes().is_empty());
+    // The next process resumes it.
+    let next = Kit {
+        env: crate::runner::exec::Env {
+            cancel: tokio_util::sync::CancellationToken::new(),
+            ..k.env.clone()
+        },
+        ..k
+    };
+    next.resume(&cell).await;
+    let v = cell.view();
+    assert_eq!(v.state, OperationState::Succeeded, "{v:?}");
+    assert_eq!(v.steps[0].name, "ensure image");
+    assert_eq!(v.steps[0].detail, "interrupted by an agent restart");
+    assert_eq!(v.resumed, 1);
 }
