@@ -2,18 +2,20 @@
 //!
 //! | method | path | |
 //! |---|---|---|
-//! | GET | `/agent/v1/health` | [`AgentHealth`](sluice_common::agent_api::AgentHealth) |
-//! | GET | `/agent/v1/services` | [`ServiceList`](sluice_common::agent_api::ServiceList) |
-//! | GET | `/agent/v1/services/{service}` | [`ServiceStatus`](sluice_common::agent_api::ServiceStatus) |
-//! | DELETE | `/agent/v1/services/{service}` | fenced ([`RemoveServiceRequest`](sluice_common::agent_api::RemoveServiceRequest)): remove its containers (an operation; answered once it ends) |
-//! | PUT | `/agent/v1/operations/{id}` | [`DeployRequest`](sluice_common::agent_api::DeployRequest) → 202 [`OperationView`](sluice_common::agent_api::OperationView) |
-//! | PUT | `/agent/v1/operations/{id}/rollback` | [`RollbackRequest`](sluice_common::agent_api::RollbackRequest) → 202 [`OperationView`](sluice_common::agent_api::OperationView) |
+//! | GET | `/agent/v1/health` | `AgentHealth` |
+//! | GET | `/agent/v1/services` | `ServiceList` |
+//! | GET | `/agent/v1/services/{service}` | `ServiceStatus` |
+//! | DELETE | `/agent/v1/services/{service}` | fenced (`RemoveServiceRequest`): remove its containers (an operation; answered once it ends) |
+//! | PUT | `/agent/v1/operations/{id}` | `DeployRequest` → 202 `OperationView` |
+//! | PUT | `/agent/v1/operations/{id}/rollback` | `RollbackRequest` → 202 `OperationView` |
+//! | PUT | `/agent/v1/operations/{id}/abort` | `AbortRequest` → `OperationView` |
 //! | GET | `/agent/v1/operations/{id}?wait=30s` | long-poll until the state changes |
-//! | GET | `/agent/v1/images/{image}` | [`ImageCheck`](sluice_common::agent_api::ImageCheck) |
-//! | GET | `/agent/v1/ports/{port}` | [`PortProbe`](sluice_common::agent_api::PortProbe) |
-//! | GET | `/agent/v1/fence/{key}` | [`FenceView`](sluice_common::agent_api::FenceView) |
+//! | GET | `/agent/v1/images/{image}` | `ImageCheck` |
+//! | GET | `/agent/v1/ports/{port}` | `PortProbe` |
+//! | GET | `/agent/v1/fence/{key}` | `FenceView` |
 //!
-//! Errors are typed below the edge; this module alone turns them into statuses and problems.
+//! The wire types are `sluice_common::agent_api`'s. Errors are typed below the edge; this
+//! module alone turns them into statuses and problems.
 //!
 //! # Layout
 //! - [`error`]: [`ApiError`], and the mapping of every lower error to a problem.

@@ -8,7 +8,7 @@
 //! nothing else on the host is touched.
 //!
 //! # Layout
-//! - [`connect`]: dialling the daemon and agreeing on an API version.
+//! - `connect` ([`connect()`]): dialling the daemon and agreeing on an API version.
 //! - `convert`: bollard's models to and from the runtime's types.
 
 mod connect;

@@ -21,7 +21,7 @@ use crate::store::StoreError;
 
 /// How long a restore waits out an unreachable Docker daemon (a daemon restart, a package
 /// upgrade) before it gives up on restoring the previous container.
-const DOCKER_PATIENCE: Duration = Duration::from_secs(60);
+pub const DOCKER_PATIENCE: Duration = Duration::from_secs(60);
 
 /// What runners need from the agent besides the runtime.
 #[derive(Debug, Clone)]
