@@ -1,9 +1,11 @@
 //! The recreate runner, path by path: the pure plan ([`plans`]), then the executor over
 //! the in-memory runtime (real persistence in a temporary store, no Docker, no sockets, no
 //! sleeps: health outcomes are the fake's scripted Docker HEALTHCHECK statuses) for
-//! deploys ([`deploys`]), resumed operations ([`resumes`]) and rollbacks ([`rollbacks`]).
+//! deploys ([`deploys`]), resumed operations ([`resumes`]) and rollbacks ([`rollbacks`]),
+//! and what is on disk at each Docker change ([`persistence`]).
 
 mod deploys;
+mod persistence;
 mod plans;
 mod resumes;
 mod rollbacks;
