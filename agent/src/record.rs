@@ -97,7 +97,8 @@ impl OpRequest {
 }
 
 /// How far the runner got; persisted before each step that changes Docker, so a restarted
-/// agent knows what may have happened.
+/// agent knows what may have happened. Stored by name; the order matters only to
+/// [`OpRecord::halt_reason`]: from `RollingBack` on, nothing halts an operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {

@@ -16,7 +16,7 @@ use sluice_common::time::DurationSpec;
 
 use super::error::docker_problem;
 use super::{ensure_docker, invalid, op_id, service_name, ApiError, JsonBody, Shared, MAX_WAIT};
-use crate::record::{OpRequest, RemoveRequest};
+use crate::record::{OpRecord, OpRequest, RemoveRequest};
 use crate::runtime::ErrorKind;
 
 /// How long `DELETE /agent/v1/services/{service}` waits for its removal to end before
@@ -203,15 +203,29 @@ pub(super) async fn remove_service(
             )));
         }
     };
+    let answer = removal_answer(rec);
+    if let Ok(Json(r)) = &answer {
+        tracing::info!(service = %r.service, removed = r.removed.len(), "service removed");
+    }
+    answer
+}
+
+/// The answer to a removal, from its record: the removed ids once it succeeded, the
+/// problem Docker gave when it failed (the same as when the removal ran inside the
+/// handler), or a 503 while it is still under way.
+fn removal_answer(rec: OpRecord) -> Result<Json<RemovedService>, ApiError> {
+    let service = rec.view.service;
     match rec.view.state {
-        OperationState::Succeeded => {
-            let removed = rec.removal.map(|r| r.containers).unwrap_or_default();
-            tracing::info!(%service, removed = removed.len(), "service removed");
-            Ok(Json(RemovedService { service, removed }))
-        }
+        OperationState::Succeeded => Ok(Json(RemovedService {
+            service,
+            removed: rec.removal.map(|r| r.containers).unwrap_or_default(),
+        })),
         OperationState::Running => Err(ApiError::from(Problem::new(
             ErrorCode::DockerUnavailable,
-            format!("removing service {service} is still under way (operation {id}); retry to wait for it"),
+            format!(
+                "removing service {service} is still under way (operation {}); retry to wait for it",
+                rec.view.id
+            ),
         ))),
         OperationState::Failed | OperationState::RolledBack => Err(docker_problem(
             rec.removal
@@ -242,5 +256,44 @@ mod tests {
             wait_param(Some("w=1s".into())).unwrap_err().0.errors[0].field,
             "w"
         );
+    }
+
+    #[test]
+    fn a_removal_answers_as_the_handler_did() {
+        use crate::record::Removal;
+        let req: RemoveRequest = serde_json::from_value(serde_json::json!({
+            "fence": {"key": "service/api", "token": 2}, "service": "api",
+        }))
+        .unwrap();
+        let fresh = OpRecord::new(req.operation_id(), OpRequest::Remove(req), crate::now());
+        let e = removal_answer(fresh.clone()).unwrap_err();
+        assert_eq!((e.0.code, e.0.status), (ErrorCode::DockerUnavailable, 503));
+        let mut done = fresh.clone();
+        done.removal = Some(Removal {
+            containers: vec!["c1".into(), "c2".into()],
+            failure: None,
+        });
+        done.finish(OperationState::Succeeded, "removed 2 container(s)");
+        let Json(r) = removal_answer(done).unwrap();
+        assert_eq!((r.service.as_str(), r.removed.len()), ("api", 2));
+        for (kind, code, status) in [
+            (ErrorKind::Refused, ErrorCode::DockerUnavailable, 502),
+            (ErrorKind::Unavailable, ErrorCode::DockerUnavailable, 503),
+            (ErrorKind::NotFound, ErrorCode::NotFound, 404),
+        ] {
+            let mut failed = fresh.clone();
+            failed.removal = Some(Removal {
+                containers: vec![],
+                failure: Some(kind),
+            });
+            failed.view.error = Some("docker refused: busy".into());
+            failed.finish(
+                OperationState::Failed,
+                "failed while removing the containers",
+            );
+            let e = removal_answer(failed).unwrap_err();
+            assert_eq!((e.0.code, e.0.status), (code, status));
+            assert_eq!(e.0.detail, "docker refused: busy");
+        }
     }
 }
