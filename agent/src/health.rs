@@ -6,6 +6,9 @@
 //! `start_period` do not count; more than `retries` consecutive failures after it make the
 //! container unhealthy. A container that exits is unhealthy at once, without waiting out the
 //! retries.
+//!
+//! What is asked of Docker (is it running, has it restarted, its HEALTHCHECK status) goes
+//! through the [`Runtime`], so the runners' tests script it; HTTP and TCP probes are real.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -13,7 +16,7 @@ use std::time::{Duration, Instant};
 use sluice_common::api::HealthCheck;
 use tokio_util::sync::CancellationToken;
 
-use crate::docker::Docker;
+use crate::runtime::{Container, Runtime};
 
 /// How a health check ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,8 +98,8 @@ async fn probe_tcp(target: Target, timeout: Duration) -> Result<(), String> {
 
 /// Checks `container` until healthy, unhealthy, or `cancel`. `progress` gets phase strings
 /// ("health check 3/10").
-pub async fn check(
-    docker: &Docker,
+pub async fn check<R: Runtime>(
+    docker: &R,
     client: &reqwest::Client,
     container: &str,
     target: Target,
@@ -178,7 +181,7 @@ pub async fn check(
 
 /// Why `c` counts as having exited: it is stopped, or Docker restarted it (restart policy)
 /// since the check began with `restarts_at_start`.
-fn exited(c: &crate::docker::Container, restarts_at_start: i64) -> Option<String> {
+fn exited(c: &Container, restarts_at_start: i64) -> Option<String> {
     let code = c.exit_code.unwrap_or(-1);
     if matches!(c.status.as_str(), "exited" | "dead") {
         Some(format!("container exited with code {code}"))
@@ -191,8 +194,8 @@ fn exited(c: &crate::docker::Container, restarts_at_start: i64) -> Option<String
     }
 }
 
-async fn docker_health(
-    docker: &Docker,
+async fn docker_health<R: Runtime>(
+    docker: &R,
     container: &str,
     deadline: Duration,
     cancel: &CancellationToken,

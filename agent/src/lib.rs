@@ -7,9 +7,12 @@
 //! # Layout
 //! - [`config`]: the TOML configuration.
 //! - [`store`]: the sled database (versioned values); [`fence`]: the highest token per lock.
-//! - [`ops`]: the operation table (admission, persistence, long-poll);
-//!   [`recreate`]: the runner of deploys and rollbacks; [`health`]: health checks.
-//! - [`docker`]: bollard, reachability, labels; [`events`]: Docker's event stream.
+//! - [`record`]: operation records (request, stage, view); [`ops`]: the operation table
+//!   (admission, persistence, long-poll).
+//! - [`runner`]: one runner per strategy (pure plan + executor), and service removal;
+//!   [`health`]: health checks.
+//! - [`runtime`]: the container runtime seam (a trait; an in-memory fake for unit tests);
+//!   [`docker`]: its bollard implementation, reachability; [`events`]: Docker's event stream.
 //! - [`ports`]: the host port table and bind probes; [`policy`]: the container policy.
 //! - [`api`]: the HTTP API; [`register`]: registration and heartbeats to coordinators.
 //!
@@ -27,8 +30,10 @@ pub mod openapi;
 pub mod ops;
 pub mod policy;
 pub mod ports;
-pub mod recreate;
+pub mod record;
 pub mod register;
+pub mod runner;
+pub mod runtime;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -167,7 +172,7 @@ pub async fn build(
         agent.tasks.spawn(register::run(a));
     }
     for cell in agent.ops.resume_running()? {
-        recreate::resume(agent.clone(), cell);
+        runner::resume(agent.clone(), cell);
     }
     let router = api::router(agent.clone());
     let cancel = agent.cancel.clone();

@@ -43,7 +43,7 @@ mod tests {
         let d = doc();
         assert!(d["openapi"].as_str().unwrap().starts_with("3.1."));
         assert!(assert_refs_resolve(&d) > 40);
-        assert_routes_match(&d, include_str!("api.rs"));
+        assert_routes_match(&d, include_str!("api/mod.rs"));
     }
 
     #[test]

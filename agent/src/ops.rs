@@ -1,4 +1,4 @@
-//! Operations: deploys and rollbacks, keyed by id, persisted, resumable.
+//! Operations: deploys, rollbacks and removals, keyed by id, persisted, resumable.
 //!
 //! An operation is admitted once (fence judged, record persisted, runner spawned — all under
 //! the fence lock) and from then on is only ever changed by its runner through
@@ -11,181 +11,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use sluice_common::agent_api::{
-    DeployRequest, OperationKind, OperationState, OperationView, RollbackRequest, StepView,
-};
+use sluice_common::agent_api::{OperationState, OperationView};
 use sluice_common::fence::FenceClaim;
 use sluice_common::names::ServiceName;
-use sluice_common::time::Timestamp;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::fence::{Admit, FenceTable};
+use crate::record::{OpRecord, OpRequest, Stage};
 use crate::store::{Store, StoreError};
-
-/// What was asked for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OpRequest {
-    /// A recreate deploy.
-    Deploy(Box<DeployRequest>),
-    /// A switch back to the kept previous container.
-    Rollback(RollbackRequest),
-}
-
-impl OpRequest {
-    /// The claim it carries.
-    pub fn fence(&self) -> &FenceClaim {
-        match self {
-            Self::Deploy(r) => &r.fence,
-            Self::Rollback(r) => &r.fence,
-        }
-    }
-
-    /// The service it is for.
-    pub fn service(&self) -> &ServiceName {
-        match self {
-            Self::Deploy(r) => &r.service,
-            Self::Rollback(r) => &r.service,
-        }
-    }
-
-    /// Equal apart from the fence token: a retry (perhaps re-fenced by a new leader) of the
-    /// same operation.
-    fn same_operation(&self, other: &Self) -> bool {
-        let mut a = self.clone();
-        let mut b = other.clone();
-        for r in [&mut a, &mut b] {
-            match r {
-                Self::Deploy(d) => d.fence.token = Default::default(),
-                Self::Rollback(d) => d.fence.token = Default::default(),
-            }
-        }
-        a == b && self.fence().key == other.fence().key
-    }
-}
-
-/// How far the runner got; persisted before each step that changes Docker, so a restarted
-/// agent knows what may have happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    /// Nothing changed on the host yet (image pull, container creation are harmless).
-    Start,
-    /// The old container is being stopped and the new one started.
-    Switching,
-    /// The new container was started; its health is being checked.
-    Started,
-    /// The new container failed; the previous one is being restored.
-    RollingBack,
-    /// Finished.
-    Done,
-}
-
-/// An operation as stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OpRecord {
-    /// What the API shows.
-    pub view: OperationView,
-    /// What was asked (environment values included: never log it).
-    pub request: OpRequest,
-    /// How far the runner got.
-    pub stage: Stage,
-    /// Whether `view.previous_container` was serving when the operation began (only then is
-    /// it restarted on failure).
-    pub previous_was_running: bool,
-    /// Past this (wall clock, from the request's `deadline`) the deploy stops going forward
-    /// and the previous version is restored, whether or not the coordinator says so.
-    #[serde(default)]
-    pub deadline_at: Option<Timestamp>,
-    /// Why the coordinator aborted it, once it has: the runner stops going forward and
-    /// restores the previous version (persisted, so a restarted agent does the same).
-    #[serde(default)]
-    pub aborted: Option<String>,
-}
-
-impl OpRecord {
-    /// A new record for `request`.
-    pub fn new(id: Uuid, request: OpRequest, now: Timestamp) -> Self {
-        let (kind, image, deadline) = match &request {
-            OpRequest::Deploy(d) => (OperationKind::Deploy, Some(d.image.clone()), d.deadline),
-            OpRequest::Rollback(_) => (OperationKind::Rollback, None, None),
-        };
-        Self {
-            view: OperationView {
-                id,
-                kind,
-                service: request.service().clone(),
-                image,
-                state: OperationState::Running,
-                phase: "accepted".into(),
-                steps: Vec::new(),
-                log_tail: None,
-                error: None,
-                fence: request.fence().clone(),
-                started_at: now,
-                finished_at: None,
-                container: None,
-                previous_container: None,
-                resumed: 0,
-            },
-            request,
-            stage: Stage::Start,
-            previous_was_running: false,
-            deadline_at: deadline.map(|d| now.plus(d.get())),
-            aborted: None,
-        }
-    }
-
-    /// Why the operation must stop going forward now, if it must: aborted by the
-    /// coordinator, or past its own deadline at `now`. Never once it is restoring.
-    pub fn halt_reason(&self, now: Timestamp) -> Option<String> {
-        if self.stage >= Stage::RollingBack {
-            return None;
-        }
-        if let Some(why) = &self.aborted {
-            return Some(format!("aborted by the coordinator: {why}"));
-        }
-        match self.deadline_at {
-            Some(at) if now >= at => Some(format!(
-                "the operation's deadline passed ({:?} after it was accepted)",
-                at.since(self.view.started_at)
-            )),
-            _ => None,
-        }
-    }
-
-    /// Starts a step (and makes it the phase).
-    pub fn begin(&mut self, name: &str) {
-        self.view.phase = name.to_string();
-        self.view.steps.push(StepView {
-            name: name.to_string(),
-            started_at: crate::now(),
-            finished_at: None,
-            ok: None,
-            detail: String::new(),
-        });
-    }
-
-    /// Ends the current step.
-    pub fn end(&mut self, ok: bool, detail: impl Into<String>) {
-        if let Some(s) = self.view.steps.last_mut().filter(|s| s.ok.is_none()) {
-            s.finished_at = Some(crate::now());
-            s.ok = Some(ok);
-            s.detail = detail.into();
-        }
-    }
-
-    /// Finishes the operation.
-    pub fn finish(&mut self, state: OperationState, phase: &str) {
-        self.end(state != OperationState::Failed, "");
-        self.view.state = state;
-        self.view.phase = phase.to_string();
-        self.view.finished_at = Some(crate::now());
-        self.stage = Stage::Done;
-    }
-}
 
 /// Why a request was not admitted.
 #[derive(Debug, thiserror::Error)]
@@ -213,6 +47,9 @@ pub enum AdmitError {
 #[derive(Debug)]
 pub struct OpCell {
     rec: Mutex<OpRecord>,
+    /// Held across an update's persist, so updates apply one after another (an abort from
+    /// the API and a step of the runner never lose each other's change).
+    writing: Mutex<()>,
     store: Store,
     changed: watch::Sender<u64>,
 }
@@ -234,14 +71,16 @@ impl OpCell {
         self.rec.lock().expect("poisoned").view.clone()
     }
 
-    /// Changes the record, persists it durably, and wakes long-polls.
+    /// Changes the record, persists it durably, and only then shows it (to views and
+    /// long-polls), so nobody observes a state a crash could take back. If the persist
+    /// fails, the change is shown all the same and the error returned: the runner stops
+    /// on it.
     pub fn update(&self, f: impl FnOnce(&mut OpRecord)) -> Result<(), StoreError> {
-        let rec = {
-            let mut rec = self.rec.lock().expect("poisoned");
-            f(&mut rec);
-            rec.clone()
-        };
-        let r = self.store.commit(None, Some(&rec));
+        let _writing = self.writing.lock().expect("poisoned");
+        let mut next = self.record();
+        f(&mut next);
+        let r = self.store.commit(None, Some(&next));
+        *self.rec.lock().expect("poisoned") = next;
         self.changed.send_modify(|n| *n += 1);
         r
     }
@@ -319,6 +158,7 @@ impl Operations {
     fn cell(&self, rec: OpRecord) -> Arc<OpCell> {
         Arc::new(OpCell {
             rec: Mutex::new(rec),
+            writing: Mutex::new(()),
             store: self.store.clone(),
             changed: watch::channel(0).0,
         })
@@ -365,32 +205,6 @@ impl Operations {
             })
     }
 
-    /// Judges a fenced request that is not an operation (removing a service): refused while
-    /// an operation runs for the service, else the fence is advanced and persisted.
-    pub fn admit_plain(&self, claim: &FenceClaim, service: &ServiceName) -> Result<(), AdmitError> {
-        self.fence
-            .admit_with(claim, |advance| {
-                if let Some(c) = self
-                    .live
-                    .lock()
-                    .expect("poisoned")
-                    .values()
-                    .find(|c| c.is_running_for(service))
-                {
-                    return Err(AdmitError::Busy {
-                        service: service.clone(),
-                        running: c.view().id,
-                    });
-                }
-                self.store.commit(advance, None)?;
-                Ok(())
-            })
-            .map_err(|e| match e {
-                Admit::Stale(s) => AdmitError::Stale(s),
-                Admit::Refused(e) => e,
-            })
-    }
-
     /// Aborts running operation `id` on behalf of `claim` (judged by the fence like every
     /// command): it stops going forward and restores the previous version. A finished or
     /// unknown operation is left as it is. Returns its view, if it exists.
@@ -425,6 +239,14 @@ impl Operations {
     /// The live cell of a running operation.
     pub fn live(&self, id: Uuid) -> Option<Arc<OpCell>> {
         self.live.lock().expect("poisoned").get(&id).cloned()
+    }
+
+    /// An operation's record, live or stored.
+    pub fn record(&self, id: Uuid) -> Result<Option<OpRecord>, StoreError> {
+        if let Some(c) = self.live(id) {
+            return Ok(Some(c.record()));
+        }
+        self.store.get_op(id)
     }
 
     /// An operation's view, live or stored.
@@ -465,5 +287,57 @@ impl Operations {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::record::RemoveRequest;
+
+    fn removal(token: u64) -> RemoveRequest {
+        serde_json::from_value(json!({
+            "fence": {"key": "service/api", "token": token}, "service": "api",
+        }))
+        .expect("removal")
+    }
+
+    fn table() -> Operations {
+        Operations::open(Store::temporary().expect("store")).expect("table")
+    }
+
+    #[test]
+    fn a_retried_removal_joins_the_first_and_a_stale_one_is_refused() {
+        let ops = table();
+        let r = removal(4);
+        let (first, cell) = ops
+            .admit(r.operation_id(), OpRequest::Remove(r.clone()))
+            .expect("admitted");
+        assert!(cell.is_some());
+        let (again, cell) = ops
+            .admit(r.operation_id(), OpRequest::Remove(r.clone()))
+            .expect("joined");
+        assert!(cell.is_none(), "the same operation, not a second one");
+        assert_eq!(again.id, first.id);
+        let stale = removal(3);
+        assert!(matches!(
+            ops.admit(stale.operation_id(), OpRequest::Remove(stale)),
+            Err(AdmitError::Stale(_))
+        ));
+        // A later removal of the same service waits for this one to end.
+        let later = removal(5);
+        assert!(matches!(
+            ops.admit(later.operation_id(), OpRequest::Remove(later)),
+            Err(AdmitError::Busy { .. })
+        ));
+        assert_eq!(
+            ops.record(first.id)
+                .expect("readable")
+                .expect("stored")
+                .view,
+            first
+        );
     }
 }

@@ -1,29 +1,34 @@
 //! The agent's persistent state: a sled database in `data_dir`.
 //!
 //! Two trees: `fence` (lock key → highest token) and `ops` (operation id → record). Every
-//! value is JSON wrapped in an envelope carrying [`FORMAT_VERSION`], so a later agent can
-//! read (or refuse, loudly) what an earlier one wrote. The directory is created mode 0700:
-//! operation records hold deploy requests, environment values included.
+//! value is JSON in the shared versioned envelope ([`sluice_common::codec`]) carrying
+//! [`FORMAT_VERSION`], so a later agent can read (or refuse, loudly) what an earlier one
+//! wrote. The directory is created mode 0700: operation records hold deploy requests,
+//! environment values included.
+//!
+//! Commits are durable before they return (sled's flush), and they are synchronous: the
+//! fence is judged, persisted and admitted under one lock. The flush blocks its thread for
+//! a disk write, so on the multi-threaded runtime it runs in [`off_worker`], which hands
+//! the worker's other tasks (the API, heartbeats) to another thread for its duration.
 
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use sluice_common::codec::Codec;
 use sluice_common::fence::{Fence, FenceClaim};
 use sluice_common::locks::FencingToken;
 use sluice_common::names::LockKey;
 use uuid::Uuid;
 
-use crate::ops::OpRecord;
+use crate::record::OpRecord;
 
 /// The format of every stored value.
 pub const FORMAT_VERSION: u32 = 1;
 
-#[derive(Serialize, Deserialize)]
-struct Envelope<T> {
-    v: u32,
-    data: T,
-}
+/// Every stored value: `{"v":FORMAT_VERSION,"data":…}` (the field name is the agent's since
+/// its first release).
+const CODEC: Codec = Codec::new(FORMAT_VERSION, "data");
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -47,30 +52,28 @@ pub struct Store {
     ops: sled::Tree,
 }
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(&Envelope {
-        v: FORMAT_VERSION,
-        data: v,
-    })
-    .expect("serializable")
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    CODEC
+        .encode(v)
+        .map_err(|e| StoreError::Format(e.to_string()))
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
-    #[derive(Deserialize)]
-    struct Version {
-        v: u32,
+    CODEC
+        .decode(bytes)
+        .map_err(|e| StoreError::Format(e.to_string()))
+}
+
+/// Runs blocking `f` (a disk flush) without stalling an async worker thread: through
+/// `block_in_place` on the multi-threaded runtime; directly elsewhere (a current-thread
+/// runtime, as in unit tests, or no runtime), where there is no other worker to hand
+/// tasks to.
+pub fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
-    let v: Version =
-        serde_json::from_slice(bytes).map_err(|e| StoreError::Format(e.to_string()))?;
-    if v.v != FORMAT_VERSION {
-        return Err(StoreError::Format(format!(
-            "format version {} (this agent reads {FORMAT_VERSION})",
-            v.v
-        )));
-    }
-    let e: Envelope<T> =
-        serde_json::from_slice(bytes).map_err(|e| StoreError::Format(e.to_string()))?;
-    Ok(e.data)
 }
 
 impl Store {
@@ -115,10 +118,24 @@ impl Store {
         fence: Option<&FenceClaim>,
         op: Option<&OpRecord>,
     ) -> Result<(), StoreError> {
+        let f = match fence {
+            Some(c) => Some((c.key.as_str().as_bytes().to_vec(), encode(&c.token)?)),
+            None => None,
+        };
+        let o = match op {
+            Some(r) => Some((r.view.id.as_bytes().to_vec(), encode(r)?)),
+            None => None,
+        };
+        off_worker(|| self.write(f, o))
+    }
+
+    fn write(
+        &self,
+        f: Option<(Vec<u8>, Vec<u8>)>,
+        o: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
         use sled::transaction::{ConflictableTransactionError, TransactionError};
         use sled::Transactional;
-        let f = fence.map(|c| (c.key.as_str().as_bytes().to_vec(), encode(&c.token)));
-        let o = op.map(|r| (r.view.id.as_bytes().to_vec(), encode(r)));
         (&self.fence, &self.ops)
             .transaction(|(ft, ot)| {
                 if let Some((k, v)) = &f {
@@ -149,8 +166,22 @@ impl Store {
 
     /// Flushes everything to disk.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        off_worker(|| self.db.flush())?;
         Ok(())
+    }
+
+    /// A store in memory-backed temporary files, gone when dropped (unit tests).
+    #[cfg(test)]
+    pub fn temporary() -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .temporary(true)
+            .cache_capacity(1024 * 1024)
+            .open()?;
+        Ok(Self {
+            fence: db.open_tree("fence")?,
+            ops: db.open_tree("ops")?,
+            db,
+        })
     }
 }
 
@@ -160,7 +191,7 @@ mod tests {
 
     #[test]
     fn values_carry_their_format_version() {
-        let bytes = encode(&FencingToken(7));
+        let bytes = encode(&FencingToken(7)).unwrap();
         assert_eq!(std::str::from_utf8(&bytes).unwrap(), r#"{"v":1,"data":7}"#);
         assert_eq!(decode::<FencingToken>(&bytes).unwrap(), FencingToken(7));
         let e = decode::<FencingToken>(br#"{"v":2,"data":7}"#).unwrap_err();
@@ -183,5 +214,80 @@ mod tests {
             s.load_fence().unwrap().highest(&claim.key),
             Some(FencingToken(42))
         );
+    }
+
+    /// A record exactly as agents before the shared codec wrote it (a deploy interrupted
+    /// while its new container was being health-checked).
+    const RECORD_BEFORE: &str = concat!(
+        r#"{"v":1,"data":{"view":{"id":"6f1c1f4e-9a53-4a53-8d5a-0d3b4c1f2e10","kind":"deploy","#,
+        r#""service":"api","image":"app:v2","state":"running","phase":"health check","#,
+        r#""steps":[{"name":"ensure image","started_at":"2026-11-30T10:00:00.000Z","#,
+        r#""finished_at":"2026-11-30T10:00:00.100Z","ok":true,"detail":"present (sha256:1)"}],"#,
+        r#""log_tail":null,"error":null,"fence":{"key":"service/api","token":3},"#,
+        r#""started_at":"2026-11-30T10:00:00.000Z","finished_at":null,"#,
+        r#""container":"c00000000002","previous_container":"c00000000001","resumed":0},"#,
+        r#""request":{"deploy":{"fence":{"key":"service/api","token":3},"service":"api","#,
+        r#""image":"app:v2","container_port":8080,"host_port":20000,"env":{"TOKEN":"x"},"#,
+        r#""health":{"kind":"none"},"limits":{"memory_bytes":null,"millicpus":null}}},"#,
+        r#""stage":"started","previous_was_running":true,"deadline_at":null,"aborted":null}}"#
+    );
+
+    #[test]
+    fn records_written_before_the_shared_codec_still_decode() {
+        let rec: OpRecord = decode(RECORD_BEFORE.as_bytes()).unwrap();
+        assert_eq!(rec.stage, crate::record::Stage::Started);
+        assert_eq!(rec.view.container.as_deref(), Some("c00000000002"));
+        assert!(rec.previous_was_running && rec.removal.is_none());
+        // And such a record is written back byte for byte as before.
+        assert_eq!(
+            std::str::from_utf8(&encode(&rec).unwrap()).unwrap(),
+            RECORD_BEFORE
+        );
+    }
+
+    #[test]
+    fn a_database_with_values_in_the_old_format_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path().join("state.sled")).unwrap();
+            db.open_tree("fence")
+                .unwrap()
+                .insert("service/api", &br#"{"v":1,"data":9}"#[..])
+                .unwrap();
+            let rec: OpRecord = decode(RECORD_BEFORE.as_bytes()).unwrap();
+            db.open_tree("ops")
+                .unwrap()
+                .insert(rec.view.id.as_bytes(), RECORD_BEFORE.as_bytes())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let key = LockKey::parse("service/api").unwrap();
+        assert_eq!(s.load_fence().unwrap().highest(&key), Some(FencingToken(9)));
+        let ops = s.all_ops().unwrap();
+        assert_eq!(ops.len(), 1);
+        assert_eq!(
+            ops[0].view.previous_container.as_deref(),
+            Some("c00000000001")
+        );
+    }
+
+    /// On the agent's (multi-threaded) runtime the flush leaves the worker; the commit is
+    /// still durable and visible when it returns.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commits_on_the_multi_threaded_runtime() {
+        let s = Store::temporary().unwrap();
+        let claim = FenceClaim {
+            key: LockKey::parse("service/api").unwrap(),
+            token: FencingToken(5),
+        };
+        let t = tokio::spawn({
+            let s = s.clone();
+            async move { s.commit(Some(&claim), None) }
+        });
+        t.await.unwrap().unwrap();
+        let key = LockKey::parse("service/api").unwrap();
+        assert_eq!(s.load_fence().unwrap().highest(&key), Some(FencingToken(5)));
+        s.flush().unwrap();
     }
 }

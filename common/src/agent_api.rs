@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::api::HealthCheck;
+use crate::api::{HealthCheck, Strategy};
 use crate::fence::FenceClaim;
 use crate::image::ImageRef;
 use crate::names::{EnvName, ServiceName};
@@ -32,7 +32,7 @@ pub struct Limits {
     pub millicpus: Option<u32>,
 }
 
-/// `PUT /agent/v1/operations/{deployment_id}`: deploy `image` for `service` (recreate).
+/// `PUT /agent/v1/operations/{deployment_id}`: deploy `image` for `service` with `strategy`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeployRequest {
@@ -80,10 +80,18 @@ pub struct DeployRequest {
     /// allowed; a host path source (starting with `/`) only if the agent's policy allows it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<String>,
+    /// How the agent replaces the running version (absent: `recreate`, the only one agents
+    /// before this field knew; it is left off the wire then, so they still accept it).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub strategy: Strategy,
 }
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+fn is_default<T: Default + PartialEq>(t: &T) -> bool {
+    *t == T::default()
 }
 
 /// `DELETE /agent/v1/services/{service}`: stop and remove every container of the service.
@@ -169,6 +177,8 @@ pub enum OperationKind {
     Deploy,
     /// A switch back to the previous container.
     Rollback,
+    /// The removal of every container of a service (`DELETE /agent/v1/services/{service}`).
+    Remove,
 }
 
 /// Where an agent operation stands.
@@ -213,7 +223,7 @@ pub struct StepView {
 pub struct OperationView {
     /// The operation id (the deployment id for deploys).
     pub id: Uuid,
-    /// Deploy or rollback.
+    /// Deploy, rollback or removal.
     pub kind: OperationKind,
     /// The service.
     pub service: ServiceName,
@@ -366,6 +376,10 @@ mod tests {
         ] {
             assert!(v.get(k).is_none(), "{k} is omitted when off");
         }
+        assert_eq!(r.strategy, Strategy::Recreate);
+        assert!(v.get("strategy").is_none(), "recreate stays off the wire");
+        let explicit = text.replace("\"service\":", "\"strategy\":\"recreate\",\"service\":");
+        assert_eq!(serde_json::from_str::<DeployRequest>(&explicit).unwrap(), r);
         let bad = text.replace("\"service\":", "\"privileged\":\"yes\",\"service\":");
         assert!(serde_json::from_str::<DeployRequest>(&bad).is_err());
     }

@@ -14,6 +14,7 @@
 //! - [`fence`]: the agent-side fence (highest token seen per key).
 //! - [`deployment`]: the deployment state machine.
 //! - [`problem`]: RFC 9457 problem+json bodies with stable codes.
+//! - [`codec`]: the one versioned storage envelope every store writes its values in.
 //! - [`backoff`]: the one retry policy (exponential, with jitter) of every retry loop.
 //! - [`sse`]: an incremental `text/event-stream` parser (the CLI follows deployments).
 //! - [`api`], [`agent_api`]: versioned wire types of the two HTTP APIs.
@@ -26,6 +27,7 @@ pub mod agent_api;
 pub mod api;
 pub mod audit;
 pub mod backoff;
+pub mod codec;
 pub mod deployment;
 #[cfg(feature = "serve")]
 pub mod edge;

@@ -31,6 +31,7 @@ use openraft::{
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use sluice_common::codec::{Codec, CodecError};
 use tokio::sync::watch;
 
 use super::{NodeId, TypeConfig};
@@ -42,39 +43,16 @@ pub const FORMAT_VERSION: u32 = 1;
 type Node = openraft::BasicNode;
 type SErr = StorageError<NodeId>;
 
-#[derive(Serialize, Deserialize)]
-struct Versioned<T> {
-    v: u32,
-    d: T,
-}
+/// Every stored value is `{"v":FORMAT_VERSION,"d":…}` (the field is this store's own name
+/// since its first release; see `sluice_common::codec`).
+const CODEC: Codec = Codec::new(FORMAT_VERSION, "d");
 
-#[derive(Debug, thiserror::Error)]
-enum CodecError {
-    #[error("stored value has format version {0}; this build reads version {FORMAT_VERSION}")]
-    Version(u32),
-    #[error(transparent)]
-    Json(#[from] serde_json::Error),
-}
-
-fn encode<T: Serialize>(t: &T) -> Vec<u8> {
-    serde_json::to_vec(&Versioned {
-        v: FORMAT_VERSION,
-        d: t,
-    })
-    .expect("serializing plain data cannot fail")
+fn encode<T: Serialize>(t: &T) -> Result<Vec<u8>, CodecError> {
+    CODEC.encode(t)
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    #[derive(Deserialize)]
-    struct Peek {
-        v: u32,
-    }
-    let Peek { v } = serde_json::from_slice(bytes)?;
-    if v != FORMAT_VERSION {
-        return Err(CodecError::Version(v));
-    }
-    let Versioned { d, .. } = serde_json::from_slice::<Versioned<T>>(bytes)?;
-    Ok(d)
+    CODEC.decode(bytes)
 }
 
 fn read_err(e: impl std::error::Error + 'static) -> SErr {
@@ -136,7 +114,9 @@ impl LogStore {
     }
 
     fn meta_put<T: Serialize>(&self, k: &str, v: &T) -> Result<(), SErr> {
-        self.meta.insert(k, encode(v)).map_err(write_err)?;
+        self.meta
+            .insert(k, encode(v).map_err(write_err)?)
+            .map_err(write_err)?;
         Ok(())
     }
 
@@ -226,7 +206,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = sled::Batch::default();
         for e in entries {
-            batch.insert(&key(e.log_id.index), encode(&e));
+            batch.insert(&key(e.log_id.index), encode(&e).map_err(write_err)?);
         }
         self.logs.apply_batch(batch).map_err(write_err)?;
         callback.log_io_completed(self.durable().await);
@@ -337,7 +317,7 @@ impl StateMachineStore {
         data: &[u8],
     ) -> Result<(), SErr> {
         let mut batch = sled::Batch::default();
-        batch.insert("meta", encode(meta));
+        batch.insert("meta", encode(meta).map_err(write_err)?);
         batch.insert("data", data);
         self.snapshot.apply_batch(batch).map_err(write_err)?;
         self.db.flush_async().await.map_err(write_err)?;
@@ -364,7 +344,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             (
                 encode(&SnapshotState {
                     state: a.state.clone(),
-                }),
+                })
+                .map_err(write_err)?,
                 a.last_applied,
                 a.membership.clone(),
             )
@@ -478,9 +459,32 @@ mod tests {
 
     #[test]
     fn rejects_unknown_format_versions() {
-        let bytes = serde_json::to_vec(&Versioned { v: 99, d: 1u32 }).unwrap();
-        let err = decode::<u32>(&bytes).unwrap_err();
+        let err = decode::<u32>(br#"{"v":99,"d":1}"#).unwrap_err();
         assert!(err.to_string().contains("format version 99"));
-        assert_eq!(decode::<u32>(&encode(&7u32)).unwrap(), 7);
+        assert_eq!(decode::<u32>(&encode(&7u32).unwrap()).unwrap(), 7);
+    }
+
+    /// Files written before the shared codec still open: its bytes are exactly the old
+    /// envelope's (`{"v":1,"d":…}`), for the values this store writes.
+    #[test]
+    fn reads_and_writes_the_format_of_existing_files() {
+        #[derive(Serialize)]
+        struct Versioned<T> {
+            v: u32,
+            d: T,
+        }
+        fn before<T: Serialize>(t: &T) -> Vec<u8> {
+            serde_json::to_vec(&Versioned { v: 1, d: t }).unwrap()
+        }
+        assert_eq!(decode::<u32>(br#"{"v":1,"d":7}"#).unwrap(), 7);
+        let vote = Vote::<NodeId>::new(3, 2);
+        assert_eq!(encode(&vote).unwrap(), before(&vote));
+        assert_eq!(decode::<Vote<NodeId>>(&before(&vote)).unwrap(), vote);
+        let log_id = Some(LogId::new(openraft::CommittedLeaderId::new(3, 2), 41));
+        assert_eq!(encode(&log_id).unwrap(), before(&log_id));
+        assert_eq!(
+            decode::<Option<LogId<NodeId>>>(&before(&log_id)).unwrap(),
+            log_id
+        );
     }
 }

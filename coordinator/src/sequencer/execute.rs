@@ -223,6 +223,7 @@ impl Driver {
             pid_mode: None,
             cap_add: Vec::new(),
             mounts: Vec::new(),
+            strategy: d.request.strategy,
         };
         // The step turns `deploying` only once the agent has accepted the operation: a
         // server the agent never heard from was not touched and needs no rollback.

@@ -1,0 +1,135 @@
+//! What the agent reports about its host: its health, the services' containers, images,
+//! ports and the fence.
+
+use axum::extract::{Path, State};
+use axum::Json;
+use sluice_common::agent_api::{
+    AgentHealth, ContainerView, FenceView, ImageCheck, PortProbe, ServiceList, ServiceStatus,
+};
+use sluice_common::image::ImageRef;
+use sluice_common::names::LockKey;
+use sluice_common::problem::{ErrorCode, Problem};
+
+use super::{invalid, service_name, ApiError, Shared};
+use crate::runtime::{pick_previous, Container, Runtime};
+
+pub(super) async fn health(State(a): Shared) -> Json<AgentHealth> {
+    let r = a.docker.reachability();
+    Json(AgentHealth {
+        server: a.config.name.to_string(),
+        docker_reachable: r.reachable,
+        docker_version: r.version,
+        docker_error: r.error,
+    })
+}
+
+fn views(containers: &[Container]) -> Vec<ContainerView> {
+    let current = containers.iter().find(|c| c.running).map(|c| c.id.as_str());
+    let previous = pick_previous(containers, current)
+        .filter(|c| !c.running)
+        .map(|c| c.id.as_str());
+    containers
+        .iter()
+        .map(|c| ContainerView {
+            id: c.id.clone(),
+            image: c.image.clone(),
+            deployment: c.deployment,
+            state: c.status.clone(),
+            current: c.running,
+            previous: Some(c.id.as_str()) == previous,
+            host_port: c.host_port,
+            exit_code: c.exit_code,
+        })
+        .collect()
+}
+
+pub(super) async fn list_services(State(a): Shared) -> Result<Json<ServiceList>, ApiError> {
+    let all = a.docker.all_containers().await?;
+    let mut services: Vec<ServiceStatus> = Vec::new();
+    let mut i = 0;
+    while i < all.len() {
+        let name = all[i].0.clone();
+        let group: Vec<Container> = all[i..]
+            .iter()
+            .take_while(|(s, _)| *s == name)
+            .map(|(_, c)| c.clone())
+            .collect();
+        i += group.len();
+        services.push(ServiceStatus {
+            service: name,
+            containers: views(&group),
+        });
+    }
+    Ok(Json(ServiceList { services }))
+}
+
+pub(super) async fn service_status(
+    State(a): Shared,
+    Path(service): Path<String>,
+) -> Result<Json<ServiceStatus>, ApiError> {
+    let service = service_name(&service)?;
+    let containers = a.docker.service_containers(&service).await?;
+    if containers.is_empty() {
+        return Err(ApiError::from(Problem::new(
+            ErrorCode::NotFound,
+            format!("service {service} has no containers on this server"),
+        )));
+    }
+    Ok(Json(ServiceStatus {
+        service,
+        containers: views(&containers),
+    }))
+}
+
+pub(super) async fn image(
+    State(a): Shared,
+    Path(image): Path<String>,
+) -> Result<Json<ImageCheck>, ApiError> {
+    let image = ImageRef::parse(&image).map_err(|e| invalid("image", e.reason))?;
+    let id = a.docker.image_id(&image.to_string()).await?;
+    Ok(Json(ImageCheck {
+        image,
+        present: id.is_some(),
+        id,
+    }))
+}
+
+pub(super) async fn port(
+    State(a): Shared,
+    Path(port): Path<String>,
+) -> Result<Json<PortProbe>, ApiError> {
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| invalid("port", format!("{port:?} is not a port number (1-65535)")))?;
+    let ip = a.config.host_ip;
+    let bound = tokio::task::spawn_blocking(move || crate::ports::is_bound(ip, port))
+        .await
+        .unwrap_or(true);
+    let service = if bound {
+        a.docker.all_containers().await.ok().and_then(|all| {
+            all.into_iter()
+                .find(|(_, c)| c.running && c.host_port == Some(port))
+                .map(|(s, _)| s)
+        })
+    } else {
+        None
+    };
+    Ok(Json(PortProbe {
+        port,
+        bound,
+        service,
+    }))
+}
+
+pub(super) async fn fence(
+    State(a): Shared,
+    Path(key): Path<String>,
+) -> Result<Json<FenceView>, ApiError> {
+    let key = LockKey::parse(&key).map_err(|e| invalid("key", e.reason))?;
+    Ok(Json(FenceView {
+        highest: a.ops.fence().highest(&key),
+        key,
+    }))
+}

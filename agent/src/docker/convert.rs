@@ -1,0 +1,113 @@
+//! Translations between bollard's models and the runtime's types: inspected containers,
+//! creation bodies, Docker's timestamps.
+
+use std::collections::HashMap;
+
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, HostConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
+};
+use sluice_common::names::ServerName;
+use uuid::Uuid;
+
+use crate::runtime::{Container, ContainerSpec, LABEL_DEPLOYMENT, LABEL_HEALTH, LABEL_SERVER};
+
+/// The creation body of `spec`, labelled as `server`'s.
+pub(super) fn create_body(spec: &ContainerSpec, server: &ServerName) -> ContainerCreateBody {
+    let port_key = format!("{}/tcp", spec.container_port);
+    let mut labels = spec.labels.clone();
+    labels.insert(LABEL_SERVER.into(), server.to_string());
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        labels: Some(labels),
+        env: Some(spec.env.clone()),
+        exposed_ports: Some(vec![port_key.clone()]),
+        host_config: Some(HostConfig {
+            port_bindings: Some(HashMap::from([(
+                port_key,
+                Some(vec![PortBinding {
+                    host_ip: Some(spec.host_ip.clone()),
+                    host_port: Some(spec.host_port.to_string()),
+                }]),
+            )])),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            memory: spec.memory_bytes.map(|m| m as i64),
+            nano_cpus: spec.millicpus.map(|m| i64::from(m) * 1_000_000),
+            privileged: Some(spec.privileged),
+            network_mode: spec.network_mode.clone(),
+            pid_mode: spec.pid_mode.clone(),
+            cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
+            binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Docker's RFC 3339 times with their fraction padded to 9 digits, so they sort as strings.
+pub(super) fn sortable_time(t: Option<&str>) -> String {
+    let Some(t) = t.filter(|t| !t.starts_with("0001-")) else {
+        return String::new();
+    };
+    let t = t.trim_end_matches('Z');
+    let (secs, frac) = t.split_once('.').unwrap_or((t, ""));
+    format!("{secs}.{frac:0<9}Z")
+}
+
+pub(super) fn to_container(r: ContainerInspectResponse) -> Container {
+    let state = r.state.unwrap_or_default();
+    let labels = r
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.clone())
+        .unwrap_or_default();
+    let host_port = r
+        .host_config
+        .as_ref()
+        .and_then(|h| h.port_bindings.as_ref())
+        .and_then(|m| m.values().flatten().flatten().next().cloned())
+        .and_then(|b| b.host_port)
+        .and_then(|p| p.parse().ok());
+    let status = state.status.map(|s| s.to_string()).unwrap_or_default();
+    let restart_count = r.restart_count.unwrap_or(0);
+    let exited = matches!(status.as_str(), "exited" | "dead" | "restarting") || restart_count > 0;
+    Container {
+        id: r.id.unwrap_or_default(),
+        image: r.config.and_then(|c| c.image).unwrap_or_default(),
+        deployment: labels
+            .get(LABEL_DEPLOYMENT)
+            .and_then(|d| Uuid::parse_str(d).ok()),
+        running: state.running.unwrap_or(false) || state.restarting.unwrap_or(false),
+        exit_code: state.exit_code.filter(|_| exited),
+        restart_count,
+        finished_at: sortable_time(state.finished_at.as_deref()),
+        created: sortable_time(r.created.as_deref()),
+        health_check: labels
+            .get(LABEL_HEALTH)
+            .and_then(|h| serde_json::from_str(h).ok()),
+        health: state
+            .health
+            .and_then(|h| h.status)
+            .map(|s| s.to_string())
+            .filter(|s| !s.is_empty() && s != "none"),
+        status,
+        host_port,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_times_sort_as_strings() {
+        let a = sortable_time(Some("2024-01-01T10:00:00.1Z"));
+        let b = sortable_time(Some("2024-01-01T10:00:00.12Z"));
+        assert!(a < b, "{a} {b}");
+        assert_eq!(sortable_time(Some("0001-01-01T00:00:00Z")), "");
+        assert!(sortable_time(Some("2024-01-01T10:00:00Z")) < b);
+    }
+}
