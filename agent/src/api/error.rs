@@ -1,26 +1,12 @@
-//! [`ApiError`]: a problem+json response, and how every lower layer's error becomes one.
+//! How every lower layer's error becomes an [`ApiError`] (the error type both daemons
+//! share, from `sluice_common::edge`).
 
-use axum::response::{IntoResponse, Response};
 use sluice_common::problem::{ErrorCode, Problem};
 
 use crate::ops::AdmitError;
 use crate::runtime::{DockerError, ErrorKind};
 
-/// A problem, as a response.
-#[derive(Debug)]
-pub struct ApiError(pub Box<Problem>);
-
-impl From<Problem> for ApiError {
-    fn from(p: Problem) -> Self {
-        Self(Box::new(p))
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        sluice_common::http_problem::response(&self.0).into_response()
-    }
-}
+pub use sluice_common::edge::ApiError;
 
 impl From<DockerError> for ApiError {
     fn from(e: DockerError) -> Self {
@@ -61,9 +47,5 @@ impl From<AdmitError> for ApiError {
 
 /// A 400 naming the offending field.
 pub fn invalid(field: &str, message: impl Into<String>) -> ApiError {
-    let message = message.into();
-    ApiError::from(
-        Problem::new(ErrorCode::InvalidRequest, format!("{field}: {message}"))
-            .with_field(field, message),
-    )
+    ApiError::invalid(field, message)
 }
