@@ -15,6 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::names::{InvalidValue, ServerName, ServiceName};
 
+mod free;
+
+use free::FreeSet;
+
 /// A TCP port, 1–65535.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "u32", into = "u16")]
@@ -158,75 +162,6 @@ impl std::str::FromStr for PortRange {
     type Err = InvalidValue;
     fn from_str(s: &str) -> Result<Self, InvalidValue> {
         Self::parse(s)
-    }
-}
-
-/// Disjoint, non-adjacent inclusive intervals of free ports: start → end.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct FreeSet {
-    intervals: BTreeMap<u16, u16>,
-    count: u32,
-}
-
-impl FreeSet {
-    fn full(range: PortRange) -> Self {
-        Self {
-            intervals: BTreeMap::from([(range.start, range.end)]),
-            count: range.len(),
-        }
-    }
-
-    fn lowest(&self) -> Option<u16> {
-        self.intervals.first_key_value().map(|(s, _)| *s)
-    }
-
-    fn contains(&self, p: u16) -> bool {
-        self.intervals
-            .range(..=p)
-            .next_back()
-            .is_some_and(|(_, e)| p <= *e)
-    }
-
-    /// Takes `p` out; returns whether it was free.
-    fn take(&mut self, p: u16) -> bool {
-        let Some((&s, &e)) = self.intervals.range(..=p).next_back() else {
-            return false;
-        };
-        if p > e {
-            return false;
-        }
-        self.intervals.remove(&s);
-        if s < p {
-            self.intervals.insert(s, p - 1);
-        }
-        if p < e {
-            self.intervals.insert(p + 1, e);
-        }
-        self.count -= 1;
-        true
-    }
-
-    /// Puts `p` back, merging with its neighbours; returns whether it was not already free.
-    fn give(&mut self, p: u16) -> bool {
-        if self.contains(p) {
-            return false;
-        }
-        let mut start = p;
-        let mut end = p;
-        if let Some((&s, &e)) = self.intervals.range(..p).next_back() {
-            if e.checked_add(1) == Some(p) {
-                self.intervals.remove(&s);
-                start = s;
-            }
-        }
-        if let Some(next) = p.checked_add(1) {
-            if let Some(e) = self.intervals.remove(&next) {
-                end = e;
-            }
-        }
-        self.intervals.insert(start, end);
-        self.count += 1;
-        true
     }
 }
 
