@@ -2,8 +2,9 @@
 //! with "equal jitter" — attempt `n` waits between half and all of `min(max, base × 2ⁿ)` —
 //! so that many agents (or drivers) that failed together do not retry together.
 //!
-//! Pure: the randomness is handed in as a seed, the waiting is the caller's (a
-//! `tokio::time::sleep` in the daemons).
+//! The policy is pure: the randomness is handed in as a seed. [`retry`] (with the `serve`
+//! feature) is the one async loop over it that the daemons use: it waits with
+//! `tokio::time::sleep`, so its tests run on paused time.
 
 use std::time::Duration;
 
@@ -84,6 +85,36 @@ impl Retries {
     }
 }
 
+/// Calls `op` until it succeeds, fails in a way `retryable` does not accept, or `budget`
+/// would be overrun by the next wait; between attempts it sleeps the jittered delays of
+/// `policy` (seeded with `seed`). The last error is returned.
+#[cfg(feature = "serve")]
+pub async fn retry<T, E, Fut>(
+    policy: Backoff,
+    seed: u64,
+    budget: Duration,
+    mut retryable: impl FnMut(&E) -> bool,
+    mut op: impl FnMut() -> Fut,
+) -> Result<T, E>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut retries = policy.retries(seed);
+    loop {
+        match op().await {
+            Err(e) if retryable(&e) => {
+                let wait = retries.next_delay();
+                if started.elapsed() + wait > budget {
+                    return Err(e);
+                }
+                tokio::time::sleep(wait).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +158,70 @@ mod tests {
         );
         let spread = *firsts.last().unwrap() - firsts[0];
         assert!(spread > Duration::from_millis(80), "{spread:?}");
+    }
+
+    #[cfg(feature = "serve")]
+    mod on_paused_time {
+        use super::*;
+        use std::cell::Cell;
+
+        /// Fails `n` times (retryably), then succeeds; records when each call came.
+        fn flaky(
+            n: u32,
+            calls: &Cell<u32>,
+        ) -> impl std::future::Future<Output = Result<u32, &'static str>> {
+            let k = calls.get();
+            calls.set(k + 1);
+            std::future::ready(if k < n { Err("down") } else { Ok(k) })
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn waits_grow_with_jitter_until_it_works() {
+            let calls = Cell::new(0);
+            let t = tokio::time::Instant::now();
+            let r = retry(P, 7, Duration::from_secs(60), |_| true, || flaky(4, &calls)).await;
+            assert_eq!(r, Ok(4));
+            assert_eq!(calls.get(), 5);
+            // Four waits: between half and all of 200 + 400 + 800 + 1600 ms.
+            let waited = t.elapsed();
+            assert!(
+                waited >= Duration::from_millis(1500) && waited <= Duration::from_millis(3000),
+                "{waited:?}"
+            );
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn the_budget_bounds_the_whole() {
+            let calls = Cell::new(0);
+            let t = tokio::time::Instant::now();
+            let r = retry(
+                P,
+                7,
+                Duration::from_secs(5),
+                |_| true,
+                || flaky(u32::MAX, &calls),
+            )
+            .await;
+            assert_eq!(r, Err("down"));
+            assert!(t.elapsed() <= Duration::from_secs(5), "{:?}", t.elapsed());
+            assert!(calls.get() >= 4, "{} calls", calls.get());
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn an_error_that_is_not_retryable_returns_at_once() {
+            let calls = Cell::new(0);
+            let t = tokio::time::Instant::now();
+            let r = retry(
+                P,
+                7,
+                Duration::from_secs(60),
+                |e| *e != "down",
+                || flaky(3, &calls),
+            )
+            .await;
+            assert_eq!(r, Err("down"));
+            assert_eq!(calls.get(), 1);
+            assert_eq!(t.elapsed(), Duration::ZERO);
+        }
     }
 }

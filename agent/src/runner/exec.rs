@@ -5,6 +5,7 @@
 //! ([`Fail::Step`], turned into an observation by [`settle`]); only shutdown and a failed
 //! persist stop a runner ([`Halt`]).
 
+use sluice_common::backoff::Backoff;
 use std::future::Future;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -99,21 +100,28 @@ pub fn settle<T>(r: Result<T, Fail>) -> Result<Result<T, String>, Halt> {
 
 /// Runs a Docker call, retrying it while the daemon is unreachable, for up to
 /// [`DOCKER_PATIENCE`]; any other answer is returned at once.
-pub async fn patiently<T, F, Fut>(mut call: F) -> Result<T, DockerError>
+pub async fn patiently<T, F, Fut>(call: F) -> Result<T, DockerError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, DockerError>>,
 {
-    let deadline = tokio::time::Instant::now() + DOCKER_PATIENCE;
-    loop {
-        match call().await {
-            Err(DockerError::Unavailable(why)) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(%why, "docker unreachable during a rollback; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            other => return other,
+    let policy = Backoff::new(Duration::from_millis(250), Duration::from_secs(2));
+    let unavailable = |e: &DockerError| {
+        let wait = matches!(e, DockerError::Unavailable(_));
+        if wait {
+            tracing::warn!(error = %e, "docker unreachable during a rollback; retrying");
         }
-    }
+        wait
+    };
+    sluice_common::backoff::retry(policy, jitter(), DOCKER_PATIENCE, unavailable, call).await
+}
+
+/// A seed for one retry loop's jitter.
+fn jitter() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    now.as_nanos() as u64
 }
 
 /// One runner's hands: the runtime, the agent's settings, and the operation's record.

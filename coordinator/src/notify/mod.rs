@@ -13,6 +13,7 @@
 //! The leader also watches locks: one held longer than `lock_held_too_long` is flagged
 //! through Raft once per grant, which writes the `lock.held_too_long` record announced here.
 
+use sluice_common::backoff::Backoff;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -310,7 +311,8 @@ impl SinkRun {
     /// the node is shutting down before it was delivered.
     async fn deliver(&self, e: Event, r: &AuditRecord, d: Option<&Deployment>) -> bool {
         let name = self.sink.name();
-        let mut backoff = Duration::from_millis(500);
+        let policy = Backoff::new(Duration::from_millis(500), self.max_backoff);
+        let mut retries = policy.retries(r.seq ^ u64::from(name.len() as u32).rotate_left(32));
         loop {
             match self.sink.send(&self.client, e, r, d).await {
                 Ok(()) => {
@@ -326,13 +328,12 @@ impl SinkRun {
                 Err(SendError::Retry { why, after }) => {
                     self.counters.delivery(name, "retried");
                     // The endpoint's own `retry_after` wins over our backoff.
-                    let wait = after.unwrap_or(backoff);
+                    let wait = after.unwrap_or_else(|| retries.next_delay());
                     tracing::warn!(sink = name, seq = r.seq, %why, ?wait, "notification failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = self.shutdown.cancelled() => return false,
                     }
-                    backoff = (backoff * 2).min(self.max_backoff);
                     if !self.node.is_leader() {
                         return false;
                     }
