@@ -208,10 +208,10 @@ async fn the_chain_names_actors_survives_failover_and_snapshots_and_exposes_tamp
     )
     .await;
     assert_eq!(s, 201, "{b}");
-    c.nodes[leader].start();
+    c.nodes[leader].start().await;
 
     // A node that joins now can only get the early records from a snapshot.
-    let joiner = c.spawn_joiner();
+    let joiner = c.spawn_joiner().await;
     let (id, addr) = (c.nodes[joiner].id, c.nodes[joiner].addr.clone());
     let (s, b) = send(
         &c,

@@ -452,7 +452,7 @@ async fn lock_run_stops_the_command_when_the_lease_cannot_be_renewed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cluster_members_are_added_and_removed() {
     let mut ops = Ops::start().await;
-    let joiner = ops.c.spawn_joiner();
+    let joiner = ops.c.spawn_joiner().await;
     let (id, addr) = (
         ops.c.nodes[joiner].id.to_string(),
         ops.c.nodes[joiner].addr.clone(),

@@ -157,7 +157,7 @@ async fn three_nodes_forward_writes_and_survive_leader_kill() {
     }
 
     // The killed node comes back and catches up.
-    c.nodes[leader].start();
+    c.nodes[leader].start().await;
     eventually(
         "the restarted node to catch up",
         Duration::from_secs(20),
@@ -190,7 +190,7 @@ async fn fencing_tokens_grow_across_two_leader_changes_and_one_racer_wins() {
             let l = c.leader().await;
             c.nodes[l].kill();
             c.leader().await;
-            c.nodes[l].start();
+            c.nodes[l].start().await;
         }
     }
     assert!(
@@ -274,7 +274,7 @@ async fn full_restart_keeps_state_and_a_late_node_catches_up_by_snapshot() {
         n.kill();
     }
     for n in &mut c.nodes {
-        n.start();
+        n.start().await;
     }
     let leader = c.leader().await;
     let (s, after) = get(&c, leader, "/v1/ports/web-1").await;
@@ -308,7 +308,7 @@ async fn full_restart_keeps_state_and_a_late_node_catches_up_by_snapshot() {
         status["snapshot"].as_u64().is_some(),
         "no snapshot: {status}"
     );
-    let joiner = c.spawn_joiner();
+    let joiner = c.spawn_joiner().await;
     let addr = c.nodes[joiner].addr.clone();
     let id = c.nodes[joiner].id;
     let (s, b) = post(
@@ -573,7 +573,7 @@ async fn readiness_follows_quorum_contact_and_a_lone_leader_refuses_work_at_once
     // The others come back: the cluster is ready again; then a lone follower.
     for i in 0..3 {
         if !c.nodes[i].is_running() {
-            c.nodes[i].start();
+            c.nodes[i].start().await;
         }
     }
     let leader = c.leader().await;

@@ -279,14 +279,14 @@ async fn invariants_hold_while_processes_are_killed_mid_deployment() {
             0 => {
                 let l = c.leader().await;
                 c.nodes[l].kill();
-                c.nodes[l].start();
+                c.nodes[l].start().await;
                 format!("leader node {}", c.nodes[l].id)
             }
             1 => {
                 let l = c.leader().await;
                 let f = c.others(l)[rng.below(2) as usize];
                 c.nodes[f].kill();
-                c.nodes[f].start();
+                c.nodes[f].start().await;
                 format!("follower node {}", c.nodes[f].id)
             }
             _ => {

@@ -494,7 +494,7 @@ async fn leader_killed_mid_deploy_still_ends_correctly() {
     let _ = started_with;
     assert!(d2["token"].as_u64() > d1["token"].as_u64());
     assert_serving(port, "v2").await;
-    env.cluster.nodes[leader].start();
+    env.cluster.nodes[leader].start().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -702,7 +702,7 @@ async fn the_progress_deadline_stops_the_agent_too_even_without_the_coordinator(
         "v1 came back {:?} after the coordinator died",
         cut.elapsed()
     );
-    env.cluster.nodes[0].start();
+    env.cluster.nodes[0].start().await;
     let d = env.settled(&v3).await;
     assert_eq!(d["state"], "rolled_back", "{d}");
     assert_serving(port, "v1").await;

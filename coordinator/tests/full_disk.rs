@@ -87,7 +87,7 @@ async fn a_full_data_directory_fails_writes_cleanly_and_loses_nothing() {
             data.to_str().unwrap(),
         ],
     );
-    c.nodes[0].start();
+    c.nodes[0].start().await;
     c.leader().await;
     let (s, b) = {
         let r = c
@@ -153,7 +153,7 @@ async fn a_full_data_directory_fails_writes_cleanly_and_loses_nothing() {
     // Space back, restart: every acknowledged write is there, and writing works again.
     std::fs::remove_file(&filler).unwrap();
     c.nodes[0].kill();
-    c.nodes[0].start();
+    c.nodes[0].start().await;
     c.leader().await;
     let ports = eventually("the ledger to answer", Duration::from_secs(20), || async {
         let r = c

@@ -161,8 +161,45 @@ impl Coordinator {
         std::fs::write(self.config_path(), toml).expect("write config");
     }
 
-    /// Starts (or restarts) the process.
-    pub fn start(&mut self) {
+    /// Starts (or restarts) the process and returns once it answers: a running node is one
+    /// that answers `/healthz` over TLS, so a test never talks to a process that is still
+    /// opening its store (a restarted node refused connections for a moment). A process
+    /// that exits first fails the test with its log.
+    pub async fn start(&mut self) {
+        self.spawn();
+        self.answering().await;
+    }
+
+    /// Waits until the started process answers (see [`Coordinator::start`]).
+    pub async fn answering(&mut self) {
+        let client = Pki::shared().client(None).build().expect("client");
+        let url = self.url("/healthz");
+        let id = self.id;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.exited() {
+                panic!(
+                    "node {id} exited with {status} while starting:\n{}",
+                    self.log()
+                );
+            }
+            match client
+                .get(&url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+            {
+                Ok(_) => return,
+                Err(e) if std::time::Instant::now() > deadline => {
+                    panic!("node {id} did not answer within 30 s: {e}\n{}", self.log())
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    /// Starts (or restarts) the process without waiting for it to answer.
+    pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "node {} already running", self.id);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -296,7 +333,10 @@ impl Cluster {
         };
         for c in &mut nodes {
             c.write_config(&members, false, &opts, &admin_file);
-            c.start();
+            c.spawn();
+        }
+        for c in &mut nodes {
+            c.answering().await;
         }
         let pki = Pki::shared();
         let mut headers = reqwest::header::HeaderMap::new();
@@ -323,7 +363,7 @@ impl Cluster {
     }
 
     /// Adds a process that starts empty (`join = true`), not yet a member.
-    pub fn spawn_joiner(&mut self) -> usize {
+    pub async fn spawn_joiner(&mut self) -> usize {
         let id = self.nodes.len() as u64 + 1;
         let ndir = self.dir.path().join(format!("node{id}"));
         std::fs::create_dir_all(&ndir).expect("node dir");
@@ -336,7 +376,7 @@ impl Cluster {
             child: None,
         };
         c.write_config(&[], true, &self.opts, &self.dir.path().join("admin.token"));
-        c.start();
+        c.start().await;
         self.nodes.push(c);
         self.nodes.len() - 1
     }

@@ -160,6 +160,7 @@ impl Deployments {
                 validation: Vec::new(),
                 servers,
                 failure: None,
+                cancel_requested_at: None,
                 actor: actor.to_string(),
                 created_at: now,
                 updated_at: now,
@@ -358,6 +359,7 @@ impl Deployments {
             });
         };
         d.lifecycle = t.to;
+        d.cancel_requested_at.get_or_insert(now);
         d.updated_at = now;
         done(id)
     }

@@ -57,6 +57,10 @@ pub struct Deployment {
     pub servers: BTreeMap<ServerName, ServerStepView>,
     /// Why it failed.
     pub failure: Option<String>,
+    /// When a cancel was asked for: what the API shows as `cancel_requested`, during and
+    /// after (the lifecycle says whether one is still to be honoured).
+    #[serde(default)]
+    pub cancel_requested_at: Option<Timestamp>,
     /// Who asked.
     pub actor: String,
     /// When it was accepted.
@@ -109,7 +113,7 @@ impl Deployment {
             failure: self.failure.clone(),
             noop: self.lifecycle.noop(),
             rollback_requested: self.lifecycle.rollback_requested(),
-            cancel_requested: self.lifecycle.cancel_requested(),
+            cancel_requested: self.cancel_requested_at.is_some(),
             env: self
                 .request
                 .env
