@@ -143,7 +143,7 @@ fn server_step_view() -> Value {
 }
 
 fn deployment_view() -> Value {
-    json!({"id": ID, "service": "api", "image": "localhost:5000/api:v2", "state": "in_progress",
+    json!({"id": ID, "service": "api", "image": "localhost:5000/api:v2", "state": "in_progress", "sub_state": "running",
            "phase": "deploying", "token": 17, "targets": ["web-1"],
            "transitions": [{"from": "pending", "to": "validating", "at": AT, "reason": "lock"}],
            "validation": [{"check": "image_exists", "server": "web-1", "ok": true,

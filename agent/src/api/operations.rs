@@ -1,6 +1,7 @@
 //! Operations: deploys, rollbacks, aborts, long-polls, and the removal of a service (an
 //! operation too, answered once it has ended).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, RawQuery, State};
@@ -18,6 +19,8 @@ use super::error::docker_problem;
 use super::{ensure_docker, invalid, op_id, service_name, ApiError, JsonBody, Shared, MAX_WAIT};
 use crate::record::{OpRecord, OpRequest, RemoveRequest};
 use crate::runtime::ErrorKind;
+use crate::Agent;
+use uuid::Uuid;
 
 /// How long `DELETE /agent/v1/services/{service}` waits for its removal to end before
 /// answering that it is still under way (a retry joins the same operation and waits again).
@@ -67,10 +70,16 @@ pub(super) async fn deploy(
         }
         return Err(ApiError::from(p));
     }
-    ensure_docker(&a).await?;
-    let (view, cell) = a.ops.admit(id, OpRequest::Deploy(Box::new(req)))?;
+    start(&a, id, OpRequest::Deploy(Box::new(req))).await
+}
+
+/// Admits an operation (once: a retry gets the existing one) and starts its runner.
+async fn start(a: &Arc<Agent>, id: Uuid, request: OpRequest) -> Result<Response, ApiError> {
+    ensure_docker(a).await?;
+    let (view, cell) = a.ops.admit(id, request)?;
     if let Some(cell) = cell {
-        tracing::info!(op = %id, service = %view.service, image = ?view.image.as_ref().map(|i| i.to_string()), "deploy accepted");
+        let image = view.image.as_ref().map(|i| i.to_string());
+        tracing::info!(op = %id, kind = ?view.kind, service = %view.service, ?image, "operation accepted");
         crate::runner::spawn(a.clone(), cell);
     }
     Ok(accepted(view))
@@ -82,13 +91,7 @@ pub(super) async fn rollback(
     JsonBody(req): JsonBody<RollbackRequest>,
 ) -> Result<Response, ApiError> {
     let id = op_id(&id)?;
-    ensure_docker(&a).await?;
-    let (view, cell) = a.ops.admit(id, OpRequest::Rollback(req))?;
-    if let Some(cell) = cell {
-        tracing::info!(op = %id, service = %view.service, "rollback accepted");
-        crate::runner::spawn(a.clone(), cell);
-    }
-    Ok(accepted(view))
+    start(&a, id, OpRequest::Rollback(req)).await
 }
 
 pub(super) async fn abort(

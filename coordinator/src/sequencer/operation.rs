@@ -269,7 +269,14 @@ impl Driver {
                         step.detail = detail;
                         self.step(call.deployment, step.clone()).await?;
                     } else if let Heard::Err(e) = &heard {
-                        tracing::warn!(server = %step.server, error = %e, "agent not ready; retrying");
+                        match call.kind {
+                            Kind::Deploy => {
+                                tracing::warn!(server = %step.server, error = %e, "agent unreachable; retrying until the progress deadline")
+                            }
+                            Kind::Rollback => {
+                                tracing::warn!(server = %step.server, error = %e, "agent not ready for the rollback; retrying")
+                            }
+                        }
                     }
                     tokio::time::sleep(retries.next_delay()).await;
                     if p.submitted {

@@ -98,6 +98,22 @@ fn advance(
     Ok(from)
 }
 
+/// Moves `d` by an input that changes no public state and no lock (a request, the start of
+/// a rollback), with a new phase if given.
+fn mark(
+    d: &mut Deployment,
+    input: Input,
+    new_phase: Option<&str>,
+    now: Timestamp,
+) -> Result<(), DeploymentError> {
+    d.lifecycle = d.lifecycle.apply(input)?.to;
+    if let Some(p) = new_phase {
+        d.phase = phase(p);
+    }
+    d.updated_at = now;
+    Ok(())
+}
+
 /// Refuses a lock command for a deployment that needs no lock: no lock may be granted to,
 /// or kept alive for, a deployment that has ended (or not started).
 fn refuse_without_need(d: &Deployment, what: &str) -> Result<(), DeploymentError> {
@@ -336,31 +352,31 @@ impl Deployments {
                 message: format!("deployment {} of {service} is in flight", active.id),
             });
         }
-        let d = self.get_mut(id)?;
-        d.lifecycle = d.lifecycle.apply(Input::RequestRollback)?.to;
-        d.phase = phase("rollback requested");
-        d.updated_at = now;
+        mark(
+            self.get_mut(id)?,
+            Input::RequestRollback,
+            Some("rollback requested"),
+            now,
+        )?;
         done(id)
     }
 
     pub(super) fn begin_rollback(&mut self, id: Uuid, now: Timestamp) -> Applied {
-        let d = self.get_mut(id)?;
-        d.lifecycle = d.lifecycle.apply(Input::BeginRollback)?.to;
-        d.phase = phase("rolling back");
-        d.updated_at = now;
+        mark(
+            self.get_mut(id)?,
+            Input::BeginRollback,
+            Some("rolling back"),
+            now,
+        )?;
         done(id)
     }
 
     pub(super) fn request_cancel(&mut self, id: Uuid, now: Timestamp) -> Applied {
         let d = self.get_mut(id)?;
-        let Ok(t) = d.lifecycle.apply(Input::RequestCancel) else {
-            return Err(DeploymentError::Conflict {
-                message: format!("deployment {id} is already {}", d.state()),
-            });
-        };
-        d.lifecycle = t.to;
+        mark(d, Input::RequestCancel, None, now).map_err(|_| DeploymentError::Conflict {
+            message: format!("deployment {id} is already {}", d.state()),
+        })?;
         d.cancel_requested_at.get_or_insert(now);
-        d.updated_at = now;
         done(id)
     }
 
