@@ -21,6 +21,7 @@ pub const API_VERSION: u32 = 1;
 // ---------------------------------------------------------------- locks
 
 /// `POST /v1/locks/{key}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AcquireLockRequest {
@@ -31,6 +32,7 @@ pub struct AcquireLockRequest {
     pub reason: String,
     /// Lease length; renew before it lapses. Default 60 s.
     #[serde(default = "default_lock_ttl")]
+    #[cfg_attr(feature = "openapi", schema(default = "60s"))]
     pub ttl: DurationSpec,
     /// How long to wait for a held lock before answering 409. Default: do not wait.
     #[serde(default)]
@@ -43,6 +45,7 @@ fn default_lock_ttl() -> DurationSpec {
 
 /// `PATCH /v1/locks/{key}`: renew (compare-and-set on the token). A release is
 /// `DELETE /v1/locks/{key}?token=N`, without a body.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RenewLockRequest {
@@ -50,10 +53,12 @@ pub struct RenewLockRequest {
     pub token: FencingToken,
     /// New lease length from now. Default 60 s.
     #[serde(default = "default_lock_ttl")]
+    #[cfg_attr(feature = "openapi", schema(default = "60s"))]
     pub ttl: DurationSpec,
 }
 
 /// A lock as the API shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockView {
     /// The key.
@@ -84,6 +89,7 @@ impl From<crate::locks::Lease> for LockView {
 }
 
 /// `GET /v1/locks`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockList {
     /// Live leases.
@@ -93,6 +99,7 @@ pub struct LockList {
 // ---------------------------------------------------------------- ports
 
 /// `POST /v1/ports/{server}/{service}`: allocate (idempotent).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AllocatePortRequest {
@@ -102,6 +109,7 @@ pub struct AllocatePortRequest {
 }
 
 /// A port held by a service on a server.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortAllocationView {
     /// The server.
@@ -115,6 +123,7 @@ pub struct PortAllocationView {
 }
 
 /// One server's port usage.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerPortsView {
     /// The server.
@@ -131,7 +140,16 @@ pub struct ServerPortsView {
     pub host_bound: Vec<u16>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `DELETE /v1/ports/{server}/{service}`.
+pub struct PortReleased {
+    /// The freed port; null when the service had none there.
+    pub released: Option<u16>,
+}
+
 /// `GET /v1/ports`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortsList {
     /// Every server's ports.
@@ -141,6 +159,7 @@ pub struct PortsList {
 // ---------------------------------------------------------------- servers
 
 /// `PUT /v1/servers/{name}`: register or update a server (admin).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PutServerRequest {
@@ -151,6 +170,7 @@ pub struct PutServerRequest {
     pub labels: Vec<Label>,
     /// Its port range. Default 20000–32000.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = "20000-32000"))]
     pub port_range: PortRange,
     /// Forbidden servers refuse every deployment.
     #[serde(default)]
@@ -158,6 +178,7 @@ pub struct PutServerRequest {
 }
 
 /// A server as the API shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerView {
     /// Its name.
@@ -191,7 +212,16 @@ pub struct ServerView {
     pub ports_free: u32,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `DELETE /v1/servers/{name}`.
+pub struct ServerRemoved {
+    /// The server forgotten.
+    pub removed: ServerName,
+}
+
 /// `PUT /v1/servers/{name}/labels`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SetLabelsRequest {
@@ -202,6 +232,7 @@ pub struct SetLabelsRequest {
 // ---------------------------------------------------------------- cluster
 
 /// A coordinator node.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterMember {
     /// Raft node id.
@@ -213,6 +244,7 @@ pub struct ClusterMember {
 }
 
 /// `GET /v1/cluster`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterStatus {
     /// The node that answered.
@@ -239,15 +271,18 @@ pub struct ClusterStatus {
 }
 
 /// `POST /v1/cluster/members`: add a node (as learner, then voter).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddMemberRequest {
     /// Raft node id (unique, non-zero).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub id: u64,
     /// Its advertised address.
     pub addr: String,
     /// Promote to voter once caught up. Default true.
     #[serde(default = "yes")]
+    #[cfg_attr(feature = "openapi", schema(default = true))]
     pub voter: bool,
 }
 
@@ -258,6 +293,7 @@ fn yes() -> bool {
 // ---------------------------------------------------------------- deployments
 
 /// An environment variable for the container; `secret` values are never shown again.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnvVar {
@@ -269,45 +305,59 @@ pub struct EnvVar {
 }
 
 /// How to tell a new container is healthy.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum HealthCheck {
     /// An HTTP GET to the container port expecting 2xx.
     Http {
-        /// The path, starting with `/`.
+        /// The path: starts with `/`, no control characters.
+        #[cfg_attr(
+            feature = "openapi",
+            schema(pattern = r"^/[^\u0000-\u001F\u007F-\u009F]*$")
+        )]
         path: String,
         /// Per-attempt timeout (default 2 s).
         #[serde(default = "two_secs")]
+        #[cfg_attr(feature = "openapi", schema(default = "2s"))]
         timeout: DurationSpec,
         /// Between attempts (default 1 s).
         #[serde(default = "one_sec")]
+        #[cfg_attr(feature = "openapi", schema(default = "1s"))]
         interval: DurationSpec,
         /// Consecutive failures tolerated after the start period (default 10).
         #[serde(default = "ten")]
+        #[cfg_attr(feature = "openapi", schema(default = 10))]
         retries: u32,
         /// Grace time in which failures do not count (default 0 s).
         #[serde(default)]
+        #[cfg_attr(feature = "openapi", schema(default = "0s"))]
         start_period: DurationSpec,
     },
     /// A TCP connect to the container port.
     Tcp {
         /// Per-attempt timeout.
         #[serde(default = "two_secs")]
+        #[cfg_attr(feature = "openapi", schema(default = "2s"))]
         timeout: DurationSpec,
         /// Between attempts.
         #[serde(default = "one_sec")]
+        #[cfg_attr(feature = "openapi", schema(default = "1s"))]
         interval: DurationSpec,
         /// Consecutive failures tolerated.
         #[serde(default = "ten")]
+        #[cfg_attr(feature = "openapi", schema(default = 10))]
         retries: u32,
         /// Grace time.
         #[serde(default)]
+        #[cfg_attr(feature = "openapi", schema(default = "0s"))]
         start_period: DurationSpec,
     },
     /// The image's own Docker HEALTHCHECK.
     Docker {
         /// How long to wait for `healthy` (default 60 s).
         #[serde(default = "sixty_secs")]
+        #[cfg_attr(feature = "openapi", schema(default = "60s"))]
         deadline: DurationSpec,
     },
     /// Healthy as soon as it runs (not recommended). A struct variant with no fields, so
@@ -329,6 +379,7 @@ fn ten() -> u32 {
 }
 
 /// Deployment strategies. Only `recreate` exists today.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
@@ -338,6 +389,7 @@ pub enum Strategy {
 }
 
 /// `POST /v1/deployments`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDeploymentRequest {
@@ -363,12 +415,14 @@ pub struct CreateDeploymentRequest {
     pub health: HealthCheck,
     /// How to roll it out.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = "recreate"))]
     pub strategy: Strategy,
     /// How long to wait for the service lock (default: 0, fail at once if held).
     #[serde(default)]
     pub lock_wait: Option<DurationSpec>,
     /// Servers changed at once (default 1).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub max_parallel: Option<u32>,
     /// A deployment that makes no progress for this long fails and rolls back (default 10m).
     #[serde(default)]
@@ -381,6 +435,7 @@ pub struct CreateDeploymentRequest {
 }
 
 /// `GET`/`PUT /v1/policy`: the cluster's deployment policy (admin to change).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
@@ -391,6 +446,7 @@ pub struct Policy {
 }
 
 /// A deployment's state change, as recorded.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransitionView {
     /// State before.
@@ -404,6 +460,7 @@ pub struct TransitionView {
 }
 
 /// One pre-flight check's result.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckResult {
     /// Which check: `agent_reachable`, `server_allowed`, `port_available`, `image_exists`.
@@ -419,6 +476,7 @@ pub struct CheckResult {
 }
 
 /// Where one target server stands in a deployment.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServerStepState {
@@ -441,6 +499,7 @@ pub enum ServerStepState {
 }
 
 /// One target server of a deployment.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerStepView {
     /// The server.
@@ -477,6 +536,7 @@ impl ServerStepView {
 }
 
 /// A deployment as the API shows it (secret env values redacted).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentView {
     /// Its id.
@@ -521,6 +581,7 @@ pub struct DeploymentView {
 }
 
 /// `GET /v1/deployments`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentList {
     /// Newest first.
@@ -530,6 +591,7 @@ pub struct DeploymentList {
 }
 
 /// One server of a service.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceServerView {
     /// The server.
@@ -545,6 +607,7 @@ pub struct ServiceServerView {
 }
 
 /// `GET /v1/services` entries.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceView {
     /// The service.

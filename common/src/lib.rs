@@ -18,6 +18,8 @@
 //! - [`backoff`]: the one retry policy (exponential, with jitter) of every retry loop.
 //! - [`sse`]: an incremental `text/event-stream` parser (the CLI follows deployments).
 //! - [`api`], [`agent_api`]: versioned wire types of the two HTTP APIs.
+//! - `openapi` (feature `openapi`): OpenAPI schemas of the validated types; the wire types
+//!   derive `utoipa::ToSchema` under the same feature.
 //! - `tls` (features `tls` and `serve`, off by default): the project CA, certificate
 //!   identities, rustls configurations and the mTLS accept loop. It is the one exception to
 //!   "no clock, no files, no sockets", which is why it is opt-in: the default build, which
@@ -37,6 +39,8 @@ pub mod http_problem;
 pub mod image;
 pub mod locks;
 pub mod names;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod ports;
 pub mod problem;
 pub mod sse;

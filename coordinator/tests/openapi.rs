@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use serde_json::Value;
-use sluice_coordinator::api::openapi::DOCUMENT;
+use sluice_coordinator::api::openapi::document_json;
 use sluice_tests::cluster::{Cluster, NodeOpts};
 
 fn bin() -> &'static Path {
@@ -16,7 +16,7 @@ fn bin() -> &'static Path {
 async fn the_document_is_served_to_anyone() {
     let c = Cluster::start(bin(), 1, NodeOpts::default()).await;
     let anonymous = c.pki.client(None).build().expect("client");
-    let want: Value = serde_json::from_str(DOCUMENT).unwrap();
+    let want: Value = serde_json::from_str(document_json()).unwrap();
     for (who, client) in [("admin", &c.http), ("anonymous", &anonymous)] {
         let resp = client
             .get(c.nodes[0].url("/v1/openapi.json"))

@@ -103,12 +103,49 @@ pub fn routes_in(src: &str) -> BTreeSet<(String, String)> {
 }
 
 /// Why `v` does not fit `schema`: types, `enum`/`const`, `required`, properties not
-/// declared (unless `additionalProperties` is a schema), arrays, `oneOf`, `$ref`. No
-/// patterns or bounds: this guards shape drift, not value validation.
+/// declared (unless `additionalProperties` is a schema), arrays, `oneOf`, `anyOf`, `allOf`
+/// (as `serde(flatten)` uses it), `$ref`. No patterns or bounds: this guards shape drift,
+/// not value validation.
 pub fn misfits(d: &Value, schema: &Value, v: &Value, at: &str, out: &mut Vec<String>) {
     if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
         let target = resolve(d, r).unwrap_or_else(|| panic!("dangling {r}"));
         misfits(d, target, v, at, out);
+    }
+    if let Some(parts) = schema.get("allOf").and_then(Value::as_array) {
+        // `serde(flatten)`: one object whose properties are spread over the parts.
+        let mut merged = json!({"type": "object", "properties": {}, "required": []});
+        for part in parts {
+            let part = match part.get("$ref").and_then(Value::as_str) {
+                Some(r) => resolve(d, r).unwrap_or_else(|| panic!("dangling {r}")),
+                None => part,
+            };
+            for (k, p) in part["properties"].as_object().into_iter().flatten() {
+                merged["properties"][k] = p.clone();
+            }
+            for r in part["required"].as_array().into_iter().flatten() {
+                merged["required"].as_array_mut().unwrap().push(r.clone());
+            }
+        }
+        misfits(d, &merged, v, at, out);
+    }
+    if let Some(alts) = schema.get("anyOf").and_then(Value::as_array) {
+        // Alternatives without a type only require fields (`servers` or `selector`).
+        let fits = alts.iter().any(|s| {
+            if s.get("type").is_some() || s.get("$ref").is_some() {
+                let mut e = Vec::new();
+                misfits(d, s, v, at, &mut e);
+                e.is_empty()
+            } else {
+                s["required"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .all(|r| v.get(r.as_str().unwrap_or_default()).is_some())
+            }
+        });
+        if !fits {
+            out.push(format!("{at}: {v} fits none of anyOf"));
+        }
     }
     if let Some(alts) = schema.get("oneOf").and_then(Value::as_array) {
         let fitting = alts

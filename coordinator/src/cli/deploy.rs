@@ -488,7 +488,7 @@ mod tests {
 
     #[test]
     fn every_request_field_has_a_flag() {
-        let doc: Value = serde_json::from_str(crate::api::openapi::DOCUMENT).unwrap();
+        let doc: Value = serde_json::from_str(crate::api::openapi::document_json()).unwrap();
         let schemas = &doc["components"]["schemas"];
         let props = |name: &str| -> Vec<String> {
             schemas[name]["properties"]

@@ -13,7 +13,9 @@ use sluice_common::names::ServiceName;
 use sluice_common::time::Timestamp;
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenRole {
     /// Reads only (`GET`).
@@ -94,7 +96,7 @@ pub struct TokenRecord {
 }
 
 /// A token without its hash: what `GET /v1/tokens` shows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenView {
     /// Its name.
     pub name: TokenName,
