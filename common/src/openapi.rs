@@ -147,13 +147,11 @@ schema!(
 schema!(
     Label,
     "Label",
-    string(
-        "A server label `key=value`: key and value each 1-63 characters of `a-z 0-9 - _ .`."
-    )
-    .pattern(Some("^[a-z0-9._-]{1,63}=[a-z0-9._-]{1,63}$"))
-    .min_length(Some(3))
-    .max_length(Some(127))
-    .examples(["env=prod"])
+    string("A server label `key=value`: key and value each 1-63 characters of `a-z 0-9 - _ .`.")
+        .pattern(Some("^[a-z0-9._-]{1,63}=[a-z0-9._-]{1,63}$"))
+        .min_length(Some(3))
+        .max_length(Some(127))
+        .examples(["env=prod"])
 );
 
 // `image::ImageRef::parse` (the Docker reference grammar of distribution/reference).
@@ -245,12 +243,10 @@ schema!(
 schema!(
     PortRange,
     "PortRange",
-    string(
-        "An inclusive port range `start-end`: both bounds 1-65535, start not greater than end."
-    )
-    .pattern(Some(format!("^{PORT_NUMBER}-{PORT_NUMBER}$")))
-    .min_length(Some(3))
-    .examples(["20000-32000"])
+    string("An inclusive port range `start-end`: both bounds 1-65535, start not greater than end.")
+        .pattern(Some(format!("^{PORT_NUMBER}-{PORT_NUMBER}$")))
+        .min_length(Some(3))
+        .examples(["20000-32000"])
 );
 
 schema!(
@@ -317,11 +313,28 @@ pub fn every_error_code() -> Vec<ErrorCode> {
     ];
     for c in all {
         match c {
-            InvalidRequest | PayloadTooLarge | UnsupportedMediaType | Unauthenticated
-            | Forbidden | NotFound | MethodNotAllowed | LockHeld | LockNotHeld | LockExpired
-            | StaleFencingToken | PortsExhausted | PortTaken | IdempotencyKeyReused | Conflict
-            | ValidationFailed | Unavailable | Timeout | DockerUnavailable
-            | MembershipChangeInProgress | NotAVoter | Internal => {}
+            InvalidRequest
+            | PayloadTooLarge
+            | UnsupportedMediaType
+            | Unauthenticated
+            | Forbidden
+            | NotFound
+            | MethodNotAllowed
+            | LockHeld
+            | LockNotHeld
+            | LockExpired
+            | StaleFencingToken
+            | PortsExhausted
+            | PortTaken
+            | IdempotencyKeyReused
+            | Conflict
+            | ValidationFailed
+            | Unavailable
+            | Timeout
+            | DockerUnavailable
+            | MembershipChangeInProgress
+            | NotAVoter
+            | Internal => {}
         }
     }
     all.to_vec()
@@ -431,10 +444,12 @@ schema!(Problem, "Problem", {
         )
         .property(
             "outcome_unknown",
-            ObjectBuilder::new().schema_type(Type::Boolean).description(Some(
-                "Extension (unavailable): the write timed out or could not be forwarded and \
+            ObjectBuilder::new()
+                .schema_type(Type::Boolean)
+                .description(Some(
+                    "Extension (unavailable): the write timed out or could not be forwarded and \
                  may still commit; do not retry blindly.",
-            )),
+                )),
         )
         .property(
             "deployment",

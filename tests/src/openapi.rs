@@ -280,6 +280,31 @@ pub fn assert_fits(d: &Value, schema: &str, v: &Value) {
     );
 }
 
+/// The schema `d` gives the `status` answer of `method path` in `content_type` (the
+/// operation's response for that status, else its `default`), `$ref`s to components
+/// followed; `None` when the document has no such answer or gives no schema for it.
+pub fn response_schema<'a>(
+    d: &'a Value,
+    method: &str,
+    path: &str,
+    status: u16,
+    content_type: &str,
+) -> Option<&'a Value> {
+    let responses = d["paths"].get(path)?.get(method)?.get("responses")?;
+    let mut r = responses
+        .get(status.to_string())
+        .or_else(|| responses.get("default"))?;
+    if let Some(target) = r.get("$ref").and_then(Value::as_str) {
+        r = resolve(d, target)?;
+    }
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    r["content"]
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.split(';').next().unwrap_or("").trim() == media)
+        .and_then(|(_, c)| c.get("schema"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

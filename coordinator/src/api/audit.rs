@@ -10,8 +10,8 @@ use sluice_common::problem::{ErrorCode, Problem};
 use sluice_common::time::Timestamp;
 
 use super::error::ApiError;
-use sluice_common::names::ServiceName;
 use super::App;
+use sluice_common::names::ServiceName;
 
 /// The filters.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -38,17 +38,8 @@ pub struct AuditQuery {
     #[param(value_type = Option<u64>, minimum = 1, maximum = 1000, default = 100)]
     limit: Option<usize>,
     /// `json` (a page) or `jsonl` (an export, one record per line).
-    #[param(value_type = Option<AuditFormat>, inline, default = "json")]
+    #[param(value_type = Option<String>, pattern = "^(json|jsonl)$", default = "json")]
     format: Option<String>,
-}
-
-/// `?format=` of `GET /v1/audit` (documentation only: the handler reads the text).
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-enum AuditFormat {
-    Json,
-    Jsonl,
 }
 
 fn bad(field: &str, detail: String) -> ApiError {

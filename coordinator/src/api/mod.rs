@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::{Json, Router};
+use sluice_common::problem::ErrorCode;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
-use sluice_common::problem::ErrorCode;
 
 use crate::agents::AgentTracker;
 use crate::node::Node;
@@ -105,7 +105,12 @@ pub fn documented() -> Documented {
         .op(routes!(cluster::add))
         .op(routes!(cluster::remove))
         .op(routes!(locks::list))
-        .op(routes!(locks::get, locks::acquire, locks::renew, locks::release))
+        .op(routes!(
+            locks::get,
+            locks::acquire,
+            locks::renew,
+            locks::release
+        ))
         .op(routes!(ports::list))
         .op(routes!(ports::server))
         .op(routes!(ports::allocate, ports::release))

@@ -219,8 +219,8 @@ fn complete(op: &mut Operation) {
                 Vec::<String>::new(),
             )]);
         }
-        let has_input = op.parameters.as_ref().is_some_and(|p| !p.is_empty())
-            || op.request_body.is_some();
+        let has_input =
+            op.parameters.as_ref().is_some_and(|p| !p.is_empty()) || op.request_body.is_some();
         if has_input {
             add("400", "BadRequest");
         }
@@ -236,6 +236,30 @@ fn complete(op: &mut Operation) {
         }
     }
     add("default", "Problem");
+}
+
+/// Takes `null` out of a schema that allows it (`Option<T>`); says whether it did.
+fn not_null(schema: &mut Value) -> bool {
+    let null = json!({"type": "null"});
+    if let Some(alts) = schema["oneOf"].as_array() {
+        if alts.len() == 2 && alts.contains(&null) {
+            let other = alts.iter().find(|a| **a != null).cloned().expect("two");
+            *schema = other;
+            return true;
+        }
+    }
+    if let Some(types) = schema["type"].as_array() {
+        if types.contains(&json!("null")) {
+            let rest: Vec<Value> = types.iter().filter(|t| **t != "null").cloned().collect();
+            schema["type"] = if rest.len() == 1 {
+                rest[0].clone()
+            } else {
+                Value::Array(rest)
+            };
+            return true;
+        }
+    }
+    false
 }
 
 /// The generated document.
@@ -269,6 +293,24 @@ fn beyond_the_derives(doc: &mut Value) {
     schemas["CreateTokenRequest"]["if"] =
         json!({"required": ["role"], "properties": {"role": {"enum": ["viewer", "admin"]}}});
     schemas["CreateTokenRequest"]["then"] = json!({"properties": {"services": {"maxItems": 0}}});
+    for item in doc["paths"].as_object_mut().expect("paths").values_mut() {
+        for op in item.as_object_mut().expect("a path item").values_mut() {
+            // Query and header values are text: absent, never JSON `null` (`Option` fields).
+            for p in op["parameters"].as_array_mut().into_iter().flatten() {
+                if p["in"] != "path" {
+                    not_null(&mut p["schema"]);
+                }
+            }
+            // An optional body (`Option<T>` in `request_body`) is absent, not `null`.
+            let body = &mut op["requestBody"];
+            if let Some(schema) = body.pointer_mut("/content/application~1json/schema") {
+                if not_null(schema) {
+                    body["required"] = json!(false);
+                }
+            }
+        }
+    }
+    let schemas = &mut doc["components"]["schemas"];
     for variant in schemas["HealthCheck"]["oneOf"]
         .as_array_mut()
         .expect("HealthCheck is a oneOf")
@@ -287,7 +329,10 @@ fn beyond_the_derives(doc: &mut Value) {
     responses((status = 200, description = "The OpenAPI 3.1 document.", body = Object)),
 )]
 pub async fn document() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], document_json())
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        document_json(),
+    )
 }
 
 // `state::tokens::TokenName::parse`.
