@@ -15,6 +15,7 @@ use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, 
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
+use crate::api::TokenName;
 use crate::deployment::{DeploymentState, Phase, SubState};
 use crate::image::ImageRef;
 use crate::locks::FencingToken;
@@ -247,6 +248,20 @@ schema!(
         .pattern(Some(format!("^{PORT_NUMBER}-{PORT_NUMBER}$")))
         .min_length(Some(3))
         .examples(["20000-32000"])
+);
+
+// `api::TokenName::parse`.
+schema!(
+    TokenName,
+    "TokenName",
+    string(
+        "A token name: 1-64 characters of `a-z 0-9 . _ -`, starting with a letter or digit; \
+         never reused."
+    )
+    .pattern(Some("^[a-z0-9][a-z0-9._-]*$"))
+    .min_length(Some(1))
+    .max_length(Some(64))
+    .examples(["ci"])
 );
 
 schema!(

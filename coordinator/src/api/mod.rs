@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::{Json, Router};
+use sluice_common::api::{Health, Ready};
 use sluice_common::problem::ErrorCode;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
@@ -167,26 +168,6 @@ pub fn router(app: App) -> Router {
         .with_state(app)
 }
 
-/// `GET /healthz` answer.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct Health {
-    /// Always `ok`.
-    #[schema(value_type = String, pattern = "^ok$")]
-    pub status: &'static str,
-}
-
-/// `GET /readyz` answer (fields in the order serde_json's maps write them).
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct Ready {
-    /// The last index this node applied.
-    pub applied: Option<u64>,
-    /// The leader this node follows (or is).
-    pub leader: Option<u64>,
-    /// Always `ready`.
-    #[schema(value_type = String, pattern = "^ready$")]
-    pub status: &'static str,
-}
-
 /// `GET /metrics`.
 #[utoipa::path(
     get,
@@ -225,7 +206,9 @@ async fn metrics(State(app): State<App>) -> impl axum::response::IntoResponse {
     responses((status = 200, description = "Alive.", body = Health)),
 )]
 async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok" })
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
 /// Ready when this node is in contact with a working cluster: as the leader, a quorum
@@ -249,7 +232,7 @@ async fn readyz(State(app): State<App>) -> Result<Json<Ready>, ApiError> {
         Ok(()) => Ok(Json(Ready {
             applied: s.applied,
             leader: s.leader,
-            status: "ready",
+            status: "ready".into(),
         })),
         Err(why) => Err(ApiError::new(ErrorCode::Unavailable, why)),
     }

@@ -335,29 +335,6 @@ pub async fn document() -> impl IntoResponse {
     )
 }
 
-// `state::tokens::TokenName::parse`.
-impl PartialSchema for crate::state::tokens::TokenName {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .description(Some(
-                "A token name: 1-64 characters of `a-z 0-9 . _ -`, starting with a letter or \
-                 digit; never reused.",
-            ))
-            .pattern(Some("^[a-z0-9][a-z0-9._-]*$"))
-            .min_length(Some(1))
-            .max_length(Some(64))
-            .examples(["ci"])
-            .into()
-    }
-}
-
-impl ToSchema for crate::state::tokens::TokenName {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("TokenName")
-    }
-}
-
 impl PartialSchema for crate::node::Empty {
     fn schema() -> RefOr<Schema> {
         ObjectBuilder::new()
@@ -390,8 +367,8 @@ mod tests {
 
     use super::document_json;
     use crate::api::error::ApiError;
-    use crate::api::tokens::CreatedToken;
-    use crate::state::tokens::{TokenName, TokenRole, TokenView};
+    use sluice_common::api::CreatedToken;
+    use sluice_common::api::{TokenName, TokenRole, TokenView};
 
     use sluice_tests::openapi::{collect_refs, misfits, resolve, METHODS};
 

@@ -7,8 +7,6 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::{Deserialize, Serialize};
-use sluice_common::names::ServiceName;
 use sluice_common::problem::{ErrorCode, Problem};
 
 use super::auth::hash_secret;
@@ -16,32 +14,10 @@ use super::auth::Caller;
 use super::error::{ApiError, ApiJson};
 use super::openapi::{Conflict, NotFound};
 use super::App;
+use sluice_common::api::{CreateTokenRequest, CreatedToken};
+
 use crate::state::tokens::{TokenCommand, TokenError, TokenName, TokenRole, TokenView};
 use crate::state::{Command, Response};
-
-/// `POST /v1/tokens` body.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateTokenRequest {
-    /// A unique name (never reused).
-    pub name: TokenName,
-    /// Its role.
-    pub role: TokenRole,
-    /// For deployers: the services it may deploy (default: all). Refused for the other roles.
-    #[serde(default)]
-    pub services: Vec<ServiceName>,
-}
-
-/// `POST /v1/tokens` answer: the token and, this once, its secret.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct CreatedToken {
-    /// The token.
-    #[serde(flatten)]
-    pub token: TokenView,
-    /// The secret (`sluice_` and 64 hex digits). Shown here only; the cluster keeps its hash.
-    #[schema(pattern = "^sluice_[0-9a-f]{64}$")]
-    pub secret: String,
-}
 
 impl From<TokenError> for ApiError {
     fn from(e: TokenError) -> Self {

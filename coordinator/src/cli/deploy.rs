@@ -499,13 +499,12 @@ mod tests {
                 .collect()
         };
         let mut fields = props("CreateDeploymentRequest");
-        for kind in [
-            "HttpHealthCheck",
-            "TcpHealthCheck",
-            "DockerHealthCheck",
-            "NoHealthCheck",
-        ] {
-            fields.extend(props(kind).into_iter().map(|f| format!("health.{f}")));
+        // The kinds of health check, one `oneOf` alternative each.
+        for kind in schemas["HealthCheck"]["oneOf"].as_array().unwrap() {
+            let kind = kind["properties"]
+                .as_object()
+                .expect("a health check's fields");
+            fields.extend(kind.keys().map(|f| format!("health.{f}")));
         }
         let cli = crate::cli::Cli::command();
         let deploy = cli
