@@ -279,7 +279,8 @@ pub struct AddMemberRequest {
     /// Raft node id (unique, non-zero).
     #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub id: u64,
-    /// Its advertised address.
+    /// Its advertised address (`host:port`).
+    #[cfg_attr(feature = "openapi", schema(pattern = ":"))]
     pub addr: String,
     /// Promote to voter once caught up. Default true.
     #[serde(default = "yes")]

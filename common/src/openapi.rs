@@ -166,7 +166,10 @@ schema!(
          characters of `A-Za-z0-9 _ . -` not starting with `.` or `-`, the digest \
          `algorithm:hex` (`sha256:` and 64 lower-case hex digits)."
     )
-    .pattern(Some(IMAGE_REF.replace("{PORT}", REGISTRY_PORT)))
+    .pattern(Some(format!(
+        "{IMAGE_NAME_LENGTH}{}",
+        IMAGE_REF.replace("{PORT}", REGISTRY_PORT)
+    )))
     .min_length(Some(1))
     .max_length(Some(512))
     .examples(["registry.example.com/web:1.4.2"])
@@ -188,6 +191,10 @@ const IMAGE_REF: &str = concat!(
     r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?",
     r"(@(sha256:[0-9a-f]{64}|(?!sha256:)[A-Za-z][A-Za-z0-9+._-]*:[0-9a-fA-F]{32,}))?$",
 );
+
+/// The name (registry and repository) is at most 255 characters: some split of the text
+/// into a prefix of 1-255 characters, a tag and a digest exists (the name is such a prefix).
+const IMAGE_NAME_LENGTH: &str = "(?=.{1,255}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@.*)?$)";
 
 /// A registry port, 0-65535.
 const REGISTRY_PORT: &str =

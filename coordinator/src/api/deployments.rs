@@ -97,7 +97,7 @@ fn location(id: Uuid) -> HeaderValue {
     tag = "deployments",
     summary = "Deploy an image of a service. Deployers within their scope, admins.",
     params(
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "1-255 visible ASCII characters. Replays of the same key and body answer the first deployment (200); a different body is 422 idempotency_key_reused."),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]([ -~]*[!-~])?$", description = "1-255 visible ASCII characters (inner spaces allowed; HTTP trims the ends). Replays of the same key and body answer the first deployment (200); a different body is 422 idempotency_key_reused."),
     ),
     request_body = CreateDeploymentRequest,
     responses(

@@ -289,6 +289,16 @@ fn beyond_the_derives(doc: &mut Value) {
         {"required": ["servers"], "properties": {"servers": {"minItems": 1}}},
         {"required": ["selector"], "properties": {"selector": {"minItems": 1}}},
     ]);
+    // `locks::LockTable`: a zero lease would lapse the instant it was granted (`ZeroTtl`).
+    schemas["LockTtl"] = json!({
+        "description": "A lease length: a Duration (see there) that is not zero, at most 30 days.",
+        "type": "string",
+        "pattern": "^(?=[0-9a-z]*[1-9])([0-9]{1,12}(ms|s|m|h|d))+$",
+        "examples": ["60s"],
+    });
+    for request in ["AcquireLockRequest", "RenewLockRequest"] {
+        schemas[request]["properties"]["ttl"]["$ref"] = json!("#/components/schemas/LockTtl");
+    }
     // `tokens::create`: a service scope only for deployers.
     schemas["CreateTokenRequest"]["if"] =
         json!({"required": ["role"], "properties": {"role": {"enum": ["viewer", "admin"]}}});

@@ -15,9 +15,10 @@ use std::time::SystemTime;
 use clap::Args;
 use serde_json::{json, Map, Value};
 
-use super::http::Conn;
+use super::http::{as_request, value, Conn};
 use super::output::OutputArg;
 use super::CliError;
+use sluice_common::api::CreateDeploymentRequest;
 
 /// `sluice deploy`.
 #[derive(Debug, Args)]
@@ -281,10 +282,9 @@ const STREAM_RETRIES: u32 = 5;
 /// not printed.
 pub(crate) async fn follow(conn: &Conn, id: &str) -> Result<Value, CliError> {
     let mut progress = Progress::new(std::io::stderr().is_terminal());
-    let path = format!("/v1/deployments/{id}/events");
     let mut failures = 0;
     loop {
-        match follow_once(conn, &path, &mut progress).await {
+        match follow_once(conn, id, &mut progress).await {
             Ok(()) => break,
             Err(e @ (CliError::Auth(_) | CliError::Data(_))) => {
                 progress.finish();
@@ -304,11 +304,11 @@ pub(crate) async fn follow(conn: &Conn, id: &str) -> Result<Value, CliError> {
     }
     progress.finish();
     // The stream ends once the deployment settles; read the final record to be sure.
-    conn.get(&format!("/v1/deployments/{id}")).await
+    Ok(value(&conn.api()?.deployment(id).await?))
 }
 
-async fn follow_once(conn: &Conn, path: &str, progress: &mut Progress) -> Result<(), CliError> {
-    let mut events = conn.stream(path).await?;
+async fn follow_once(conn: &Conn, id: &str, progress: &mut Progress) -> Result<(), CliError> {
+    let mut events = conn.api_with(None)?.deployment_events(id).await?;
     // Bytes in, events out: a chunk may end anywhere, even inside a UTF-8 sequence or
     // between a CR and its LF.
     let mut parser = sluice_common::sse::Parser::new();
@@ -418,19 +418,13 @@ fn progress_line(v: &Value) -> String {
 
 /// Runs `sluice deploy`.
 pub async fn run(a: DeployArgs) -> Result<(), CliError> {
-    let b = body(&a)?;
-    let d: Value = a
+    let req: CreateDeploymentRequest = as_request(&body(&a)?)?;
+    let created = a
         .conn
-        .send(
-            reqwest::Method::POST,
-            "/v1/deployments",
-            Some(&b),
-            a.idempotency_key.as_deref(),
-        )
-        .await?
-        .json()
-        .await
-        .map_err(|e| CliError::Unavailable(e.to_string()))?;
+        .api()?
+        .create_deployment(&req, a.idempotency_key.as_deref())
+        .await?;
+    let d = value(&created.deployment);
     let id = d["id"].as_str().unwrap_or("").to_string();
     eprintln!("{} deployment {id} accepted", stamp());
     if !a.wait {
@@ -445,7 +439,7 @@ pub async fn run(a: DeployArgs) -> Result<(), CliError> {
 /// Runs `sluice status`: prints the deployment; fails only when it cannot.
 pub async fn status(a: StatusArgs) -> Result<(), CliError> {
     let id = deployment_id(&a.id)?;
-    let d = a.conn.get(&format!("/v1/deployments/{id}")).await?;
+    let d = value(&a.conn.api()?.deployment(&id.to_string()).await?);
     show(&d, a.output);
     Ok(())
 }
