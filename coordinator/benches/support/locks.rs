@@ -144,7 +144,7 @@ pub async fn sluice_failover(c: &mut Cluster, rounds: usize) -> Vec<Duration> {
         })
         .await;
         failovers.push(d);
-        c.nodes[leader].start();
+        c.nodes[leader].start().await;
         c.leader().await;
         // Let the restarted node catch up before the next round.
         tokio::time::sleep(Duration::from_millis(500)).await;
