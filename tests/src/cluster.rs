@@ -389,14 +389,9 @@ impl Cluster {
 
     /// `GET /v1/cluster` on node index `i` (as JSON, for the tests that read it so).
     pub async fn status(&self, i: usize) -> Result<Value, String> {
-        let status = self
-            .api(i)
-            .with_timeout(Duration::from_secs(2))
-            .cluster()
-            .await;
-        status
-            .map(|s| serde_json::to_value(s).expect("serializes"))
-            .map_err(|e| e.to_string())
+        let api = self.api(i).with_timeout(Duration::from_secs(2));
+        let s = api.cluster().await.map_err(|e| e.to_string())?;
+        Ok(serde_json::to_value(s).expect("serializes"))
     }
 
     /// Waits until every running node names the same leader, which is itself running;

@@ -361,4 +361,6 @@ impl ToSchema for crate::node::Empty {
 }
 
 #[cfg(test)]
+mod response_tests;
+#[cfg(test)]
 mod tests;
