@@ -306,6 +306,7 @@ pub struct DeploymentList {
     /// Newest first.
     pub deployments: Vec<DeploymentView>,
     /// Pass as `?before=` for the next page.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9]+$"))]
     pub next: Option<String>,
 }
 

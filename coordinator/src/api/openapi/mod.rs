@@ -238,6 +238,31 @@ fn complete(op: &mut Operation) {
     add("default", "Problem");
 }
 
+/// utoipa writes Rust's unsigned widths as formats (`u-int16`, ...) that JSON Schema does
+/// not know: state them as the bounds they are, in standard terms.
+fn integer_bounds(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            let max = match m.get("format").and_then(Value::as_str) {
+                Some("uint8" | "u-int8") => Some(json!(u8::MAX)),
+                Some("uint16" | "u-int16") => Some(json!(u16::MAX)),
+                Some("uint32" | "u-int32") => Some(json!(u32::MAX)),
+                Some("uint64" | "u-int64") => Some(json!(u64::MAX)),
+                _ => None,
+            };
+            if let Some(max) = max {
+                let min = m.get("minimum").cloned().unwrap_or(json!(0));
+                m.insert("minimum".into(), min);
+                m.insert("maximum".into(), max);
+                m.remove("format");
+            }
+            m.values_mut().for_each(integer_bounds);
+        }
+        Value::Array(a) => a.iter_mut().for_each(integer_bounds),
+        _ => {}
+    }
+}
+
 /// Takes `null` out of a schema that allows it (`Option<T>`); says whether it did.
 fn not_null(schema: &mut Value) -> bool {
     let null = json!({"type": "null"});
@@ -283,6 +308,7 @@ pub fn document_json() -> &'static str {
 /// `deny_unknown_fields` on the variants of an internally tagged enum (serde refuses
 /// unknown fields there, utoipa leaves the variants open).
 fn beyond_the_derives(doc: &mut Value) {
+    integer_bounds(doc);
     let schemas = &mut doc["components"]["schemas"];
     // `deployments::resolve_targets`: at least one target, by name or by selector.
     schemas["CreateDeploymentRequest"]["anyOf"] = json!([
