@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 here=$PWD/.ci/schemathesis
 budget=${SLUICE_SCHEMATHESIS_SECONDS:-150}
-sluice=$PWD/target/debug/sluice
+sluice=${SLUICE_BIN:-$PWD/target/debug/sluice}
 [[ -x $sluice ]] || { echo "build first: $sluice is missing" >&2; exit 1; }
 
 work=$(mktemp -d)

@@ -64,10 +64,12 @@ def map_case(ctx, case):
 
 
 def _problem(response):
+    """The problem+json body, or {} (a list answer, or no JSON)."""
     try:
-        return response.json()
+        body = response.json()
     except Exception:
         return {}
+    return body if isinstance(body, dict) else {}
 
 
 @schemathesis.hook

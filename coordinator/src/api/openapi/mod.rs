@@ -251,9 +251,9 @@ fn integer_bounds(v: &mut Value) {
                 _ => None,
             };
             if let Some(max) = max {
-                let min = m.get("minimum").cloned().unwrap_or(json!(0));
-                m.insert("minimum".into(), min);
-                m.insert("maximum".into(), max);
+                // A bound the code states (`limit` at most 1000) is kept.
+                m.entry("minimum").or_insert(json!(0));
+                m.entry("maximum").or_insert(max);
                 m.remove("format");
             }
             m.values_mut().for_each(integer_bounds);
@@ -331,20 +331,44 @@ fn beyond_the_derives(doc: &mut Value) {
     schemas["CreateTokenRequest"]["then"] = json!({"properties": {"services": {"maxItems": 0}}});
     for item in doc["paths"].as_object_mut().expect("paths").values_mut() {
         for op in item.as_object_mut().expect("a path item").values_mut() {
+            // (`get_mut`, not indexing: `value["key"] = ...` would add `"key": null`.)
             // Query and header values are text: absent, never JSON `null` (`Option` fields).
-            for p in op["parameters"].as_array_mut().into_iter().flatten() {
-                if p["in"] != "path" {
-                    not_null(&mut p["schema"]);
+            if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
+                for p in params.iter_mut().filter(|p| p["in"] != "path") {
+                    if let Some(schema) = p.get_mut("schema") {
+                        not_null(schema);
+                    }
                 }
             }
             // An optional body (`Option<T>` in `request_body`) is absent, not `null`.
-            let body = &mut op["requestBody"];
-            if let Some(schema) = body.pointer_mut("/content/application~1json/schema") {
-                if not_null(schema) {
-                    body["required"] = json!(false);
+            if let Some(body) = op.get_mut("requestBody") {
+                if let Some(schema) = body.pointer_mut("/content/application~1json/schema") {
+                    if not_null(schema) {
+                        body["required"] = json!(false);
+                    }
                 }
             }
         }
+    }
+    // `deployments::events`: each event of the stream is a `deployment` event whose data is
+    // a DeploymentView (as JSON text) and whose id is its `updated_at`.
+    if let Some(stream) = doc.pointer_mut(
+        "/paths/~1v1~1deployments~1{id}~1events/get/responses/200/content/text~1event-stream",
+    ) {
+        stream["schema"] = json!({
+            "type": "object",
+            "properties": {
+                "event": {"const": "deployment"},
+                "id": {"$ref": "#/components/schemas/Timestamp"},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"$ref": "#/components/schemas/DeploymentView"},
+                },
+                "retry": {"type": "integer", "minimum": 0},
+            },
+            "required": ["data"],
+        });
     }
     let schemas = &mut doc["components"]["schemas"];
     for variant in schemas["HealthCheck"]["oneOf"]

@@ -63,6 +63,25 @@ fn document_is_openapi_3_1_shaped() {
             }
         }
     }
+    // No `null` where the specification wants a value (an absent member is absent).
+    fn no_nulls(v: &Value, at: &str) {
+        match v {
+            Value::Null => panic!("null at {at}"),
+            Value::Object(m) => {
+                for (k, x) in m {
+                    if !matches!(
+                        k.as_str(),
+                        "default" | "example" | "examples" | "enum" | "const"
+                    ) {
+                        no_nulls(x, &format!("{at}/{k}"));
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| no_nulls(x, at)),
+            _ => {}
+        }
+    }
+    no_nulls(&d, "");
     // Every reference resolves.
     let mut refs = Vec::new();
     collect_refs(&d, &mut refs);
