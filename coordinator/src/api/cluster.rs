@@ -7,6 +7,7 @@ use sluice_common::api::{AddMemberRequest, ClusterStatus};
 use sluice_common::problem::ErrorCode;
 
 use super::error::{ApiError, ApiJson};
+use super::openapi::{MembershipConflict, NotFound};
 use super::App;
 
 /// `GET /v1/cluster`: this node's view.
@@ -35,6 +36,7 @@ pub async fn status(State(app): State<App>) -> Json<ClusterStatus> {
     request_body = AddMemberRequest,
     responses(
         (status = 200, description = "The cluster status after the change.", body = ClusterStatus),
+        (status = 409, response = MembershipConflict),
     ),
 )]
 pub async fn add(
@@ -71,6 +73,8 @@ pub async fn add(
     ),
     responses(
         (status = 200, description = "The cluster status after the change.", body = ClusterStatus),
+        (status = 404, response = NotFound),
+        (status = 409, response = MembershipConflict),
     ),
 )]
 pub async fn remove(

@@ -86,6 +86,7 @@ problem_responses! {
     NotFound => "What the path names does not exist. Codes: `not_found`.",
     Conflict => "Conflicts with the current state. Codes: `conflict`.",
     LockConflict => "A lock is held by someone else, not held with this token, or expired. Codes: `lock_held`, `lock_not_held`, `lock_expired`.",
+    MembershipConflict => "The membership change is refused now: another is in progress, this node is not a voter, or it would remove the last voter. Codes: `membership_change_in_progress`, `not_a_voter`, `conflict`.",
     PortConflict => "No port left, or the explicit port is taken. Codes: `ports_exhausted`, `port_taken`.",
     PayloadTooLarge => "The body is over 1 MiB. Codes: `payload_too_large`.",
     UnsupportedMediaType => "The body must be JSON (`Content-Type: application/json`). Codes: `unsupported_media_type`.",
