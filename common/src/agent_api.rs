@@ -317,6 +317,7 @@ pub struct ServiceStatus {
 
 /// `POST /v1/agents/register` on a coordinator: an agent announces itself (on start and
 /// whenever it (re)connects). Registration is a Raft write only when something changed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentRegistration {
@@ -342,6 +343,7 @@ pub struct AgentRegistration {
 
 /// `POST /v1/agents/{server}/heartbeat` on a coordinator, every few seconds. Heartbeats stay
 /// in the leader's memory; only changes (up/down, bound ports) go through Raft.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentHeartbeat {

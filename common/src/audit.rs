@@ -15,10 +15,12 @@ use crate::time::Timestamp;
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One audit record, as stored, served and exported.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditRecord {
     /// Position in the chain, from 1, without gaps.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub seq: u64,
     /// The Raft log index of the entry that produced it.
     pub index: u64,
@@ -39,8 +41,10 @@ pub struct AuditRecord {
     /// Further facts; secrets are never put here.
     pub details: serde_json::Value,
     /// SHA-256 (hex) of the previous record, [`GENESIS`] for the first.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{64}$"))]
     pub prev_hash: String,
     /// SHA-256 (hex) of this record's other fields.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{64}$"))]
     pub hash: String,
 }
 
@@ -190,6 +194,7 @@ impl AuditChain {
 
 /// `GET /v1/audit`: a page of records, oldest first. (Open to new fields, as responses are;
 /// a record itself is closed: a field its hash does not cover cannot be verified.)
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditPage {
     /// The records.

@@ -18,6 +18,10 @@
 //! - [`backoff`]: the one retry policy (exponential, with jitter) of every retry loop.
 //! - [`sse`]: an incremental `text/event-stream` parser (the CLI follows deployments).
 //! - [`api`], [`agent_api`]: versioned wire types of the two HTTP APIs.
+//! - `client` (feature `client`): the typed client of the coordinator API (reqwest; the
+//!   caller brings the runtime and the TLS settings).
+//! - `openapi` (feature `openapi`): OpenAPI schemas of the validated types; the wire types
+//!   derive `utoipa::ToSchema` under the same feature.
 //! - `tls` (features `tls` and `serve`, off by default): the project CA, certificate
 //!   identities, rustls configurations and the mTLS accept loop. It is the one exception to
 //!   "no clock, no files, no sockets", which is why it is opt-in: the default build, which
@@ -27,6 +31,8 @@ pub mod agent_api;
 pub mod api;
 pub mod audit;
 pub mod backoff;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod codec;
 pub mod deployment;
 #[cfg(feature = "serve")]
@@ -37,6 +43,8 @@ pub mod http_problem;
 pub mod image;
 pub mod locks;
 pub mod names;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod ports;
 pub mod problem;
 pub mod sse;

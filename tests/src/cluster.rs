@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sluice_common::audit::AuditRecord;
+use sluice_common::client::{Client, ClientError};
 use sluice_common::tls::Role;
 
 use crate::eventually::eventually;
@@ -381,16 +382,16 @@ impl Cluster {
         self.nodes.len() - 1
     }
 
-    /// `GET /v1/cluster` on node index `i`.
+    /// The typed API client of node index `i`, as the admin (`http`'s bearer token).
+    pub fn api(&self, i: usize) -> Client {
+        Client::new(self.http.clone(), self.nodes[i].url(""))
+    }
+
+    /// `GET /v1/cluster` on node index `i` (as JSON, for the tests that read it so).
     pub async fn status(&self, i: usize) -> Result<Value, String> {
-        let r = self
-            .http
-            .get(self.nodes[i].url("/v1/cluster"))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        r.json().await.map_err(|e| e.to_string())
+        let api = self.api(i).with_timeout(Duration::from_secs(2));
+        let s = api.cluster().await.map_err(|e| e.to_string())?;
+        Ok(serde_json::to_value(s).expect("serializes"))
     }
 
     /// Waits until every running node names the same leader, which is itself running;
@@ -461,20 +462,12 @@ impl Cluster {
 
     /// The whole audit trail as node index `i` exports it (`format=jsonl`).
     pub async fn audit(&self, i: usize) -> Result<Vec<AuditRecord>, String> {
-        let r = self
-            .http
-            .get(self.nodes[i].url("/v1/audit?format=jsonl"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !r.status().is_success() {
-            return Err(format!(
-                "audit export on node {}: {}",
-                self.nodes[i].id,
-                r.status()
-            ));
-        }
-        let text = r.text().await.map_err(|e| e.to_string())?;
+        let text = self.api(i).audit_export().await.map_err(|e| match e {
+            ClientError::Problem { status, .. } => {
+                format!("audit export on node {}: {status}", self.nodes[i].id)
+            }
+            other => other.to_string(),
+        })?;
         text.lines()
             .map(|l| serde_json::from_str(l).map_err(|e| format!("{e}: {l}")))
             .collect()

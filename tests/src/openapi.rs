@@ -103,12 +103,49 @@ pub fn routes_in(src: &str) -> BTreeSet<(String, String)> {
 }
 
 /// Why `v` does not fit `schema`: types, `enum`/`const`, `required`, properties not
-/// declared (unless `additionalProperties` is a schema), arrays, `oneOf`, `$ref`. No
-/// patterns or bounds: this guards shape drift, not value validation.
+/// declared (unless `additionalProperties` is a schema), arrays, `oneOf`, `anyOf`, `allOf`
+/// (as `serde(flatten)` uses it), `$ref`. No patterns or bounds: this guards shape drift,
+/// not value validation.
 pub fn misfits(d: &Value, schema: &Value, v: &Value, at: &str, out: &mut Vec<String>) {
     if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
         let target = resolve(d, r).unwrap_or_else(|| panic!("dangling {r}"));
         misfits(d, target, v, at, out);
+    }
+    if let Some(parts) = schema.get("allOf").and_then(Value::as_array) {
+        // `serde(flatten)`: one object whose properties are spread over the parts.
+        let mut merged = json!({"type": "object", "properties": {}, "required": []});
+        for part in parts {
+            let part = match part.get("$ref").and_then(Value::as_str) {
+                Some(r) => resolve(d, r).unwrap_or_else(|| panic!("dangling {r}")),
+                None => part,
+            };
+            for (k, p) in part["properties"].as_object().into_iter().flatten() {
+                merged["properties"][k] = p.clone();
+            }
+            for r in part["required"].as_array().into_iter().flatten() {
+                merged["required"].as_array_mut().unwrap().push(r.clone());
+            }
+        }
+        misfits(d, &merged, v, at, out);
+    }
+    if let Some(alts) = schema.get("anyOf").and_then(Value::as_array) {
+        // Alternatives without a type only require fields (`servers` or `selector`).
+        let fits = alts.iter().any(|s| {
+            if s.get("type").is_some() || s.get("$ref").is_some() {
+                let mut e = Vec::new();
+                misfits(d, s, v, at, &mut e);
+                e.is_empty()
+            } else {
+                s["required"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .all(|r| v.get(r.as_str().unwrap_or_default()).is_some())
+            }
+        });
+        if !fits {
+            out.push(format!("{at}: {v} fits none of anyOf"));
+        }
     }
     if let Some(alts) = schema.get("oneOf").and_then(Value::as_array) {
         let fitting = alts
@@ -241,6 +278,31 @@ pub fn assert_fits(d: &Value, schema: &str, v: &Value) {
         "{schema} does not describe {v}:\n{}",
         out.join("\n")
     );
+}
+
+/// The schema `d` gives the `status` answer of `method path` in `content_type` (the
+/// operation's response for that status, else its `default`), `$ref`s to components
+/// followed; `None` when the document has no such answer or gives no schema for it.
+pub fn response_schema<'a>(
+    d: &'a Value,
+    method: &str,
+    path: &str,
+    status: u16,
+    content_type: &str,
+) -> Option<&'a Value> {
+    let responses = d["paths"].get(path)?.get(method)?.get("responses")?;
+    let mut r = responses
+        .get(status.to_string())
+        .or_else(|| responses.get("default"))?;
+    if let Some(target) = r.get("$ref").and_then(Value::as_str) {
+        r = resolve(d, target)?;
+    }
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    r["content"]
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.split(';').next().unwrap_or("").trim() == media)
+        .and_then(|(_, c)| c.get("schema"))
 }
 
 #[cfg(test)]

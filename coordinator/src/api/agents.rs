@@ -8,6 +8,7 @@ use sluice_common::problem::ErrorCode;
 use sluice_common::tls::{PeerIdentity, Role};
 
 use super::error::{ApiError, ApiJson};
+use super::openapi::NotFound;
 use super::App;
 use crate::agents::Change;
 use crate::node::Empty;
@@ -16,6 +17,17 @@ use crate::state::Command;
 /// `POST /v1/agents/register`: only the agent whose certificate names `reg.server` (the
 /// route guard has already required an agent certificate); a Raft write only when
 /// something changed.
+#[utoipa::path(
+    post,
+    path = "/v1/agents/register",
+    operation_id = "registerAgent",
+    tag = "agents",
+    summary = "An agent announces itself. Only an `agent` certificate naming `server`.",
+    request_body = AgentRegistration,
+    responses(
+        (status = 200, description = "Registered.", body = Empty),
+    ),
+)]
 pub async fn register(
     State(app): State<App>,
     peer: Option<Extension<PeerIdentity>>,
@@ -67,6 +79,21 @@ pub async fn register(
 
 /// `POST /v1/agents/{server}/heartbeat`: kept in the leader's memory; a follower passes it on
 /// (the route guard admits only that server's agent certificate, or a coordinator's).
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{server}/heartbeat",
+    operation_id = "agentHeartbeat",
+    tag = "agents",
+    summary = "An agent's heartbeat (kept in the leader's memory; followers forward it). That server's `agent` certificate, or a coordinator's.",
+    params(
+        ("server" = ServerName, Path, description = "The server."),
+    ),
+    request_body = AgentHeartbeat,
+    responses(
+        (status = 200, description = "Noted.", body = Empty),
+        (status = 404, response = NotFound),
+    ),
+)]
 pub async fn heartbeat(
     State(app): State<App>,
     Path(server): Path<String>,

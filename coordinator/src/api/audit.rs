@@ -11,27 +11,34 @@ use sluice_common::time::Timestamp;
 
 use super::error::ApiError;
 use super::App;
+use sluice_common::names::ServiceName;
 
 /// The filters.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Only records about this service.
+    #[param(value_type = Option<ServiceName>)]
     service: Option<String>,
     /// Only records by this actor (exact).
     actor: Option<String>,
     /// Only this action (`lock.acquire`), or a family (`deployment`).
     action: Option<String>,
     /// At or after this time (RFC 3339).
+    #[param(value_type = Option<Timestamp>)]
     since: Option<String>,
     /// Before this time (RFC 3339).
+    #[param(value_type = Option<Timestamp>)]
     until: Option<String>,
     /// Records after this sequence number (paging).
     after: Option<u64>,
     /// Page size: default 100, at most 1000. Ignored by `format=jsonl`, which exports every
     /// matching record.
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 1000, default = 100)]
     limit: Option<usize>,
     /// `json` (a page) or `jsonl` (an export, one record per line).
+    #[param(value_type = Option<String>, pattern = "^(json|jsonl)$", default = "json")]
     format: Option<String>,
 }
 
@@ -49,6 +56,17 @@ fn time(field: &str, v: Option<&String>) -> Result<Option<Timestamp>, ApiError> 
 }
 
 /// `GET /v1/audit`.
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    operation_id = "listAudit",
+    tag = "audit",
+    summary = "The audit trail, oldest first, filtered and paged.",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "A page (`format=json`) or every matching record as JSON lines (`format=jsonl`).", content((AuditPage = "application/json"), (String = "application/x-ndjson"))),
+    ),
+)]
 pub async fn list(
     State(app): State<App>,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,

@@ -7,15 +7,38 @@ use sluice_common::api::{AddMemberRequest, ClusterStatus};
 use sluice_common::problem::ErrorCode;
 
 use super::error::{ApiError, ApiJson};
+use super::openapi::{MembershipConflict, NotFound};
 use super::App;
 
 /// `GET /v1/cluster`: this node's view.
+#[utoipa::path(
+    get,
+    path = "/v1/cluster",
+    operation_id = "getCluster",
+    tag = "cluster",
+    summary = "This node's Raft view.",
+    responses(
+        (status = 200, description = "Status.", body = ClusterStatus),
+    ),
+)]
 pub async fn status(State(app): State<App>) -> Json<ClusterStatus> {
     Json(app.node.status())
 }
 
 /// `POST /v1/cluster/members`: add a node as a learner, wait for it to catch up, then make
 /// it a voter (unless `voter` is false).
+#[utoipa::path(
+    post,
+    path = "/v1/cluster/members",
+    operation_id = "addMember",
+    tag = "cluster",
+    summary = "Add a node as a learner, wait for it to catch up, then make it a voter (unless `voter` is false). Admin.",
+    request_body = AddMemberRequest,
+    responses(
+        (status = 200, description = "The cluster status after the change.", body = ClusterStatus),
+        (status = 409, response = MembershipConflict),
+    ),
+)]
 pub async fn add(
     State(app): State<App>,
     ApiJson(req): ApiJson<AddMemberRequest>,
@@ -39,6 +62,21 @@ pub async fn add(
 }
 
 /// `DELETE /v1/cluster/members/{id}`.
+#[utoipa::path(
+    delete,
+    path = "/v1/cluster/members/{id}",
+    operation_id = "removeMember",
+    tag = "cluster",
+    summary = "Remove a node. Admin.",
+    params(
+        ("id" = u64, Path, minimum = 1, description = "Raft node id."),
+    ),
+    responses(
+        (status = 200, description = "The cluster status after the change.", body = ClusterStatus),
+        (status = 404, response = NotFound),
+        (status = 409, response = MembershipConflict),
+    ),
+)]
 pub async fn remove(
     State(app): State<App>,
     Path(id): Path<String>,

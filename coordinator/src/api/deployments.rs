@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiJson};
+use super::openapi::{Conflict, NotFound, Unprocessable};
 use super::App;
 use crate::state::deployments::{DeploymentCommand, DeploymentError};
 use crate::state::{Command, Response};
@@ -89,6 +90,23 @@ fn location(id: Uuid) -> HeaderValue {
 }
 
 /// `POST /v1/deployments` (honours `Idempotency-Key`): 202 with the deployment.
+#[utoipa::path(
+    post,
+    path = "/v1/deployments",
+    operation_id = "createDeployment",
+    tag = "deployments",
+    summary = "Deploy an image of a service. Deployers within their scope, admins.",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]([ -~]*[!-~])?$", description = "1-255 visible ASCII characters (inner spaces allowed; HTTP trims the ends). Replays of the same key and body answer the first deployment (200); a different body is 422 idempotency_key_reused."),
+    ),
+    request_body = CreateDeploymentRequest,
+    responses(
+        (status = 200, description = "An earlier request with the same Idempotency-Key and body: that deployment.", body = DeploymentView, headers(("Location" = String, description = "`/v1/deployments/{id}`"), ("Idempotent-Replayed" = String, description = "`true`"))),
+        (status = 202, description = "Accepted: the new deployment; follow it with GET or the events stream.", body = DeploymentView, headers(("Location" = String, description = "`/v1/deployments/{id}`"))),
+        (status = 409, response = Conflict),
+        (status = 422, response = Unprocessable),
+    ),
+)]
 pub async fn create(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
@@ -197,16 +215,34 @@ fn resolve_targets(app: &App, req: &CreateDeploymentRequest) -> Result<Vec<Serve
 }
 
 /// List filters.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only this service.
+    #[param(value_type = Option<ServiceName>)]
     service: Option<String>,
+    /// Only this state.
     state: Option<DeploymentState>,
+    /// Page size (default 50), clamped to 1-500.
+    #[param(value_type = Option<u64>, default = 50)]
     limit: Option<usize>,
+    /// The `next` of the previous page.
     before: Option<u64>,
 }
 
 /// `GET /v1/deployments?service=&state=&limit=&before=`: newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/deployments",
+    operation_id = "listDeployments",
+    tag = "deployments",
+    summary = "Deployments, newest first.",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page.", body = DeploymentList),
+    ),
+)]
 pub async fn list(
     State(app): State<App>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -248,6 +284,20 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
 }
 
 /// `GET /v1/deployments/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/deployments/{id}",
+    operation_id = "getDeployment",
+    tag = "deployments",
+    summary = "One deployment.",
+    params(
+        ("id" = uuid::Uuid, Path, description = "The deployment id."),
+    ),
+    responses(
+        (status = 200, description = "The deployment.", body = DeploymentView),
+        (status = 404, response = NotFound),
+    ),
+)]
 pub async fn get(
     State(app): State<App>,
     Path(id): Path<String>,
@@ -271,6 +321,21 @@ async fn request(
 }
 
 /// `POST /v1/deployments/{id}/rollback`: roll a successful deployment back.
+#[utoipa::path(
+    post,
+    path = "/v1/deployments/{id}/rollback",
+    operation_id = "rollbackDeployment",
+    tag = "deployments",
+    summary = "Roll a deployment back.",
+    params(
+        ("id" = uuid::Uuid, Path, description = "The deployment id."),
+    ),
+    responses(
+        (status = 202, description = "Recorded: the deployment.", body = DeploymentView),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ),
+)]
 pub async fn rollback(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
@@ -283,6 +348,21 @@ pub async fn rollback(
 }
 
 /// `POST /v1/deployments/{id}/cancel`: stop an active deployment (rolling back what it moved).
+#[utoipa::path(
+    post,
+    path = "/v1/deployments/{id}/cancel",
+    operation_id = "cancelDeployment",
+    tag = "deployments",
+    summary = "Stop an active deployment (rolling back what it moved).",
+    params(
+        ("id" = uuid::Uuid, Path, description = "The deployment id."),
+    ),
+    responses(
+        (status = 202, description = "Recorded: the deployment.", body = DeploymentView),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ),
+)]
 pub async fn cancel(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
@@ -296,6 +376,20 @@ pub async fn cancel(
 
 /// `GET /v1/deployments/{id}/events`: server-sent events, one `deployment` event with the
 /// whole view each time it changes, ending after a settled state.
+#[utoipa::path(
+    get,
+    path = "/v1/deployments/{id}/events",
+    operation_id = "deploymentEvents",
+    tag = "deployments",
+    summary = "Server-sent events: a `deployment` event carrying the whole DeploymentView (JSON in `data`, `id` = its updated_at) on every change, ending after a settled state.",
+    params(
+        ("id" = uuid::Uuid, Path, description = "The deployment id."),
+    ),
+    responses(
+        (status = 200, description = "An event stream (`text/event-stream`); each event's `data` is a DeploymentView.", body = String, content_type = "text/event-stream"),
+        (status = 404, response = NotFound),
+    ),
+)]
 pub async fn events(
     State(app): State<App>,
     Path(id): Path<String>,
@@ -347,6 +441,16 @@ pub async fn events(
 }
 
 /// `GET /v1/services`.
+#[utoipa::path(
+    get,
+    path = "/v1/services",
+    operation_id = "listServices",
+    tag = "deployments",
+    summary = "What runs where, per service.",
+    responses(
+        (status = 200, description = "Services.", body = Vec<ServiceView>),
+    ),
+)]
 pub async fn services(State(app): State<App>) -> Result<Json<Vec<ServiceView>>, ApiError> {
     app.node.linearizable().await?;
     Ok(Json(app.node.read(|a| {

@@ -17,6 +17,7 @@ use sluice_common::time::Timestamp;
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiJson};
+use super::openapi::{LockConflict, NotFound};
 use super::App;
 use crate::state::{Command, Response};
 
@@ -35,6 +36,21 @@ fn lock_outcome(r: Response) -> Result<LockView, ApiError> {
 }
 
 /// `POST /v1/locks/{key}`: take the lock, waiting up to `wait` if it is held.
+#[utoipa::path(
+    post,
+    path = "/v1/locks/{*key}",
+    operation_id = "acquireLock",
+    tag = "locks",
+    summary = "Acquire, waiting up to `wait` while it is held. Deployers may lock `service/<name>` only within their scope.",
+    params(
+        ("key" = LockKey, Path, description = "The lock key. It may contain `/` (`service/api`): the rest of the path after `/v1/locks/` is the key, with its slashes sent as they are or percent-encoded (`%2F`)."),
+    ),
+    request_body = AcquireLockRequest,
+    responses(
+        (status = 201, description = "Granted.", body = LockView),
+        (status = 409, response = LockConflict),
+    ),
+)]
 pub async fn acquire(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
@@ -101,6 +117,21 @@ pub async fn acquire(
 }
 
 /// `PATCH /v1/locks/{key}`: renew (compare-and-set on the token).
+#[utoipa::path(
+    patch,
+    path = "/v1/locks/{*key}",
+    operation_id = "renewLock",
+    tag = "locks",
+    summary = "Renew (compare-and-set on the token).",
+    params(
+        ("key" = LockKey, Path, description = "The lock key. It may contain `/` (`service/api`): the rest of the path after `/v1/locks/` is the key, with its slashes sent as they are or percent-encoded (`%2F`)."),
+    ),
+    request_body = RenewLockRequest,
+    responses(
+        (status = 200, description = "Renewed.", body = LockView),
+        (status = 409, response = LockConflict),
+    ),
+)]
 pub async fn renew(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
@@ -130,6 +161,21 @@ pub struct ReleaseQuery {
 }
 
 /// `DELETE /v1/locks/{key}?token=N`: release (compare-and-set on the token).
+#[utoipa::path(
+    delete,
+    path = "/v1/locks/{*key}",
+    operation_id = "releaseLock",
+    tag = "locks",
+    summary = "Release (compare-and-set on the token).",
+    params(
+        ("key" = LockKey, Path, description = "The lock key. It may contain `/` (`service/api`): the rest of the path after `/v1/locks/` is the key, with its slashes sent as they are or percent-encoded (`%2F`)."),
+        ("token" = FencingToken, Query, description = "The fencing token of the grant being released."),
+    ),
+    responses(
+        (status = 200, description = "The released lease.", body = LockView),
+        (status = 409, response = LockConflict),
+    ),
+)]
 pub async fn release(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
@@ -157,6 +203,20 @@ pub async fn release(
 }
 
 /// `GET /v1/locks/{key}`: the live lease (linearizable).
+#[utoipa::path(
+    get,
+    path = "/v1/locks/{*key}",
+    operation_id = "getLock",
+    tag = "locks",
+    summary = "The live lease on a key (linearizable).",
+    params(
+        ("key" = LockKey, Path, description = "The lock key. It may contain `/` (`service/api`): the rest of the path after `/v1/locks/` is the key, with its slashes sent as they are or percent-encoded (`%2F`)."),
+    ),
+    responses(
+        (status = 200, description = "The lease.", body = LockView),
+        (status = 404, response = NotFound),
+    ),
+)]
 pub async fn get(
     State(app): State<App>,
     Path(key): Path<String>,
@@ -176,6 +236,16 @@ pub async fn get(
 }
 
 /// `GET /v1/locks`: every live lease (linearizable).
+#[utoipa::path(
+    get,
+    path = "/v1/locks",
+    operation_id = "listLocks",
+    tag = "locks",
+    summary = "Every live lease (linearizable).",
+    responses(
+        (status = 200, description = "Live leases.", body = LockList),
+    ),
+)]
 pub async fn list(State(app): State<App>) -> Result<Json<LockList>, ApiError> {
     app.node.linearizable().await?;
     let now = Timestamp::from_system(SystemTime::now());

@@ -6,10 +6,11 @@
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::json;
+use sluice_common::api::{Health, Ready};
 use sluice_common::problem::ErrorCode;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
 
 use crate::agents::AgentTracker;
 use crate::node::Node;
@@ -92,68 +93,95 @@ async fn traced(
     resp
 }
 
+/// The public routes, each registered together with its documentation: a handler's
+/// `#[utoipa::path]` attribute gives both its route and its operation in
+/// `GET /v1/openapi.json` ([`openapi`]). [`Documented`] takes nothing else, so no route of
+/// the public API can be left undocumented.
+pub fn documented() -> Documented {
+    Documented::default()
+        .op(routes!(healthz))
+        .op(routes!(readyz))
+        .op(routes!(metrics))
+        .op(routes!(cluster::status))
+        .op(routes!(cluster::add))
+        .op(routes!(cluster::remove))
+        .op(routes!(locks::list))
+        .op(routes!(
+            locks::get,
+            locks::acquire,
+            locks::renew,
+            locks::release
+        ))
+        .op(routes!(ports::list))
+        .op(routes!(ports::server))
+        .op(routes!(ports::allocate, ports::release))
+        .op(routes!(servers::list))
+        .op(routes!(servers::get, servers::put, servers::remove))
+        .op(routes!(servers::get_policy, servers::put_policy))
+        .op(routes!(servers::forbid))
+        .op(routes!(servers::allow))
+        .op(routes!(servers::labels))
+        .op(routes!(deployments::list, deployments::create))
+        .op(routes!(deployments::get))
+        .op(routes!(deployments::events))
+        .op(routes!(deployments::rollback))
+        .op(routes!(deployments::cancel))
+        .op(routes!(deployments::services))
+        .op(routes!(audit::list))
+        .op(routes!(openapi::document))
+        .op(routes!(tokens::list, tokens::create))
+        .op(routes!(tokens::revoke))
+        .op(routes!(agents::register))
+        .op(routes!(agents::heartbeat))
+}
+
+/// A router whose routes are all documented: it grows by `utoipa_axum::routes!` entries
+/// only (no plain `.route`).
+#[derive(Default)]
+pub struct Documented(OpenApiRouter<App>);
+
+impl std::fmt::Debug for Documented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Documented")
+    }
+}
+
+impl Documented {
+    /// Adds the operations of one path.
+    pub fn op(self, r: UtoipaMethodRouter<App>) -> Self {
+        Self(self.0.routes(r))
+    }
+
+    /// The axum router and the operations' document (before [`openapi`] completes it).
+    pub fn into_parts(self) -> (Router<App>, utoipa::openapi::OpenApi) {
+        self.0.split_for_parts()
+    }
+}
+
 /// The public router.
 pub fn router(app: App) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/v1/cluster", get(cluster::status))
-        .route("/v1/cluster/members", post(cluster::add))
-        .route(
-            "/v1/cluster/members/{id}",
-            axum::routing::delete(cluster::remove),
-        )
-        .route("/v1/locks", get(locks::list))
-        .route(
-            "/v1/locks/{*key}",
-            get(locks::get)
-                .post(locks::acquire)
-                .patch(locks::renew)
-                .delete(locks::release),
-        )
-        .route("/v1/ports", get(ports::list))
-        .route("/v1/ports/{server}", get(ports::server))
-        .route(
-            "/v1/ports/{server}/{service}",
-            post(ports::allocate).delete(ports::release),
-        )
-        .route("/v1/servers", get(servers::list))
-        .route(
-            "/v1/servers/{name}",
-            get(servers::get).put(servers::put).delete(servers::remove),
-        )
-        .route(
-            "/v1/policy",
-            get(servers::get_policy).put(servers::put_policy),
-        )
-        .route("/v1/servers/{name}/forbid", post(servers::forbid))
-        .route("/v1/servers/{name}/allow", post(servers::allow))
-        .route(
-            "/v1/servers/{name}/labels",
-            axum::routing::put(servers::labels),
-        )
-        .route(
-            "/v1/deployments",
-            get(deployments::list).post(deployments::create),
-        )
-        .route("/v1/deployments/{id}", get(deployments::get))
-        .route("/v1/deployments/{id}/events", get(deployments::events))
-        .route("/v1/deployments/{id}/rollback", post(deployments::rollback))
-        .route("/v1/deployments/{id}/cancel", post(deployments::cancel))
-        .route("/v1/services", get(deployments::services))
-        .route("/v1/audit", get(audit::list))
-        .route("/v1/openapi.json", get(openapi::document))
-        .route("/v1/tokens", get(tokens::list).post(tokens::create))
-        .route("/v1/tokens/{name}", axum::routing::delete(tokens::revoke))
-        .route("/v1/agents/register", post(agents::register))
-        .route("/v1/agents/{server}/heartbeat", post(agents::heartbeat))
+    let (routes, _) = documented().into_parts();
+    routes
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
         .with_state(app)
 }
 
+/// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "probes",
+    summary = "Prometheus metrics.",
+    responses((
+        status = 200,
+        description = "Text exposition format 0.0.4.",
+        body = String,
+        content_type = "text/plain; version=0.0.4; charset=utf-8"
+    )),
+)]
 async fn metrics(State(app): State<App>) -> impl axum::response::IntoResponse {
     (
         [(
@@ -168,20 +196,44 @@ async fn metrics(State(app): State<App>) -> impl axum::response::IntoResponse {
     )
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+/// `GET /healthz`.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "probes",
+    summary = "Liveness: the process answers.",
+    responses((status = 200, description = "Alive.", body = Health)),
+)]
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
 /// Ready when this node is in contact with a working cluster: as the leader, a quorum
 /// acknowledged it within two maximal election timeouts; as a follower, its leader's
 /// appends (heartbeats included) reached it within that time. A leader cut off from its
 /// quorum turns unready within that bound, so a load balancer stops sending it work.
-async fn readyz(State(app): State<App>) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "probes",
+    summary = "Readiness: this node is in contact with a working cluster.",
+    responses(
+        (status = 200, description = "Ready.", body = Ready),
+        (status = 503, response = openapi::Unavailable),
+    ),
+)]
+async fn readyz(State(app): State<App>) -> Result<Json<Ready>, ApiError> {
     let s = app.node.status();
     match app.node.in_contact() {
-        Ok(()) => Ok(Json(
-            json!({"status": "ready", "leader": s.leader, "applied": s.applied}),
-        )),
+        Ok(()) => Ok(Json(Ready {
+            applied: s.applied,
+            leader: s.leader,
+            status: "ready".into(),
+        })),
         Err(why) => Err(ApiError::new(ErrorCode::Unavailable, why)),
     }
 }

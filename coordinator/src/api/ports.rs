@@ -3,13 +3,16 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
-use sluice_common::api::{AllocatePortRequest, PortAllocationView, PortsList, ServerPortsView};
+use sluice_common::api::{
+    AllocatePortRequest, PortAllocationView, PortReleased, PortsList, ServerPortsView,
+};
 use sluice_common::names::{ServerName, ServiceName};
 use sluice_common::ports::ServerPorts;
 use sluice_common::problem::ErrorCode;
 
 use super::auth::Caller;
 use super::error::{optional_json, ApiError};
+use super::openapi::{NotFound, PortConflict};
 use super::App;
 use crate::state::{Command, Response};
 
@@ -25,6 +28,16 @@ fn view(server: &ServerName, p: &ServerPorts) -> ServerPortsView {
 }
 
 /// `GET /v1/ports`.
+#[utoipa::path(
+    get,
+    path = "/v1/ports",
+    operation_id = "listPorts",
+    tag = "ports",
+    summary = "Every server's ports.",
+    responses(
+        (status = 200, description = "The ledger.", body = PortsList),
+    ),
+)]
 pub async fn list(State(app): State<App>) -> Result<Json<PortsList>, ApiError> {
     app.node.linearizable().await?;
     let servers = app
@@ -34,6 +47,20 @@ pub async fn list(State(app): State<App>) -> Result<Json<PortsList>, ApiError> {
 }
 
 /// `GET /v1/ports/{server}`.
+#[utoipa::path(
+    get,
+    path = "/v1/ports/{server}",
+    operation_id = "getServerPorts",
+    tag = "ports",
+    summary = "One server's ports.",
+    params(
+        ("server" = ServerName, Path, description = "The server."),
+    ),
+    responses(
+        (status = 200, description = "Its ports.", body = ServerPortsView),
+        (status = 404, response = NotFound),
+    ),
+)]
 pub async fn server(
     State(app): State<App>,
     Path(server): Path<String>,
@@ -47,6 +74,23 @@ pub async fn server(
 }
 
 /// `POST /v1/ports/{server}/{service}`: allocate (idempotent), optionally an explicit port.
+#[utoipa::path(
+    post,
+    path = "/v1/ports/{server}/{service}",
+    operation_id = "allocatePort",
+    tag = "ports",
+    summary = "Allocate a port (idempotent), optionally an explicit one. Admin. The body is optional.",
+    params(
+        ("server" = ServerName, Path, description = "The server."),
+        ("service" = ServiceName, Path, description = "The service."),
+    ),
+    request_body(content = Option<AllocatePortRequest>, description = "Optional."),
+    responses(
+        (status = 200, description = "The allocation (also when new).", body = PortAllocationView),
+        (status = 404, response = NotFound),
+        (status = 409, response = PortConflict),
+    ),
+)]
 pub async fn allocate(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
@@ -85,11 +129,25 @@ pub async fn allocate(
 }
 
 /// `DELETE /v1/ports/{server}/{service}`: release.
+#[utoipa::path(
+    delete,
+    path = "/v1/ports/{server}/{service}",
+    operation_id = "releasePort",
+    tag = "ports",
+    summary = "Release the service's port on the server. Admin.",
+    params(
+        ("server" = ServerName, Path, description = "The server."),
+        ("service" = ServiceName, Path, description = "The service."),
+    ),
+    responses(
+        (status = 200, description = "The freed port, or null.", body = PortReleased),
+    ),
+)]
 pub async fn release(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
     Path((server, service)): Path<(String, String)>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<PortReleased>, ApiError> {
     let server = ServerName::parse(&server)?;
     let service = ServiceName::parse(&service)?;
     match app
@@ -97,7 +155,7 @@ pub async fn release(
         .propose(&caller.actor, Command::ReleasePort { server, service })
         .await?
     {
-        Response::PortReleased { port } => Ok(Json(serde_json::json!({ "released": port }))),
+        Response::PortReleased { port } => Ok(Json(PortReleased { released: port })),
         other => Err(ApiError::new(
             ErrorCode::Internal,
             format!("unexpected {other:?}"),

@@ -2,11 +2,12 @@
 
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
-use sluice_common::api::{Policy, PutServerRequest, ServerView, SetLabelsRequest};
+use sluice_common::api::{Policy, PutServerRequest, ServerRemoved, ServerView, SetLabelsRequest};
 use sluice_common::names::ServerName;
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiJson};
+use super::openapi::NotFound;
 use super::App;
 use crate::agents::AgentTracker;
 use crate::raft::store::Applied;
@@ -39,6 +40,16 @@ fn read_view(app: &App, name: &ServerName) -> Option<ServerView> {
 }
 
 /// `GET /v1/servers`.
+#[utoipa::path(
+    get,
+    path = "/v1/servers",
+    operation_id = "listServers",
+    tag = "servers",
+    summary = "Every server.",
+    responses(
+        (status = 200, description = "Servers.", body = Vec<ServerView>),
+    ),
+)]
 pub async fn list(State(app): State<App>) -> Result<Json<Vec<ServerView>>, ApiError> {
     app.node.linearizable().await?;
     Ok(Json(app.node.read(|a| {
@@ -82,6 +93,20 @@ async fn update(
 }
 
 /// `POST /v1/servers/{name}/forbid`: refuse every deployment to it.
+#[utoipa::path(
+    post,
+    path = "/v1/servers/{name}/forbid",
+    operation_id = "forbidServer",
+    tag = "servers",
+    summary = "Refuse every deployment to the server. Admin.",
+    params(
+        ("name" = ServerName, Path, description = "The server."),
+    ),
+    responses(
+        (status = 200, description = "The server.", body = ServerView),
+        (status = 404, response = NotFound),
+    ),
+)]
 pub async fn forbid(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
@@ -92,6 +117,20 @@ pub async fn forbid(
 }
 
 /// `POST /v1/servers/{name}/allow`: accept deployments again.
+#[utoipa::path(
+    post,
+    path = "/v1/servers/{name}/allow",
+    operation_id = "allowServer",
+    tag = "servers",
+    summary = "Accept deployments again. Admin.",
+    params(
+        ("name" = ServerName, Path, description = "The server."),
+    ),
+    responses(
+        (status = 200, description = "The server.", body = ServerView),
+        (status = 404, response = NotFound),
+    ),
+)]
 pub async fn allow(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
@@ -102,6 +141,21 @@ pub async fn allow(
 }
 
 /// `PUT /v1/servers/{name}/labels`: replace its labels.
+#[utoipa::path(
+    put,
+    path = "/v1/servers/{name}/labels",
+    operation_id = "setServerLabels",
+    tag = "servers",
+    summary = "Replace the server's labels. Admin.",
+    params(
+        ("name" = ServerName, Path, description = "The server."),
+    ),
+    request_body = SetLabelsRequest,
+    responses(
+        (status = 200, description = "The server.", body = ServerView),
+        (status = 404, response = NotFound),
+    ),
+)]
 pub async fn labels(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
@@ -113,6 +167,20 @@ pub async fn labels(
 }
 
 /// `GET /v1/servers/{name}`.
+#[utoipa::path(
+    get,
+    path = "/v1/servers/{name}",
+    operation_id = "getServer",
+    tag = "servers",
+    summary = "One server.",
+    params(
+        ("name" = ServerName, Path, description = "The server."),
+    ),
+    responses(
+        (status = 200, description = "The server.", body = ServerView),
+        (status = 404, response = NotFound),
+    ),
+)]
 pub async fn get(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -125,6 +193,20 @@ pub async fn get(
 }
 
 /// `PUT /v1/servers/{name}`: register or update by hand.
+#[utoipa::path(
+    put,
+    path = "/v1/servers/{name}",
+    operation_id = "putServer",
+    tag = "servers",
+    summary = "Register or update a server by hand. Admin.",
+    params(
+        ("name" = ServerName, Path, description = "The server."),
+    ),
+    request_body = PutServerRequest,
+    responses(
+        (status = 200, description = "The server.", body = ServerView),
+    ),
+)]
 pub async fn put(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
@@ -152,11 +234,25 @@ pub async fn put(
 }
 
 /// `DELETE /v1/servers/{name}`.
+#[utoipa::path(
+    delete,
+    path = "/v1/servers/{name}",
+    operation_id = "removeServer",
+    tag = "servers",
+    summary = "Forget a server. Admin.",
+    params(
+        ("name" = ServerName, Path, description = "The server."),
+    ),
+    responses(
+        (status = 200, description = "Removed.", body = ServerRemoved),
+        (status = 404, response = NotFound),
+    ),
+)]
 pub async fn remove(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ServerRemoved>, ApiError> {
     let name = ServerName::parse(&name)?;
     match app
         .node
@@ -169,17 +265,38 @@ pub async fn remove(
         .await?
     {
         Response::UnknownServer { .. } => Err(ApiError::not_found(format!("server {name}"))),
-        _ => Ok(Json(serde_json::json!({ "removed": name }))),
+        _ => Ok(Json(ServerRemoved { removed: name })),
     }
 }
 
 /// `GET /v1/policy`.
+#[utoipa::path(
+    get,
+    path = "/v1/policy",
+    operation_id = "getPolicy",
+    tag = "servers",
+    summary = "The deployment policy.",
+    responses(
+        (status = 200, description = "The policy.", body = Policy),
+    ),
+)]
 pub async fn get_policy(State(app): State<App>) -> Result<Json<Policy>, ApiError> {
     app.node.linearizable().await?;
     Ok(Json(app.node.read(|a| a.state.policy.clone())))
 }
 
 /// `PUT /v1/policy` (admin): replace the deployment policy.
+#[utoipa::path(
+    put,
+    path = "/v1/policy",
+    operation_id = "putPolicy",
+    tag = "servers",
+    summary = "Replace the deployment policy. Admin.",
+    request_body = Policy,
+    responses(
+        (status = 200, description = "The policy.", body = Policy),
+    ),
+)]
 pub async fn put_policy(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,

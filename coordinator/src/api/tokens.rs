@@ -7,39 +7,17 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::{Deserialize, Serialize};
-use sluice_common::names::ServiceName;
 use sluice_common::problem::{ErrorCode, Problem};
 
 use super::auth::hash_secret;
 use super::auth::Caller;
 use super::error::{ApiError, ApiJson};
+use super::openapi::{Conflict, NotFound};
 use super::App;
+use sluice_common::api::{CreateTokenRequest, CreatedToken};
+
 use crate::state::tokens::{TokenCommand, TokenError, TokenName, TokenRole, TokenView};
 use crate::state::{Command, Response};
-
-/// `POST /v1/tokens` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateTokenRequest {
-    /// A unique name (never reused).
-    pub name: TokenName,
-    /// Its role.
-    pub role: TokenRole,
-    /// For deployers: the services it may deploy (default: all).
-    #[serde(default)]
-    pub services: Vec<ServiceName>,
-}
-
-/// `POST /v1/tokens` answer: the token and, this once, its secret.
-#[derive(Debug, Serialize)]
-pub struct CreatedToken {
-    /// The token.
-    #[serde(flatten)]
-    pub token: TokenView,
-    /// The secret. Shown here only; the cluster keeps its hash.
-    pub secret: String,
-}
 
 impl From<TokenError> for ApiError {
     fn from(e: TokenError) -> Self {
@@ -81,6 +59,18 @@ async fn token_cmd(app: &App, caller: &Caller, cmd: TokenCommand) -> Result<Toke
 }
 
 /// `POST /v1/tokens`: 201 with the secret.
+#[utoipa::path(
+    post,
+    path = "/v1/tokens",
+    operation_id = "createToken",
+    tag = "tokens",
+    summary = "Create a bearer token. Admin. The secret is in this response only.",
+    request_body = CreateTokenRequest,
+    responses(
+        (status = 201, description = "Created.", body = CreatedToken),
+        (status = 409, response = Conflict),
+    ),
+)]
 pub async fn create(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
@@ -112,6 +102,16 @@ pub async fn create(
 }
 
 /// `GET /v1/tokens`: every token, revoked ones included, without secrets or hashes.
+#[utoipa::path(
+    get,
+    path = "/v1/tokens",
+    operation_id = "listTokens",
+    tag = "tokens",
+    summary = "Every token, revoked ones included, without secrets. Admin.",
+    responses(
+        (status = 200, description = "Tokens.", body = Vec<TokenView>),
+    ),
+)]
 pub async fn list(State(app): State<App>) -> Result<Json<Vec<TokenView>>, ApiError> {
     app.node.linearizable().await?;
     Ok(Json(app.node.read(|a| {
@@ -120,6 +120,20 @@ pub async fn list(State(app): State<App>) -> Result<Json<Vec<TokenView>>, ApiErr
 }
 
 /// `DELETE /v1/tokens/{name}`: revoke (idempotent); answers once this node has applied it.
+#[utoipa::path(
+    delete,
+    path = "/v1/tokens/{name}",
+    operation_id = "revokeToken",
+    tag = "tokens",
+    summary = "Revoke (idempotent); answers once this node has applied it. Admin.",
+    params(
+        ("name" = TokenName, Path, description = "The token."),
+    ),
+    responses(
+        (status = 200, description = "The revoked token.", body = TokenView),
+        (status = 404, response = NotFound),
+    ),
+)]
 pub async fn revoke(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,

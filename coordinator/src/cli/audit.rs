@@ -11,9 +11,10 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use sluice_common::audit::{verify, AuditRecord};
 
-use super::http::Conn;
+use super::http::{value, Conn};
 use super::output::{cell, table, OutputArg};
 use super::CliError;
+use sluice_common::client::AuditFilter;
 
 /// `sluice audit`.
 #[derive(Debug, Subcommand)]
@@ -92,44 +93,17 @@ pub async fn run(cmd: AuditCommand) -> Result<(), CliError> {
     }
 }
 
-fn query(pairs: &[(&str, Option<String>)]) -> String {
-    let q: Vec<String> = pairs
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v))))
-        .collect();
-    if q.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", q.join("&"))
-    }
-}
-
-/// Percent-encodes a query value (RFC 3986 unreserved characters pass).
-fn encode(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 async fn list(a: ListArgs) -> Result<(), CliError> {
-    let path = format!(
-        "/v1/audit{}",
-        query(&[
-            ("service", a.service),
-            ("actor", a.actor),
-            ("action", a.action),
-            ("since", a.since),
-            ("until", a.until),
-            ("after", a.after.map(|n| n.to_string())),
-            ("limit", Some(a.limit.to_string())),
-        ])
-    );
-    let v = a.conn.get(&path).await?;
+    let filter = AuditFilter {
+        service: a.service,
+        actor: a.actor,
+        action: a.action,
+        since: a.since,
+        until: a.until,
+        after: a.after,
+        limit: Some(a.limit as u64),
+    };
+    let v = value(&a.conn.api()?.audit(&filter).await?);
     a.output.print(&v, |v| {
         let rows: Vec<Vec<String>> = v["records"]
             .as_array()
@@ -157,11 +131,7 @@ async fn list(a: ListArgs) -> Result<(), CliError> {
 }
 
 async fn fetch_export(conn: &Conn) -> Result<String, CliError> {
-    conn.send(reqwest::Method::GET, "/v1/audit?format=jsonl", None, None)
-        .await?
-        .text()
-        .await
-        .map_err(|e| CliError::Unavailable(format!("reading the audit export: {e}")))
+    Ok(conn.api()?.audit_export().await?)
 }
 
 async fn export(a: ExportArgs) -> Result<(), CliError> {

@@ -1,12 +1,12 @@
 //! `sluice cluster status|add|remove`: the coordinators' Raft membership (admin).
 
 use clap::Subcommand;
-use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::http::Conn;
+use super::http::{value, Conn};
 use super::output::{cell, table, OutputArg};
 use super::CliError;
+use sluice_common::api::AddMemberRequest;
 
 /// `sluice cluster ...`.
 #[derive(Debug, Subcommand)]
@@ -43,7 +43,7 @@ pub enum ClusterCommand {
 /// Runs a cluster subcommand.
 pub async fn run(cmd: ClusterCommand) -> Result<(), CliError> {
     let (v, output) = match cmd {
-        ClusterCommand::Status { output, conn } => (conn.get("/v1/cluster").await?, output),
+        ClusterCommand::Status { output, conn } => (value(&conn.api()?.cluster().await?), output),
         ClusterCommand::Add {
             id,
             member_addr: addr,
@@ -53,17 +53,17 @@ pub async fn run(cmd: ClusterCommand) -> Result<(), CliError> {
             if id == 0 {
                 return Err(CliError::Usage("node id 0 is reserved".into()));
             }
-            let body = json!({"id": id, "addr": addr, "voter": !learner});
+            let body = AddMemberRequest {
+                id,
+                addr: addr.clone(),
+                voter: !learner,
+            };
             eprintln!("adding node {id} at {addr}; this waits for it to catch up");
-            let v = conn
-                .json(Method::POST, "/v1/cluster/members", Some(&body))
-                .await?;
+            let v = value(&conn.api()?.add_member(&body).await?);
             (v, OutputArg::default())
         }
         ClusterCommand::Remove { id, conn } => {
-            let v = conn
-                .json(Method::DELETE, &format!("/v1/cluster/members/{id}"), None)
-                .await?;
+            let v = value(&conn.api()?.remove_member(&id.to_string()).await?);
             (v, OutputArg::default())
         }
     };

@@ -14,14 +14,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::deploy::{follow, show};
-use super::http::Conn;
+use super::http::{as_request, Conn};
 use super::output::OutputArg;
 use super::testapp_build as build;
 use super::CliError;
+use sluice_common::api::CreateDeploymentRequest;
 
 /// The demo's service.
 pub const SERVICE: &str = "demo";
@@ -94,25 +94,24 @@ async fn deploy(conn: &Conn, image: &str, server: &str) -> Result<Value, CliErro
         "service": SERVICE, "image": image, "servers": [server], "container_port": 8080,
         "health": {"kind": "http", "path": "/health"},
     });
-    let d = conn
-        .json(Method::POST, "/v1/deployments", Some(&body))
-        .await?;
-    let id = d["id"].as_str().unwrap_or("").to_string();
+    let req: CreateDeploymentRequest = as_request(&body)?;
+    let d = conn.api()?.create_deployment(&req, None).await?.deployment;
+    let id = d.id.to_string();
     say(&format!("deployment {id} accepted; following it:"));
     follow(conn, &id).await
 }
 
 /// The demo service's host port on `server`.
 async fn port(conn: &Conn, server: &str) -> Option<u64> {
-    let services = conn.get("/v1/services").await.ok()?;
-    services
-        .as_array()?
+    let services = conn.api().ok()?.services().await.ok()?;
+    let port = services
         .iter()
-        .find(|s| s["service"] == SERVICE)?["servers"]
-        .as_array()?
+        .find(|s| s.service.as_str() == SERVICE)?
+        .servers
         .iter()
-        .find(|s| s["server"] == server)?["port"]
-        .as_u64()
+        .find(|s| s.server.as_str() == server)?
+        .port;
+    Some(u64::from(port))
 }
 
 /// What the app at `port` says its version is.

@@ -15,9 +15,10 @@ use std::time::SystemTime;
 use clap::Args;
 use serde_json::{json, Map, Value};
 
-use super::http::Conn;
+use super::http::{as_request, value, Conn};
 use super::output::OutputArg;
 use super::CliError;
+use sluice_common::api::CreateDeploymentRequest;
 
 /// `sluice deploy`.
 #[derive(Debug, Args)]
@@ -281,10 +282,9 @@ const STREAM_RETRIES: u32 = 5;
 /// not printed.
 pub(crate) async fn follow(conn: &Conn, id: &str) -> Result<Value, CliError> {
     let mut progress = Progress::new(std::io::stderr().is_terminal());
-    let path = format!("/v1/deployments/{id}/events");
     let mut failures = 0;
     loop {
-        match follow_once(conn, &path, &mut progress).await {
+        match follow_once(conn, id, &mut progress).await {
             Ok(()) => break,
             Err(e @ (CliError::Auth(_) | CliError::Data(_))) => {
                 progress.finish();
@@ -304,11 +304,11 @@ pub(crate) async fn follow(conn: &Conn, id: &str) -> Result<Value, CliError> {
     }
     progress.finish();
     // The stream ends once the deployment settles; read the final record to be sure.
-    conn.get(&format!("/v1/deployments/{id}")).await
+    Ok(value(&conn.api()?.deployment(id).await?))
 }
 
-async fn follow_once(conn: &Conn, path: &str, progress: &mut Progress) -> Result<(), CliError> {
-    let mut events = conn.stream(path).await?;
+async fn follow_once(conn: &Conn, id: &str, progress: &mut Progress) -> Result<(), CliError> {
+    let mut events = conn.api_with(None)?.deployment_events(id).await?;
     // Bytes in, events out: a chunk may end anywhere, even inside a UTF-8 sequence or
     // between a CR and its LF.
     let mut parser = sluice_common::sse::Parser::new();
@@ -418,19 +418,13 @@ fn progress_line(v: &Value) -> String {
 
 /// Runs `sluice deploy`.
 pub async fn run(a: DeployArgs) -> Result<(), CliError> {
-    let b = body(&a)?;
-    let d: Value = a
+    let req: CreateDeploymentRequest = as_request(&body(&a)?)?;
+    let created = a
         .conn
-        .send(
-            reqwest::Method::POST,
-            "/v1/deployments",
-            Some(&b),
-            a.idempotency_key.as_deref(),
-        )
-        .await?
-        .json()
-        .await
-        .map_err(|e| CliError::Unavailable(e.to_string()))?;
+        .api()?
+        .create_deployment(&req, a.idempotency_key.as_deref())
+        .await?;
+    let d = value(&created.deployment);
     let id = d["id"].as_str().unwrap_or("").to_string();
     eprintln!("{} deployment {id} accepted", stamp());
     if !a.wait {
@@ -445,7 +439,7 @@ pub async fn run(a: DeployArgs) -> Result<(), CliError> {
 /// Runs `sluice status`: prints the deployment; fails only when it cannot.
 pub async fn status(a: StatusArgs) -> Result<(), CliError> {
     let id = deployment_id(&a.id)?;
-    let d = a.conn.get(&format!("/v1/deployments/{id}")).await?;
+    let d = value(&a.conn.api()?.deployment(&id.to_string()).await?);
     show(&d, a.output);
     Ok(())
 }
@@ -457,181 +451,4 @@ pub(crate) fn deployment_id(s: &str) -> Result<uuid::Uuid, CliError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use clap::{CommandFactory, Parser};
-    use serde_json::{json, Value};
-
-    /// Where each field of the deployment request (and of every health-check kind) is
-    /// set from `sluice deploy`. A field added to the API without a flag fails here.
-    const FLAGS: &[(&str, &[&str])] = &[
-        ("service", &["service"]),
-        ("image", &["image"]),
-        ("servers", &["server"]),
-        ("selector", &["selector"]),
-        ("container_port", &["container-port"]),
-        ("port", &["port"]),
-        ("env", &["env", "secret-env"]),
-        ("health", &["health"]),
-        ("strategy", &["strategy"]),
-        ("lock_wait", &["lock-wait"]),
-        ("max_parallel", &["max-parallel"]),
-        ("progress_deadline", &["progress-deadline"]),
-        ("allow_labels", &["allow-label"]),
-        ("health.kind", &["health"]),
-        ("health.path", &["health"]),
-        ("health.interval", &["health-interval"]),
-        ("health.timeout", &["health-timeout"]),
-        ("health.retries", &["health-retries"]),
-        ("health.start_period", &["health-start-period"]),
-        ("health.deadline", &["health-deadline"]),
-    ];
-
-    #[test]
-    fn every_request_field_has_a_flag() {
-        let doc: Value = serde_json::from_str(crate::api::openapi::DOCUMENT).unwrap();
-        let schemas = &doc["components"]["schemas"];
-        let props = |name: &str| -> Vec<String> {
-            schemas[name]["properties"]
-                .as_object()
-                .unwrap_or_else(|| panic!("{name} has no properties"))
-                .keys()
-                .cloned()
-                .collect()
-        };
-        let mut fields = props("CreateDeploymentRequest");
-        for kind in [
-            "HttpHealthCheck",
-            "TcpHealthCheck",
-            "DockerHealthCheck",
-            "NoHealthCheck",
-        ] {
-            fields.extend(props(kind).into_iter().map(|f| format!("health.{f}")));
-        }
-        let cli = crate::cli::Cli::command();
-        let deploy = cli
-            .get_subcommands()
-            .find(|c| c.get_name() == "deploy")
-            .expect("sluice deploy");
-        let longs: Vec<&str> = deploy
-            .get_arguments()
-            .filter_map(|a| a.get_long())
-            .collect();
-        for f in &fields {
-            let (_, flags) = FLAGS
-                .iter()
-                .find(|(field, _)| field == f)
-                .unwrap_or_else(|| panic!("request field {f} has no `sluice deploy` flag"));
-            for flag in *flags {
-                assert!(longs.contains(flag), "--{flag} (for {f}) is not a flag");
-            }
-        }
-    }
-
-    fn body_of(args: &[&str]) -> Result<Value, crate::cli::CliError> {
-        let mut argv = vec!["sluice", "deploy", "--addr", "x:1", "--token", "t"];
-        argv.extend_from_slice(args);
-        match crate::cli::Cli::try_parse_from(argv)
-            .expect("parses")
-            .command
-        {
-            crate::cli::Command::Deploy(a) => super::body(&a),
-            _ => unreachable!(),
-        }
-    }
-
-    #[test]
-    fn flags_reach_the_request_and_the_api_accepts_it() {
-        let b = body_of(&[
-            "--service",
-            "api",
-            "--image",
-            "app:v2",
-            "--server",
-            "web-1",
-            "--health",
-            "/health",
-            "--health-interval",
-            "200ms",
-            "--health-timeout",
-            "1s",
-            "--health-retries",
-            "5",
-            "--health-start-period",
-            "3s",
-            "--strategy",
-            "recreate",
-            "--max-parallel",
-            "2",
-            "--progress-deadline",
-            "5m",
-            "--lock-wait",
-            "30s",
-            "--secret-env",
-            "TOKEN=x",
-        ])
-        .unwrap();
-        assert_eq!(b["health"]["interval"], "200ms");
-        assert_eq!(b["health"]["retries"], 5);
-        assert_eq!(b["max_parallel"], 2);
-        assert_eq!(b["progress_deadline"], "5m");
-        let req: sluice_common::api::CreateDeploymentRequest =
-            serde_json::from_value(b).expect("the API accepts what the CLI sends");
-        assert_eq!(req.max_parallel, Some(2));
-        let docker = body_of(&[
-            "--service",
-            "api",
-            "--image",
-            "app:v2",
-            "--server",
-            "web-1",
-            "--health",
-            "docker",
-            "--health-deadline",
-            "2m",
-        ])
-        .unwrap();
-        assert_eq!(
-            docker["health"],
-            json!({"kind": "docker", "deadline": "2m"})
-        );
-        let wrong = body_of(&[
-            "--service",
-            "api",
-            "--image",
-            "app:v2",
-            "--server",
-            "web-1",
-            "--health",
-            "none",
-            "--health-retries",
-            "3",
-        ]);
-        assert!(wrong.is_err());
-    }
-
-    #[test]
-    fn progress_lines_say_the_phase_once() {
-        let line = |state: &str, phase: &str| {
-            super::progress_line(&json!({"state": state, "phase": phase}))
-        };
-        assert_eq!(line("validating", "validating"), "validating");
-        assert_eq!(line("rolled_back", "rolled back"), "rolled_back");
-        assert_eq!(
-            line("in_progress", "deploying to web-1"),
-            "in_progress: deploying to web-1"
-        );
-        assert_eq!(line("pending", ""), "pending");
-    }
-
-    #[test]
-    fn the_live_line_rewrites_itself_and_never_wraps() {
-        assert_eq!(
-            super::live_line("in_progress: deploying", 7, 80),
-            "\r\x1b[2Kin_progress: deploying (7s)"
-        );
-        assert_eq!(
-            super::live_line("in_progress: deploying", 7, 12),
-            "\r\x1b[2Kin_progress"
-        );
-    }
-}
+mod tests;

@@ -223,12 +223,12 @@ pub async fn run(args: DevArgs) -> Result<(), CliError> {
         token: token.trim().to_string(),
         ca: Some(dir.join("tls/ca.pem")),
     };
+    let local = sluice_common::names::ServerName::parse("local").expect("a server name");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        if conn
-            .answers("/v1/servers/local", Duration::from_secs(2))
-            .await?
-        {
+        // Up once the agent has registered its server (any failure is just "not yet").
+        let api = conn.api_with(Some(Duration::from_secs(2)))?;
+        if api.server(&local).await.is_ok() {
             break;
         }
         if let Ok(Some(status)) = coordinator.try_wait() {

@@ -1,5 +1,6 @@
-//! The one place the CLI talks HTTPS to a coordinator: where it is ([`Conn`]), the client,
-//! and how an answer that is not a success becomes a [`CliError`] (and so an exit code).
+//! The one place the CLI talks HTTPS to a coordinator: where it is ([`Conn`]), the typed
+//! client of every call ([`sluice_common::client::Client`]), and how an answer that is not
+//! a success becomes a [`CliError`] (and so an exit code).
 //!
 //! The coordinator is `--addr`/`SLUICE_ADDR` (`https://host:port`, or just `host:port`),
 //! the caller's token `--token`/`SLUICE_TOKEN`, and the CA that signed the coordinator's
@@ -14,8 +15,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use reqwest::Method;
-use serde_json::Value;
+use sluice_common::client::{Client, ClientError};
+use sluice_common::problem::{ErrorCode, Problem};
 use sluice_common::tls::Role;
 
 use super::CliError;
@@ -45,13 +46,8 @@ impl Conn {
         }
     }
 
-    /// An HTTPS client that trusts `--ca` (or the system roots). Requests time out after
-    /// 30 s; streams ([`Conn::stream`]) have no overall timeout.
-    pub(crate) fn client(&self) -> Result<reqwest::Client, CliError> {
-        self.client_with(Some(Duration::from_secs(30)))
-    }
-
-    /// A client whose requests time out after `timeout` (`None`: never, for streams).
+    /// An HTTPS client that trusts `--ca` (or the system roots), whose requests time out
+    /// after `timeout` (`None`: never, for streams).
     fn client_with(&self, timeout: Option<Duration>) -> Result<reqwest::Client, CliError> {
         let builder = match &self.ca {
             Some(path) => {
@@ -81,113 +77,56 @@ impl Conn {
         .map_err(|e| CliError::Data(format!("HTTPS client: {e}")))
     }
 
-    /// Sends a request and returns the response if it succeeded; a failure becomes the
-    /// [`CliError`] its status and problem code call for.
-    pub(crate) async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        idempotency_key: Option<&str>,
-    ) -> Result<reqwest::Response, CliError> {
-        self.send_with(self.client()?, method, path, body, idempotency_key)
-            .await
+    /// The typed API client ([`sluice_common::client`]): requests time out after 30 s.
+    pub(crate) fn api(&self) -> Result<Client, CliError> {
+        self.api_with(Some(Duration::from_secs(30)))
     }
 
-    /// A long-lived GET (server-sent events): no overall timeout.
-    pub(crate) async fn stream(&self, path: &str) -> Result<reqwest::Response, CliError> {
-        let client = self.client_with(None)?;
-        self.send_with(client, Method::GET, path, None, None).await
+    /// The API client for requests that time out after `timeout` (`None`: never, for the
+    /// deployment event stream).
+    pub(crate) fn api_with(&self, timeout: Option<Duration>) -> Result<Client, CliError> {
+        Ok(Client::new(self.client_with(timeout)?, self.base()).with_token(self.token.trim()))
     }
+}
 
-    /// Like [`Conn::json`], for a request the server may hold for up to `server_wait`
-    /// (a lock acquire with a wait): the client waits that long plus the usual 30 s.
-    pub(crate) async fn json_waiting(
-        &self,
-        method: Method,
-        path: &str,
-        body: &Value,
-        server_wait: Duration,
-    ) -> Result<Value, CliError> {
-        let client = self.client_with(Some(server_wait + Duration::from_secs(30)))?;
-        self.send_with(client, method, path, Some(body), None)
-            .await?
-            .json()
-            .await
-            .map_err(|e| CliError::Unavailable(format!("reading the answer to {path}: {e}")))
-    }
+/// A request body the CLI assembled as JSON, read into its wire type exactly as the
+/// coordinator reads it ([`sluice_common::edge::parse`]): what the coordinator would refuse
+/// is refused here with the same problem, so the same message and exit code.
+pub(crate) fn as_request<T: serde::de::DeserializeOwned>(
+    body: &serde_json::Value,
+) -> Result<T, CliError> {
+    let bytes = serde_json::to_vec(body).expect("JSON serializes");
+    sluice_common::edge::parse(&bytes).map_err(|e| {
+        let status =
+            reqwest::StatusCode::from_u16(e.0.status).unwrap_or(reqwest::StatusCode::BAD_REQUEST);
+        problem_error(status, &e.0)
+    })
+}
 
-    async fn send_with(
-        &self,
-        client: reqwest::Client,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        idempotency_key: Option<&str>,
-    ) -> Result<reqwest::Response, CliError> {
-        let url = format!("{}{path}", self.base());
-        let mut req = client.request(method, &url).bearer_auth(self.token.trim());
-        if let Some(b) = body {
-            req = req.json(b);
+/// A typed answer as the JSON the CLI prints and reads (the same text the server sent: the
+/// client and the server share the wire types).
+pub(crate) fn value(answer: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(answer).expect("wire types serialize")
+}
+
+impl From<ClientError> for CliError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Problem { status, problem } => problem_error(status, &problem),
+            other => CliError::Unavailable(other.to_string()),
         }
-        if let Some(k) = idempotency_key {
-            req = req.header("Idempotency-Key", k);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| CliError::Unavailable(format!("{url}: {e}")))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(resp);
-        }
-        let problem: Value = resp.json().await.unwrap_or(Value::Null);
-        Err(problem_error(status, &problem))
-    }
-
-    /// Sends a request and returns the JSON answer.
-    pub(crate) async fn json(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, CliError> {
-        self.send(method, path, body, None)
-            .await?
-            .json()
-            .await
-            .map_err(|e| CliError::Unavailable(format!("reading the answer to {path}: {e}")))
-    }
-
-    /// Whether `GET path` succeeds within `timeout` (a readiness probe: any failure to
-    /// answer is just "not yet"; only a client that cannot be built is an error).
-    pub(crate) async fn answers(&self, path: &str, timeout: Duration) -> Result<bool, CliError> {
-        let client = self.client_with(Some(timeout))?;
-        Ok(self
-            .send_with(client, Method::GET, path, None, None)
-            .await
-            .is_ok())
-    }
-
-    /// `GET path` as JSON.
-    pub(crate) async fn get(&self, path: &str) -> Result<Value, CliError> {
-        self.json(Method::GET, path, None).await
     }
 }
 
 /// A problem+json answer as a [`CliError`]: the detail, then each invalid field on its own line.
-pub(crate) fn problem_error(status: reqwest::StatusCode, problem: &Value) -> CliError {
-    let mut msg = format!("{status}: {}", problem["detail"].as_str().unwrap_or(""));
-    for e in problem["errors"].as_array().into_iter().flatten() {
-        msg.push_str(&format!(
-            "\n  {}: {}",
-            e["field"].as_str().unwrap_or(""),
-            e["message"].as_str().unwrap_or("")
-        ));
+pub(crate) fn problem_error(status: reqwest::StatusCode, problem: &Problem) -> CliError {
+    let mut msg = format!("{status}: {}", problem.detail);
+    for e in &problem.errors {
+        msg.push_str(&format!("\n  {}: {}", e.field, e.message));
     }
-    match (status.as_u16(), problem["code"].as_str()) {
+    match (status.as_u16(), problem.code) {
         (401 | 403, _) => CliError::Auth(msg),
-        (_, Some("lock_held")) => CliError::Busy(msg),
+        (_, ErrorCode::LockHeld) => CliError::Busy(msg),
         (s, _) if s >= 500 => CliError::Unavailable(msg),
         _ => CliError::Data(msg),
     }
@@ -205,26 +144,29 @@ pub(crate) fn checked<T, E: std::fmt::Display>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    fn problem(code: ErrorCode) -> Problem {
+        Problem::new(code, "")
+    }
 
     #[test]
     fn problems_map_to_exit_codes() {
-        let code = |status: u16, p: Value| {
+        let code = |status: u16, p: Problem| {
             problem_error(reqwest::StatusCode::from_u16(status).unwrap(), &p).exit_code()
         };
-        assert_eq!(code(401, json!({"code": "unauthenticated"})), 77);
-        assert_eq!(code(403, json!({"code": "forbidden"})), 77);
-        assert_eq!(code(409, json!({"code": "lock_held"})), 75);
-        assert_eq!(code(409, json!({"code": "lock_not_held"})), 65);
-        assert_eq!(code(400, Value::Null), 65);
-        assert_eq!(code(503, json!({"code": "unavailable"})), 69);
+        assert_eq!(code(401, problem(ErrorCode::Unauthenticated)), 77);
+        assert_eq!(code(403, problem(ErrorCode::Forbidden)), 77);
+        assert_eq!(code(409, problem(ErrorCode::LockHeld)), 75);
+        assert_eq!(code(409, problem(ErrorCode::LockNotHeld)), 65);
+        assert_eq!(code(400, problem(ErrorCode::InvalidRequest)), 65);
+        assert_eq!(code(503, problem(ErrorCode::Unavailable)), 69);
     }
 
     #[test]
     fn field_errors_are_listed() {
         let e = problem_error(
             reqwest::StatusCode::BAD_REQUEST,
-            &json!({"detail": "invalid", "errors": [{"field": "ttl", "message": "needs a unit"}]}),
+            &Problem::new(ErrorCode::InvalidRequest, "invalid").with_field("ttl", "needs a unit"),
         );
         assert!(e.to_string().ends_with("\n  ttl: needs a unit"), "{e}");
     }

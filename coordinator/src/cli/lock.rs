@@ -8,15 +8,16 @@
 use std::time::Duration;
 
 use clap::Subcommand;
-use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sluice_common::names::{Holder, LockKey};
 use sluice_common::time::DurationSpec;
 
-use super::http::{checked, Conn};
+use super::http::{checked, value, Conn};
 use super::lock_run::RunArgs;
 use super::output::{cell, table, OutputArg};
 use super::CliError;
+use sluice_common::api::{AcquireLockRequest, RenewLockRequest};
+use sluice_common::locks::FencingToken;
 
 /// `sluice lock ...`.
 #[derive(Debug, Subcommand)]
@@ -119,24 +120,22 @@ pub(crate) async fn acquire(
         )));
     }
     let holder = lease.holder.clone().unwrap_or_else(default_holder);
-    checked(Holder::parse, &holder)?;
-    let mut body = json!({"holder": holder, "reason": lease.reason, "ttl": ttl.to_string()});
-    if let Some(w) = lease.wait {
-        body["wait"] = json!(w.to_string());
-    }
-    let wait = lease.wait.map_or(Duration::ZERO, DurationSpec::get);
-    conn.json_waiting(Method::POST, &format!("/v1/locks/{key}"), &body, wait)
-        .await
+    let req = AcquireLockRequest {
+        holder: checked(Holder::parse, &holder)?,
+        reason: lease.reason.clone(),
+        ttl,
+        wait: lease.wait,
+    };
+    // The client waits `wait` beyond its usual 30 s: the coordinator holds the request.
+    let api = conn.api_with(None)?;
+    Ok(value(&api.acquire_lock(key, &req).await?))
 }
 
 /// Releases the grant `token` of `key`.
 pub(crate) async fn release(conn: &Conn, key: &LockKey, token: u64) -> Result<Value, CliError> {
-    conn.json(
-        Method::DELETE,
-        &format!("/v1/locks/{key}?token={token}"),
-        None,
-    )
-    .await
+    Ok(value(
+        &conn.api()?.release_lock(key, FencingToken(token)).await?,
+    ))
 }
 
 /// Renews the grant `token` of `key` for `ttl` from now.
@@ -146,9 +145,11 @@ pub(crate) async fn renew(
     token: u64,
     ttl: DurationSpec,
 ) -> Result<Value, CliError> {
-    let body = json!({"token": token, "ttl": ttl.to_string()});
-    conn.json(Method::PATCH, &format!("/v1/locks/{key}"), Some(&body))
-        .await
+    let req = RenewLockRequest {
+        token: FencingToken(token),
+        ttl,
+    };
+    Ok(value(&conn.api()?.renew_lock(key, &req).await?))
 }
 
 /// The fencing token of a lease.
@@ -195,7 +196,7 @@ pub async fn run(cmd: LockCommand) -> Result<(), CliError> {
             Ok(())
         }
         LockCommand::List { output, conn } => {
-            let v = conn.get("/v1/locks").await?;
+            let v = value(&conn.api()?.locks().await?);
             output.print(&v, |v| {
                 let rows: Vec<Vec<String>> = v["locks"]
                     .as_array()

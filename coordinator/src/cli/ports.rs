@@ -4,7 +4,7 @@ use clap::Args;
 use serde_json::Value;
 use sluice_common::names::ServerName;
 
-use super::http::{checked, Conn};
+use super::http::{checked, value, Conn};
 use super::output::{cell, table, OutputArg};
 use super::CliError;
 
@@ -24,9 +24,9 @@ pub async fn run(a: PortsArgs) -> Result<(), CliError> {
     let v = match &a.server {
         Some(s) => {
             let s = checked(ServerName::parse, s)?;
-            a.conn.get(&format!("/v1/ports/{s}")).await?
+            value(&a.conn.api()?.server_ports(&s).await?)
         }
-        None => a.conn.get("/v1/ports").await?,
+        None => value(&a.conn.api()?.ports().await?),
     };
     a.output.print(&v, |v| {
         let servers = match v["servers"].as_array() {

@@ -6,11 +6,10 @@
 //! or in progress (the coordinator rolls back whatever it already moved).
 
 use clap::Args;
-use reqwest::Method;
 use serde_json::Value;
 
 use super::deploy::{deployment_id, follow, show};
-use super::http::Conn;
+use super::http::{value, Conn};
 use super::output::{print_json, Format, OutputArg};
 use super::CliError;
 
@@ -39,10 +38,12 @@ pub struct CancelArgs {
 
 async fn request(conn: &Conn, id: &str, what: &str) -> Result<(uuid::Uuid, Value), CliError> {
     let id = deployment_id(id)?;
-    let d = conn
-        .json(Method::POST, &format!("/v1/deployments/{id}/{what}"), None)
-        .await?;
-    Ok((id, d))
+    let api = conn.api()?;
+    let d = match what {
+        "rollback" => api.rollback_deployment(&id.to_string()).await?,
+        _ => api.cancel_deployment(&id.to_string()).await?,
+    };
+    Ok((id, value(&d)))
 }
 
 /// Runs `sluice rollback`.

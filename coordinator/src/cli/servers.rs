@@ -2,13 +2,13 @@
 //! policy. Changing policy needs an admin token.
 
 use clap::Subcommand;
-use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sluice_common::names::{Label, ServerName};
 
-use super::http::{checked, Conn};
+use super::http::{checked, value, Conn};
 use super::output::{cell, table, OutputArg};
 use super::CliError;
+use sluice_common::api::SetLabelsRequest;
 
 /// `sluice servers ...`.
 #[derive(Debug, Subcommand)]
@@ -49,30 +49,37 @@ pub enum ServersCommand {
 pub async fn run(cmd: ServersCommand) -> Result<(), CliError> {
     match cmd {
         ServersCommand::List { output, conn } => {
-            let v = conn.get("/v1/servers").await?;
+            let v = value(&conn.api()?.servers().await?);
             output.print(&v, |v| println!("{}", text(v)));
             Ok(())
         }
-        ServersCommand::Forbid { name, conn } => change(&conn, &name, "forbid", None).await,
-        ServersCommand::Allow { name, conn } => change(&conn, &name, "allow", None).await,
+        ServersCommand::Forbid { name, conn } => change(&conn, &name, Change::Forbid).await,
+        ServersCommand::Allow { name, conn } => change(&conn, &name, Change::Allow).await,
         ServersCommand::Labels { name, labels, conn } => {
-            for l in &labels {
-                checked(Label::parse, l)?;
-            }
-            change(&conn, &name, "labels", Some(json!({ "labels": labels }))).await
+            let labels = labels
+                .iter()
+                .map(|l| checked(Label::parse, l))
+                .collect::<Result<_, _>>()?;
+            change(&conn, &name, Change::Labels(SetLabelsRequest { labels })).await
         }
     }
 }
 
-async fn change(conn: &Conn, name: &str, what: &str, body: Option<Value>) -> Result<(), CliError> {
+/// What `sluice servers forbid|allow|labels` changes.
+enum Change {
+    Forbid,
+    Allow,
+    Labels(SetLabelsRequest),
+}
+
+async fn change(conn: &Conn, name: &str, what: Change) -> Result<(), CliError> {
     let name = checked(ServerName::parse, name)?;
-    let path = format!("/v1/servers/{name}/{what}");
-    let method = if body.is_some() {
-        Method::PUT
-    } else {
-        Method::POST
-    };
-    let v = conn.json(method, &path, body.as_ref()).await?;
+    let api = conn.api()?;
+    let v = value(&match what {
+        Change::Forbid => api.forbid_server(&name).await?,
+        Change::Allow => api.allow_server(&name).await?,
+        Change::Labels(req) => api.set_server_labels(&name, &req).await?,
+    });
     eprintln!(
         "server {name}: {}, labels {}",
         if v["forbidden"] == true {

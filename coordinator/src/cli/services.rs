@@ -3,7 +3,7 @@
 use clap::Args;
 use serde_json::Value;
 
-use super::http::Conn;
+use super::http::{value, Conn};
 use super::output::{cell, table, OutputArg};
 use super::CliError;
 
@@ -18,7 +18,7 @@ pub struct ServicesArgs {
 
 /// Runs `sluice services`.
 pub async fn run(a: ServicesArgs) -> Result<(), CliError> {
-    let v = a.conn.get("/v1/services").await?;
+    let v = value(&a.conn.api()?.services().await?);
     a.output.print(&v, |v| println!("{}", text(v)));
     Ok(())
 }

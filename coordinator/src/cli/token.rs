@@ -4,12 +4,13 @@
 //! works; everything else goes to stderr.
 
 use clap::Subcommand;
-use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::http::Conn;
+use super::http::{as_request, problem_error, value, Conn};
 use super::output::{cell, table, OutputArg};
 use super::CliError;
+use sluice_common::api::{CreateTokenRequest, TokenName};
+use sluice_common::problem::{ErrorCode, Problem};
 
 /// `sluice token ...`.
 #[derive(Debug, Subcommand)]
@@ -53,16 +54,11 @@ pub async fn run(cmd: TokenCommand) -> Result<(), CliError> {
             services,
             conn,
         } => {
-            let v = conn
-                .json(
-                    Method::POST,
-                    "/v1/tokens",
-                    Some(&json!({"name": name, "role": role, "services": services})),
-                )
-                .await?;
-            let secret = v["secret"]
-                .as_str()
-                .ok_or_else(|| CliError::Data("the coordinator returned no secret".into()))?;
+            let req: CreateTokenRequest =
+                as_request(&json!({"name": name, "role": role, "services": services}))?;
+            let created = conn.api()?.create_token(&req).await?;
+            let secret = created.secret.clone();
+            let v = value(&created);
             eprintln!(
                 "token {name} ({role}{}) created; its secret is shown this once:",
                 scope(&v)
@@ -71,7 +67,7 @@ pub async fn run(cmd: TokenCommand) -> Result<(), CliError> {
             Ok(())
         }
         TokenCommand::List { output, conn } => {
-            let v = conn.get("/v1/tokens").await?;
+            let v = value(&conn.api()?.tokens().await?);
             output.print(&v, |v| {
                 let rows: Vec<Vec<String>> = v
                     .as_array()
@@ -98,8 +94,14 @@ pub async fn run(cmd: TokenCommand) -> Result<(), CliError> {
             if name.contains('/') {
                 return Err(CliError::Usage(format!("invalid token name {name:?}")));
             }
-            conn.json(Method::DELETE, &format!("/v1/tokens/{name}"), None)
-                .await?;
+            // The coordinator reads the name from the path: refused as it would refuse it.
+            let name = TokenName::parse(&name).map_err(|e| {
+                problem_error(
+                    reqwest::StatusCode::BAD_REQUEST,
+                    &Problem::new(ErrorCode::InvalidRequest, e),
+                )
+            })?;
+            conn.api()?.revoke_token(&name).await?;
             eprintln!("token {name} revoked");
             Ok(())
         }

@@ -6,73 +6,14 @@
 //! the entry.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use sluice_common::names::ServiceName;
 use sluice_common::time::Timestamp;
 
-/// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenRole {
-    /// Reads only (`GET`).
-    Viewer,
-    /// Reads, deploys, rolls back, cancels and takes locks, within its services if scoped.
-    Deployer,
-    /// Everything: servers, ports, cluster membership, tokens.
-    Admin,
-}
-
-impl fmt::Display for TokenRole {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Viewer => "viewer",
-            Self::Deployer => "deployer",
-            Self::Admin => "admin",
-        })
-    }
-}
-
-/// A token's name: 1–64 characters of `a-z 0-9 . _ -`, starting with a letter or digit.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct TokenName(String);
-
-impl TokenName {
-    /// Validates a name.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c);
-        let first_ok = s
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        if s.is_empty() || s.len() > 64 || !first_ok || !s.chars().all(ok_char) {
-            return Err(format!(
-                "token name {s:?} must be 1-64 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit"
-            ));
-        }
-        Ok(Self(s.to_string()))
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<'de> Deserialize<'de> for TokenName {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Self::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
-
-impl fmt::Display for TokenName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+// The wire types (what `GET /v1/tokens` shows) live in `sluice_common::api`, where the
+// typed client reads them too.
+pub use sluice_common::api::{TokenName, TokenRole, TokenView};
 
 /// A token as the cluster remembers it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,23 +26,6 @@ pub struct TokenRecord {
     pub services: Vec<ServiceName>,
     /// Lower-case hex SHA-256 of the secret.
     pub hash: String,
-    /// When it was created.
-    pub created_at: Timestamp,
-    /// Whether it was revoked.
-    pub revoked: bool,
-    /// When it was revoked.
-    pub revoked_at: Option<Timestamp>,
-}
-
-/// A token without its hash: what `GET /v1/tokens` shows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenView {
-    /// Its name.
-    pub name: TokenName,
-    /// Its role.
-    pub role: TokenRole,
-    /// Its service scope (empty: all).
-    pub services: Vec<ServiceName>,
     /// When it was created.
     pub created_at: Timestamp,
     /// Whether it was revoked.
