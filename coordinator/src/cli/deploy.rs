@@ -10,7 +10,7 @@
 //! timestamped line per change.
 
 use std::io::IsTerminal;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use clap::Args;
 use serde_json::{json, Map, Value};
@@ -19,6 +19,7 @@ use super::http::{as_request, value, Conn};
 use super::output::OutputArg;
 use super::CliError;
 use sluice_common::api::CreateDeploymentRequest;
+use sluice_common::backoff::Backoff;
 
 /// `sluice deploy`.
 #[derive(Debug, Args)]
@@ -283,6 +284,10 @@ const STREAM_RETRIES: u32 = 5;
 pub(crate) async fn follow(conn: &Conn, id: &str) -> Result<Value, CliError> {
     let mut progress = Progress::new(std::io::stderr().is_terminal());
     let mut failures = 0;
+    // Reconnect with the one retry policy (jittered: many CI jobs watching one coordinator
+    // that restarts do not come back together).
+    let policy = Backoff::new(Duration::from_millis(250), Duration::from_secs(4));
+    let mut retries = policy.retries(u64::from(std::process::id()));
     loop {
         match follow_once(conn, id, &mut progress).await {
             Ok(()) => break,
@@ -297,8 +302,7 @@ pub(crate) async fn follow(conn: &Conn, id: &str) -> Result<Value, CliError> {
                     return Err(e);
                 }
                 progress.note(&format!("event stream interrupted ({e}); reconnecting"));
-                tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(failures)))
-                    .await;
+                tokio::time::sleep(retries.next_delay()).await;
             }
         }
     }
