@@ -59,19 +59,7 @@ fn advance(
     let from = d.lifecycle;
     let t = from.apply(input)?;
     match (t.lock, lease) {
-        (LockEffect::Take, Some(lease)) => {
-            let grant = locks.acquire(
-                Acquire {
-                    key: d.lock_key(),
-                    holder: d.holder(),
-                    reason: lease.reason.to_string(),
-                    ttl: lease.ttl,
-                },
-                FencingToken(at.index),
-                at.now,
-            )?;
-            d.token = Some(grant.lease.token);
-        }
+        (LockEffect::Take, Some(lease)) => take_lock(d, locks, lease, at)?,
         (LockEffect::Take, None) => {
             return Err(DeploymentError::Transition {
                 message: format!("deployment {} starts only by taking its lock", d.id),
@@ -111,6 +99,27 @@ fn mark(
         d.phase = phase(p);
     }
     d.updated_at = now;
+    Ok(())
+}
+
+/// Grants `d` its service lock; the token is the entry's index.
+fn take_lock(
+    d: &mut Deployment,
+    locks: &mut LockTable,
+    lease: Lease<'_>,
+    at: At,
+) -> Result<(), DeploymentError> {
+    let grant = locks.acquire(
+        Acquire {
+            key: d.lock_key(),
+            holder: d.holder(),
+            reason: lease.reason.to_string(),
+            ttl: lease.ttl,
+        },
+        FencingToken(at.index),
+        at.now,
+    )?;
+    d.token = Some(grant.lease.token);
     Ok(())
 }
 
@@ -227,20 +236,15 @@ impl Deployments {
                 Err(e) => return Err(e.into()),
             }
         }
-        let grant = locks.acquire(
-            Acquire {
-                key,
-                holder: d.holder(),
-                reason: format!(
-                    "deploying {} to {} (resumed)",
-                    d.request.image, d.request.service
-                ),
-                ttl,
-            },
-            FencingToken(at.index),
-            at.now,
-        )?;
-        d.token = Some(grant.lease.token);
+        let reason = format!(
+            "deploying {} to {} (resumed)",
+            d.request.image, d.request.service
+        );
+        let lease = Lease {
+            ttl,
+            reason: &reason,
+        };
+        take_lock(d, locks, lease, at)?;
         d.updated_at = at.now;
         done(id)
     }
