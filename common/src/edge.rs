@@ -236,7 +236,6 @@ mod tests {
 
     #[derive(Debug, serde::Deserialize, Default)]
     #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
     struct Body {
         name: String,
         #[serde(default)]
@@ -245,7 +244,6 @@ mod tests {
 
     #[derive(Debug, serde::Deserialize, Default)]
     #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
     struct Inner {
         value: String,
     }
@@ -286,6 +284,8 @@ mod tests {
             assert_eq!(field_of(&e).0, "body", "{body:?}");
         }
         assert!(parse::<Body>(br#"{"name":"a"} trailing"#).is_err());
+        let b = parse::<Body>(br#" {"name":"a","env":{"X":{"value":"v"}}}"#).unwrap();
+        assert_eq!((b.name.as_str(), b.env["X"].value.as_str()), ("a", "v"));
         assert_eq!(optional_json::<Body>(b"  ").unwrap().name, "");
         assert!(optional_json::<Body>(b"[]").is_err());
     }

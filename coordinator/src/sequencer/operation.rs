@@ -205,6 +205,20 @@ pub struct Call<'a, S> {
     pub deadline: Option<Duration>,
 }
 
+impl Driver {
+    /// Persists `step` and notes it as what the record now holds.
+    async fn record(
+        &self,
+        deployment: Uuid,
+        step: &ServerStepView,
+        recorded: &mut Option<ServerStepView>,
+    ) -> Result<(), Stop> {
+        self.step(deployment, step.clone()).await?;
+        *recorded = Some(step.clone());
+        Ok(())
+    }
+}
+
 impl<S> std::fmt::Debug for Call<'_, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Call")
@@ -240,6 +254,9 @@ impl Driver {
             rounds: 0,
         };
         let mut heard = Heard::Nothing;
+        // What the record holds for this server: read once, then kept in step here (only
+        // this driver writes this server's step), so an answer costs no read of the record.
+        let mut recorded = self.recorded_step(call.deployment, &step.server);
         loop {
             if !self.is_leader() {
                 return Err(Stop::Leadership("deposed mid-operation".into()));
@@ -267,7 +284,7 @@ impl Driver {
                 Move::Retry { detail } => {
                     if let Some(detail) = detail {
                         step.detail = detail;
-                        self.step(call.deployment, step.clone()).await?;
+                        self.record(call.deployment, step, &mut recorded).await?;
                     } else if let Heard::Err(e) = &heard {
                         match call.kind {
                             Kind::Deploy => {
@@ -290,13 +307,13 @@ impl Driver {
                 Move::Finished(Some(why)) => {
                     if let Heard::Err(AgentError::Refused { detail, .. }) = &heard {
                         step.detail = detail.clone();
-                        self.step(call.deployment, step.clone()).await?;
+                        self.record(call.deployment, step, &mut recorded).await?;
                     }
                     return Ok(Ended::Failed(format!("{}: {why}", step.server)));
                 }
                 Move::Deposed(detail) => {
                     step.detail = detail.clone();
-                    self.step(call.deployment, step.clone()).await?;
+                    self.record(call.deployment, step, &mut recorded).await?;
                     return Err(Stop::Leadership(format!("{}: {detail}", step.server)));
                 }
             };
@@ -306,10 +323,9 @@ impl Driver {
                     // Touched only once the agent has accepted the operation.
                     step.state = ServerStepState::Deploying;
                 }
-                let before = self.recorded_step(call.deployment, &step.server);
                 let done = outcome(step, op, call.kind);
-                if before.as_ref() != Some(step) {
-                    self.step(call.deployment, step.clone()).await?;
+                if recorded.as_ref() != Some(step) {
+                    self.record(call.deployment, step, &mut recorded).await?;
                 }
                 match done {
                     Some(None) => return Ok(Ended::Ok),

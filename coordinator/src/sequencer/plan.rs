@@ -24,7 +24,7 @@ pub const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
 /// What this driver has seen since it took the deployment on. Starts empty.
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
-    /// Whether this node still leads (and may propose).
+    /// This node is no longer the leader (it may not propose).
     pub deposed: bool,
     /// The wall clock now.
     pub now: Timestamp,

@@ -91,12 +91,6 @@ fn document_is_openapi_3_1_shaped() {
     }
 }
 
-#[test]
-#[ignore = "prints the document: cargo test -p sluice-coordinator --lib dump_document -- --ignored"]
-fn dump_document() {
-    println!("{}", serde_json::to_string_pretty(&doc()).unwrap());
-}
-
 /// The routes come from the router's own registrations (`super::documented`, which
 /// takes only `routes!` entries, each a handler's `#[utoipa::path]`): the served document
 /// lists exactly those (method, path) pairs, every operation names the path's parameters
