@@ -35,6 +35,10 @@ pub struct AgentConfig {
     /// The host address service ports are published on (and port probes bind to).
     #[serde(default = "default_host_ip")]
     pub host_ip: IpAddr,
+    /// The control socket of this host's `sluice-proxy` (which owns the public port of every
+    /// `blue_green` service).
+    #[serde(default = "default_proxy_socket")]
+    pub proxy_socket: PathBuf,
     /// The range service ports are allocated from; a deploy outside it is refused.
     #[serde(default)]
     pub port_range: PortRange,
@@ -113,6 +117,9 @@ fn default_docker_socket() -> PathBuf {
 }
 fn default_host_ip() -> IpAddr {
     IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+fn default_proxy_socket() -> PathBuf {
+    PathBuf::from("/run/sluice-proxy/control.sock")
 }
 fn default_data_dir() -> PathBuf {
     PathBuf::from("/var/lib/sluice-agent")

@@ -179,6 +179,87 @@ pub async fn check<R: Runtime>(
     }
 }
 
+/// Consecutive failed probes that end a watch period (one failed probe under load is not
+/// yet a failed version; two in a row are).
+pub const WATCH_FAILURES: u32 = 2;
+
+/// Keeps checking a container that passed its health check, for `period` (the deploy's
+/// `min_healthy`): unhealthy as soon as it stops or restarts, or [`WATCH_FAILURES`]
+/// consecutive probes fail; healthy once `period` has passed without that.
+#[allow(clippy::too_many_arguments)]
+pub async fn watch<R: Runtime>(
+    docker: &R,
+    client: &reqwest::Client,
+    container: &str,
+    target: Target,
+    hc: &HealthCheck,
+    period: Duration,
+    cancel: &CancellationToken,
+    mut progress: impl FnMut(String),
+) -> Outcome {
+    let interval = match hc {
+        HealthCheck::Http { interval, .. } | HealthCheck::Tcp { interval, .. } => interval.get(),
+        HealthCheck::Docker { .. } | HealthCheck::None {} => Duration::from_millis(500),
+    }
+    .max(Duration::from_millis(50));
+    let started = Instant::now();
+    let (mut failures, mut probes, mut restarts) = (0u32, 0u32, None);
+    loop {
+        let mut docker_says = None;
+        match docker.inspect(container).await {
+            Ok(Some(c)) => {
+                let first = *restarts.get_or_insert(c.restart_count);
+                if let Some(why) = exited(&c, first) {
+                    return Outcome::Unhealthy(format!(
+                        "{why}, {} ms into the {period:?} watch",
+                        started.elapsed().as_millis()
+                    ));
+                }
+                docker_says = c.health;
+            }
+            Ok(None) => return Outcome::Unhealthy("container is gone".into()),
+            Err(_) => {}
+        }
+        let r = match hc {
+            HealthCheck::Http { path, timeout, .. } => {
+                probe_http(client, target, path, timeout.get()).await
+            }
+            HealthCheck::Tcp { timeout, .. } => probe_tcp(target, timeout.get()).await,
+            HealthCheck::Docker { .. } if docker_says.as_deref() == Some("unhealthy") => {
+                Err("docker reports unhealthy".into())
+            }
+            HealthCheck::Docker { .. } | HealthCheck::None {} => Ok(()),
+        };
+        probes += 1;
+        match r {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                if failures >= WATCH_FAILURES {
+                    return Outcome::Unhealthy(format!(
+                        "unhealthy {} ms into the {period:?} watch: {failures} consecutive failed checks, last: {e}",
+                        started.elapsed().as_millis()
+                    ));
+                }
+            }
+        }
+        let elapsed = started.elapsed();
+        if elapsed >= period {
+            return Outcome::Healthy(format!(
+                "stayed healthy for {period:?} ({probes} checks)"
+            ));
+        }
+        progress(format!(
+            "watching: healthy for {:.1} s of {period:?}",
+            elapsed.as_secs_f64()
+        ));
+        tokio::select! {
+            _ = cancel.cancelled() => return Outcome::Interrupted,
+            _ = tokio::time::sleep(interval.min(period - elapsed)) => {}
+        }
+    }
+}
+
 /// Why `c` counts as having exited: it is stopped, or Docker restarted it (restart policy)
 /// since the check began with `restarts_at_start`.
 fn exited(c: &Container, restarts_at_start: i64) -> Option<String> {

@@ -63,6 +63,8 @@ pub struct Agent {
     pub ops: Operations,
     /// The HTTP client for health probes.
     pub probe_client: reqwest::Client,
+    /// The host's `sluice-proxy` (its control socket).
+    pub proxy: sluice_proxy::control::Client,
     /// Flipped on shutdown.
     pub cancel: CancellationToken,
     /// Operation runners and background tasks, joined on shutdown.
@@ -149,6 +151,7 @@ pub async fn build(
     let agent = Arc::new(Agent {
         docker: Docker::new(config.docker_socket.clone(), config.name.clone()),
         advertise: config.advertise.clone().unwrap_or_else(|| addr.to_string()),
+        proxy: sluice_proxy::control::Client::new(config.proxy_socket.clone()),
         config,
         ops,
         probe_client: health::probe_client(),

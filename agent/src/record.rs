@@ -108,6 +108,9 @@ pub enum Stage {
     Switching,
     /// The new container was started; its health is being checked.
     Started,
+    /// `blue_green`: the proxy routes to the new container; the old one drains and the new
+    /// one is watched (`min_healthy`). The old one still runs.
+    Routed,
     /// The new container failed; the previous one is being restored.
     RollingBack,
     /// A removal: the containers listed in [`OpRecord::removal`] are being removed.
@@ -214,6 +217,25 @@ impl OpRecord {
             )),
             _ => None,
         }
+    }
+
+    /// The watch period after the first good health check (zero: none).
+    pub fn min_healthy(&self) -> std::time::Duration {
+        match &self.request {
+            OpRequest::Deploy(d) => d.min_healthy.map(|m| m.get()).unwrap_or_default(),
+            OpRequest::Rollback(_) | OpRequest::Remove(_) => std::time::Duration::ZERO,
+        }
+    }
+
+    /// How long a replaced target's connections may drain after a switch (default 30 s).
+    pub fn drain_timeout(&self) -> std::time::Duration {
+        let d = match &self.request {
+            OpRequest::Deploy(d) => d.drain_timeout,
+            OpRequest::Rollback(r) => r.drain_timeout,
+            OpRequest::Remove(_) => None,
+        };
+        d.map(|d| d.get())
+            .unwrap_or(std::time::Duration::from_secs(30))
     }
 
     /// Starts a step (and makes it the phase).

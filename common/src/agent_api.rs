@@ -82,16 +82,23 @@ pub struct DeployRequest {
     pub mounts: Vec<String>,
     /// How the agent replaces the running version (absent: `recreate`, the only one agents
     /// before this field knew; it is left off the wire then, so they still accept it).
-    #[serde(default, skip_serializing_if = "is_default")]
+    #[serde(default = "Strategy::wire_default", skip_serializing_if = "is_recreate")]
     pub strategy: Strategy,
+    /// The watch period after the first good health check (absent: none, as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_healthy: Option<DurationSpec>,
+    /// `blue_green`: how long the old version's TCP and WebSocket connections may go on
+    /// after the switch (absent: 30 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_timeout: Option<DurationSpec>,
 }
 
 fn is_false(b: &bool) -> bool {
     !*b
 }
 
-fn is_default<T: Default + PartialEq>(t: &T) -> bool {
-    *t == T::default()
+fn is_recreate(s: &Strategy) -> bool {
+    *s == Strategy::Recreate
 }
 
 /// `DELETE /agent/v1/services/{service}`: stop and remove every container of the service.
@@ -155,6 +162,13 @@ pub struct RollbackRequest {
     /// server keeps a failed version. A manual rollback keeps it (it can be rolled back to).
     #[serde(default, skip_serializing_if = "is_false")]
     pub discard_replaced: bool,
+    /// How the service was deployed: a `blue_green` service switches its proxy route back
+    /// (absent: `recreate`).
+    #[serde(default = "Strategy::wire_default", skip_serializing_if = "is_recreate")]
+    pub strategy: Strategy,
+    /// `blue_green`: how long the replaced version's connections may drain (absent: 30 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_timeout: Option<DurationSpec>,
 }
 
 /// `PUT /agent/v1/operations/{id}/abort`: stop a running deploy going forward and
@@ -280,6 +294,16 @@ pub struct AgentHealth {
     pub docker_version: Option<String>,
     /// Why it does not, when it does not.
     pub docker_error: Option<String>,
+    /// Whether the host's `sluice-proxy` answers on its control socket (absent from agents
+    /// before the proxy existed: false).
+    #[serde(default)]
+    pub proxy_reachable: bool,
+    /// The proxy's version, when it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_version: Option<String>,
+    /// Why it does not, when it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_error: Option<String>,
 }
 
 /// A container of a service, as the agent sees it.

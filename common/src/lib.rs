@@ -47,6 +47,7 @@ pub mod names;
 pub mod openapi;
 pub mod ports;
 pub mod problem;
+pub mod proxy;
 pub mod sse;
 #[cfg(feature = "serve")]
 pub mod systemd;

@@ -15,138 +15,92 @@ use crate::names::InvalidValue;
 /// The media type of a problem body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-/// Stable error codes. Adding one is fine; renaming one breaks clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// The body or query could not be parsed, or a field is invalid.
-    InvalidRequest,
-    /// The body is larger than the endpoint accepts.
-    PayloadTooLarge,
-    /// The request needs a JSON body.
-    UnsupportedMediaType,
-    /// No bearer token or client certificate.
-    Unauthenticated,
-    /// Authenticated, but the role or scope does not allow this.
-    Forbidden,
-    /// The thing named in the path does not exist.
-    NotFound,
-    /// The HTTP method is not supported on this path.
-    MethodNotAllowed,
-    /// A lock is held by someone else.
-    LockHeld,
-    /// The lock is not held (or the token does not match the current grant).
-    LockNotHeld,
-    /// The lease lapsed; acquire again.
-    LockExpired,
-    /// An agent refused a command carrying an older fencing token than one it has seen.
-    StaleFencingToken,
-    /// No port left in the server's range.
-    PortsExhausted,
-    /// The explicit port asked for is taken.
-    PortTaken,
-    /// An Idempotency-Key was reused with a different request body.
-    IdempotencyKeyReused,
-    /// The request conflicts with the current state (e.g. an illegal transition).
-    Conflict,
-    /// Pre-flight validation failed (the body lists every failed check).
-    ValidationFailed,
-    /// The cluster cannot serve this now (no leader, no quorum); retry later.
-    Unavailable,
-    /// The operation did not finish in time.
-    Timeout,
-    /// Docker on the agent is unreachable or failed.
-    DockerUnavailable,
-    /// A cluster membership change is still being committed; retry once it is.
-    MembershipChangeInProgress,
-    /// This node is no longer a voting member, so it cannot change the membership.
-    NotAVoter,
-    /// A bug or an unexpected fault; the log has details.
-    Internal,
+/// Declares [`ErrorCode`] from one table: variant = (wire name, usual HTTP status, title).
+macro_rules! error_codes {
+    ($($(#[$doc:meta])* $v:ident = ($name:literal, $status:literal, $title:literal),)*) => {
+        /// Stable error codes. Adding one is fine; renaming one breaks clients.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum ErrorCode {
+            $($(#[$doc])* $v,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in declaration order.
+            pub const ALL: &'static [ErrorCode] = &[$(Self::$v,)*];
+
+            /// The snake_case wire name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$v => $name,)*
+                }
+            }
+
+            /// The HTTP status this code is normally sent with.
+            pub fn status(self) -> u16 {
+                match self {
+                    $(Self::$v => $status,)*
+                }
+            }
+
+            /// A short title, the same for every occurrence of the code (RFC 9457 §3.1.3).
+            pub fn title(self) -> &'static str {
+                match self {
+                    $(Self::$v => $title,)*
+                }
+            }
+        }
+    };
 }
 
-impl ErrorCode {
-    /// The snake_case wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InvalidRequest => "invalid_request",
-            Self::PayloadTooLarge => "payload_too_large",
-            Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::Unauthenticated => "unauthenticated",
-            Self::Forbidden => "forbidden",
-            Self::NotFound => "not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::LockHeld => "lock_held",
-            Self::LockNotHeld => "lock_not_held",
-            Self::LockExpired => "lock_expired",
-            Self::StaleFencingToken => "stale_fencing_token",
-            Self::PortsExhausted => "ports_exhausted",
-            Self::PortTaken => "port_taken",
-            Self::IdempotencyKeyReused => "idempotency_key_reused",
-            Self::Conflict => "conflict",
-            Self::ValidationFailed => "validation_failed",
-            Self::Unavailable => "unavailable",
-            Self::Timeout => "timeout",
-            Self::DockerUnavailable => "docker_unavailable",
-            Self::MembershipChangeInProgress => "membership_change_in_progress",
-            Self::NotAVoter => "not_a_voter",
-            Self::Internal => "internal",
-        }
-    }
-
-    /// The HTTP status this code is normally sent with.
-    pub fn status(self) -> u16 {
-        match self {
-            Self::InvalidRequest => 400,
-            Self::Unauthenticated => 401,
-            Self::Forbidden => 403,
-            Self::NotFound => 404,
-            Self::MethodNotAllowed => 405,
-            Self::LockHeld
-            | Self::LockNotHeld
-            | Self::LockExpired
-            | Self::StaleFencingToken
-            | Self::PortsExhausted
-            | Self::PortTaken
-            | Self::MembershipChangeInProgress
-            | Self::NotAVoter
-            | Self::Conflict => 409,
-            Self::PayloadTooLarge => 413,
-            Self::UnsupportedMediaType => 415,
-            Self::IdempotencyKeyReused | Self::ValidationFailed => 422,
-            Self::Internal => 500,
-            Self::DockerUnavailable | Self::Unavailable => 503,
-            Self::Timeout => 504,
-        }
-    }
-
-    /// A short title, the same for every occurrence of the code (RFC 9457 §3.1.3).
-    pub fn title(self) -> &'static str {
-        match self {
-            Self::InvalidRequest => "The request is invalid",
-            Self::PayloadTooLarge => "The request body is too large",
-            Self::UnsupportedMediaType => "The request body must be JSON",
-            Self::Unauthenticated => "Authentication is required",
-            Self::Forbidden => "Not allowed",
-            Self::NotFound => "Not found",
-            Self::MethodNotAllowed => "Method not allowed",
-            Self::LockHeld => "The lock is held by someone else",
-            Self::LockNotHeld => "The lock is not held with this token",
-            Self::LockExpired => "The lock's lease has expired",
-            Self::StaleFencingToken => "Stale fencing token",
-            Self::PortsExhausted => "No free port left",
-            Self::PortTaken => "The port is taken",
-            Self::IdempotencyKeyReused => "Idempotency key reused with a different request",
-            Self::Conflict => "Conflict with the current state",
-            Self::ValidationFailed => "Pre-flight validation failed",
-            Self::Unavailable => "Temporarily unavailable",
-            Self::Timeout => "Timed out",
-            Self::DockerUnavailable => "Docker is unavailable",
-            Self::MembershipChangeInProgress => "A membership change is in progress",
-            Self::NotAVoter => "This node is not a voting member",
-            Self::Internal => "Internal error",
-        }
-    }
+error_codes! {
+    /// The body or query could not be parsed, or a field is invalid.
+    InvalidRequest = ("invalid_request", 400, "The request is invalid"),
+    /// The body is larger than the endpoint accepts.
+    PayloadTooLarge = ("payload_too_large", 413, "The request body is too large"),
+    /// The request needs a JSON body.
+    UnsupportedMediaType = ("unsupported_media_type", 415, "The request body must be JSON"),
+    /// No bearer token or client certificate.
+    Unauthenticated = ("unauthenticated", 401, "Authentication is required"),
+    /// Authenticated, but the role or scope does not allow this.
+    Forbidden = ("forbidden", 403, "Not allowed"),
+    /// The thing named in the path does not exist.
+    NotFound = ("not_found", 404, "Not found"),
+    /// The HTTP method is not supported on this path.
+    MethodNotAllowed = ("method_not_allowed", 405, "Method not allowed"),
+    /// A lock is held by someone else.
+    LockHeld = ("lock_held", 409, "The lock is held by someone else"),
+    /// The lock is not held (or the token does not match the current grant).
+    LockNotHeld = ("lock_not_held", 409, "The lock is not held with this token"),
+    /// The lease lapsed; acquire again.
+    LockExpired = ("lock_expired", 409, "The lock's lease has expired"),
+    /// An agent refused a command carrying an older fencing token than one it has seen.
+    StaleFencingToken = ("stale_fencing_token", 409, "Stale fencing token"),
+    /// No port left in the server's range.
+    PortsExhausted = ("ports_exhausted", 409, "No free port left"),
+    /// The explicit port asked for is taken.
+    PortTaken = ("port_taken", 409, "The port is taken"),
+    /// An Idempotency-Key was reused with a different request body.
+    IdempotencyKeyReused = ("idempotency_key_reused", 422, "Idempotency key reused with a different request"),
+    /// The request conflicts with the current state (e.g. an illegal transition).
+    Conflict = ("conflict", 409, "Conflict with the current state"),
+    /// Pre-flight validation failed (the body lists every failed check).
+    ValidationFailed = ("validation_failed", 422, "Pre-flight validation failed"),
+    /// The cluster cannot serve this now (no leader, no quorum); retry later.
+    Unavailable = ("unavailable", 503, "Temporarily unavailable"),
+    /// The operation did not finish in time.
+    Timeout = ("timeout", 504, "Timed out"),
+    /// Docker on the agent is unreachable or failed.
+    DockerUnavailable = ("docker_unavailable", 503, "Docker is unavailable"),
+    /// A cluster membership change is still being committed; retry once it is.
+    MembershipChangeInProgress = ("membership_change_in_progress", 409, "A membership change is in progress"),
+    /// This node is no longer a voting member, so it cannot change the membership.
+    NotAVoter = ("not_a_voter", 409, "This node is not a voting member"),
+    /// A `blue_green` or `canary` deployment needs a health check (`none` cannot tell a
+    /// version that is ready for traffic from one that is not).
+    HealthCheckRequired = ("health_check_required", 400, "This strategy needs a health check"),
+    /// A bug or an unexpected fault; the log has details.
+    Internal = ("internal", 500, "Internal error"),
 }
 
 impl fmt::Display for ErrorCode {
@@ -275,30 +229,10 @@ mod tests {
 
     #[test]
     fn every_code_is_a_client_or_server_error_with_a_stable_name() {
-        let codes = [
-            ErrorCode::InvalidRequest,
-            ErrorCode::PayloadTooLarge,
-            ErrorCode::UnsupportedMediaType,
-            ErrorCode::Unauthenticated,
-            ErrorCode::Forbidden,
-            ErrorCode::NotFound,
-            ErrorCode::MethodNotAllowed,
-            ErrorCode::LockHeld,
-            ErrorCode::LockNotHeld,
-            ErrorCode::LockExpired,
-            ErrorCode::StaleFencingToken,
-            ErrorCode::PortsExhausted,
-            ErrorCode::PortTaken,
-            ErrorCode::IdempotencyKeyReused,
-            ErrorCode::Conflict,
-            ErrorCode::ValidationFailed,
-            ErrorCode::Unavailable,
-            ErrorCode::Timeout,
-            ErrorCode::DockerUnavailable,
-            ErrorCode::Internal,
-        ];
-        for c in codes {
+        let mut names = std::collections::HashSet::new();
+        for &c in ErrorCode::ALL {
             assert!((400..600).contains(&c.status()));
+            assert!(names.insert(c.as_str()), "{c} named twice");
             // serde and as_str agree, so the wire name is defined in one visible place.
             assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
         }

@@ -72,6 +72,39 @@ pub struct Config {
     /// Telegram and webhook notifications, sent by the leader.
     #[serde(default)]
     pub notify: NotifyConfig,
+    /// What a deployment request that leaves a knob out gets.
+    #[serde(default)]
+    pub deploy: DeployDefaults,
+}
+
+/// Cluster-wide defaults for deployment knobs a request leaves out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployDefaults {
+    /// The watch period after the first good health check (`min_healthy`). Default 10 s,
+    /// as Nomad's `min_healthy_time`.
+    #[serde(default = "default_min_healthy")]
+    pub min_healthy: DurationSpec,
+    /// How long the old version's TCP and WebSocket connections drain after a
+    /// `blue_green` switch (`drain_timeout`). Default 30 s.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: DurationSpec,
+}
+
+impl Default for DeployDefaults {
+    fn default() -> Self {
+        Self {
+            min_healthy: default_min_healthy(),
+            drain_timeout: default_drain_timeout(),
+        }
+    }
+}
+
+fn default_min_healthy() -> DurationSpec {
+    DurationSpec::secs(10)
+}
+fn default_drain_timeout() -> DurationSpec {
+    DurationSpec::secs(30)
 }
 
 /// Notifications. With neither `telegram` nor `webhook` set, nothing is sent, but a lock

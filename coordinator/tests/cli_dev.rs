@@ -219,7 +219,8 @@ async fn sluice_dev_leaves_no_child_behind_on_sigterm_or_sigkill() {
     for signal in ["-TERM", "-KILL"] {
         let mut dev = Dev::start_with(&state, port, agent_port, "27540-27559", &[]);
         dev.wait_running();
-        assert_eq!(children_of(&needle).len(), 2, "{:?}", children_of(&needle));
+        // The coordinator, the agent and sluice-proxy.
+        assert_eq!(children_of(&needle).len(), 3, "{:?}", children_of(&needle));
         Command::new("kill")
             .args([signal, &dev.child.id().to_string()])
             .status()

@@ -89,9 +89,11 @@ pub struct AgentProc {
     pub name: String,
     /// Where its API listens (known once started).
     pub addr: String,
-    dir: tempfile::TempDir,
-    placement: Placement,
+    /// The host's `sluice-proxy` (its own process: it outlives the agent's restarts).
+    pub proxy: crate::proxy::ProxyProc,
     child: Option<Child>,
+    placement: Placement,
+    dir: tempfile::TempDir,
 }
 
 impl AgentProc {
@@ -119,9 +121,11 @@ impl AgentProc {
         );
         let coords: Vec<String> = coordinators.iter().map(|c| format!("{c:?}")).collect();
         let listen = format!("{}:0", placement.ip);
+        let proxy = crate::proxy::ProxyProc::start(&dir.path().join("proxy"), &placement);
         let toml = format!(
-            "name = {name:?}\nlisten = {listen:?}\ndata_dir = {:?}\nport_range = {port_range:?}\ncoordinators = [{}]\nheartbeat_interval = \"1s\"\nstop_grace = \"5s\"\n{extra}\n{}",
+            "name = {name:?}\nlisten = {listen:?}\ndata_dir = {:?}\nproxy_socket = {:?}\nport_range = {port_range:?}\ncoordinators = [{}]\nheartbeat_interval = \"1s\"\nstop_grace = \"5s\"\n{extra}\n{}",
             dir.path().join("data"),
+            proxy.socket(),
             coords.join(", "),
             pki::tls_toml(&files),
         );
@@ -129,9 +133,10 @@ impl AgentProc {
         let mut a = Self {
             name: name.to_string(),
             addr: String::new(),
-            dir,
-            placement,
+            proxy,
             child: None,
+            placement,
+            dir,
         };
         a.spawn();
         a

@@ -92,6 +92,10 @@ pub struct NodeOpts {
     pub request_timeout: &'static str,
     /// `agents.heartbeat_timeout`.
     pub agent_timeout: &'static str,
+    /// `deploy.min_healthy`: the cluster's default watch period. The harness's default is
+    /// `0s`, so that tests about something else do not each wait out the product's 10 s;
+    /// tests of the watch set it (or the request's `min_healthy`).
+    pub min_healthy: &'static str,
     /// More TOML tables appended to every node's config (e.g. a `[notify]` section).
     pub extra_toml: String,
 }
@@ -103,6 +107,7 @@ impl Default for NodeOpts {
             logs_to_keep: 500,
             request_timeout: "5s",
             agent_timeout: "10s",
+            min_healthy: "0s",
             extra_toml: String::new(),
         }
     }
@@ -154,8 +159,8 @@ impl Coordinator {
             toml.push_str(&format!("{{ id = {id}, addr = {addr:?} }},"));
         }
         toml.push_str(&format!(
-            "]\n\n[raft]\nsnapshot_every = {}\nlogs_to_keep = {}\n\n[agents]\nheartbeat_timeout = {:?}\n",
-            opts.snapshot_every, opts.logs_to_keep, opts.agent_timeout
+            "]\n\n[raft]\nsnapshot_every = {}\nlogs_to_keep = {}\n\n[agents]\nheartbeat_timeout = {:?}\n\n[deploy]\nmin_healthy = {:?}\n",
+            opts.snapshot_every, opts.logs_to_keep, opts.agent_timeout, opts.min_healthy
         ));
         toml.push_str(&pki::tls_toml(&files));
         toml.push_str(&opts.extra_toml);

@@ -21,4 +21,5 @@ pub mod eventually;
 pub mod netns;
 pub mod openapi;
 pub mod pki;
+pub mod proxy;
 pub mod testapp_image;

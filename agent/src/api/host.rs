@@ -13,13 +13,29 @@ use sluice_common::problem::{ErrorCode, Problem};
 use super::{invalid, service_name, ApiError, Shared};
 use crate::runtime::{pick_previous, Container, Runtime};
 
+/// How long the health answer waits for the proxy's.
+const PROXY_STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub(super) async fn health(State(a): Shared) -> Json<AgentHealth> {
     let r = a.docker.reachability();
+    let proxy = tokio::time::timeout(PROXY_STATUS_TIMEOUT, a.proxy.status()).await;
+    let (proxy_version, proxy_error) = match proxy {
+        Ok(Ok(s)) => (Some(s.version), None),
+        Ok(Err(e)) => (None, Some(e.to_string())),
+        Err(_) => (
+            None,
+            Some(format!("no answer within {PROXY_STATUS_TIMEOUT:?}")),
+        ),
+    };
     Json(AgentHealth {
         server: a.config.name.to_string(),
         docker_reachable: r.reachable,
         docker_version: r.version,
         docker_error: r.error,
+        proxy_reachable: proxy_version.is_some(),
+        proxy_version,
+        proxy_error: proxy_error
+            .map(|e| format!("{e} (socket {})", a.config.proxy_socket.display())),
     })
 }
 
@@ -108,11 +124,21 @@ pub(super) async fn port(
         .await
         .unwrap_or(true);
     let service = if bound {
-        a.docker.all_containers().await.ok().and_then(|all| {
+        // A container that publishes the port itself (recreate), else a proxy route.
+        let direct = a.docker.all_containers().await.ok().and_then(|all| {
             all.into_iter()
                 .find(|(_, c)| c.running && c.host_port == Some(port))
                 .map(|(s, _)| s)
-        })
+        });
+        match direct {
+            Some(s) => Some(s),
+            None => a.proxy.routes().await.ok().and_then(|routes| {
+                routes
+                    .into_iter()
+                    .find(|r| r.spec.listen.port() == port)
+                    .map(|r| r.service)
+            }),
+        }
     } else {
         None
     };

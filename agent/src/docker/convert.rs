@@ -27,7 +27,11 @@ pub(super) fn create_body(spec: &ContainerSpec, server: &ServerName) -> Containe
                 port_key,
                 Some(vec![PortBinding {
                     host_ip: Some(spec.host_ip.clone()),
-                    host_port: Some(spec.host_port.to_string()),
+                    // Empty: Docker assigns a free port (read back from the inspection).
+                    host_port: Some(match spec.host_port {
+                        0 => String::new(),
+                        p => p.to_string(),
+                    }),
                 }]),
             )])),
             restart_policy: Some(RestartPolicy {
@@ -64,13 +68,24 @@ pub(super) fn to_container(r: ContainerInspectResponse) -> Container {
         .as_ref()
         .and_then(|c| c.labels.clone())
         .unwrap_or_default();
-    let host_port = r
+    let asked = r
         .host_config
         .as_ref()
         .and_then(|h| h.port_bindings.as_ref())
-        .and_then(|m| m.values().flatten().flatten().next().cloned())
-        .and_then(|b| b.host_port)
-        .and_then(|p| p.parse().ok());
+        .and_then(|m| m.values().flatten().flatten().next().cloned());
+    // What Docker bound, while the container runs (an asked-for "any port" is known only
+    // there); else what was asked for.
+    let bound = r
+        .network_settings
+        .as_ref()
+        .and_then(|n| n.ports.as_ref())
+        .and_then(|m| m.values().flatten().flatten().next().cloned());
+    let host_port = [&bound, &asked]
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b.host_port.as_deref())
+        .find_map(|p| p.parse().ok().filter(|p: &u16| *p != 0));
+    let host_ip = asked.and_then(|b| b.host_ip).filter(|ip| !ip.is_empty());
     let status = state.status.map(|s| s.to_string()).unwrap_or_default();
     let restart_count = r.restart_count.unwrap_or(0);
     let exited = matches!(status.as_str(), "exited" | "dead" | "restarting") || restart_count > 0;
@@ -95,6 +110,7 @@ pub(super) fn to_container(r: ContainerInspectResponse) -> Container {
             .filter(|s| !s.is_empty() && s != "none"),
         status,
         host_port,
+        host_ip,
     }
 }
 

@@ -37,6 +37,8 @@ pub struct Env {
     pub cancel: CancellationToken,
     /// The HTTP client of health probes.
     pub probes: reqwest::Client,
+    /// The host's `sluice-proxy` (`blue_green` switches its routes).
+    pub proxy: Option<sluice_proxy::control::Client>,
 }
 
 impl Env {
@@ -48,6 +50,7 @@ impl Env {
             stop_grace: agent.config.stop_grace.get(),
             cancel: agent.cancel.clone(),
             probes: agent.probe_client.clone(),
+            proxy: Some(agent.proxy.clone()),
         }
     }
 }
@@ -209,12 +212,44 @@ impl<R: Runtime> Exec<'_, R> {
         .await
     }
 
+    /// Watches `container` for `period` after its first good check, as step "watch";
+    /// stops going forward (a failure) the moment the operation is aborted or out of time.
+    pub async fn watch(
+        &self,
+        container: &str,
+        hc: &HealthCheck,
+        period: Duration,
+    ) -> Result<(), Fail> {
+        let target = self.probe_target(container).await;
+        self.step("watch", async {
+            let out = tokio::select! {
+                out = health::watch(
+                    self.rt,
+                    &self.env.probes,
+                    container,
+                    target,
+                    hc,
+                    period,
+                    &self.env.cancel,
+                    |p| self.cell.set_phase(p),
+                ) => out,
+                why = self.cell.halted() => return Err(Fail::Step(why)),
+            };
+            match out {
+                Outcome::Healthy(d) => Ok(((), d)),
+                Outcome::Unhealthy(e) => Err(Fail::Step(e)),
+                Outcome::Interrupted => Err(Fail::Halt(Halt::Interrupted)),
+            }
+        })
+        .await
+    }
+
     /// Where to probe `container`: the host port it publishes, else (host network) the
     /// port the deploy request names.
     async fn probe_target(&self, container: &str) -> Target {
-        let published = match self.rt.inspect(container).await {
-            Ok(Some(c)) => c.host_port,
-            _ => None,
+        let (published, ip) = match self.rt.inspect(container).await {
+            Ok(Some(c)) => (c.host_port, c.host_ip.and_then(|ip| ip.parse().ok())),
+            _ => (None, None),
         };
         let fallback = match &self.cell.record().request {
             OpRequest::Deploy(d) if d.network_mode.as_deref() == Some("host") => {
@@ -224,7 +259,8 @@ impl<R: Runtime> Exec<'_, R> {
             OpRequest::Rollback(_) | OpRequest::Remove(_) => 0,
         };
         Target {
-            ip: self.env.host_ip,
+            // A container behind the proxy publishes on loopback, whatever the host address.
+            ip: ip.unwrap_or(self.env.host_ip),
             port: published.unwrap_or(fallback),
         }
     }

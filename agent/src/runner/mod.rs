@@ -6,14 +6,21 @@
 //! strategy is a new runner module and one arm of the `match` there, nothing else.
 //!
 //! # Layout
-//! - [`exec`]: what every executor shares (recorded steps, shutdown, Docker patience,
-//!   health-check steps).
-//! - [`recreate`]: the recreate deploy and the switch back to the kept container.
+//! - [`steps`]: the observations and steps the plans share;
+//! - [`recreate`], [`blue_green`]: one plan per strategy (deploy and the switch back to the
+//!   kept container);
+//! - `perform`: performs every step; `routes`: the steps that talk to `sluice-proxy`;
+//! - [`exec`]: what every step shares (recorded steps, shutdown, Docker patience,
+//!   health-check and watch steps);
 //! - [`remove`]: removing every container of a service.
 
+pub mod blue_green;
 pub mod exec;
+mod perform;
 pub mod recreate;
 pub mod remove;
+mod routes;
+pub mod steps;
 #[cfg(test)]
 pub(crate) mod testkit;
 
@@ -22,23 +29,36 @@ use std::sync::Arc;
 use sluice_common::api::Strategy;
 
 use self::exec::{Env, Exec, Halt};
+use self::steps::{Observed, Step};
 use crate::ops::OpCell;
-use crate::record::OpRequest;
+use crate::record::{OpRecord, OpRequest};
 use crate::runtime::Runtime;
 use crate::Agent;
 
-/// Runs the operation in `x` to its end (or to shutdown) with the runner its request
-/// names.
-pub async fn run<R: Runtime>(x: &Exec<'_, R>) -> Result<(), Halt> {
-    match &x.cell.record().request {
-        OpRequest::Deploy(d) => match d.strategy {
-            Strategy::Recreate => recreate::run(x).await,
-        },
-        // Going back to the kept previous container is the recreate switch, whatever
-        // replaced it.
-        OpRequest::Rollback(_) => recreate::run(x).await,
-        OpRequest::Remove(_) => remove::run(x).await,
+/// A strategy's plan: the next step after the record and what this run observed.
+type Plan = fn(&OpRecord, &Observed) -> Option<Step>;
+
+/// The plan of `strategy` (a deploy's, or the rollback of a service it deployed).
+fn plan_of(strategy: Strategy) -> Plan {
+    match strategy {
+        Strategy::Recreate => recreate::plan::next,
+        Strategy::BlueGreen => blue_green::plan::next,
     }
+}
+
+/// Runs the operation in `x` to its end (or to shutdown) with the runner its request
+/// names: the strategy's plan, each step performed and observed, until the plan is done.
+pub async fn run<R: Runtime>(x: &Exec<'_, R>) -> Result<(), Halt> {
+    let next = match &x.cell.record().request {
+        OpRequest::Deploy(d) => plan_of(d.strategy),
+        OpRequest::Rollback(r) => plan_of(r.strategy),
+        OpRequest::Remove(_) => return remove::run(x).await,
+    };
+    let mut obs = Observed::default();
+    while let Some(step) = next(&x.record(), &obs) {
+        perform::perform(x, step, &mut obs).await?;
+    }
+    Ok(())
 }
 
 /// Starts the runner of a newly admitted operation.

@@ -75,6 +75,7 @@ impl Kit {
                 stop_grace: Duration::from_secs(1),
                 cancel: CancellationToken::new(),
                 probes: probes(),
+                proxy: None,
             },
         }
     }

@@ -156,6 +156,7 @@ impl FakeRuntime {
                     finished_at,
                     created,
                     host_port: Some(20000),
+                    host_ip: Some("127.0.0.1".into()),
                     health,
                     health_check: None,
                 },
@@ -301,7 +302,12 @@ impl Runtime for FakeRuntime {
                     restart_count: 0,
                     finished_at: String::new(),
                     created,
-                    host_port: Some(spec.host_port),
+                    // "Any port": the fake daemon assigns one above the service ranges.
+                    host_port: Some(match spec.host_port {
+                        0 => 40000 + s.next_id as u16,
+                        p => p,
+                    }),
+                    host_ip: Some(spec.host_ip.clone()),
                     health: None,
                     health_check: label(LABEL_HEALTH).and_then(|h| serde_json::from_str(&h).ok()),
                 },

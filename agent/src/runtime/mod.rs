@@ -97,8 +97,11 @@ pub struct Container {
     pub finished_at: String,
     /// When it was created, normalised likewise.
     pub created: String,
-    /// The host port it publishes.
+    /// The host port it publishes (the one Docker assigned, while it runs, when it asked
+    /// for any).
     pub host_port: Option<u16>,
+    /// The host address it publishes on (`127.0.0.1` behind `sluice-proxy`).
+    pub host_ip: Option<String>,
     /// Docker's HEALTHCHECK status, if the image has one.
     pub health: Option<String>,
     /// The health check it was deployed with ([`LABEL_HEALTH`]; absent on containers
@@ -121,7 +124,7 @@ pub struct ContainerSpec {
     pub container_port: u16,
     /// Host address and port to publish on.
     pub host_ip: String,
-    /// Host port.
+    /// Host port; 0 lets Docker pick a free one (behind `sluice-proxy`).
     pub host_port: u16,
     /// Memory limit in bytes.
     pub memory_bytes: Option<u64>,

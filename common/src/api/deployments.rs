@@ -97,14 +97,40 @@ fn ten() -> u32 {
     10
 }
 
-/// Deployment strategies. Only `recreate` exists today.
+/// Deployment strategies.
+///
+/// There is deliberately no `Default`: the API's default (`recreate` for now) and the agent
+/// wire's (`recreate`, what agents knew before the field existed) are stated where each is
+/// parsed.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
-    /// Stop (but keep) the old container, start the new one on the same port.
-    #[default]
+    /// Stop (but keep) the old container, start the new one on the same port. For services
+    /// that cannot run two copies at once (an exclusive volume, a singleton worker).
     Recreate,
+    /// Start the new container beside the old one, health-check it directly, switch the
+    /// host's `sluice-proxy` route to it, drain the old one, watch for `min_healthy`, then
+    /// stop (and keep) the old one. Needs a health check.
+    BlueGreen,
+}
+
+impl Strategy {
+    /// What a request that names no strategy gets.
+    pub fn api_default() -> Self {
+        Self::Recreate
+    }
+
+    /// What an agent request that names none means (agents before the field existed knew
+    /// only `recreate`).
+    pub fn wire_default() -> Self {
+        Self::Recreate
+    }
+
+    /// Whether the strategy runs the new version beside the old behind the proxy.
+    pub fn proxied(self) -> bool {
+        matches!(self, Self::BlueGreen)
+    }
 }
 
 /// `POST /v1/deployments`.
@@ -133,9 +159,20 @@ pub struct CreateDeploymentRequest {
     /// How to judge the new version healthy.
     pub health: HealthCheck,
     /// How to roll it out.
-    #[serde(default)]
+    #[serde(default = "Strategy::api_default")]
     #[cfg_attr(feature = "openapi", schema(default = "recreate"))]
     pub strategy: Strategy,
+    /// The watch period after the new version's first good health check: it keeps being
+    /// checked, and a failure switches back to the previous version at once (default 10 s).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = "10s"))]
+    pub min_healthy: Option<DurationSpec>,
+    /// `blue_green`: how long TCP and WebSocket connections to the old version may go on
+    /// after the switch before they are closed (in-flight HTTP requests always finish;
+    /// default 30 s).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = "30s"))]
+    pub drain_timeout: Option<DurationSpec>,
     /// How long to wait for the service lock (default: 0, fail at once if held).
     #[serde(default)]
     pub lock_wait: Option<DurationSpec>,
@@ -182,7 +219,8 @@ pub struct TransitionView {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckResult {
-    /// Which check: `agent_reachable`, `server_allowed`, `port_available`, `image_exists`.
+    /// Which check: `agent_reachable`, `server_allowed`, `port_available`, `image_exists`,
+    /// and for `blue_green` `proxy_reachable`.
     pub check: String,
     /// The server it ran against.
     pub server: ServerName,

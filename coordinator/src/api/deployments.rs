@@ -159,6 +159,15 @@ pub async fn create(
             ));
         }
     }
+    if req.strategy.proxied() && matches!(req.health, sluice_common::api::HealthCheck::None {}) {
+        return Err(ApiError::from(
+            Problem::new(
+                ErrorCode::HealthCheckRequired,
+                "blue_green switches traffic only to a version its health check passed: give a health check (http, tcp or docker), or use strategy recreate",
+            )
+            .with_field("health", "must not be none with strategy blue_green"),
+        ));
+    }
     let targets = resolve_targets(&app, &req)?;
     let body = serde_json::to_vec(&req).expect("serializable");
     let hash = format!("{:x}", Sha256::digest(&body));

@@ -70,9 +70,18 @@ pub struct DeployArgs {
     /// How long to wait for Docker's HEALTHCHECK to say healthy (docker; default 1m).
     #[arg(long, value_name = "DURATION", help_heading = "Health check")]
     pub health_deadline: Option<String>,
-    /// The strategy (only `recreate` today).
+    /// The strategy: `recreate` (default: stop the old container, start the new one) or
+    /// `blue_green` (start the new one beside it behind sluice-proxy, switch when healthy).
     #[arg(long, help_heading = "Rollout")]
     pub strategy: Option<String>,
+    /// Keep checking the new version this long after its first good check; a failure
+    /// rolls back (default: the cluster's, 10s).
+    #[arg(long, value_name = "DURATION", help_heading = "Rollout")]
+    pub min_healthy: Option<String>,
+    /// blue_green: how long the old version's TCP and WebSocket connections may go on
+    /// after the switch (default 30s).
+    #[arg(long, value_name = "DURATION", help_heading = "Rollout")]
+    pub drain_timeout: Option<String>,
     /// How many servers are deployed at once (default 1).
     #[arg(long, value_name = "N", help_heading = "Rollout")]
     pub max_parallel: Option<u32>,
@@ -199,6 +208,12 @@ fn body(a: &DeployArgs) -> Result<Value, CliError> {
     }
     if let Some(s) = &a.strategy {
         b["strategy"] = json!(s);
+    }
+    if let Some(d) = &a.min_healthy {
+        b["min_healthy"] = json!(d);
+    }
+    if let Some(d) = &a.drain_timeout {
+        b["drain_timeout"] = json!(d);
     }
     if let Some(n) = a.max_parallel {
         b["max_parallel"] = json!(n);

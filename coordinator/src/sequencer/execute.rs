@@ -224,6 +224,12 @@ impl Driver {
             cap_add: Vec::new(),
             mounts: Vec::new(),
             strategy: d.request.strategy,
+            min_healthy: Some(d.request.min_healthy.unwrap_or(self.defaults.min_healthy)),
+            drain_timeout: Some(
+                d.request
+                    .drain_timeout
+                    .unwrap_or(self.defaults.drain_timeout),
+            ),
         };
         // The step turns `deploying` only once the agent has accepted the operation: a
         // server the agent never heard from was not touched and needs no rollback.
@@ -323,6 +329,12 @@ impl Driver {
             service: d.request.service.clone(),
             health,
             discard_replaced,
+            strategy: d.request.strategy,
+            drain_timeout: Some(
+                d.request
+                    .drain_timeout
+                    .unwrap_or(self.defaults.drain_timeout),
+            ),
         };
         let submit = || self.agents.rollback(&addr, op_id, &req);
         let call = Call {

@@ -26,6 +26,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::agent_client::AgentClient;
+use crate::config::DeployDefaults;
 use crate::node::{Node, Proposal, ProposeError};
 use crate::state::deployments::{Deployment, DeploymentCommand};
 use crate::state::{Command, Response};
@@ -71,15 +72,18 @@ pub struct Driver {
     pub node: Arc<Node>,
     /// The agent client.
     pub agents: AgentClient,
+    /// What requests that leave a knob out get.
+    pub defaults: DeployDefaults,
     running: Mutex<HashSet<Uuid>>,
 }
 
 impl Driver {
     /// A driver over `node`.
-    pub fn new(node: Arc<Node>, agents: AgentClient) -> Arc<Self> {
+    pub fn new(node: Arc<Node>, agents: AgentClient, defaults: DeployDefaults) -> Arc<Self> {
         Arc::new(Self {
             node,
             agents,
+            defaults,
             running: Mutex::default(),
         })
     }

@@ -207,7 +207,7 @@ fn in_progress(d: &Deployment, seen: &Observed, cancel: bool) -> Action {
     }
     match d.request.strategy {
         // Each strategy plans its own rollout here; the agent runs the matching runner.
-        Strategy::Recreate => in_batches(d),
+        Strategy::Recreate | Strategy::BlueGreen => in_batches(d),
     }
 }
 

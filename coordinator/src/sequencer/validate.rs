@@ -176,6 +176,24 @@ async fn check_server(
             ))
         }
     });
+    let proxied = d.request.strategy.proxied();
+    let proxy = timed("proxy_reachable", server, async {
+        if !proxied {
+            return Ok("not needed (recreate)".to_string());
+        }
+        let h = driver
+            .agents
+            .health(&addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        match (h.proxy_reachable, h.proxy_version, h.proxy_error) {
+            (true, v, _) => Ok(format!("sluice-proxy {} answers", v.unwrap_or_default())),
+            (false, _, e) => Err(format!(
+                "sluice-proxy does not answer on this server: {}",
+                e.unwrap_or_else(|| "the agent predates sluice-proxy".into())
+            )),
+        }
+    });
     let image = timed("image_exists", server, async {
         let c = driver
             .agents
@@ -219,6 +237,10 @@ async fn check_server(
             (true, None) => Err(format!("port {port} is held by a process outside Sluice")),
         }
     });
-    let (a, b, c, p) = tokio::join!(allowed, reachable, image, port);
-    (vec![a, b, c, p], port_chosen.map(|p| (server.clone(), p)))
+    let (a, b, c, p, x) = tokio::join!(allowed, reachable, image, port, proxy);
+    let mut results = vec![a, b, c, p];
+    if proxied {
+        results.push(x);
+    }
+    (results, port_chosen.map(|p| (server.clone(), p)))
 }

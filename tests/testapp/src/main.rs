@@ -8,6 +8,13 @@
 //! - `TESTAPP_HEALTH=fail`: `GET /health` answers 500 (otherwise 200).
 //! - `TESTAPP_START_DELAY_MS`: wait this long before listening (a slow start).
 //! - `TESTAPP_EXIT_AFTER_MS`: exit with status 1 after this long (a crash).
+//! - `TESTAPP_HEALTH_FAIL_AFTER_MS`: `GET /health` answers 500 from this long after the
+//!   start on (a version that passes its first check and fails later).
+//!
+//! Besides `/health`, `/version` and `/`: `GET /sleep/MS` answers its version after MS
+//! milliseconds (a long request), and `GET /echo` with an `Upgrade:` header switches
+//! protocols (101) and then echoes every byte it receives until the peer closes (a
+//! WebSocket-like upgraded connection).
 //!
 //! `sluice-testapp --probe` does one `GET /health` against localhost and exits 0 on 200, 1
 //! otherwise: the image's Docker `HEALTHCHECK` (there is no shell or curl in a scratch image).
@@ -71,6 +78,11 @@ fn probe() -> i32 {
     }
 }
 
+/// Whether `/health` answers 200 now.
+fn healthy_now(healthy: bool, fail_after: Option<Duration>, started: std::time::Instant) -> bool {
+    healthy && fail_after.is_none_or(|d| started.elapsed() < d)
+}
+
 fn handle(mut s: TcpStream, version: &str, healthy: bool) {
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     let mut buf = [0u8; 2048];
@@ -82,7 +94,28 @@ fn handle(mut s: TcpStream, version: &str, healthy: bool) {
             Ok(n) => got.extend_from_slice(&buf[..n]),
         }
     }
-    let _ = s.write_all(respond(&String::from_utf8_lossy(&got), version, healthy).as_bytes());
+    let head = String::from_utf8_lossy(&got).to_string();
+    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+    if let Some(ms) = path.strip_prefix("/sleep/") {
+        std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
+    }
+    if path == "/echo" && head.to_ascii_lowercase().contains("\r\nupgrade:") {
+        let _ = s.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n",
+        );
+        let _ = s.set_read_timeout(None);
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    let _ = s.write_all(respond(&head, version, healthy).as_bytes());
 }
 
 /// The whole HTTP/1.0 response to a request head.
@@ -95,6 +128,7 @@ fn respond(head: &str, version: &str, healthy: bool) -> String {
             "failing on purpose\n".to_string(),
         ),
         "/version" => ("200 OK", format!("{version}\n")),
+        p if p.starts_with("/sleep/") => ("200 OK", format!("{version}\n")),
         "/" => ("200 OK", format!("sluice-testapp {version}\n")),
         _ => ("404 Not Found", "not found\n".to_string()),
     };
@@ -135,15 +169,19 @@ fn main() {
         }
     };
     println!("testapp listening on 0.0.0.0:{port}");
+    let started = std::time::Instant::now();
+    let fail_after = env_ms("TESTAPP_HEALTH_FAIL_AFTER_MS");
     for conn in listener.incoming().flatten() {
         let v = version.clone();
-        std::thread::spawn(move || handle(conn, &v, healthy));
+        let h = healthy_now(healthy, fail_after, started);
+        std::thread::spawn(move || handle(conn, &v, h));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::respond;
+    use std::time::Duration;
 
     #[test]
     fn answers_health_and_version() {
@@ -153,5 +191,15 @@ mod tests {
         assert!(respond("GET /health HTTP/1.1", "v7", true).starts_with("HTTP/1.0 200"));
         assert!(respond("GET /health HTTP/1.1", "v7", false).starts_with("HTTP/1.0 500"));
         assert!(respond("GET /nope HTTP/1.1", "v7", true).starts_with("HTTP/1.0 404"));
+        assert!(respond("GET /sleep/10 HTTP/1.1", "v7", true).ends_with("v7\n"));
+    }
+
+    #[test]
+    fn health_fails_from_its_deadline_on() {
+        let t = std::time::Instant::now();
+        assert!(super::healthy_now(true, None, t));
+        assert!(super::healthy_now(true, Some(Duration::from_secs(60)), t));
+        assert!(!super::healthy_now(true, Some(Duration::ZERO), t));
+        assert!(!super::healthy_now(false, None, t));
     }
 }

@@ -10,120 +10,10 @@
 
 use sluice_common::agent_api::OperationState;
 
-use crate::record::{Finish, OpRecord, OpRequest, Stage};
+pub use crate::runner::steps::{Observed, Step};
+use crate::record::{OpRecord, OpRequest, Stage};
+use crate::runner::steps::{finish, prepare};
 use crate::runtime::short;
-
-/// What this run of the runner has seen, step by step (empty after an agent restart).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Observed {
-    /// Deploy: the image is present (found or pulled), or why not.
-    pub image: Option<Result<(), String>>,
-    /// The operation's containers were chosen and recorded (deploy: the new one created or
-    /// found; rollback: the kept previous one chosen), or why not.
-    pub prepared: Option<Result<(), String>>,
-    /// Why the operation must stop going forward (aborted, or past its deadline), as seen
-    /// right after preparing; it then abandons instead of switching.
-    pub halted: Option<String>,
-    /// Abandoning: the removal of the new container was attempted (its failure does not
-    /// matter: nothing serves from it).
-    pub new_removed: bool,
-    /// The service's other running containers were stopped (kept), or why not.
-    pub stopped: Option<Result<(), String>>,
-    /// The new container was started, or why not.
-    pub started: Option<Result<(), String>>,
-    /// The new container, inspected once started: running, or what it is instead
-    /// (`exited`, `gone`).
-    pub new_state: Option<Result<(), String>>,
-    /// The new container's health check: how it passed, or why it failed.
-    pub health: Option<Result<String, String>>,
-    /// The prune of older containers was attempted (a failed prune leaves extra stopped
-    /// containers; the deploy itself worked).
-    pub pruned: bool,
-    /// A rollback that discards the replaced (failed) container: whether it was removed.
-    pub discarded: Option<bool>,
-    /// The restore began in this run (stage, error and phase persisted).
-    pub restoring: bool,
-    /// The failed container's log capture was attempted.
-    pub log_captured: bool,
-    /// The failed container's removal (deploy) or stop (rollback) was attempted.
-    pub failed_cleared: bool,
-    /// The previous container was started, or why not.
-    pub previous_started: Option<Result<(), String>>,
-    /// The previous container's health check: how it passed, or why it failed.
-    pub previous_health: Option<Result<String, String>>,
-}
-
-/// The next thing to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    /// Deploy: make sure the image is present, pulling it if not ("ensure image").
-    EnsureImage,
-    /// Deploy: create the new container, or find the one a previous run created ("create
-    /// container"); record it and the previous one; persist [`Stage::Switching`].
-    CreateContainer,
-    /// Rollback: choose the kept previous container as the target ("choose previous
-    /// container"); persist [`Stage::Switching`].
-    ChoosePrevious,
-    /// Abandon: remove the new container, which never served ("remove new container").
-    RemoveNew,
-    /// Stop (keep) the service's other running containers ("stop previous container").
-    StopPrevious,
-    /// Start the new container ("start new container"); persist [`Stage::Started`].
-    StartNew,
-    /// Inspect the new container: is it running?
-    InspectNew,
-    /// Health-check the new container, by its own check if it carries one ("health check").
-    CheckNew,
-    /// Keep one previous container, remove the service's older ones ("prune old
-    /// containers").
-    Prune,
-    /// Remove the container a rollback replaced, a failed version ("remove failed
-    /// container").
-    DiscardReplaced {
-        /// The replaced container.
-        container: String,
-    },
-    /// Begin restoring the previous version: persist [`Stage::RollingBack`] and `why`.
-    Restore {
-        /// What failed.
-        why: String,
-    },
-    /// Keep the failed container's last log lines, if it still exists ("capture log of
-    /// failed container").
-    CaptureLog {
-        /// The failed container.
-        container: String,
-    },
-    /// Remove the failed container (deploy), or stop it (rollback: it is the only copy of
-    /// that version): "remove failed container" / "stop failed container".
-    ClearFailed {
-        /// The failed container.
-        container: String,
-        /// Remove rather than stop.
-        remove: bool,
-    },
-    /// Start the previous container ("start previous container").
-    StartPrevious {
-        /// The previous container.
-        container: String,
-    },
-    /// Health-check the previous container by its own check ("health check previous
-    /// container").
-    CheckPrevious {
-        /// The previous container.
-        container: String,
-    },
-    /// Finish the operation.
-    Finish(Finish),
-}
-
-fn finish(state: OperationState, phase: impl Into<String>, error: Option<String>) -> Step {
-    Step::Finish(Finish {
-        state,
-        phase: phase.into(),
-        error,
-    })
-}
 
 /// The step after `rec` and `obs`; `None` once the operation has finished (or is not a
 /// recreate deploy or rollback).
@@ -138,33 +28,9 @@ pub fn next(rec: &OpRecord, obs: &Observed) -> Option<Step> {
         Stage::Switching => switching(rec, obs),
         Stage::Started => started(rec, obs, deploy),
         Stage::RollingBack => rolling_back(rec, obs, deploy),
-        Stage::Removing | Stage::Done => return None,
+        // (`Routed` is blue_green's.)
+        Stage::Routed | Stage::Removing | Stage::Done => return None,
     })
-}
-
-/// Nothing serves differently yet: a failure here changed nothing.
-fn prepare(deploy: bool, obs: &Observed) -> Step {
-    let unchanged = |e: &str| {
-        finish(
-            OperationState::Failed,
-            "failed before anything was changed",
-            Some(format!("{e} (nothing was changed)")),
-        )
-    };
-    if deploy {
-        match &obs.image {
-            None => return Step::EnsureImage,
-            Some(Err(e)) => return unchanged(e),
-            Some(Ok(())) => {}
-        }
-    }
-    match &obs.prepared {
-        Some(Err(e)) => unchanged(e),
-        // (A successful preparation persists `Switching` with it: `Some(Ok)` is not seen
-        // here; preparing again would be harmless.)
-        _ if deploy => Step::CreateContainer,
-        _ => Step::ChoosePrevious,
-    }
 }
 
 fn switching(rec: &OpRecord, obs: &Observed) -> Step {
@@ -217,6 +83,13 @@ fn started(rec: &OpRecord, obs: &Observed, deploy: bool) -> Step {
         Some(Err(e)) => return Step::Restore { why: e.clone() },
         Some(Ok(detail)) => detail,
     };
+    if deploy && !rec.min_healthy().is_zero() {
+        match &obs.watched {
+            None => return Step::Watch,
+            Some(Err(e)) => return Step::Restore { why: e.clone() },
+            Some(Ok(())) => {}
+        }
+    }
     if deploy && !obs.pruned {
         return Step::Prune;
     }

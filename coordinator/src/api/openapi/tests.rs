@@ -333,7 +333,7 @@ fn enums_match_the_rust_types() {
         "TokenRole",
         &[TokenRole::Viewer, TokenRole::Deployer, TokenRole::Admin],
     );
-    same(&d, "Strategy", &[Strategy::Recreate]);
+    same(&d, "Strategy", &[Strategy::Recreate, Strategy::BlueGreen]);
 }
 
 /// The agent's (hand-written) document and this generated one describe the wire types they

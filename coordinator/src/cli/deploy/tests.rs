@@ -15,6 +15,8 @@ const FLAGS: &[(&str, &[&str])] = &[
     ("env", &["env", "secret-env"]),
     ("health", &["health"]),
     ("strategy", &["strategy"]),
+    ("min_healthy", &["min-healthy"]),
+    ("drain_timeout", &["drain-timeout"]),
     ("lock_wait", &["lock-wait"]),
     ("max_parallel", &["max-parallel"]),
     ("progress_deadline", &["progress-deadline"]),
@@ -100,7 +102,11 @@ fn flags_reach_the_request_and_the_api_accepts_it() {
         "--health-start-period",
         "3s",
         "--strategy",
-        "recreate",
+        "blue_green",
+        "--min-healthy",
+        "15s",
+        "--drain-timeout",
+        "5s",
         "--max-parallel",
         "2",
         "--progress-deadline",
@@ -118,6 +124,9 @@ fn flags_reach_the_request_and_the_api_accepts_it() {
     let req: sluice_common::api::CreateDeploymentRequest =
         serde_json::from_value(b).expect("the API accepts what the CLI sends");
     assert_eq!(req.max_parallel, Some(2));
+    assert_eq!(req.strategy, sluice_common::api::Strategy::BlueGreen);
+    assert_eq!(req.min_healthy.map(|d| d.get().as_secs()), Some(15));
+    assert_eq!(req.drain_timeout.map(|d| d.get().as_secs()), Some(5));
     let docker = body_of(&[
         "--service",
         "api",

@@ -1,0 +1,187 @@
+//! The runners' hands on the host's `sluice-proxy`: where a container behind it listens,
+//! switching a service's route, waiting out a drain, taking a route away.
+//!
+//! Route target names are the containers' short ids, so the proxy's metrics and its
+//! `draining` list name containers an operator can find with `docker ps`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use sluice_common::proxy::{ProxyMode, RouteSpec, Target};
+use sluice_proxy::control::ControlError;
+
+use super::exec::{Exec, Fail};
+use crate::record::{OpRecord, OpRequest};
+use crate::runtime::{short, Runtime};
+
+/// How often a drain is polled.
+const DRAIN_POLL: Duration = Duration::from_millis(100);
+/// How long past its `drain_timeout` a drain is waited for (the proxy closes what is left
+/// at the timeout; this covers its bookkeeping).
+const DRAIN_SLACK: Duration = Duration::from_secs(5);
+
+impl From<ControlError> for Fail {
+    fn from(e: ControlError) -> Self {
+        Fail::Step(format!("sluice-proxy: {e}"))
+    }
+}
+
+/// The route target of `container` at `addr`.
+fn target(container: &str, addr: SocketAddr) -> Target {
+    Target {
+        name: short(container).to_string(),
+        addr,
+        weight: 100,
+    }
+}
+
+impl<R: Runtime> Exec<'_, R> {
+    fn proxy(&self) -> Result<&sluice_proxy::control::Client, Fail> {
+        self.env.proxy.as_ref().ok_or_else(|| {
+            Fail::Step("this agent has no sluice-proxy configured (proxy_socket)".into())
+        })
+    }
+
+    /// Where a running container publishes on loopback, or what it is instead.
+    pub async fn loopback_addr(&self, container: &str) -> Result<SocketAddr, String> {
+        match self.rt.inspect(container).await {
+            Ok(Some(c)) if c.running => {
+                let ip: Option<IpAddr> = c.host_ip.as_deref().and_then(|ip| ip.parse().ok());
+                match (ip, c.host_port) {
+                    (Some(ip), Some(port)) if ip.is_loopback() => Ok(SocketAddr::new(ip, port)),
+                    _ => Err(format!(
+                        "container {} does not publish on loopback (it was not deployed behind sluice-proxy)",
+                        short(container)
+                    )),
+                }
+            }
+            Ok(Some(c)) => Err(c.status),
+            Ok(None) => Err("gone".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Points the service's route at `container` (`to`), creating the route on the
+    /// service's public port when it has none yet.
+    pub async fn route(
+        &self,
+        rec: &OpRecord,
+        container: &str,
+        to: SocketAddr,
+        name: &str,
+    ) -> Result<(), Fail> {
+        let proxy = self.proxy()?;
+        let service = &rec.view.service;
+        let targets = [target(container, to)];
+        self.step(name, async {
+            let view = match proxy.route(service).await? {
+                Some(_) => proxy.switch(service, &targets).await?,
+                None => {
+                    let OpRequest::Deploy(d) = &rec.request else {
+                        return Err(Fail::Step(format!(
+                            "service {service} has no route in sluice-proxy to switch back"
+                        )));
+                    };
+                    let spec = RouteSpec {
+                        listen: SocketAddr::new(self.env.host_ip, d.host_port.get()),
+                        mode: ProxyMode::Http,
+                        targets: targets.to_vec(),
+                        drain_timeout: sluice_common::time::DurationSpec(rec.drain_timeout()),
+                    };
+                    match proxy.put_route(service, &spec).await {
+                        Err(ControlError::Refused { code, .. }) if code == "port_busy" => {
+                            // The one move behind the proxy: a container deployed before
+                            // (recreate) holds the public port itself. Stop (keep) it, then
+                            // the proxy takes the port: connections are refused meanwhile.
+                            self.release_port(rec).await?;
+                            proxy.put_route(service, &spec).await?
+                        }
+                        r => r?,
+                    }
+                }
+            };
+            Ok((
+                (),
+                format!(
+                    "{} → {} ({to}, generation {})",
+                    view.spec.listen,
+                    short(container),
+                    view.generation
+                ),
+            ))
+        })
+        .await
+    }
+
+    /// Stops the replaced container when it publishes the service's port itself.
+    async fn release_port(&self, rec: &OpRecord) -> Result<(), Fail> {
+        let Some(old) = &rec.view.previous_container else {
+            return Err(Fail::Step(
+                "the service's port is busy on this host and no container of it holds it".into(),
+            ));
+        };
+        match self.rt.inspect(old).await? {
+            Some(c) if c.running && !self.loopback_addr(old).await.is_ok() => {
+                tracing::warn!(container = %short(old), "moving the service behind sluice-proxy: stopping the container that published its port itself");
+                self.rt.stop(old, self.env.stop_grace).await?;
+                Ok(())
+            }
+            _ => Err(Fail::Step(
+                "the service's port is busy on this host (not by this service)".into(),
+            )),
+        }
+    }
+
+    /// Waits until the proxy has drained `container`'s target: its in-flight requests
+    /// finished, its connections closed (at the latest at the route's drain timeout).
+    pub async fn drain(&self, rec: &OpRecord, container: &str) -> Result<(), Fail> {
+        let proxy = self.proxy()?;
+        let service = &rec.view.service;
+        let name = short(container).to_string();
+        let bound = rec.drain_timeout() + DRAIN_SLACK;
+        self.step("drain", async {
+            let started = Instant::now();
+            loop {
+                let left = match proxy.route(service).await? {
+                    Some(v) => v.draining.into_iter().find(|d| d.target == name),
+                    None => None,
+                };
+                let Some(d) = left else {
+                    return Ok((
+                        (),
+                        format!("{name} drained in {} ms", started.elapsed().as_millis()),
+                    ));
+                };
+                if started.elapsed() > bound {
+                    return Ok((
+                        (),
+                        format!(
+                            "{name} still had {} request(s) and {} connection(s) after {bound:?}; going on",
+                            d.requests, d.connections
+                        ),
+                    ));
+                }
+                self.cell.set_phase(format!(
+                    "draining {name}: {} request(s), {} connection(s)",
+                    d.requests, d.connections
+                ));
+                tokio::select! {
+                    _ = self.env.cancel.cancelled() => return Err(Fail::Halt(super::exec::Halt::Interrupted)),
+                    _ = tokio::time::sleep(DRAIN_POLL) => {}
+                }
+            }
+        })
+        .await
+    }
+
+    /// Takes the service's route away (its first version failed: nothing to go back to).
+    pub async fn unroute(&self, rec: &OpRecord) -> Result<(), Fail> {
+        let proxy = self.proxy()?;
+        let service = &rec.view.service;
+        self.step("remove route", async {
+            let existed = proxy.remove_route(service).await?;
+            Ok(((), if existed { "removed" } else { "there was none" }.to_string()))
+        })
+        .await
+    }
+}
