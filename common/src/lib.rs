@@ -18,6 +18,7 @@
 //! - [`backoff`]: the one retry policy (exponential, with jitter) of every retry loop.
 //! - [`sse`]: an incremental `text/event-stream` parser (the CLI follows deployments).
 //! - [`api`], [`agent_api`]: versioned wire types of the two HTTP APIs.
+//! - [`proxy`]: wire types of `sluice-proxy`'s control API (routes, targets, drains).
 //! - `client` (feature `client`): the typed client of the coordinator API (reqwest; the
 //!   caller brings the runtime and the TLS settings).
 //! - `openapi` (feature `openapi`): OpenAPI schemas of the validated types; the wire types

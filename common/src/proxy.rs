@@ -134,7 +134,9 @@ impl std::fmt::Display for SpecError {
 /// addresses, weights 0..=100 with at least one > 0, every address on loopback.
 pub fn validate_targets(targets: &[Target]) -> Result<(), SpecError> {
     if targets.is_empty() {
-        return Err(SpecError::Invalid("targets: at least one target is needed".into()));
+        return Err(SpecError::Invalid(
+            "targets: at least one target is needed".into(),
+        ));
     }
     for (i, t) in targets.iter().enumerate() {
         let label_ok = (1..=64).contains(&t.name.len())
@@ -162,7 +164,10 @@ pub fn validate_targets(targets: &[Target]) -> Result<(), SpecError> {
         if t.addr.port() == 0 {
             return Err(SpecError::Invalid(format!("targets[{i}].addr: port 0")));
         }
-        if targets[..i].iter().any(|o| o.name == t.name || o.addr == t.addr) {
+        if targets[..i]
+            .iter()
+            .any(|o| o.name == t.name || o.addr == t.addr)
+        {
             return Err(SpecError::Invalid(format!(
                 "targets[{i}]: name {} or address {} appears twice",
                 t.name, t.addr
@@ -170,7 +175,9 @@ pub fn validate_targets(targets: &[Target]) -> Result<(), SpecError> {
         }
     }
     if targets.iter().all(|t| t.weight == 0) {
-        return Err(SpecError::Invalid("targets: at least one needs weight > 0".into()));
+        return Err(SpecError::Invalid(
+            "targets: at least one needs weight > 0".into(),
+        ));
     }
     Ok(())
 }
@@ -179,7 +186,9 @@ impl RouteSpec {
     /// Checks the spec as a whole ([`validate_targets`], a non-zero listen port).
     pub fn validate(&self) -> Result<(), SpecError> {
         if self.listen.port() == 0 {
-            return Err(SpecError::Invalid("listen: port 0 is not a public port".into()));
+            return Err(SpecError::Invalid(
+                "listen: port 0 is not a public port".into(),
+            ));
         }
         validate_targets(&self.targets)
     }
@@ -233,7 +242,10 @@ mod tests {
             Err(SpecError::NotLoopback(_))
         ));
         for bad in ["", "a b", "é", &"x".repeat(65)] {
-            assert!(validate_targets(&[t(bad, "127.0.0.1:1", 1)]).is_err(), "{bad}");
+            assert!(
+                validate_targets(&[t(bad, "127.0.0.1:1", 1)]).is_err(),
+                "{bad}"
+            );
         }
         assert!(validate_targets(&[t("a", "127.0.0.1:1", 101)]).is_err());
         assert!(validate_targets(&[t("a", "127.0.0.1:1", 1), t("a", "127.0.0.1:2", 1)]).is_err());

@@ -1,0 +1,230 @@
+//! The bodies the HTTP path relays.
+//!
+//! [`ReqBody`] takes the client's body out of a shared slot only when the target connection
+//! first polls it: if the connect fails before that, the body is still in the slot and the
+//! request can be retried on another target. It also enforces the body limit and counts rx
+//! bytes. [`RespBody`] counts tx bytes, holds the request's in-flight guard until the last
+//! byte, and stops at the target's drain deadline.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use prometheus::IntCounter;
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+use crate::target::RequestGuard;
+
+/// A boxed error for bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The slot a request body waits in until the target connection reads it.
+pub type BodySlot = Arc<Mutex<Option<Incoming>>>;
+
+/// The request body as sent to a target.
+#[derive(Debug)]
+pub struct ReqBody {
+    slot: BodySlot,
+    inner: Option<Incoming>,
+    hint: SizeHint,
+    end: bool,
+    left: u64,
+    too_large: Arc<AtomicBool>,
+    rx: IntCounter,
+}
+
+impl ReqBody {
+    /// Wraps the body waiting in `slot`, whose size hint and end-of-stream flag were `hint`
+    /// and `end`; more than `limit` bytes fail the request and set `too_large`.
+    pub fn new(
+        slot: BodySlot,
+        hint: SizeHint,
+        end: bool,
+        limit: u64,
+        too_large: Arc<AtomicBool>,
+        rx: IntCounter,
+    ) -> Self {
+        Self {
+            slot,
+            inner: None,
+            hint,
+            end,
+            left: limit,
+            too_large,
+            rx,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than the limit")]
+struct TooLarge;
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if this.inner.is_none() {
+            this.inner = this.slot.lock().expect("body slot").take();
+        }
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let n = data.len() as u64;
+                    if n > this.left {
+                        this.too_large.store(true, Ordering::SeqCst);
+                        return Poll::Ready(Some(Err(Box::new(TooLarge))));
+                    }
+                    this.left -= n;
+                    this.rx.inc_by(n);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Some(i) => i.is_end_stream(),
+            None => self.end,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Some(i) => i.size_hint(),
+            None => self.hint,
+        }
+    }
+}
+
+/// The response body as sent to the client.
+#[derive(Debug)]
+pub enum RespBody {
+    /// A body the proxy made itself.
+    Full(Option<Bytes>),
+    /// A target's body, relayed.
+    Relayed(Relayed),
+}
+
+/// A target's response body on its way to the client.
+pub struct Relayed {
+    inner: Incoming,
+    tx: IntCounter,
+    guard: Option<RequestGuard>,
+    cut: Pin<Box<WaitForCancellationFutureOwned>>,
+    on_end: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Relayed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relayed").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Relayed {
+    fn drop(&mut self) {
+        if let Some(f) = self.on_end.take() {
+            f();
+        }
+    }
+}
+
+impl RespBody {
+    /// A complete body.
+    pub fn full(b: impl Into<Bytes>) -> Self {
+        Self::Full(Some(b.into()))
+    }
+
+    /// No body.
+    pub fn empty() -> Self {
+        Self::Full(None)
+    }
+
+    /// Relays `inner`; `guard` is dropped (the request ends) with the last byte or the cut,
+    /// and `on_end` runs then.
+    pub fn relayed(
+        inner: Incoming,
+        guard: RequestGuard,
+        on_end: Box<dyn FnOnce() + Send + Sync>,
+    ) -> Self {
+        let t = guard.target.clone();
+        Self::Relayed(Relayed {
+            inner,
+            tx: t.metrics.tx.clone(),
+            cut: Box::pin(t.cut.clone().cancelled_owned()),
+            guard: Some(guard),
+            on_end: Some(on_end),
+        })
+    }
+}
+
+impl Body for RespBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut *self {
+            Self::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Self::Relayed(r) => {
+                if r.guard.is_some() && std::future::Future::poll(r.cut.as_mut(), cx).is_ready() {
+                    r.guard = None;
+                    return Poll::Ready(Some(Err("target drained".into())));
+                }
+                match Pin::new(&mut r.inner).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(d) = frame.data_ref() {
+                            r.tx.inc_by(d.len() as u64);
+                        }
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        r.guard = None;
+                        Poll::Ready(Some(Err(Box::new(e))))
+                    }
+                    Poll::Ready(None) => {
+                        r.guard = None;
+                        if let Some(f) = r.on_end.take() {
+                            f();
+                        }
+                        Poll::Ready(None)
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Full(b) => b.is_none(),
+            Self::Relayed(r) => r.inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Self::Full(None) => SizeHint::with_exact(0),
+            Self::Relayed(r) => r.inner.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! A route's data-path view: the live targets the listener picks from, swapped atomically
+//! by the control path (one `RwLock<Arc<…>>` write; readers clone the `Arc`).
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use sluice_common::proxy::ProxyMode;
+use tokio_util::sync::CancellationToken;
+
+use crate::pick::{pick, Rng};
+use crate::target::{Limits, TargetRt};
+
+/// The targets new requests and connections go to, with their weights.
+#[derive(Debug, Default)]
+pub struct Live {
+    /// Targets with weight > 0.
+    pub targets: Vec<Arc<TargetRt>>,
+    /// Their weights (the runtime outlives a weight change).
+    pub weights: Vec<u32>,
+}
+
+/// What a listener of one route shares with the control path.
+#[derive(Debug)]
+pub struct RouteShared {
+    /// The service (metric label).
+    pub service: String,
+    /// `http` or `tcp`.
+    pub mode: ProxyMode,
+    /// How long connections get when the whole process drains.
+    pub drain_timeout: RwLock<Duration>,
+    /// The live targets.
+    live: RwLock<Arc<Live>>,
+    /// Data-path limits.
+    pub limits: Limits,
+    rng: Rng,
+    /// Cancelled when the route stops listening (replaced, deleted, handed over).
+    pub stop: CancellationToken,
+}
+
+impl RouteShared {
+    /// A route with no live target yet.
+    pub fn new(
+        service: String,
+        mode: ProxyMode,
+        drain_timeout: Duration,
+        limits: Limits,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            service,
+            mode,
+            drain_timeout: RwLock::new(drain_timeout),
+            live: RwLock::new(Arc::new(Live::default())),
+            limits,
+            rng: Rng::new(),
+            stop: CancellationToken::new(),
+        })
+    }
+
+    /// Swaps the live targets; returns the previous set.
+    pub fn swap(&self, next: Live) -> Arc<Live> {
+        std::mem::replace(&mut *self.live.write().expect("live lock"), Arc::new(next))
+    }
+
+    /// The live targets now.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.read().expect("live lock").clone()
+    }
+
+    /// Picks a target for a new request or connection, by weight.
+    pub fn pick(&self) -> Option<Arc<TargetRt>> {
+        let live = self.live();
+        pick(&live.weights, self.rng.next()).map(|i| live.targets[i].clone())
+    }
+}

@@ -1,0 +1,64 @@
+//! What the whole process shares: metrics, the route table, the tasks that carry traffic,
+//! and the switch that makes client connections close gracefully.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::metrics::Metrics;
+use crate::route::RouteShared;
+use crate::table::Table;
+use crate::target::{Limits, TargetRt};
+
+/// The process's state.
+#[derive(Debug)]
+pub struct Runtime {
+    /// The registry and its metrics.
+    pub metrics: Metrics,
+    /// Every connection task (client connections, TCP relays, upgraded relays).
+    pub tracker: TaskTracker,
+    /// Cancelled when the process drains: HTTP client connections finish their requests
+    /// and close.
+    pub graceful: CancellationToken,
+    /// When the process started.
+    pub started: Instant,
+    /// Data-path limits for every route.
+    pub limits: Limits,
+    /// Where `routes.json` lives.
+    pub state_dir: PathBuf,
+    /// The routes; the control path holds the lock across a whole change.
+    pub table: tokio::sync::Mutex<Table>,
+    /// Set once a successor took over (or SIGTERM came): the control API refuses changes.
+    pub retiring: AtomicBool,
+    /// Whether listeners are pushed into systemd's file-descriptor store.
+    pub fdstore: bool,
+}
+
+impl Runtime {
+    /// A runtime with an empty table.
+    pub fn new(state_dir: PathBuf, limits: Limits, fdstore: bool) -> Arc<Self> {
+        Arc::new(Self {
+            metrics: Metrics::new(),
+            tracker: TaskTracker::new(),
+            graceful: CancellationToken::new(),
+            started: Instant::now(),
+            limits,
+            state_dir,
+            table: tokio::sync::Mutex::new(Table::default()),
+            retiring: AtomicBool::new(false),
+            fdstore,
+        })
+    }
+
+    /// Counts a request or connection the proxy itself failed.
+    pub fn error(&self, route: &RouteShared, target: Option<&Arc<TargetRt>>) {
+        match target {
+            Some(t) => t.metrics.request("error"),
+            None => self.metrics.target(&route.service, "none").request("error"),
+        }
+    }
+}

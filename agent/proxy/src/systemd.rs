@@ -1,0 +1,83 @@
+//! systemd: readiness, the file-descriptor store (listeners survive `systemctl restart`:
+//! connections wait in the backlog instead of being refused), and `LISTEN_FDS` on start.
+//! Everything is a no-op without `NOTIFY_SOCKET` / `LISTEN_FDS`.
+
+use std::collections::BTreeMap;
+use std::os::fd::AsFd;
+
+use sd_notify::NotifyState;
+use sluice_common::names::ServiceName;
+
+fn under_systemd() -> bool {
+    std::env::var_os("NOTIFY_SOCKET").is_some()
+}
+
+/// `READY=1`; after a handoff also `MAINPID=` (this process is the unit's main process now,
+/// which needs `NotifyAccess=all`).
+pub fn ready(took_over: bool) {
+    if !under_systemd() {
+        return;
+    }
+    let pid = std::process::id();
+    let mut states = vec![NotifyState::Ready];
+    if took_over {
+        states.push(NotifyState::MainPid(pid));
+    }
+    if let Err(e) = sd_notify::notify(&states) {
+        tracing::warn!(error = %e, "could not notify systemd");
+    }
+}
+
+/// `STOPPING=1`.
+pub fn stopping() {
+    if under_systemd() {
+        let _ = sd_notify::notify(&[NotifyState::Stopping]);
+    }
+}
+
+/// Pushes a route's listener into the store under the service's name (systemd ignores a
+/// socket it already holds).
+pub fn store(service: &ServiceName, listener: &std::net::TcpListener) {
+    if !under_systemd() {
+        return;
+    }
+    let name = format!("route-{service}");
+    if let Err(e) = sd_notify::notify_with_fds(
+        &[NotifyState::FdStore, NotifyState::FdName(&name)],
+        &[listener.as_fd()],
+    ) {
+        tracing::warn!(error = %e, %service, "could not store the listener in systemd");
+    }
+}
+
+/// Removes a deleted route's listener from the store.
+pub fn forget(service: &ServiceName) {
+    if !under_systemd() {
+        return;
+    }
+    let name = format!("route-{service}");
+    let _ = sd_notify::notify(&[NotifyState::FdStoreRemove, NotifyState::FdName(&name)]);
+}
+
+/// The listeners systemd passed (`LISTEN_FDS` + `LISTEN_FDNAMES`), by service.
+pub fn take_listeners() -> BTreeMap<String, std::net::TcpListener> {
+    let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
+        .map(|v| v.split(':').map(str::to_string).collect())
+        .unwrap_or_default();
+    let mut fds = listenfd::ListenFd::from_env();
+    let mut out = BTreeMap::new();
+    for i in 0..fds.len() {
+        let name = names.get(i).cloned().unwrap_or_default();
+        let Some(service) = name.strip_prefix("route-") else {
+            continue;
+        };
+        match fds.take_tcp_listener(i) {
+            Ok(Some(l)) => {
+                out.insert(service.to_string(), l);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, %name, "a stored fd is not a TCP listener"),
+        }
+    }
+    out
+}
