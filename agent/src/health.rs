@@ -245,9 +245,7 @@ pub async fn watch<R: Runtime>(
         }
         let elapsed = started.elapsed();
         if elapsed >= period {
-            return Outcome::Healthy(format!(
-                "stayed healthy for {period:?} ({probes} checks)"
-            ));
+            return Outcome::Healthy(format!("stayed healthy for {period:?} ({probes} checks)"));
         }
         progress(format!(
             "watching: healthy for {:.1} s of {period:?}",

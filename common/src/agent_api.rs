@@ -82,7 +82,10 @@ pub struct DeployRequest {
     pub mounts: Vec<String>,
     /// How the agent replaces the running version (absent: `recreate`, the only one agents
     /// before this field knew; it is left off the wire then, so they still accept it).
-    #[serde(default = "Strategy::wire_default", skip_serializing_if = "is_recreate")]
+    #[serde(
+        default = "Strategy::wire_default",
+        skip_serializing_if = "is_recreate"
+    )]
     pub strategy: Strategy,
     /// The watch period after the first good health check (absent: none, as before).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -164,7 +167,10 @@ pub struct RollbackRequest {
     pub discard_replaced: bool,
     /// How the service was deployed: a `blue_green` service switches its proxy route back
     /// (absent: `recreate`).
-    #[serde(default = "Strategy::wire_default", skip_serializing_if = "is_recreate")]
+    #[serde(
+        default = "Strategy::wire_default",
+        skip_serializing_if = "is_recreate"
+    )]
     pub strategy: Strategy,
     /// `blue_green`: how long the replaced version's connections may drain (absent: 30 s).
     #[serde(default, skip_serializing_if = "Option::is_none")]

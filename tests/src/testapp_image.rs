@@ -9,6 +9,7 @@
 //! | `sluice-testapp:v2` | `TESTAPP_VERSION=v2` |
 //! | `sluice-testapp:broken` | `TESTAPP_VERSION=broken`, `TESTAPP_HEALTH=fail` |
 //! | `sluice-testapp:hc` | `TESTAPP_VERSION=hc` and a Docker `HEALTHCHECK` (`--probe`) |
+//! | `sluice-testapp:late` | `TESTAPP_VERSION=late`, `/health` failing from 5 s after its start |
 //!
 //! Every image carries the label `sluice.testapp.hash` (a hash of the binary); an image whose
 //! label matches the binary just built is not rebuilt. A process builds at most once, and
@@ -35,6 +36,10 @@ const TAGS: &[(&str, &str)] = &[
     (
         "broken",
         "ENV TESTAPP_VERSION=broken TESTAPP_HEALTH=fail\n",
+    ),
+    (
+        "late",
+        "ENV TESTAPP_VERSION=late TESTAPP_HEALTH_FAIL_AFTER_MS=5000\n",
     ),
     (
         "hc",

@@ -20,7 +20,11 @@ use crate::runtime::{
 const LOG_LINES: usize = 20;
 
 /// Performs one step and records what it saw in `obs`.
-pub(super) async fn perform<R: Runtime>(x: &Exec<'_, R>, step: Step, obs: &mut Observed) -> Result<(), Halt> {
+pub(super) async fn perform<R: Runtime>(
+    x: &Exec<'_, R>,
+    step: Step,
+    obs: &mut Observed,
+) -> Result<(), Halt> {
     let rec = x.record();
     let v = &rec.view;
     let new = v.container.clone().unwrap_or_default();
@@ -301,10 +305,7 @@ async fn choose_previous<R: Runtime>(x: &Exec<'_, R>) -> Result<(), Fail> {
 }
 
 /// Stops (keeps) whatever of the service runs, except the new container.
-async fn stop_previous<R: Runtime>(
-    x: &Exec<'_, R>,
-    rec: &OpRecord,
-) -> Result<(), Fail> {
+async fn stop_previous<R: Runtime>(x: &Exec<'_, R>, rec: &OpRecord) -> Result<(), Fail> {
     let new = rec.view.container.clone().unwrap_or_default();
     let grace = x.env.stop_grace;
     let running: Vec<Container> =

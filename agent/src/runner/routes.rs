@@ -180,7 +180,10 @@ impl<R: Runtime> Exec<'_, R> {
         let service = &rec.view.service;
         self.step("remove route", async {
             let existed = proxy.remove_route(service).await?;
-            Ok(((), if existed { "removed" } else { "there was none" }.to_string()))
+            Ok((
+                (),
+                if existed { "removed" } else { "there was none" }.to_string(),
+            ))
         })
         .await
     }

@@ -170,15 +170,17 @@ pub enum Step {
     Finish(Finish),
 }
 
-
-pub(crate) fn finish(state: OperationState, phase: impl Into<String>, error: Option<String>) -> Step {
+pub(crate) fn finish(
+    state: OperationState,
+    phase: impl Into<String>,
+    error: Option<String>,
+) -> Step {
     Step::Finish(Finish {
         state,
         phase: phase.into(),
         error,
     })
 }
-
 
 /// Nothing serves differently yet: a failure here changed nothing.
 pub(crate) fn prepare(deploy: bool, obs: &Observed) -> Step {
@@ -204,4 +206,3 @@ pub(crate) fn prepare(deploy: bool, obs: &Observed) -> Step {
         _ => Step::ChoosePrevious,
     }
 }
-

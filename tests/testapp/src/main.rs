@@ -14,7 +14,8 @@
 //! Besides `/health`, `/version` and `/`: `GET /sleep/MS` answers its version after MS
 //! milliseconds (a long request), and `GET /echo` with an `Upgrade:` header switches
 //! protocols (101) and then echoes every byte it receives until the peer closes (a
-//! WebSocket-like upgraded connection).
+//! WebSocket-like upgraded connection). `GET /fail-health` makes `/health` answer 500
+//! from then on (a version that turns unhealthy while it serves).
 //!
 //! `sluice-testapp --probe` does one `GET /health` against localhost and exits 0 on 200, 1
 //! otherwise: the image's Docker `HEALTHCHECK` (there is no shell or curl in a scratch image).
@@ -78,9 +79,14 @@ fn probe() -> i32 {
     }
 }
 
+/// Set by `GET /fail-health`.
+static FAILING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Whether `/health` answers 200 now.
 fn healthy_now(healthy: bool, fail_after: Option<Duration>, started: std::time::Instant) -> bool {
-    healthy && fail_after.is_none_or(|d| started.elapsed() < d)
+    healthy
+        && fail_after.is_none_or(|d| started.elapsed() < d)
+        && !FAILING.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 fn handle(mut s: TcpStream, version: &str, healthy: bool) {
@@ -96,6 +102,9 @@ fn handle(mut s: TcpStream, version: &str, healthy: bool) {
     }
     let head = String::from_utf8_lossy(&got).to_string();
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+    if path == "/fail-health" {
+        FAILING.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
     if let Some(ms) = path.strip_prefix("/sleep/") {
         std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
     }
@@ -128,6 +137,7 @@ fn respond(head: &str, version: &str, healthy: bool) -> String {
             "failing on purpose\n".to_string(),
         ),
         "/version" => ("200 OK", format!("{version}\n")),
+        "/fail-health" => ("200 OK", "failing from now on\n".to_string()),
         p if p.starts_with("/sleep/") => ("200 OK", format!("{version}\n")),
         "/" => ("200 OK", format!("sluice-testapp {version}\n")),
         _ => ("404 Not Found", "not found\n".to_string()),

@@ -119,7 +119,6 @@ fn started(rec: &OpRecord, obs: &Observed, deploy: bool) -> Step {
 
 /// Traffic goes to the new container: drain the old, watch the new, retire the old.
 fn routed(rec: &OpRecord, obs: &Observed, deploy: bool) -> Step {
-    let new = new_container(rec);
     let old = rec.view.previous_container.clone();
     // Resumed after an agent restart: redo the health check (the new container may have
     // died meanwhile) before trusting it; the proxy kept serving whichever was live.
@@ -199,13 +198,17 @@ fn rolling_back(rec: &OpRecord, obs: &Observed, deploy: bool) -> Step {
         // A previous container that still runs (the usual case: it was never stopped)
         // takes traffic back at once; one that stopped is started and checked first
         // (starting it forgets its old address: Docker picks a new port).
-        return match (&obs.previous_addr, &obs.previous_started, &obs.previous_health) {
+        return match (
+            &obs.previous_addr,
+            &obs.previous_started,
+            &obs.previous_health,
+        ) {
             (_, Some(Err(e)), _) | (_, _, Some(Err(e))) => failed_too(e),
             (None, _, _) => Step::LocatePrevious { container },
             (Some(Err(_)), None, _) => Step::StartPrevious { container },
-            (Some(Err(state)), Some(Ok(())), _) => {
-                failed_too(&format!("the previous container is {state} after its start"))
-            }
+            (Some(Err(state)), Some(Ok(())), _) => failed_too(&format!(
+                "the previous container is {state} after its start"
+            )),
             (Some(Ok(_)), Some(Ok(())), None) => Step::CheckPrevious { container },
             (Some(Ok(to)), _, _) => Step::RouteBack { container, to: *to },
         };

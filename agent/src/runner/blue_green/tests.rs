@@ -22,7 +22,11 @@ fn addr(port: u16) -> SocketAddr {
 fn deploy_record(min_healthy: &str) -> OpRecord {
     let extra = json!({"strategy": "blue_green", "min_healthy": min_healthy});
     let req = deploy_request("api", "app:v2", 3, docker_check(), extra);
-    OpRecord::new(Uuid::new_v4(), OpRequest::Deploy(Box::new(req)), crate::now())
+    OpRecord::new(
+        Uuid::new_v4(),
+        OpRequest::Deploy(Box::new(req)),
+        crate::now(),
+    )
 }
 
 fn rollback_record(discard: bool) -> OpRecord {

@@ -10,9 +10,9 @@
 
 use sluice_common::agent_api::OperationState;
 
-pub use crate::runner::steps::{Observed, Step};
 use crate::record::{OpRecord, OpRequest, Stage};
 use crate::runner::steps::{finish, prepare};
+pub use crate::runner::steps::{Observed, Step};
 use crate::runtime::short;
 
 /// The step after `rec` and `obs`; `None` once the operation has finished (or is not a
