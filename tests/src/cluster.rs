@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use sluice_common::client::{Client, ClientError};
 use sluice_common::tls::Role;
 
 use crate::eventually::eventually;
@@ -173,8 +174,8 @@ impl Coordinator {
 
     /// Waits until the started process answers (see [`Coordinator::start`]).
     pub async fn answering(&mut self) {
-        let client = Pki::shared().client(None).build().expect("client");
-        let url = self.url("/healthz");
+        let http = Pki::shared().client(None).build().expect("client");
+        let api = Client::new(http, self.url("")).with_timeout(Duration::from_secs(2));
         let id = self.id;
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
@@ -184,13 +185,9 @@ impl Coordinator {
                     self.log()
                 );
             }
-            match client
-                .get(&url)
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-            {
-                Ok(_) => return,
+            match api.healthz().await {
+                // Any answer, even an error status, means the process serves.
+                Ok(_) | Err(ClientError::Problem { .. } | ClientError::Decode { .. }) => return,
                 Err(e) if std::time::Instant::now() > deadline => {
                     panic!("node {id} did not answer within 30 s: {e}\n{}", self.log())
                 }
@@ -278,7 +275,9 @@ pub struct Cluster {
     /// The nodes, index `i` has id `i + 1`.
     pub nodes: Vec<Coordinator>,
     /// An HTTPS client for tests: trusts the shared test CA and sends
-    /// `Authorization: Bearer <admin token>` on every request.
+    /// `Authorization: Bearer <admin token>` on every request. The API's operations go
+    /// through [`Cluster::api`] (which uses this client); raw requests are for the tests
+    /// about the wire itself.
     pub http: reqwest::Client,
     /// The bootstrap admin token's secret (every node accepts it).
     pub admin_token: String,
