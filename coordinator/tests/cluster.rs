@@ -23,6 +23,8 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_sluice-coordinator"))
 }
 
+/// A raw request, for the malformed ones the typed client cannot send: the status and the
+/// body (JSON, else its text).
 async fn try_call(
     c: &Cluster,
     method: reqwest::Method,
