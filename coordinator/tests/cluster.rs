@@ -133,8 +133,9 @@ async fn three_nodes_forward_writes_and_survive_leader_kill() {
     put_server(&c, follower, "web-1", "20000-20100").await;
     let mut acked = Vec::new();
     for i in 0..20 {
-        let b = allocate(&c, follower, "web-1", &format!("svc-{i}")).await;
-        acked.push((b.service, b.port));
+        let svc = format!("svc-{i}");
+        let b = allocate(&c, follower, "web-1", &svc).await;
+        acked.push((ServiceName::parse(&svc).unwrap(), b.port));
     }
     let lock = acquire(&c, follower, "service/api", "ci-1", "60s")
         .await
