@@ -515,6 +515,7 @@ async fn tokens_have_roles_scopes_and_can_be_revoked() {
 async fn hostile_bodies_are_refused_with_problems() {
     let c = single().await;
     let node = &c.nodes[0];
+    // Raw throughout: these bodies are ones the typed client cannot send.
     // Oversized: 413 (a fresh client, since the server may close a connection whose body
     // it refused unread).
     let big = json!({"service": "api", "pad": "x".repeat(2 * 1024 * 1024)});
@@ -773,17 +774,17 @@ fn padded(mut body: Value, i: usize) -> Value {
 async fn early_refusals_reach_http2_clients_as_problems() {
     let c = single().await;
     let node = &c.nodes[0];
-    let token = |role: &str| {
-        let body = json!({"name": format!("h2-{role}"), "role": role});
-        let req = c.http.post(node.url("/v1/tokens")).json(&body);
-        async move {
-            let (s, _, v) = answer(req).await;
-            assert_eq!(s, 201, "{v}");
-            v["secret"].as_str().unwrap().to_string()
-        }
+    let token = |role: TokenRole| {
+        let req = CreateTokenRequest {
+            name: TokenName::parse(&format!("h2-{role}")).unwrap(),
+            role,
+            services: Vec::new(),
+        };
+        let api = c.api(0);
+        async move { api.create_token(&req).await.unwrap().secret }
     };
-    let viewer = token("viewer").await;
-    let deployer = token("deployer").await;
+    let viewer = token(TokenRole::Viewer).await;
+    let deployer = token(TokenRole::Deployer).await;
     let client = h2(c.pki.client(None));
     let url = node.url("/v1/deployments");
     let body = |i| padded(deploy_body("h2-api"), i);
