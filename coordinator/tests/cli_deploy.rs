@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use sluice_common::names::ServerName;
 use sluice_tests::agent::{remove_containers, AgentProc};
 use sluice_tests::cluster::{Cluster, NodeOpts};
 use sluice_tests::eventually::eventually;
@@ -37,17 +38,12 @@ async fn deploy_wait_exit_codes_follow_the_outcome() {
     .await;
     let _agent = AgentProc::start("cli-1", &[c.nodes[0].addr.clone()], "27600-27619", "");
     eventually("cli-1 registered", Duration::from_secs(20), || async {
-        let r = c
-            .http
-            .get(c.nodes[0].url("/v1/servers/cli-1"))
-            .send()
+        let name = ServerName::parse("cli-1").unwrap();
+        c.api(0)
+            .server(&name)
             .await
-            .map_err(|e| e.to_string())?;
-        if r.status() == 200 {
-            Ok(())
-        } else {
-            Err(r.status().to_string())
-        }
+            .map(drop)
+            .map_err(|e| e.to_string())
     })
     .await;
     let dir = tempfile::tempdir().unwrap();

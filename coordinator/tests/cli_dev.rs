@@ -6,6 +6,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use sluice_common::client::Client;
+use sluice_common::names::ServerName;
 use sluice_common::tls::{https_client, Role};
 use sluice_tests::cluster::free_port;
 use sluice_tests::eventually::patience;
@@ -99,21 +101,10 @@ async fn sluice_dev_runs_a_coordinator_and_an_agent_and_keeps_state() {
         .unwrap()
         .build()
         .unwrap();
-    let servers = |client: reqwest::Client, token: String| async move {
-        let r = client
-            .get(format!("https://127.0.0.1:{port}/v1/servers/local"))
-            .bearer_auth(token.trim())
-            .send()
-            .await
-            .unwrap();
-        (
-            r.status().as_u16(),
-            r.json::<serde_json::Value>().await.unwrap(),
-        )
-    };
-    let (s, v) = servers(client.clone(), token.clone()).await;
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(v["up"], true);
+    let api = Client::new(client, format!("https://127.0.0.1:{port}")).with_token(&token);
+    let local = ServerName::parse("local").unwrap();
+    let v = api.server(&local).await.unwrap();
+    assert!(v.up, "{v:?}");
     // The admin token file and keys are private.
     use std::os::unix::fs::PermissionsExt;
     for f in [
@@ -139,8 +130,7 @@ async fn sluice_dev_runs_a_coordinator_and_an_agent_and_keeps_state() {
         std::fs::read_to_string(state.join("tls/ca.pem")).unwrap(),
         ca
     );
-    let (s, v) = servers(client, token).await;
-    assert_eq!(s, 200, "{v}");
+    api.server(&local).await.unwrap();
     assert!(dev.interrupt().success());
 }
 

@@ -6,13 +6,25 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sluice_tests::cluster::{Cluster, NodeOpts};
+use sluice_common::api::{
+    AcquireLockRequest, AddMemberRequest, AllocatePortRequest, LockView, PortAllocationView,
+    PutServerRequest, RenewLockRequest,
+};
+use sluice_common::client::ClientError;
+use sluice_common::locks::FencingToken;
+use sluice_common::names::{LockKey, ServerName, ServiceName};
+use sluice_common::ports::PortRange;
+use sluice_common::problem::{ErrorCode, Problem};
+use sluice_common::time::DurationSpec;
+use sluice_tests::cluster::{acquire_request, refusal, Cluster, NodeOpts};
 use sluice_tests::eventually::eventually;
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_sluice-coordinator"))
 }
 
+/// A raw request, for the malformed ones the typed client cannot send: the status and the
+/// body (JSON, else its text).
 async fn try_call(
     c: &Cluster,
     method: reqwest::Method,
@@ -46,67 +58,63 @@ async fn call(
     try_call(c, method, node, path, body).await.unwrap()
 }
 
-async fn post(c: &Cluster, node: usize, path: &str, body: Value) -> (u16, Value) {
-    call(c, reqwest::Method::POST, node, path, Some(body)).await
+fn server(s: &str) -> ServerName {
+    ServerName::parse(s).unwrap()
 }
 
-async fn get(c: &Cluster, node: usize, path: &str) -> (u16, Value) {
-    call(c, reqwest::Method::GET, node, path, None).await
+fn key(s: &str) -> LockKey {
+    LockKey::parse(s).unwrap()
 }
 
 async fn put_server(c: &Cluster, node: usize, name: &str, range: &str) {
-    let (s, b) = call(
-        c,
-        reqwest::Method::PUT,
-        node,
-        &format!("/v1/servers/{name}"),
-        Some(json!({"agent_addr": "127.0.0.1:1", "port_range": range})),
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
+    let req = PutServerRequest {
+        agent_addr: "127.0.0.1:1".into(),
+        labels: Vec::new(),
+        port_range: PortRange::parse(range).unwrap(),
+        forbidden: false,
+    };
+    c.api(node).put_server(&server(name), &req).await.unwrap();
 }
 
-async fn acquire(c: &Cluster, node: usize, key: &str, holder: &str, ttl: &str) -> (u16, Value) {
-    post(
-        c,
-        node,
-        &format!("/v1/locks/{key}"),
-        json!({"holder": holder, "ttl": ttl}),
-    )
-    .await
+/// `POST /v1/ports/{server}/{service}` with an empty body (the lowest free port).
+async fn allocate(c: &Cluster, node: usize, name: &str, service: &str) -> PortAllocationView {
+    let service = ServiceName::parse(service).unwrap();
+    c.api(node)
+        .allocate_port(&server(name), &service, &AllocatePortRequest::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()))
 }
 
-async fn release(c: &Cluster, node: usize, key: &str, token: u64) -> (u16, Value) {
-    call(
-        c,
-        reqwest::Method::DELETE,
-        node,
-        &format!("/v1/locks/{key}?token={token}"),
-        None,
-    )
-    .await
+async fn acquire(
+    c: &Cluster,
+    node: usize,
+    k: &str,
+    holder: &str,
+    ttl: &str,
+) -> Result<LockView, ClientError> {
+    c.api(node)
+        .acquire_lock(&key(k), &acquire_request(holder, ttl))
+        .await
+}
+
+async fn release(c: &Cluster, node: usize, k: &str, token: u64) -> Result<LockView, ClientError> {
+    c.api(node).release_lock(&key(k), FencingToken(token)).await
 }
 
 /// Retries a write across running nodes until one acknowledges it (a leader change may
 /// make a single attempt answer 503).
-async fn acquire_anywhere(c: &Cluster, key: &str, holder: &str) -> u64 {
+async fn acquire_anywhere(c: &Cluster, k: &str, holder: &str) -> u64 {
     eventually(
         "an acknowledged acquire",
         Duration::from_secs(20),
         || async {
             for i in (0..c.nodes.len()).filter(|&i| c.nodes[i].is_running()) {
-                let body = json!({"holder": holder, "ttl": "60s"});
-                // A node that is still starting refuses connections: try the next one.
-                let path = format!("/v1/locks/{key}");
-                let Ok((s, b)) = try_call(c, reqwest::Method::POST, i, &path, Some(body)).await
-                else {
-                    continue;
-                };
-                if s == 201 {
-                    return Ok(b["token"].as_u64().unwrap());
-                }
-                if s != 503 {
-                    return Err(format!("unexpected {s}: {b}"));
+                match acquire(c, i, k, holder, "60s").await {
+                    Ok(l) => return Ok(l.token.0),
+                    // A node that is still starting refuses connections: try the next one.
+                    Err(ClientError::Transport { .. }) => continue,
+                    Err(e) if e.status().is_some_and(|s| s.as_u16() == 503) => continue,
+                    Err(e) => return Err(format!("unexpected {e:?}")),
                 }
             }
             Err("no node acknowledged".into())
@@ -125,35 +133,33 @@ async fn three_nodes_forward_writes_and_survive_leader_kill() {
     put_server(&c, follower, "web-1", "20000-20100").await;
     let mut acked = Vec::new();
     for i in 0..20 {
-        let (s, b) = post(&c, follower, &format!("/v1/ports/web-1/svc-{i}"), json!({})).await;
-        assert_eq!(s, 200, "{b}");
-        acked.push((format!("svc-{i}"), b["port"].as_u64().unwrap()));
+        let svc = format!("svc-{i}");
+        let b = allocate(&c, follower, "web-1", &svc).await;
+        acked.push((ServiceName::parse(&svc).unwrap(), b.port));
     }
-    let (s, lock) = acquire(&c, follower, "service/api", "ci-1", "60s").await;
-    assert_eq!(s, 201, "{lock}");
+    let lock = acquire(&c, follower, "service/api", "ci-1", "60s")
+        .await
+        .unwrap();
 
     // kill -9 the leader: a new one is elected and serves writes.
     c.nodes[leader].kill();
     let new_leader = c.leader().await;
     assert_ne!(new_leader, leader);
     let survivor = c.others(new_leader)[0];
-    let (s, b) = post(&c, survivor, "/v1/ports/web-1/after-kill", json!({})).await;
-    assert_eq!(s, 200, "{b}\n{}", c.logs());
+    allocate(&c, survivor, "web-1", "after-kill").await;
 
     // Everything acknowledged before the kill is still there, on every live node.
     for node in [new_leader, survivor] {
-        let (s, ports) = get(&c, node, "/v1/ports/web-1").await;
-        assert_eq!(s, 200);
+        let ports = c.api(node).server_ports(&server("web-1")).await.unwrap();
         for (svc, port) in &acked {
             assert_eq!(
-                ports["assignments"][svc].as_u64(),
-                Some(*port),
+                ports.assignments.get(svc),
+                Some(port),
                 "{svc} on node {node}"
             );
         }
-        let (s, l) = get(&c, node, "/v1/locks/service/api").await;
-        assert_eq!(s, 200, "{l}");
-        assert_eq!(l["token"], lock["token"]);
+        let l = c.api(node).lock(&key("service/api")).await.unwrap();
+        assert_eq!(l.token, lock.token);
     }
 
     // The killed node comes back and catches up.
@@ -164,10 +170,10 @@ async fn three_nodes_forward_writes_and_survive_leader_kill() {
         || async {
             let s = c.status(leader).await?;
             let l = c.status(new_leader).await?;
-            if s["applied"] == l["applied"] && s["leader"] == l["leader"] {
+            if s.applied == l.applied && s.leader == l.leader {
                 Ok(())
             } else {
-                Err(format!("restarted {s} vs leader {l}"))
+                Err(format!("restarted {s:?} vs leader {l:?}"))
             }
         },
     )
@@ -183,8 +189,7 @@ async fn fencing_tokens_grow_across_two_leader_changes_and_one_racer_wins() {
             let t = acquire_anywhere(&c, "migration/db", "ci").await;
             tokens.push(t);
             let node = c.leader().await;
-            let (s, b) = release(&c, node, "migration/db", t).await;
-            assert_eq!(s, 200, "{b}");
+            release(&c, node, "migration/db", t).await.unwrap();
         }
         if round < 2 {
             let l = c.leader().await;
@@ -205,12 +210,13 @@ async fn fencing_tokens_grow_across_two_leader_changes_and_one_racer_wins() {
         acquire(&c, leader, "service/race", "a", "60s"),
         acquire(&c, other, "service/race", "b", "60s"),
     );
-    let wins = [a.0, b.0].iter().filter(|s| **s == 201).count();
+    let wins = [&a, &b].iter().filter(|r| r.is_ok()).count();
     assert_eq!(wins, 1, "a: {a:?}, b: {b:?}");
-    let loser = if a.0 == 201 { &b } else { &a };
-    assert_eq!(loser.0, 409);
-    assert_eq!(loser.1["code"], "lock_held");
-    assert!(loser.1["holder"].is_string() && loser.1["expires_at"].is_string());
+    let loser = if a.is_ok() { b } else { a };
+    let (s, p) = refusal(loser);
+    assert_eq!((s, p.code), (409, ErrorCode::LockHeld));
+    let ext = |name: &str| p.extensions.get(name).is_some_and(Value::is_string);
+    assert!(ext("holder") && ext("expires_at"), "{p:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -223,6 +229,7 @@ async fn ten_clients_allocate_a_thousand_ports_without_duplicates() {
         tokio::spawn(async move {
             let mut got = Vec::new();
             for i in 0..100 {
+                // Raw: these POSTs send no body at all (it is optional), unlike the client.
                 let url = format!("{}/v1/ports/big/c{client}-s{i}", urls[(client + i) % 3]);
                 let r = http.post(url).send().await.expect("send");
                 assert_eq!(r.status(), 200);
@@ -241,16 +248,11 @@ async fn ten_clients_allocate_a_thousand_ports_without_duplicates() {
     assert_eq!(distinct.len(), 1000, "a port was handed out twice");
     // None lost: the ledger holds exactly these, on every node.
     for n in 0..3 {
-        let (_, v) = get(&c, n, "/v1/ports/big").await;
-        let ledger: BTreeSet<u64> = v["assignments"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|p| p.as_u64().unwrap())
-            .collect();
+        let v = c.api(n).server_ports(&server("big")).await.unwrap();
+        let ledger: BTreeSet<u64> = v.assignments.values().map(|&p| u64::from(p)).collect();
         assert_eq!(ledger, distinct, "node {n}");
-        assert_eq!(v["used"], 1000);
-        assert_eq!(v["free"], 12001 - 1000);
+        assert_eq!(v.used, 1000);
+        assert_eq!(v.free, 12001 - 1000);
     }
 }
 
@@ -264,10 +266,9 @@ async fn full_restart_keeps_state_and_a_late_node_catches_up_by_snapshot() {
     let mut c = Cluster::start(bin(), 3, opts).await;
     put_server(&c, 0, "web-1", "20000-21000").await;
     for i in 0..120 {
-        let (s, b) = post(&c, i % 3, &format!("/v1/ports/web-1/s{i}"), json!({})).await;
-        assert_eq!(s, 200, "{b}");
+        allocate(&c, i % 3, "web-1", &format!("s{i}")).await;
     }
-    let (_, before) = get(&c, 0, "/v1/ports/web-1").await;
+    let before = c.api(0).server_ports(&server("web-1")).await.unwrap();
 
     // Stop every node (kill -9), start them again: state intact.
     for n in &mut c.nodes {
@@ -277,9 +278,8 @@ async fn full_restart_keeps_state_and_a_late_node_catches_up_by_snapshot() {
         n.start().await;
     }
     let leader = c.leader().await;
-    let (s, after) = get(&c, leader, "/v1/ports/web-1").await;
-    assert_eq!(s, 200);
-    if after["assignments"] != before["assignments"] {
+    let after = c.api(leader).server_ports(&server("web-1")).await.unwrap();
+    if after.assignments != before.assignments {
         let mut st = String::new();
         for i in 0..3 {
             st.push_str(&format!("{:?}\n", c.status(i).await));
@@ -297,98 +297,77 @@ async fn full_restart_keeps_state_and_a_late_node_catches_up_by_snapshot() {
         Duration::from_secs(10),
         || async {
             let st = c.status(leader).await?;
-            match st["purged"].as_u64() {
+            match st.purged {
                 Some(p) if p > 0 => Ok(st),
-                _ => Err(format!("not purged yet: {st}")),
+                _ => Err(format!("not purged yet: {st:?}")),
             }
         },
     )
     .await;
-    assert!(
-        status["snapshot"].as_u64().is_some(),
-        "no snapshot: {status}"
-    );
+    assert!(status.snapshot.is_some(), "no snapshot: {status:?}");
     let joiner = c.spawn_joiner().await;
     let addr = c.nodes[joiner].addr.clone();
     let id = c.nodes[joiner].id;
-    let (s, b) = post(
-        &c,
-        leader,
-        "/v1/cluster/members",
-        json!({"id": id, "addr": addr}),
-    )
-    .await;
-    assert_eq!(s, 200, "{b}\n{}", c.logs());
-    let members = b["members"].as_array().unwrap();
-    assert!(
-        members.iter().any(|m| m["id"] == id && m["voter"] == true),
-        "{b}"
-    );
+    let req = AddMemberRequest {
+        id,
+        addr,
+        voter: true,
+    };
+    let b = c
+        .api(leader)
+        .add_member(&req)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    assert!(b.members.iter().any(|m| m.id == id && m.voter), "{b:?}");
     eventually(
         "the new node to hold the state",
         Duration::from_secs(20),
         || async {
             let st = c.status(joiner).await?;
-            if st["snapshot"].as_u64().is_none() {
-                return Err(format!("no snapshot installed yet: {st}"));
+            if st.snapshot.is_none() {
+                return Err(format!("no snapshot installed yet: {st:?}"));
             }
             Ok(())
         },
     )
     .await;
-    let (s, on_joiner) = get(&c, joiner, "/v1/ports/web-1").await;
-    assert_eq!(s, 200);
-    assert_eq!(on_joiner["assignments"], before["assignments"]);
+    let on_joiner = c.api(joiner).server_ports(&server("web-1")).await.unwrap();
+    assert_eq!(on_joiner.assignments, before.assignments);
 
     // And it can be removed again.
-    let (s, b) = call(
-        &c,
-        reqwest::Method::DELETE,
-        leader,
-        &format!("/v1/cluster/members/{id}"),
-        None,
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
-    assert!(!b["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|m| m["id"] == id));
+    let b = c.api(leader).remove_member(&id.to_string()).await.unwrap();
+    assert!(!b.members.iter().any(|m| m.id == id), "{b:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lapsed_lease_is_taken_over_with_a_larger_token() {
     let c = Cluster::start(bin(), 3, NodeOpts::default()).await;
-    let (s, first) = acquire(&c, 1, "service/api", "old", "1s").await;
-    assert_eq!(s, 201);
-    let (s, held) = acquire(&c, 2, "service/api", "new", "30s").await;
-    assert_eq!((s, held["code"].as_str()), (409, Some("lock_held")));
+    let first = acquire(&c, 1, "service/api", "old", "1s").await.unwrap();
+    let (s, held) = refusal(acquire(&c, 2, "service/api", "new", "30s").await);
+    assert_eq!((s, held.code), (409, ErrorCode::LockHeld));
     // Waiting is done by the server: it answers once the lease lapses.
     let started = Instant::now();
-    let (s, second) = post(
-        &c,
-        2,
-        "/v1/locks/service/api",
-        json!({"holder": "new", "ttl": "30s", "wait": "10s"}),
-    )
-    .await;
-    assert_eq!(s, 201, "{second}");
+    let waits = AcquireLockRequest {
+        wait: Some(DurationSpec::parse("10s").unwrap()),
+        ..acquire_request("new", "30s")
+    };
+    let second = c
+        .api(2)
+        .acquire_lock(&key("service/api"), &waits)
+        .await
+        .unwrap();
     assert!(started.elapsed() < Duration::from_secs(9));
-    assert!(second["token"].as_u64() > first["token"].as_u64());
-    assert_eq!(second["holder"], "new");
+    assert!(second.token > first.token);
+    assert_eq!(second.holder.as_str(), "new");
     // The old holder can no longer release or renew.
-    let (s, b) = release(&c, 0, "service/api", first["token"].as_u64().unwrap()).await;
-    assert_eq!((s, b["code"].as_str()), (409, Some("lock_not_held")));
-    let (s, b) = call(
-        &c,
-        reqwest::Method::PATCH,
-        0,
-        "/v1/locks/service/api",
-        Some(json!({"token": first["token"], "ttl": "30s"})),
-    )
-    .await;
-    assert_eq!((s, b["code"].as_str()), (409, Some("lock_not_held")));
+    let (s, b) = refusal(release(&c, 0, "service/api", first.token.0).await);
+    assert_eq!((s, b.code), (409, ErrorCode::LockNotHeld));
+    let renew = RenewLockRequest {
+        token: first.token,
+        ttl: DurationSpec::parse("30s").unwrap(),
+    };
+    let (s, b) = refusal(c.api(0).renew_lock(&key("service/api"), &renew).await);
+    assert_eq!((s, b.code), (409, ErrorCode::LockNotHeld));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -403,21 +382,21 @@ async fn without_quorum_writes_fail_fast_with_503() {
         c.nodes[i].kill();
     }
     let started = Instant::now();
-    let (s, b) = acquire(&c, leader, "service/api", "ci", "10s").await;
-    assert_eq!(s, 503, "{b}");
-    assert_eq!(b["code"], "unavailable");
+    let (s, b) = refusal(acquire(&c, leader, "service/api", "ci", "10s").await);
+    assert_eq!((s, b.code), (503, ErrorCode::Unavailable), "{b:?}");
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
         started.elapsed()
     );
-    let (s, b) = get(&c, leader, "/v1/locks").await;
-    assert_eq!((s, b["code"].as_str()), (503, Some("unavailable")));
+    let (s, b) = refusal(c.api(leader).locks().await);
+    assert_eq!((s, b.code), (503, ErrorCode::Unavailable));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_is_problem_json_with_stable_codes() {
     let c = Cluster::start(bin(), 1, NodeOpts::default()).await;
+    // Raw: malformed paths, bodies and methods that the typed client cannot send.
     let cases: Vec<(reqwest::Method, &str, Option<Value>, u16, &str)> = vec![
         (
             reqwest::Method::POST,
@@ -518,21 +497,31 @@ async fn bad_input_is_problem_json_with_stable_codes() {
         "application/problem+json"
     );
     let big = json!({"holder": "x", "reason": "r".repeat(2 * 1024 * 1024)});
-    let (s, b) = post(&c, 0, "/v1/locks/a", big).await;
+    let (s, b) = call(&c, reqwest::Method::POST, 0, "/v1/locks/a", Some(big)).await;
     assert_eq!((s, b["code"].as_str()), (413, Some("payload_too_large")));
 }
 
 /// Polls `GET /readyz` on node `i` until it answers `status`; returns how long that took
-/// and the body.
-async fn readyz_turns(c: &Cluster, i: usize, status: u16, within: Duration) -> (Duration, Value) {
+/// and, for an error status, the problem.
+async fn readyz_turns(
+    c: &Cluster,
+    i: usize,
+    status: u16,
+    within: Duration,
+) -> (Duration, Option<Problem>) {
     let since = Instant::now();
     eventually(
         &format!("node {i}'s /readyz to answer {status}"),
         within,
         || async {
-            match try_call(c, reqwest::Method::GET, i, "/readyz", None).await? {
-                (s, b) if s == status => Ok((since.elapsed(), b)),
-                (s, b) => Err(format!("{s} {b}")),
+            match c.api(i).readyz().await {
+                Ok(_) if status == 200 => Ok((since.elapsed(), None)),
+                Err(ClientError::Problem {
+                    status: s,
+                    problem,
+                    from_status: false,
+                }) if s.as_u16() == status => Ok((since.elapsed(), Some(*problem))),
+                other => Err(format!("{other:?}")),
             }
         },
     )
@@ -555,15 +544,13 @@ async fn readiness_follows_quorum_contact_and_a_lone_leader_refuses_work_at_once
     }
     let (took, why) = readyz_turns(&c, leader, 503, Duration::from_secs(5)).await;
     eprintln!("the leader turned unready {took:?} after its followers were killed");
-    assert_eq!(why["code"], "unavailable", "{why}");
-    assert!(
-        why["detail"].as_str().unwrap_or("").contains("quorum"),
-        "{why}"
-    );
+    let why = why.unwrap();
+    assert_eq!(why.code, ErrorCode::Unavailable, "{why:?}");
+    assert!(why.detail.contains("quorum"), "{why:?}");
     // Work is refused at once, not after the 5 s request timeout.
     let asked = Instant::now();
-    let (s, b) = acquire(&c, leader, "service/api", "ci", "10s").await;
-    assert_eq!((s, b["code"].as_str()), (503, Some("unavailable")), "{b}");
+    let (s, b) = refusal(acquire(&c, leader, "service/api", "ci", "10s").await);
+    assert_eq!((s, b.code), (503, ErrorCode::Unavailable), "{b:?}");
     assert!(
         asked.elapsed() < Duration::from_secs(2),
         "refused after {:?}",
@@ -599,33 +586,28 @@ async fn a_removed_leader_refuses_membership_changes_cleanly() {
     let leader_id = c.nodes[leader].id;
     let other = c.others(leader)[0];
     let other_id = c.nodes[other].id;
-    let (s, b) = call(
-        &c,
-        reqwest::Method::DELETE,
-        leader,
-        &format!("/v1/cluster/members/{leader_id}"),
-        None,
-    )
-    .await;
-    assert_eq!(s, 200, "{b}\n{}", c.logs());
-    let (s, b) = call(
-        &c,
-        reqwest::Method::DELETE,
-        leader,
-        &format!("/v1/cluster/members/{other_id}"),
-        None,
-    )
-    .await;
-    eprintln!("the second removal through the removed leader: {s} {b}");
-    assert!(
-        s == 200
-            || (s == 409
+    c.api(leader)
+        .remove_member(&leader_id.to_string())
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", c.logs()));
+    let second = c.api(leader).remove_member(&other_id.to_string()).await;
+    eprintln!("the second removal through the removed leader: {second:?}");
+    let clean = match &second {
+        Ok(_) => true,
+        Err(ClientError::Problem {
+            status,
+            problem,
+            from_status: false,
+        }) => {
+            status.as_u16() == 409
                 && matches!(
-                    b["code"].as_str(),
-                    Some("not_a_voter" | "membership_change_in_progress")
-                )),
-        "{s} {b}"
-    );
+                    problem.code,
+                    ErrorCode::NotAVoter | ErrorCode::MembershipChangeInProgress
+                )
+        }
+        Err(_) => false,
+    };
+    assert!(clean, "{second:?}");
     // The remaining voters keep taking writes.
     let token = acquire_anywhere(&c, "service/after-removal", "ci").await;
     assert!(token > 0);
@@ -634,7 +616,8 @@ async fn a_removed_leader_refuses_membership_changes_cleanly() {
     assert!(!logs.contains("panicked"), "{logs}");
     for i in 0..3 {
         assert!(c.nodes[i].exited().is_none(), "node {i} exited\n{logs}");
-        let (s, b) = call(&c, reqwest::Method::GET, i, "/v1/cluster", None).await;
-        assert_eq!(s, 200, "node {i}: {b}");
+        if let Err(e) = c.api(i).cluster().await {
+            panic!("node {i}: {e:?}");
+        }
     }
 }

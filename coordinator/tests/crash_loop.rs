@@ -18,11 +18,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
+use sluice_common::api::LockView;
 use sluice_common::audit::verify;
+use sluice_common::client::ClientError;
+use sluice_common::deployment::DeploymentState;
 use sluice_tests::agent::{remove_containers, AgentProc};
 use sluice_tests::agent_support::docker;
-use sluice_tests::cluster::{Cluster, NodeOpts};
+use sluice_tests::cluster::{deployment_request, Cluster, NodeOpts};
 use sluice_tests::eventually::eventually;
 use sluice_tests::testapp_image::{ensure_test_images, image};
 
@@ -47,31 +50,27 @@ impl Rng {
 
 /// Posts a deployment to some running node, retrying while the cluster cannot serve.
 async fn deploy(c: &Cluster, tag: &str) -> String {
-    let body = json!({
+    let body = deployment_request(&json!({
         "service": SERVICE, "image": image(tag), "servers": SERVERS,
         "container_port": 8080, "progress_deadline": "60s",
         "health": {"kind": "http", "path": "/health", "interval": "200ms", "retries": 5, "timeout": "1s"},
-    });
+    }));
     eventually(
         "a deployment to be accepted",
         Duration::from_secs(30),
         || async {
-            for n in c.nodes.iter().filter(|n| n.is_running()) {
-                let Ok(r) = c
-                    .http
-                    .post(n.url("/v1/deployments"))
-                    .json(&body)
-                    .send()
-                    .await
-                else {
-                    continue;
-                };
-                let status = r.status().as_u16();
-                let v: Value = r.json().await.unwrap_or(Value::Null);
-                if status == 202 {
-                    return Ok(v["id"].as_str().unwrap().to_string());
+            for i in (0..c.nodes.len()).filter(|&i| c.nodes[i].is_running()) {
+                match c.api(i).create_deployment(&body, None).await {
+                    Ok(created) => {
+                        assert!(!created.replayed, "{:?}", created.deployment);
+                        return Ok(created.deployment.id.to_string());
+                    }
+                    Err(ClientError::Transport { .. }) => continue,
+                    Err(ClientError::Problem {
+                        status, problem, ..
+                    }) => assert!(status.as_u16() >= 500, "refused: {status} {problem:?}"),
+                    Err(e) => panic!("{e}"),
                 }
-                assert!(status >= 500, "refused: {status} {v}");
             }
             Err("no node accepted it".to_string())
         },
@@ -112,18 +111,13 @@ async fn check_invariants(c: &Cluster, accepted: &[String], round: usize) -> Str
     // Every deployment has ended, so none may hold a lock (a linearizable list, so the
     // node asked has applied every finishing entry).
     let locks = eventually("the lock list", Duration::from_secs(30), || {
-        c.get_any("/v1/locks")
+        c.on_any("the lock list", |api| async move { api.locks().await })
     })
     .await;
-    let held: Vec<&Value> = locks["locks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|l| {
-            l["holder"]
-                .as_str()
-                .is_some_and(|h| h.starts_with("deployment "))
-        })
+    let held: Vec<&LockView> = locks
+        .locks
+        .iter()
+        .filter(|l| l.holder.as_str().starts_with("deployment "))
         .collect();
     assert!(
         held.is_empty(),
@@ -131,10 +125,10 @@ async fn check_invariants(c: &Cluster, accepted: &[String], round: usize) -> Str
     );
     // Each round's deployment was posted after every earlier one had ended: a refusal
     // naming a held service lock cannot be true then.
-    let why = last["failure"].as_str().unwrap_or("");
+    let why = last.failure.as_deref().unwrap_or("");
     assert!(
         !why.contains("service lock is held"),
-        "round {round}: refused for a lock nobody should hold: {last}"
+        "round {round}: refused for a lock nobody should hold: {last:?}"
     );
 
     // No server runs two versions; the servers agree.
@@ -154,36 +148,34 @@ async fn check_invariants(c: &Cluster, accepted: &[String], round: usize) -> Str
         },
     )
     .await;
-    if last["state"] == "success" {
+    if last.state == DeploymentState::Success {
         for s in SERVERS {
             assert_eq!(
                 images.get(s),
-                Some(&vec![last["image"].as_str().unwrap().to_string()]),
-                "round {round}: {s} after {last}"
+                Some(&vec![last.image.to_string()]),
+                "round {round}: {s} after {last:?}"
             );
         }
     }
 
     // No port twice on a server.
     let ports = eventually("the port ledger", Duration::from_secs(30), || {
-        c.get_any("/v1/ports")
+        c.on_any("the port ledger", |api| async move { api.ports().await })
     })
     .await;
-    for s in ports["servers"].as_array().into_iter().flatten() {
-        let mut seen: Vec<u64> = s["assignments"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter_map(|(_, port)| port.as_u64())
-            .collect();
+    for s in &ports.servers {
+        let mut seen: Vec<u16> = s.assignments.values().copied().collect();
         let n = seen.len();
         seen.sort_unstable();
         seen.dedup();
-        assert_eq!(seen.len(), n, "round {round}: a port twice: {s}");
+        assert_eq!(seen.len(), n, "round {round}: a port twice: {s:?}");
     }
 
     // Tokens only grow, in the order deployments were accepted.
-    let tokens: Vec<u64> = settled.iter().filter_map(|d| d["token"].as_u64()).collect();
+    let tokens: Vec<u64> = settled
+        .iter()
+        .filter_map(|d| d.token.map(|t| t.0))
+        .collect();
     assert!(
         tokens.windows(2).all(|w| w[0] < w[1]),
         "round {round}: tokens {tokens:?}"
@@ -207,9 +199,9 @@ async fn check_invariants(c: &Cluster, accepted: &[String], round: usize) -> Str
     )
     .await;
     assert_eq!(verify(&recs), Ok(recs.len() as u64), "round {round}");
-    match last["failure"].as_str() {
-        Some(why) => format!("{} ({why})", last["state"].as_str().unwrap_or("")),
-        None => last["state"].as_str().unwrap_or("").to_string(),
+    match last.failure.as_deref() {
+        Some(why) => format!("{} ({why})", last.state),
+        None => last.state.to_string(),
     }
 }
 
@@ -250,11 +242,11 @@ async fn invariants_hold_while_processes_are_killed_mid_deployment() {
         })
         .collect();
     eventually("agents registered", Duration::from_secs(20), || async {
-        let v = c.get_any("/v1/servers").await?;
-        let up = v
-            .as_array()
-            .map_or(0, |a| a.iter().filter(|s| s["up"] == true).count());
-        (up == SERVERS.len()).then_some(()).ok_or(v.to_string())
+        let v = c
+            .on_any("the servers", |api| async move { api.servers().await })
+            .await?;
+        let up = v.iter().filter(|s| s.up).count();
+        (up == SERVERS.len()).then_some(()).ok_or(format!("{v:?}"))
     })
     .await;
 

@@ -2,12 +2,16 @@
 //! the HTTP API.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use sluice_common::api::{AllocatePortRequest, DeploymentView, Policy, ServerStepState};
+use sluice_common::client::Client;
+use sluice_common::deployment::DeploymentState;
+use sluice_common::names::{Label, ServerName, ServiceName};
 use sluice_tests::agent::{remove_containers, AgentProc};
-use sluice_tests::cluster::{Cluster, NodeOpts};
+use sluice_tests::cluster::{deployment_request, refusal, Cluster, NodeOpts};
 use sluice_tests::eventually::eventually;
 use sluice_tests::testapp_image::{ensure_test_images, image};
 
@@ -22,8 +26,9 @@ fn port_range() -> String {
 struct Env {
     cluster: Cluster,
     agents: Vec<AgentProc>,
-    http: reqwest::Client,
     services: Vec<String>,
+    /// Spreads requests over the nodes (any node accepts any request).
+    next: AtomicUsize,
 }
 
 impl Env {
@@ -46,23 +51,18 @@ impl Env {
             .map(|name| AgentProc::start(name, &addrs, &port_range(), ""))
             .collect();
         let env = Self {
-            http: cluster.http.clone(),
             cluster,
             agents,
             services: services.iter().map(|s| s.to_string()).collect(),
+            next: AtomicUsize::new(0),
         };
         let names: Vec<String> = env.agents.iter().map(|a| a.name.clone()).collect();
         eventually(
             "every agent registered",
             Duration::from_secs(20),
             || async {
-                let (_, v) = env.get("/v1/servers").await;
-                let got: Vec<String> = v
-                    .as_array()
-                    .ok_or(format!("{v}"))?
-                    .iter()
-                    .map(|s| s["name"].as_str().unwrap_or("").to_string())
-                    .collect();
+                let v = env.api().servers().await.map_err(|e| e.to_string())?;
+                let got: Vec<String> = v.iter().map(|s| s.name.to_string()).collect();
                 if names.iter().all(|n| got.contains(n)) {
                     Ok(())
                 } else {
@@ -74,54 +74,49 @@ impl Env {
         env
     }
 
+    /// The typed client of a running node, a different one each call when several run.
+    fn api(&self) -> Client {
+        let n = self.cluster.nodes.len();
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        let i = (first..first + n)
+            .map(|i| i % n)
+            .find(|&i| self.cluster.nodes[i].is_running())
+            .unwrap();
+        self.cluster.api(i)
+    }
+
+    /// `path` on a running node, for the checks that are about the bytes on the wire.
     fn url(&self, path: &str) -> String {
-        // Any node accepts any request; spread them.
-        let i = path.len() % self.cluster.nodes.len();
-        let i = if self.cluster.nodes[i].is_running() {
-            i
-        } else {
-            (0..self.cluster.nodes.len())
-                .find(|&j| self.cluster.nodes[j].is_running())
-                .unwrap()
-        };
-        self.cluster.nodes[i].url(path)
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.http.get(self.url(path)).send().await.unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn post(&self, path: &str, body: &Value, key: Option<&str>) -> (u16, Value) {
-        let mut req = self.http.post(self.url(path)).json(body);
-        if let Some(k) = key {
-            req = req.header("Idempotency-Key", k);
-        }
-        let r = req.send().await.unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+        format!("{}{path}", self.api().base())
     }
 
     async fn deploy(&self, body: &Value) -> String {
-        let (s, v) = self.post("/v1/deployments", body, None).await;
-        assert_eq!(s, 202, "{v}");
-        v["id"].as_str().unwrap().to_string()
+        let created = self
+            .api()
+            .create_deployment(&deployment_request(body), None)
+            .await
+            .unwrap();
+        assert!(!created.replayed, "{:?}", created.deployment);
+        created.deployment.id.to_string()
+    }
+
+    async fn deployment(&self, id: &str) -> Result<DeploymentView, String> {
+        self.api().deployment(id).await.map_err(|e| e.to_string())
     }
 
     /// Polls until the deployment has settled (nothing left for the sequencer to do).
-    async fn settled(&self, id: &str) -> Value {
+    async fn settled(&self, id: &str) -> DeploymentView {
         self.cluster
             .final_deployment(id, Duration::from_secs(90))
             .await
     }
 
-    fn port_of(v: &Value, server: &str) -> u16 {
-        v["servers"]
-            .as_array()
-            .unwrap()
+    fn port_of(v: &DeploymentView, server: &str) -> u16 {
+        v.servers
             .iter()
-            .find(|s| s["server"] == server)
-            .and_then(|s| s["port"].as_u64())
-            .unwrap_or_else(|| panic!("no port for {server}: {v}")) as u16
+            .find(|s| s.server.as_str() == server)
+            .and_then(|s| s.port)
+            .unwrap_or_else(|| panic!("no port for {server}: {v:?}"))
     }
 }
 
@@ -131,6 +126,10 @@ impl Drop for Env {
             remove_containers(s);
         }
     }
+}
+
+fn name(s: &str) -> ServerName {
+    ServerName::parse(s).unwrap()
 }
 
 fn body(service: &str, tag: &str, servers: &[&str]) -> Value {
@@ -171,10 +170,10 @@ async fn assert_serving(port: u16, version: &str) {
     .await;
 }
 
-fn states(v: &Value) -> Vec<String> {
-    let mut out = vec!["pending".to_string()];
-    for t in v["transitions"].as_array().unwrap() {
-        out.push(t["to"].as_str().unwrap().to_string());
+fn states(v: &DeploymentView) -> Vec<&'static str> {
+    let mut out = vec!["pending"];
+    for t in &v.transitions {
+        out.push(t.to.as_str());
     }
     out
 }
@@ -184,23 +183,19 @@ async fn broken_v2_is_rolled_back_and_v1_keeps_serving_on_the_same_port() {
     let env = Env::start(3, &["web-1"], &["seed-api"]).await;
     let v1 = env.deploy(&body("seed-api", "v1", &["web-1"])).await;
     let d1 = env.settled(&v1).await;
-    assert_eq!(d1["state"], "success", "{d1}");
+    assert_eq!(d1.state, DeploymentState::Success, "{d1:?}");
     assert_eq!(
         states(&d1),
         ["pending", "validating", "in_progress", "success"]
     );
     let port = Env::port_of(&d1, "web-1");
     assert_serving(port, "v1").await;
-    assert_eq!(d1["validation"].as_array().unwrap().len(), 4, "{d1}");
+    assert_eq!(d1.validation.len(), 4, "{d1:?}");
 
-    // Follow the broken deployment live over SSE while it runs.
+    // Follow the broken deployment live over SSE while it runs (read as bytes: the point
+    // is the stream's framing).
     let broken = env.deploy(&body("seed-api", "broken", &["web-1"])).await;
-    let mut events = env
-        .http
-        .get(env.url(&format!("/v1/deployments/{broken}/events")))
-        .send()
-        .await
-        .unwrap();
+    let mut events = env.api().deployment_events(&broken).await.unwrap();
     assert_eq!(events.headers()["content-type"], "text/event-stream");
     let mut seen = String::new();
     while let Ok(Some(chunk)) = events.chunk().await {
@@ -210,7 +205,7 @@ async fn broken_v2_is_rolled_back_and_v1_keeps_serving_on_the_same_port() {
     assert!(seen.contains("event: deployment"));
 
     let d2 = env.settled(&broken).await;
-    assert_eq!(d2["state"], "rolled_back", "{d2}");
+    assert_eq!(d2.state, DeploymentState::RolledBack, "{d2:?}");
     assert_eq!(
         states(&d2),
         [
@@ -224,35 +219,37 @@ async fn broken_v2_is_rolled_back_and_v1_keeps_serving_on_the_same_port() {
     // Same port, v1 answering, and the failed container's log tail in the record.
     assert_eq!(Env::port_of(&d2, "web-1"), port);
     assert_serving(port, "v1").await;
-    let step = &d2["servers"][0];
+    let step = &d2.servers[0];
     assert!(
-        step["log_tail"].as_str().is_some_and(|t| !t.is_empty()),
-        "no log tail: {d2}"
+        step.log_tail.as_deref().is_some_and(|t| !t.is_empty()),
+        "no log tail: {d2:?}"
     );
-    assert!(d2["failure"].as_str().is_some());
-    // The service view agrees, and the secret never shows.
-    let (_, services) = env.get("/v1/services").await;
+    assert!(d2.failure.is_some());
+    // The service view agrees.
+    let services = env.api().services().await.unwrap();
     let svc = services
-        .as_array()
-        .unwrap()
         .iter()
-        .find(|s| s["service"] == "seed-api")
+        .find(|s| s.service.as_str() == "seed-api")
         .unwrap();
-    assert_eq!(svc["servers"][0]["image"], image("v1"));
-    for text in [d1.to_string(), d2.to_string(), seen, services.to_string()] {
+    assert_eq!(svc.servers[0].image.to_string(), image("v1"));
+    // The secret never shows. Raw: it must be absent from every byte sent, including
+    // fields the wire types would skip.
+    let mut texts = vec![seen];
+    for path in [
+        format!("/v1/deployments/{v1}"),
+        format!("/v1/deployments/{broken}"),
+        "/v1/services".to_string(),
+    ] {
+        let r = env.cluster.http.get(env.url(&path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        texts.push(r.text().await.unwrap());
+    }
+    for text in texts {
         assert!(!text.contains("sup3r-s3cret-value"));
     }
 
     // Metrics reflect it (every node exports the replicated figures).
-    let metrics = env
-        .http
-        .get(env.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = env.api().metrics().await.unwrap();
     for needle in [
         "sluice_deployments_total{service=\"seed-api\",status=\"rolled_back\"} 1",
         "sluice_deployments_total{service=\"seed-api\",status=\"success\"} 1",
@@ -268,19 +265,16 @@ async fn broken_v2_is_rolled_back_and_v1_keeps_serving_on_the_same_port() {
     let again = env.deploy(&body("seed-api", "v1", &["web-1"])).await;
     let d3 = env.settled(&again).await;
     assert_eq!(
-        (d3["state"].as_str(), d3["noop"].as_bool()),
-        (Some("success"), Some(true)),
-        "{d3}"
+        (d3.state, d3.noop),
+        (DeploymentState::Success, true),
+        "{d3:?}"
     );
     assert_serving(port, "v1").await;
 
     // Manual rollback of v1 (the first deployment): nothing ran before it.
-    let (s, v) = env
-        .post(&format!("/v1/deployments/{v1}/rollback"), &json!({}), None)
-        .await;
-    assert_eq!(s, 202, "{v}");
+    env.api().rollback_deployment(&v1).await.unwrap();
     let d1 = env.settled(&v1).await;
-    assert_eq!(d1["state"], "rolled_back", "{d1}");
+    assert_eq!(d1.state, DeploymentState::RolledBack, "{d1:?}");
     assert!(
         version_on(port).await.is_err(),
         "nothing should serve after rolling back the first version"
@@ -288,16 +282,16 @@ async fn broken_v2_is_rolled_back_and_v1_keeps_serving_on_the_same_port() {
 
     // Deployed again, then the same image with a changed environment: not a no-op.
     let fresh = env.deploy(&body("seed-api", "v1", &["web-1"])).await;
-    assert_eq!(env.settled(&fresh).await["state"], "success");
+    assert_eq!(env.settled(&fresh).await.state, DeploymentState::Success);
     // The same image with a changed environment is not a no-op: it is deployed.
     let mut changed = body("seed-api", "v1", &["web-1"]);
     changed["env"]["GREETING"] = json!({"value": "bonjour"});
     let again = env.deploy(&changed).await;
     let d4 = env.settled(&again).await;
     assert_eq!(
-        (d4["state"].as_str(), d4["noop"].as_bool()),
-        (Some("success"), Some(false)),
-        "{d4}"
+        (d4.state, d4.noop),
+        (DeploymentState::Success, false),
+        "{d4:?}"
     );
     let running = sluice_tests::agent_support::docker(&[
         "ps",
@@ -317,39 +311,39 @@ async fn broken_v2_is_rolled_back_and_v1_keeps_serving_on_the_same_port() {
 #[tokio::test(flavor = "multi_thread")]
 async fn idempotent_replay_and_validation_lists_every_failure() {
     let env = Env::start(1, &["web-1", "web-2"], &["idem-api"]).await;
-    let b = body("idem-api", "v1", &["web-1"]);
-    let (s1, first) = env.post("/v1/deployments", &b, Some("ci-run-7")).await;
-    assert_eq!(s1, 202, "{first}");
-    let (s2, replay) = env.post("/v1/deployments", &b, Some("ci-run-7")).await;
-    assert_eq!(s2, 200, "{replay}");
-    assert_eq!(first["id"], replay["id"]);
-    let other = body("idem-api", "v2", &["web-1"]);
-    let (s3, p) = env.post("/v1/deployments", &other, Some("ci-run-7")).await;
+    let b = deployment_request(&body("idem-api", "v1", &["web-1"]));
+    let first = env
+        .api()
+        .create_deployment(&b, Some("ci-run-7"))
+        .await
+        .unwrap();
+    assert!(!first.replayed, "{:?}", first.deployment);
+    let replay = env
+        .api()
+        .create_deployment(&b, Some("ci-run-7"))
+        .await
+        .unwrap();
+    assert!(replay.replayed, "{:?}", replay.deployment);
+    assert_eq!(first.deployment.id, replay.deployment.id);
+    let other = deployment_request(&body("idem-api", "v2", &["web-1"]));
+    let (s3, p) = refusal(env.api().create_deployment(&other, Some("ci-run-7")).await);
     assert_eq!(
-        (s3, p["code"].as_str()),
-        (422, Some("idempotency_key_reused")),
-        "{p}"
+        (s3, p.code.as_str()),
+        (422, "idempotency_key_reused"),
+        "{p:?}"
     );
-    let d = env.settled(first["id"].as_str().unwrap()).await;
-    assert_eq!(d["state"], "success");
+    let d = env.settled(&first.deployment.id.to_string()).await;
+    assert_eq!(d.state, DeploymentState::Success);
 
     // web-2 forbidden, an image that does not exist, and a server that does not exist:
     // every failure is reported at once and nothing is touched.
-    let (s, v) = env.post("/v1/servers/web-2/forbid", &json!({}), None).await;
-    assert_eq!((s, v["forbidden"].as_bool()), (200, Some(true)), "{v}");
-    let (_, servers) = env.get("/v1/servers").await;
-    let web1 = servers
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "web-1")
-        .unwrap();
-    assert_eq!(web1["up"], true, "{web1}");
-    assert!(web1["ports_used"].as_u64() >= Some(1), "{web1}");
-    assert_eq!(
-        web1["ports_used"].as_u64().unwrap() + web1["ports_free"].as_u64().unwrap(),
-        20
-    );
+    let v = env.api().forbid_server(&name("web-2")).await.unwrap();
+    assert!(v.forbidden, "{v:?}");
+    let servers = env.api().servers().await.unwrap();
+    let web1 = servers.iter().find(|s| s.name.as_str() == "web-1").unwrap();
+    assert!(web1.up, "{web1:?}");
+    assert!(web1.ports_used >= 1, "{web1:?}");
+    assert_eq!(web1.ports_used + web1.ports_free, 20);
     let bad = json!({
         "service": "idem-api", "image": "sluice-testapp:does-not-exist",
         "servers": ["web-1", "web-2", "ghost"], "container_port": 8080,
@@ -357,19 +351,13 @@ async fn idempotent_replay_and_validation_lists_every_failure() {
     });
     let id = env.deploy(&bad).await;
     let d = env.settled(&id).await;
-    assert_eq!(d["state"], "failed", "{d}");
+    assert_eq!(d.state, DeploymentState::Failed, "{d:?}");
     assert_eq!(states(&d), ["pending", "validating", "failed"]);
-    let failed: Vec<(String, String)> = d["validation"]
-        .as_array()
-        .unwrap()
+    let failed: Vec<(String, String)> = d
+        .validation
         .iter()
-        .filter(|c| c["ok"] == false)
-        .map(|c| {
-            (
-                c["check"].as_str().unwrap().into(),
-                c["server"].as_str().unwrap().into(),
-            )
-        })
+        .filter(|c| !c.ok)
+        .map(|c| (c.check.clone(), c.server.to_string()))
         .collect();
     for want in [
         ("image_exists", "web-1"),
@@ -384,8 +372,8 @@ async fn idempotent_replay_and_validation_lists_every_failure() {
     // Still v1 on web-1, untouched.
     let port = Env::port_of(&d, "web-1");
     assert_serving(port, "v1").await;
-    let (s, v) = env.post("/v1/servers/web-2/allow", &json!({}), None).await;
-    assert_eq!((s, v["forbidden"].as_bool()), (200, Some(false)), "{v}");
+    let v = env.api().allow_server(&name("web-2")).await.unwrap();
+    assert!(!v.forbidden, "{v:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -399,11 +387,11 @@ async fn concurrent_deploys_of_one_service_run_one_at_a_time() {
     impatient["lock_wait"] = json!("0s");
     // Wait until `a` holds the lock, then the impatient one fails naming the holder.
     eventually("a to hold the lock", Duration::from_secs(20), || async {
-        let (_, v) = env.get(&format!("/v1/deployments/{a}")).await;
-        if v["token"].is_u64() {
+        let v = env.deployment(&a).await?;
+        if v.token.is_some() {
             Ok(())
         } else {
-            Err(format!("{v}"))
+            Err(format!("{v:?}"))
         }
     })
     .await;
@@ -411,11 +399,11 @@ async fn concurrent_deploys_of_one_service_run_one_at_a_time() {
     let da = env.settled(&a).await;
     let db = env.settled(&b).await;
     let dc = env.settled(&c).await;
-    assert_eq!(da["state"], "success", "{da}");
-    assert_eq!(db["state"], "success", "{db}");
-    assert!(db["token"].as_u64() > da["token"].as_u64());
-    assert_eq!(dc["state"], "failed", "{dc}");
-    let why = dc["failure"].as_str().unwrap_or("");
+    assert_eq!(da.state, DeploymentState::Success, "{da:?}");
+    assert_eq!(db.state, DeploymentState::Success, "{db:?}");
+    assert!(db.token > da.token);
+    assert_eq!(dc.state, DeploymentState::Failed, "{dc:?}");
+    let why = dc.failure.as_deref().unwrap_or("");
     assert!(why.contains("held by deployment"), "{why}");
     assert_serving(Env::port_of(&db, "web-1"), "v2").await;
     assert_eq!(Env::port_of(&da, "web-1"), Env::port_of(&db, "web-1"));
@@ -433,11 +421,11 @@ async fn when_the_second_server_fails_the_first_is_rolled_back_too() {
         "validation to allocate ports",
         Duration::from_secs(30),
         || async {
-            let (_, v) = env.get(&format!("/v1/deployments/{id}")).await;
-            if v["state"] == "in_progress" {
+            let v = env.deployment(&id).await?;
+            if v.state == DeploymentState::InProgress {
                 Ok(Env::port_of(&v, "web-2"))
             } else {
-                Err(format!("{}", v["state"]))
+                Err(format!("{}", v.state))
             }
         },
     )
@@ -445,23 +433,20 @@ async fn when_the_second_server_fails_the_first_is_rolled_back_too() {
     let squatter = std::net::TcpListener::bind(("127.0.0.1", port2)).expect("grab web-2's port");
     let d = env.settled(&id).await;
     drop(squatter);
-    assert_eq!(d["state"], "rolled_back", "{d}");
-    let steps: Vec<(String, String)> = d["servers"]
-        .as_array()
-        .unwrap()
+    assert_eq!(d.state, DeploymentState::RolledBack, "{d:?}");
+    let steps: Vec<(String, ServerStepState)> = d
+        .servers
         .iter()
-        .map(|s| {
-            (
-                s["server"].as_str().unwrap().into(),
-                s["state"].as_str().unwrap().into(),
-            )
-        })
+        .map(|s| (s.server.to_string(), s.state))
         .collect();
     assert!(
-        steps.contains(&("web-1".into(), "rolled_back".into())),
+        steps.contains(&("web-1".into(), ServerStepState::RolledBack)),
         "{steps:?}"
     );
-    assert!(!steps.iter().any(|(_, s)| s == "succeeded"), "{steps:?}");
+    assert!(
+        !steps.iter().any(|(_, s)| *s == ServerStepState::Succeeded),
+        "{steps:?}"
+    );
     // Neither server serves the service: it is not split across versions.
     let port1 = Env::port_of(&d, "web-1");
     assert!(version_on(port1).await.is_err());
@@ -477,22 +462,20 @@ async fn leader_killed_mid_deploy_still_ends_correctly() {
     slow["health"]["start_period"] = json!("2s");
     let v2 = env.deploy(&slow).await;
     eventually("v2 to be in progress", Duration::from_secs(30), || async {
-        let (_, v) = env.get(&format!("/v1/deployments/{v2}")).await;
-        if v["state"] == "in_progress" {
+        let v = env.deployment(&v2).await?;
+        if v.state == DeploymentState::InProgress {
             Ok(())
         } else {
-            Err(format!("{}", v["state"]))
+            Err(format!("{}", v.state))
         }
     })
     .await;
     let leader = env.cluster.leader().await;
     env.cluster.nodes[leader].kill();
     let d2 = env.settled(&v2).await;
-    assert_eq!(d2["state"], "success", "{d2}");
+    assert_eq!(d2.state, DeploymentState::Success, "{d2:?}");
     // The new leader re-fenced: the final token is larger than the one v2 started with.
-    let started_with = d2["transitions"][0]["reason"].clone();
-    let _ = started_with;
-    assert!(d2["token"].as_u64() > d1["token"].as_u64());
+    assert!(d2.token > d1.token);
     assert_serving(port, "v2").await;
     env.cluster.nodes[leader].start().await;
 }
@@ -506,18 +489,17 @@ async fn agent_killed_mid_deploy_reports_the_truth() {
     slow["health"]["start_period"] = json!("2s");
     let v2 = env.deploy(&slow).await;
     eventually("web-1 to be deploying", Duration::from_secs(30), || async {
-        let (_, v) = env.get(&format!("/v1/deployments/{v2}")).await;
-        if v["servers"][0]["state"] == "deploying" {
-            Ok(())
-        } else {
-            Err(format!("{}", v["servers"][0]))
+        let v = env.deployment(&v2).await?;
+        match v.servers.first() {
+            Some(s) if s.state == ServerStepState::Deploying => Ok(()),
+            other => Err(format!("{other:?}")),
         }
     })
     .await;
     env.agents[0].kill();
     env.agents[0].spawn();
     let d2 = env.settled(&v2).await;
-    assert_eq!(d2["state"], "success", "{d2}");
+    assert_eq!(d2.state, DeploymentState::Success, "{d2:?}");
     assert_serving(port, "v2").await;
 }
 
@@ -530,25 +512,19 @@ async fn cancel_mid_deploy_rolls_back_what_moved() {
     slow["health"]["start_period"] = json!("1s");
     let v2 = env.deploy(&slow).await;
     eventually("v2 to be in progress", Duration::from_secs(30), || async {
-        let (_, v) = env.get(&format!("/v1/deployments/{v2}")).await;
-        if v["state"] == "in_progress" {
+        let v = env.deployment(&v2).await?;
+        if v.state == DeploymentState::InProgress {
             Ok(())
         } else {
-            Err(format!("{}", v["state"]))
+            Err(format!("{}", v.state))
         }
     })
     .await;
-    let (s, v) = env
-        .post(&format!("/v1/deployments/{v2}/cancel"), &json!({}), None)
-        .await;
-    assert_eq!(
-        (s, v["cancel_requested"].as_bool()),
-        (202, Some(true)),
-        "{v}"
-    );
+    let v = env.api().cancel_deployment(&v2).await.unwrap();
+    assert!(v.cancel_requested, "{v:?}");
     let d = env.settled(&v2).await;
-    assert_eq!(d["state"], "rolled_back", "{d}");
-    assert_eq!(d["failure"], "cancelled");
+    assert_eq!(d.state, DeploymentState::RolledBack, "{d:?}");
+    assert_eq!(d.failure.as_deref(), Some("cancelled"));
     assert_serving(port, "v1").await;
     // One rule on every server: nothing of a version that was rolled back stays (a failed
     // deploy removes its container on its own server; the rollback of a server that had
@@ -562,10 +538,8 @@ async fn cancel_mid_deploy_rolls_back_what_moved() {
     ]);
     assert!(left.trim().is_empty(), "containers of {v2} left: {left}");
     // A settled deployment cannot be cancelled.
-    let (s, v) = env
-        .post(&format!("/v1/deployments/{v2}/cancel"), &json!({}), None)
-        .await;
-    assert_eq!((s, v["code"].as_str()), (409, Some("conflict")), "{v}");
+    let (s, p) = refusal(env.api().cancel_deployment(&v2).await);
+    assert_eq!((s, p.code.as_str()), (409, "conflict"), "{p:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -579,34 +553,29 @@ async fn protected_labels_need_an_explicit_allow() {
         "labels = [\"env=prod\"]",
     ));
     eventually("prod-1 registered", Duration::from_secs(20), || async {
-        let (s, v) = env.get("/v1/servers/prod-1").await;
-        if s == 200 {
-            Ok(())
-        } else {
-            Err(format!("{s} {v}"))
-        }
+        env.api()
+            .server(&name("prod-1"))
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
     })
     .await;
-    let r = env
-        .http
-        .put(env.url("/v1/policy"))
-        .json(&json!({"protected_labels": ["env=prod"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let policy = Policy {
+        protected_labels: vec![Label::parse("env=prod").unwrap()],
+    };
+    env.api().put_policy(&policy).await.unwrap();
     let refused = env.deploy(&body("policy-api", "v1", &["prod-1"])).await;
     let d = env.settled(&refused).await;
-    assert_eq!(d["state"], "failed", "{d}");
+    assert_eq!(d.state, DeploymentState::Failed, "{d:?}");
     assert!(
-        d["failure"].as_str().unwrap().contains("protected label"),
-        "{d}"
+        d.failure.as_deref().unwrap().contains("protected label"),
+        "{d:?}"
     );
     let mut allowed = body("policy-api", "v1", &["prod-1"]);
     allowed["allow_labels"] = json!(["env=prod"]);
     let ok = env.deploy(&allowed).await;
     let d = env.settled(&ok).await;
-    assert_eq!(d["state"], "success", "{d}");
+    assert_eq!(d.state, DeploymentState::Success, "{d:?}");
     assert_serving(Env::port_of(&d, "prod-1"), "v1").await;
 }
 
@@ -621,31 +590,25 @@ async fn a_stalled_deployment_hits_its_progress_deadline_and_rolls_back() {
     stalls["progress_deadline"] = json!("2s");
     let v2 = env.deploy(&stalls).await;
     let d = env.settled(&v2).await;
-    assert_eq!(d["state"], "rolled_back", "{d}");
+    assert_eq!(d.state, DeploymentState::RolledBack, "{d:?}");
     assert!(
-        d["failure"]
-            .as_str()
+        d.failure
+            .as_deref()
             .unwrap_or("")
             .contains("progress deadline"),
-        "{d}"
+        "{d:?}"
     );
     assert_serving(port, "v1").await;
 }
 
 /// Milliseconds from the deployment's acceptance to its transition into `to`.
-fn ms_to(d: &Value, to: &str) -> u64 {
-    let at = |s: &Value| {
-        sluice_common::time::Timestamp::parse(s.as_str().unwrap())
-            .unwrap()
-            .as_millis()
-    };
-    let t = d["transitions"]
-        .as_array()
-        .unwrap()
+fn ms_to(d: &DeploymentView, to: DeploymentState) -> u64 {
+    let t = d
+        .transitions
         .iter()
-        .find(|t| t["to"] == to)
-        .unwrap_or_else(|| panic!("no transition to {to}: {d}"));
-    at(&t["at"]) - at(&d["created_at"])
+        .find(|t| t.to == to)
+        .unwrap_or_else(|| panic!("no transition to {to}: {d:?}"));
+    t.at.as_millis() - d.created_at.as_millis()
 }
 
 /// Issue 13 #3: the deadline bounds the agent too. Before, the agent went on checking the
@@ -670,11 +633,11 @@ async fn the_progress_deadline_stops_the_agent_too_even_without_the_coordinator(
     // The coordinator gives up at 3 s and tells the agent.
     let v2 = env.deploy(&slow("3s")).await;
     let d = env.settled(&v2).await;
-    assert_eq!(d["state"], "rolled_back", "{d}");
-    let took = ms_to(&d, "rolled_back");
+    assert_eq!(d.state, DeploymentState::RolledBack, "{d:?}");
+    let took = ms_to(&d, DeploymentState::RolledBack);
     assert!(
         took < 15_000,
-        "rolled back {took} ms after acceptance with a 3 s deadline (the agent's health budget is 30 s): {d}"
+        "rolled back {took} ms after acceptance with a 3 s deadline (the agent's health budget is 30 s): {d:?}"
     );
     assert_serving(port, "v1").await;
 
@@ -685,11 +648,14 @@ async fn the_progress_deadline_stops_the_agent_too_even_without_the_coordinator(
         "the agent to take the deploy",
         Duration::from_secs(20),
         || async {
-            let (_, d) = env.get(&format!("/v1/deployments/{v3}")).await;
-            let deploying = d["servers"]
-                .as_array()
-                .is_some_and(|s| s.iter().any(|s| s["state"] == "deploying"));
-            deploying.then_some(()).ok_or(format!("{}", d["phase"]))
+            let d = env.deployment(&v3).await?;
+            let deploying = d
+                .servers
+                .iter()
+                .any(|s| s.state == ServerStepState::Deploying);
+            deploying
+                .then_some(())
+                .ok_or(format!("{:?}", d.phase.as_str()))
         },
     )
     .await;
@@ -704,7 +670,7 @@ async fn the_progress_deadline_stops_the_agent_too_even_without_the_coordinator(
     );
     env.cluster.nodes[0].start().await;
     let d = env.settled(&v3).await;
-    assert_eq!(d["state"], "rolled_back", "{d}");
+    assert_eq!(d.state, DeploymentState::RolledBack, "{d:?}");
     assert_serving(port, "v1").await;
 }
 
@@ -729,20 +695,14 @@ async fn a_rollback_judges_the_previous_version_by_its_own_health_check() {
         .deploy(&body("own-health", "v1", &["web-1", "web-2"]))
         .await;
     let d1 = env.settled(&v1).await;
-    assert_eq!(d1["state"], "success", "{d1}");
+    assert_eq!(d1.state, DeploymentState::Success, "{d1:?}");
     let mut v2 = body("own-health", "v2", &["web-1", "web-2"]);
     v2["health"] = json!({"kind": "http", "path": "/ready", "interval": "200ms",
                           "retries": 3, "timeout": "1s"});
     let id = env.deploy(&v2).await;
     let d = env.settled(&id).await;
-    assert_eq!(d["state"], "rolled_back", "{d}");
-    assert!(
-        !d["phase"]
-            .as_str()
-            .unwrap_or("")
-            .contains("needs an operator"),
-        "{d}"
-    );
+    assert_eq!(d.state, DeploymentState::RolledBack, "{d:?}");
+    assert!(!d.phase.as_str().contains("needs an operator"), "{d:?}");
     for s in ["web-1", "web-2"] {
         assert_serving(Env::port_of(&d1, s), "v1").await;
     }
@@ -760,16 +720,22 @@ async fn a_port_bound_on_the_host_is_skipped_from_the_first_allocation() {
     let addrs: Vec<String> = env.cluster.nodes.iter().map(|n| n.addr.clone()).collect();
     let _agent = AgentProc::start("bound-1", &addrs, &range, "");
     eventually("the agent registered", Duration::from_secs(20), || async {
-        match env.get("/v1/servers/bound-1").await {
-            (200, _) => Ok(()),
-            (s, v) => Err(format!("{s} {v}")),
-        }
+        env.api()
+            .server(&name("bound-1"))
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
     })
     .await;
-    let (s, v) = env
-        .post("/v1/ports/bound-1/first-service", &json!({}), None)
-        .await;
-    assert!((200..300).contains(&s), "{s} {v}");
-    assert_ne!(v["port"], lo, "a port bound on the host was allocated: {v}");
-    assert_eq!(v["port"], lo + 1, "{v}");
+    let v = env
+        .api()
+        .allocate_port(
+            &name("bound-1"),
+            &ServiceName::parse("first-service").unwrap(),
+            &AllocatePortRequest::default(),
+        )
+        .await
+        .unwrap();
+    assert_ne!(v.port, lo, "a port bound on the host was allocated: {v:?}");
+    assert_eq!(v.port, lo + 1, "{v:?}");
 }

@@ -13,9 +13,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sluice_common::audit::verify;
+use sluice_common::deployment::DeploymentState;
+use sluice_common::names::ServerName;
 use sluice_tests::agent::{remove_containers, AgentProc};
 use sluice_tests::agent_support::coordinator_client;
-use sluice_tests::cluster::{Cluster, NodeOpts};
+use sluice_tests::cluster::{deployment_request, Cluster, NodeOpts};
 use sluice_tests::eventually::eventually;
 use sluice_tests::testapp_image::{ensure_test_images, image};
 
@@ -90,18 +92,13 @@ async fn deploy(c: &Cluster, tag: &str, env: Value) -> String {
         "container_port": 8080, "env": env, "progress_deadline": "90s",
         "health": {"kind": "http", "path": "/health", "interval": "200ms", "retries": 50, "timeout": "1s"},
     });
-    let r = c
-        .http
-        .post(c.nodes[0].url("/v1/deployments"))
-        .json(&body)
-        .send()
+    let created = c
+        .api(0)
+        .create_deployment(&deployment_request(&body), None)
         .await
         .unwrap();
-    assert_eq!(r.status(), 202);
-    r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    assert!(!created.replayed);
+    created.deployment.id.to_string()
 }
 
 async fn agent_metric(agent: &AgentProc, name: &str) -> Result<f64, String> {
@@ -138,31 +135,36 @@ async fn a_docker_restart_mid_deployment_ends_cleanly_and_the_next_one_succeeds(
         "",
     );
     eventually("dr-1 up", Duration::from_secs(20), || async {
-        let v = c.get_any("/v1/servers/dr-1").await?;
-        (v["up"] == true).then_some(()).ok_or(v.to_string())
+        let name = &ServerName::parse("dr-1").unwrap();
+        let v = c
+            .on_any("server dr-1", |api| async move { api.server(name).await })
+            .await?;
+        v.up.then_some(()).ok_or(format!("{v:?}"))
     })
     .await;
     let v1 = deploy(&c, "v1", json!({})).await;
     assert_eq!(
-        c.final_deployment(&v1, Duration::from_secs(180)).await["state"],
-        "success"
+        c.final_deployment(&v1, Duration::from_secs(180))
+            .await
+            .state,
+        DeploymentState::Success
     );
 
     // v2 starts slowly; restart Docker while the agent waits for it to become healthy.
     let slow = json!({"TESTAPP_START_DELAY_MS": {"value": "4000"}});
     let v2 = deploy(&c, "v2", slow).await;
     eventually("v2 in progress", Duration::from_secs(30), || async {
-        let d = c.get_any(&format!("/v1/deployments/{v2}")).await?;
-        (d["state"] == "in_progress")
+        let d = c.deployment_any(&v2).await?;
+        (d.state == DeploymentState::InProgress)
             .then_some(())
-            .ok_or(d["state"].to_string())
+            .ok_or(d.state.to_string())
     })
     .await;
     restart_dockerd().await;
     let d2 = c.final_deployment(&v2, Duration::from_secs(180)).await;
     eprintln!(
-        "after a Docker restart mid-deployment: {} ({})",
-        d2["state"], d2["failure"]
+        "after a Docker restart mid-deployment: {} ({:?})",
+        d2.state, d2.failure
     );
     eventually(
         "the agent to see Docker again",
@@ -177,7 +179,7 @@ async fn a_docker_restart_mid_deployment_ends_cleanly_and_the_next_one_succeeds(
     // Everything still adds up, and the next deployment succeeds.
     let v3 = deploy(&c, "v2", json!({})).await;
     let d3 = c.final_deployment(&v3, Duration::from_secs(180)).await;
-    assert_eq!(d3["state"], "success", "{d3}");
+    assert_eq!(d3.state, DeploymentState::Success, "{d3:?}");
     let running = sluice_tests::agent_support::docker(&[
         "ps",
         "--filter",

@@ -40,15 +40,7 @@ async fn the_api_reference_is_what_the_daemons_serve() {
         NodeOpts::default(),
     )
     .await;
-    let coordinator: Value = c
-        .http
-        .get(c.nodes[0].url("/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let coordinator = c.api(0).openapi().await.unwrap();
     check(
         "coordinator.md",
         &render(&coordinator, "Coordinator API reference"),

@@ -10,6 +10,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use sluice_common::api::PutServerRequest;
+use sluice_common::names::{ServerName, ServiceName};
+use sluice_common::ports::PortRange;
 use sluice_tests::cluster::{Cluster, NodeOpts};
 use sluice_tests::eventually::eventually;
 
@@ -26,6 +29,7 @@ fn run(cmd: &str, args: &[&str]) {
     assert!(st.success(), "{cmd} {args:?} failed");
 }
 
+/// Raw: a refusal must be problem+json by its content type too, not only by its body.
 async fn allocate(c: &Cluster, i: usize) -> Result<(u16, Value), String> {
     let r = c
         .http
@@ -89,17 +93,14 @@ async fn a_full_data_directory_fails_writes_cleanly_and_loses_nothing() {
     );
     c.nodes[0].start().await;
     c.leader().await;
-    let (s, b) = {
-        let r = c
-            .http
-            .put(c.nodes[0].url("/v1/servers/disk-1"))
-            .json(&json!({"agent_addr": "127.0.0.1:1", "port_range": "10000-60000"}))
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
+    let server = PutServerRequest {
+        agent_addr: "127.0.0.1:1".into(),
+        labels: Vec::new(),
+        port_range: PortRange::parse("10000-60000").unwrap(),
+        forbidden: false,
     };
-    assert_eq!(s, 200, "{b}");
+    let disk1 = ServerName::parse("disk-1").unwrap();
+    c.api(0).put_server(&disk1, &server).await.unwrap();
 
     // Fill the filesystem, then write until a write fails.
     let filler = data.join("filler");
@@ -156,23 +157,18 @@ async fn a_full_data_directory_fails_writes_cleanly_and_loses_nothing() {
     c.nodes[0].start().await;
     c.leader().await;
     let ports = eventually("the ledger to answer", Duration::from_secs(20), || async {
-        let r = c
-            .http
-            .get(c.nodes[0].url("/v1/ports/disk-1"))
-            .send()
+        c.api(0)
+            .server_ports(&disk1)
             .await
-            .map_err(|e| e.to_string())?;
-        if r.status() != 200 {
-            return Err(r.status().to_string());
-        }
-        r.json::<Value>().await.map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())
     })
     .await;
     for (i, port) in &acked {
+        let service = ServiceName::parse(&format!("svc{i}")).unwrap();
         assert_eq!(
-            ports["assignments"][format!("svc{i}")].as_u64(),
+            ports.assignments.get(&service).map(|&p| u64::from(p)),
             Some(*port),
-            "acknowledged allocation svc{i} lost: {ports}"
+            "acknowledged allocation svc{i} lost: {ports:?}"
         );
     }
     let (s, v) = allocate(&c, 99_999).await.unwrap();

@@ -11,9 +11,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use sluice_common::deployment::DeploymentState;
+use sluice_common::names::ServerName;
 use sluice_common::tls::Role;
 use sluice_tests::agent::{remove_containers, AgentProc};
-use sluice_tests::cluster::{Cluster, NodeOpts};
+use sluice_tests::cluster::{deployment_request, Cluster, NodeOpts};
 use sluice_tests::eventually::eventually;
 use sluice_tests::pki::Pki;
 use sluice_tests::testapp_image::{ensure_test_images, image};
@@ -71,17 +73,6 @@ fn promtool_check(text: &str) -> Result<(), String> {
     }
 }
 
-async fn get_json(c: &Cluster, path: &str) -> Result<(u16, Value), String> {
-    let r = c
-        .http
-        .get(c.nodes[0].url(path))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = r.status().as_u16();
-    Ok((status, r.json().await.unwrap_or(Value::Null)))
-}
-
 #[tokio::test]
 async fn coordinator_and_agent_metrics_pass_promtool() {
     let lint = promtool_available();
@@ -95,55 +86,43 @@ async fn coordinator_and_agent_metrics_pass_promtool() {
     .await;
     let agent = AgentProc::start(SERVER, &[c.nodes[0].addr.clone()], "27700-27709", "");
     eventually("the agent registered", Duration::from_secs(20), || async {
-        match get_json(&c, &format!("/v1/servers/{SERVER}")).await? {
-            (200, _) => Ok(()),
-            (s, v) => Err(format!("{s} {v}")),
-        }
+        let name = ServerName::parse(SERVER).unwrap();
+        c.api(0)
+            .server(&name)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
     })
     .await;
 
     // One deployment with an HTTP health check, so that the labelled families
     // (deployments, durations, containers, operations, health checks, ports) have
     // children and are linted too, not only the plain gauges.
-    let r = c
-        .http
-        .post(c.nodes[0].url("/v1/deployments"))
-        .json(&json!({
-            "service": SERVICE, "image": image("v1"), "servers": [SERVER],
-            "container_port": 8080,
-            "health": {"kind": "http", "path": "/health", "interval": "100ms", "retries": 20}
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let req = deployment_request(&json!({
+        "service": SERVICE, "image": image("v1"), "servers": [SERVER],
+        "container_port": 8080,
+        "health": {"kind": "http", "path": "/health", "interval": "100ms", "retries": 20}
+    }));
+    let created = c.api(0).create_deployment(&req, None).await.unwrap();
+    assert!(!created.replayed);
+    let id = created.deployment.id.to_string();
     eventually(
         "the deployment to succeed",
         Duration::from_secs(90),
         || async {
-            let (_, v) = get_json(&c, &format!("/v1/deployments/{id}")).await?;
-            match v["state"].as_str() {
-                Some("success") => Ok(()),
-                Some("failed" | "rolled_back") => panic!("deployment failed: {v}"),
-                _ => Err(format!("{}: {}", v["state"], v["phase"])),
+            let v = c.api(0).deployment(&id).await.map_err(|e| e.to_string())?;
+            match v.state {
+                DeploymentState::Success => Ok(()),
+                DeploymentState::Failed | DeploymentState::RolledBack => {
+                    panic!("deployment failed: {v:?}")
+                }
+                other => Err(format!("{other}: {}", v.phase.as_str())),
             }
         },
     )
     .await;
 
-    let coordinator = c
-        .http
-        .get(c.nodes[0].url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let coordinator = c.api(0).metrics().await.unwrap();
     let scraper = Pki::shared().client_as(Role::Client, "prometheus");
     let agent_metrics = scraper
         .get(format!("https://{}/metrics", agent.addr))

@@ -20,8 +20,9 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use sluice_common::audit::AuditRecord;
+use sluice_common::names::{LockKey, ServerName};
 use sluice_tests::agent::{remove_containers, AgentProc};
-use sluice_tests::cluster::{Cluster, NodeOpts};
+use sluice_tests::cluster::{acquire_request, deployment_request, Cluster, NodeOpts};
 use sluice_tests::eventually::eventually;
 use sluice_tests::testapp_image::{ensure_test_images, image};
 use tokio::sync::watch;
@@ -171,22 +172,19 @@ async fn deploy(c: &Cluster, tag: &str) -> String {
         "health": {"kind": "http", "path": "/health", "interval": "200ms", "retries": 5, "timeout": "1s"},
     });
     let leader = c.leader().await;
-    let r = c
-        .http
-        .post(c.nodes[leader].url("/v1/deployments"))
-        .json(&body)
-        .send()
+    let created = c
+        .api(leader)
+        .create_deployment(&deployment_request(&body), None)
         .await
         .unwrap();
-    assert_eq!(r.status(), 202);
-    let v: Value = r.json().await.unwrap();
-    v["id"].as_str().unwrap().to_string()
+    assert!(!created.replayed);
+    created.deployment.id.to_string()
 }
 
 /// Waits for deployment `id` to end, and checks it ended `want`.
 async fn reaches(c: &Cluster, id: &str, want: &str) {
     let d = c.final_deployment(id, Duration::from_secs(90)).await;
-    assert_eq!(d["state"], want, "{d}");
+    assert_eq!(d.state.as_str(), want, "{d:?}");
 }
 
 /// The audit trail, from the first running node.
@@ -256,21 +254,23 @@ async fn notifications_survive_a_hanging_chat_429_500_and_a_leader_change() {
         "",
     );
     eventually("ntf-1 registered", Duration::from_secs(20), || async {
-        let v = c.get_any("/v1/servers/ntf-1").await?;
-        (v["up"] == true).then_some(()).ok_or(v.to_string())
+        let name = &ServerName::parse("ntf-1").unwrap();
+        let v = c
+            .on_any("server ntf-1", |api| async move { api.server(name).await })
+            .await?;
+        v.up.then_some(()).ok_or(format!("{v:?}"))
     })
     .await;
 
     // A lock nobody releases is announced once it has been held for 2 s.
     let leader = c.leader().await;
-    let r = c
-        .http
-        .post(c.nodes[leader].url("/v1/locks/db/migrate"))
-        .json(&json!({"holder": "forgotten-job", "ttl": "5m"}))
-        .send()
+    c.api(leader)
+        .acquire_lock(
+            &LockKey::parse("db/migrate").unwrap(),
+            &acquire_request("forgotten-job", "5m"),
+        )
         .await
         .unwrap();
-    assert_eq!(r.status(), 201);
 
     // Telegram hangs on its first request. The deployment does not wait for it.
     let v1 = deploy(&c, "v1").await;
@@ -379,15 +379,7 @@ async fn notifications_survive_a_hanging_chat_429_500_and_a_leader_change() {
 
     // Metrics on the leader after one success and one rollback.
     let leader = c.leader().await;
-    let scrape = c
-        .http
-        .get(c.nodes[leader].url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scrape = c.api(leader).metrics().await.unwrap();
     for status in ["success", "rolled_back"] {
         assert_eq!(
             sample(

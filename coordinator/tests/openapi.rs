@@ -2,6 +2,9 @@
 //! without credentials, while the rest of `/v1` still wants them; and the router serving
 //! exactly what the document describes, answering with bodies that fit it. (The document's
 //! agreement with the wire types is checked by the unit tests in `api/openapi.rs`.)
+//!
+//! Raw HTTP throughout: the point is the wire (content types, status codes for every
+//! method, bodies validated against the document), not what the typed client reads.
 
 use std::path::Path;
 

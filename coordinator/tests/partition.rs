@@ -40,9 +40,11 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use sluice_common::api::{DeploymentView, ServerStepState};
+use sluice_common::deployment::DeploymentState;
 use sluice_common::tls::Role;
 use sluice_tests::agent::{remove_containers, AgentProc};
-use sluice_tests::cluster::{Cluster, NodeOpts};
+use sluice_tests::cluster::{deployment_request, Cluster, NodeOpts};
 use sluice_tests::eventually::eventually;
 use sluice_tests::netns::{self, Net};
 use sluice_tests::pki::Pki;
@@ -113,51 +115,36 @@ impl Drop for Env {
 }
 
 impl Env {
-    async fn get(&self, node: usize, path: &str) -> Result<Value, String> {
-        let r = self
-            .cluster
-            .http
-            .get(self.cluster.nodes[node].url(path))
-            .timeout(Duration::from_secs(3))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = r.status();
-        let v: Value = r.json().await.map_err(|e| e.to_string())?;
-        if status.is_success() {
-            Ok(v)
-        } else {
-            Err(format!("{status}: {v}"))
-        }
+    /// Deployment `id` as node `node` has it (a partitioned node may not answer: 3 s).
+    async fn deployment(&self, node: usize, id: &str) -> Result<DeploymentView, String> {
+        let api = self.cluster.api(node).with_timeout(Duration::from_secs(3));
+        api.deployment(id).await.map_err(|e| e.to_string())
     }
 
     async fn deploy(&self, body: &Value) -> String {
-        let r = self
+        let created = self
             .cluster
-            .http
-            .post(self.cluster.nodes[0].url("/v1/deployments"))
-            .json(body)
-            .send()
+            .api(0)
+            .create_deployment(&deployment_request(body), None)
             .await
             .unwrap();
-        assert_eq!(r.status(), 202);
-        let v: Value = r.json().await.unwrap();
-        v["id"].as_str().unwrap().to_string()
+        assert!(!created.replayed);
+        created.deployment.id.to_string()
     }
 
     /// The deployment as node `node` has it, once it has settled there.
-    async fn settled_on(&self, node: usize, id: &str) -> Value {
+    async fn settled_on(&self, node: usize, id: &str) -> DeploymentView {
+        use DeploymentState as S;
         eventually(
             &format!("deployment {id} to settle on node index {node}"),
             Duration::from_secs(60),
             || async {
-                let v = self.get(node, &format!("/v1/deployments/{id}")).await?;
-                let state = v["state"].as_str().unwrap_or("");
-                let busy = v["rollback_requested"] == true
-                    || matches!(state, "pending" | "validating" | "in_progress")
-                    || (state == "failed" && v["phase"] == "rolling back");
-                if busy || state.is_empty() {
-                    Err(format!("{state}: {}", v["phase"]))
+                let v = self.deployment(node, id).await?;
+                let busy = v.rollback_requested
+                    || matches!(v.state, S::Pending | S::Validating | S::InProgress)
+                    || (v.state == S::Failed && v.phase.as_str() == "rolling back");
+                if busy {
+                    Err(format!("{}: {:?}", v.state, v.phase.as_str()))
                 } else {
                     Ok(v)
                 }
@@ -223,20 +210,19 @@ fn body(tag: &str) -> Value {
     })
 }
 
-fn port_of(d: &Value, server: &str) -> u16 {
-    d["servers"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["server"] == server))
-        .and_then(|s| s["port"].as_u64())
-        .unwrap_or_else(|| panic!("no port for {server}: {d}")) as u16
+fn port_of(d: &DeploymentView, server: &str) -> u16 {
+    d.servers
+        .iter()
+        .find(|s| s.server.as_str() == server)
+        .and_then(|s| s.port)
+        .unwrap_or_else(|| panic!("no port for {server}: {d:?}"))
 }
 
-fn step_state<'a>(d: &'a Value, server: &str) -> &'a str {
-    d["servers"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["server"] == server))
-        .and_then(|s| s["state"].as_str())
-        .unwrap_or("")
+fn step_state(d: &DeploymentView, server: &str) -> Option<ServerStepState> {
+    d.servers
+        .iter()
+        .find(|s| s.server.as_str() == server)
+        .map(|s| s.state)
 }
 
 /// The JSON log lines of an agent whose `fields.message` is `message`.
@@ -284,17 +270,16 @@ async fn a_leader_cut_from_the_majority_mid_deploy_is_fenced_off_at_the_agent() 
         "both agents registered",
         Duration::from_secs(20),
         || async {
-            let v = env.get(0, "/v1/servers").await?;
+            let api = env.cluster.api(0).with_timeout(Duration::from_secs(3));
+            let v = api.servers().await.map_err(|e| e.to_string())?;
             let up = v
-                .as_array()
-                .ok_or(format!("{v}"))?
                 .iter()
-                .filter(|s| AGENTS.contains(&s["name"].as_str().unwrap_or("")) && s["up"] == true)
+                .filter(|s| AGENTS.contains(&s.name.as_str()) && s.up)
                 .count();
             if up == AGENTS.len() {
                 Ok(())
             } else {
-                Err(format!("{v}"))
+                Err(format!("{v:?}"))
             }
         },
     )
@@ -304,7 +289,7 @@ async fn a_leader_cut_from_the_majority_mid_deploy_is_fenced_off_at_the_agent() 
     // v1 on both servers, health-checked by each agent through the gateway.
     let v1 = env.deploy(&body("v1")).await;
     let d1 = env.settled_on(0, &v1).await;
-    assert_eq!(d1["state"], "success", "{d1}");
+    assert_eq!(d1.state, DeploymentState::Success, "{d1:?}");
     let ports: Vec<u16> = AGENTS.iter().map(|a| port_of(&d1, a)).collect();
     for p in &ports {
         assert_eq!(env.version_on(*p).await.as_deref(), Ok("v1"));
@@ -317,10 +302,10 @@ async fn a_leader_cut_from_the_majority_mid_deploy_is_fenced_off_at_the_agent() 
     slow["health"]["start_period"] = json!("20s");
     let v2 = env.deploy(&slow).await;
     let t1 = eventually("v2 to be in progress", Duration::from_secs(30), || async {
-        let v = env.get(0, &format!("/v1/deployments/{v2}")).await?;
-        match (v["state"].as_str(), v["token"].as_u64()) {
-            (Some("in_progress"), Some(t)) => Ok(t),
-            _ => Err(format!("{}: {}", v["state"], v["phase"])),
+        let v = env.deployment(0, &v2).await?;
+        match (v.state, v.token) {
+            (DeploymentState::InProgress, Some(t)) => Ok(t.0),
+            _ => Err(format!("{}: {:?}", v.state, v.phase.as_str())),
         }
     })
     .await;
@@ -353,12 +338,14 @@ async fn a_leader_cut_from_the_majority_mid_deploy_is_fenced_off_at_the_agent() 
         },
     )
     .await;
-    let d = env
-        .get(majority_idx[0], &format!("/v1/deployments/{v2}"))
-        .await;
+    let d = env.deployment(majority_idx[0], &v2).await;
     let d = d.expect("the deployment, from a follower");
-    assert_eq!(step_state(&d, "web-1"), "succeeded", "{d}");
-    assert_eq!(d["phase"], "deploying to web-2", "{d}");
+    assert_eq!(
+        step_state(&d, "web-1"),
+        Some(ServerStepState::Succeeded),
+        "{d:?}"
+    );
+    assert_eq!(d.phase.as_str(), "deploying to web-2", "{d:?}");
     assert!(
         env.fence_on(1).await.is_ok_and(|t| t < t1),
         "web-2 must not have seen T1 yet"
@@ -377,16 +364,16 @@ async fn a_leader_cut_from_the_majority_mid_deploy_is_fenced_off_at_the_agent() 
             let mut seen = Vec::new();
             for &i in &majority_idx {
                 let s = env.cluster.status(i).await?;
-                seen.push((s["leader"].as_u64(), s["state"].clone()));
+                seen.push((s.leader, s.state));
             }
             match seen[0].0 {
                 Some(l) if seen.iter().all(|(x, _)| *x == Some(l)) && l != leader as u64 + 1 => {
                     let i = (l - 1) as usize;
                     let s = env.cluster.status(i).await?;
-                    if s["state"] == "leader" {
+                    if s.state == "leader" {
                         Ok(i)
                     } else {
-                        Err(format!("{l} is named but is {}", s["state"]))
+                        Err(format!("{l} is named but is {}", s.state))
                     }
                 }
                 _ => Err(format!("{seen:?}")),
@@ -399,7 +386,7 @@ async fn a_leader_cut_from_the_majority_mid_deploy_is_fenced_off_at_the_agent() 
         "[{:>5.1?}] {} leads the majority; the old leader says {:?}",
         t0.elapsed(),
         COORDS[new_leader],
-        old_view.map(|s| (s["state"].clone(), s["leader"].clone()))
+        old_view.map(|s| (s.state, s.leader))
     );
 
     // The new leader re-fences (T2 > T1) and deploys to web-2.
@@ -469,12 +456,12 @@ async fn a_leader_cut_from_the_majority_mid_deploy_is_fenced_off_at_the_agent() 
 
     // The majority finishes the deployment.
     let done = env.settled_on(new_leader, &v2).await;
-    let state = done["state"].as_str().unwrap_or("").to_string();
+    let state = done.state;
     assert!(
-        state == "success" || state == "rolled_back",
-        "the majority must finish or roll back: {done}"
+        state == DeploymentState::Success || state == DeploymentState::RolledBack,
+        "the majority must finish or roll back: {done:?}"
     );
-    assert!(done["token"].as_u64() >= Some(t2), "{done}");
+    assert!(done.token.map(|t| t.0) >= Some(t2), "{done:?}");
     eprintln!("[{:>5.1?}] v2 ended {state} on the majority", t0.elapsed());
 
     // 4. Heal: every node agrees on the leader, the log and the deployment.
@@ -486,37 +473,26 @@ async fn a_leader_cut_from_the_majority_mid_deploy_is_fenced_off_at_the_agent() 
             let mut views = Vec::new();
             for i in 0..COORDS.len() {
                 let s = env.cluster.status(i).await?;
-                let d = env.get(i, &format!("/v1/deployments/{v2}")).await?;
-                views.push((
-                    (
-                        s["leader"].clone(),
-                        s["term"].clone(),
-                        s["applied"].clone(),
-                        s["last_log_index"].clone(),
-                    ),
-                    d,
-                ));
+                let d = env.deployment(i, &v2).await?;
+                views.push(((s.leader, s.term, s.applied, s.last_log_index), d));
             }
             let first = &views[0];
-            if first.0 .0.is_u64() && views.iter().all(|v| v == first) {
+            if first.0 .0.is_some() && views.iter().all(|v| v == first) {
                 Ok(first.clone())
             } else {
                 Err(format!(
                     "{:?}",
-                    views
-                        .iter()
-                        .map(|v| (&v.0, &v.1["state"]))
-                        .collect::<Vec<_>>()
+                    views.iter().map(|v| (&v.0, v.1.state)).collect::<Vec<_>>()
                 ))
             }
         },
     )
     .await;
-    assert_eq!(settled.1["state"], state, "{}", settled.1);
+    assert_eq!(settled.1.state, state, "{:?}", settled.1);
     let status = env.cluster.status(leader).await.unwrap();
     assert_ne!(
-        status["state"], "leader",
-        "the old leader stepped down: {status}"
+        status.state, "leader",
+        "the old leader stepped down: {status:?}"
     );
     eprintln!(
         "[{:>5.1?}] healed: all agree on (leader, term, applied, last log) = {:?}",
@@ -525,7 +501,11 @@ async fn a_leader_cut_from_the_majority_mid_deploy_is_fenced_off_at_the_agent() 
     );
 
     // Each agent runs exactly one container of the service: the version the record names.
-    let want = if state == "success" { "v2" } else { "v1" };
+    let want = if state == DeploymentState::Success {
+        "v2"
+    } else {
+        "v1"
+    };
     for (i, a) in AGENTS.iter().enumerate() {
         let v: Value = serde_json::from_str(
             &env.agent_get(i, &format!("/agent/v1/services/{SERVICE}"))

@@ -1,5 +1,9 @@
 //! Security, end to end: real coordinator and agent processes, real TLS handshakes, real
 //! tokens. Each test says which rule it breaks and what must happen.
+//!
+//! Most calls here stay raw HTTP: their point is who may send what (certificates, tokens,
+//! headers, TLS, h2, body limits) and which bytes come back. The admin's own setup and
+//! reads go through the typed client.
 
 use std::path::Path;
 use std::process::Command;
@@ -7,6 +11,8 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use sluice_common::api::{CreateTokenRequest, TokenName, TokenRole};
+use sluice_common::names::{ServerName, ServiceName};
 use sluice_common::tls::Role;
 use sluice_tests::agent::{remove_containers, AgentProc};
 use sluice_tests::cluster::{Cluster, NodeOpts};
@@ -173,13 +179,8 @@ async fn an_agent_may_speak_only_for_its_own_server() {
     .await;
     assert_eq!(s, 200, "{v}");
     // web-2 never got in.
-    let (_, _, servers) = answer(c.http.get(node.url("/v1/servers"))).await;
-    let names: Vec<&str> = servers
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|s| s["name"].as_str())
-        .collect();
+    let servers = c.api(0).servers().await.unwrap();
+    let names: Vec<&str> = servers.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["web-1"]);
     // Agent endpoints want agent certificates: neither a token nor an operator's
     // certificate registers anything; and an agent cannot reach Raft or the CI API.
@@ -322,28 +323,40 @@ async fn tokens_have_roles_scopes_and_can_be_revoked() {
     assert_eq!(answer(anon.get(node.url("/healthz"))).await.0, 200);
     assert_eq!(answer(anon.get(node.url("/readyz"))).await.0, 200);
 
-    let create = |body: Value| c.http.post(node.url("/v1/tokens")).json(&body);
-    let (s, _, viewer) = answer(create(json!({"name": "view", "role": "viewer"}))).await;
-    assert_eq!(s, 201, "{viewer}");
-    let viewer = viewer["secret"].as_str().unwrap().to_string();
+    let token = |name: &str, role, services: &[&str]| CreateTokenRequest {
+        name: TokenName::parse(name).unwrap(),
+        role,
+        services: services
+            .iter()
+            .map(|s| ServiceName::parse(s).unwrap())
+            .collect(),
+    };
+    let viewer = c
+        .api(0)
+        .create_token(&token("view", TokenRole::Viewer, &[]))
+        .await
+        .unwrap()
+        .secret;
     assert!(
         viewer.starts_with("sluice_") && viewer.len() == 7 + 64,
         "{viewer}"
     );
-    let (s, _, deployer) = answer(create(
-        json!({"name": "deploy-api", "role": "deployer", "services": ["api"]}),
-    ))
-    .await;
-    assert_eq!(s, 201, "{deployer}");
-    let deployer = deployer["secret"].as_str().unwrap().to_string();
+    let deployer = c
+        .api(0)
+        .create_token(&token("deploy-api", TokenRole::Deployer, &["api"]))
+        .await
+        .unwrap()
+        .secret;
     refused(
-        create(json!({"name": "view", "role": "admin"})),
+        c.http
+            .post(node.url("/v1/tokens"))
+            .json(&json!({"name": "view", "role": "admin"})),
         409,
         "conflict",
     )
     .await;
 
-    // Listing shows neither secrets nor hashes.
+    // Listing shows neither secrets nor hashes (raw: in no byte of the answer).
     let (s, _, list) = answer(c.http.get(node.url("/v1/tokens"))).await;
     assert_eq!(s, 200);
     let text = list.to_string();
@@ -428,8 +441,12 @@ async fn tokens_have_roles_scopes_and_can_be_revoked() {
     .await;
 
     // Revoked: 401 at once on the node that revoked it.
-    let (s, _, v) = answer(c.http.delete(node.url("/v1/tokens/view"))).await;
-    assert_eq!((s, v["revoked"].as_bool()), (200, Some(true)), "{v}");
+    let v = c
+        .api(0)
+        .revoke_token(&TokenName::parse("view").unwrap())
+        .await
+        .unwrap();
+    assert!(v.revoked, "{v:?}");
     refused(
         as_viewer(anon.get(node.url("/v1/deployments"))),
         401,
@@ -498,6 +515,7 @@ async fn tokens_have_roles_scopes_and_can_be_revoked() {
 async fn hostile_bodies_are_refused_with_problems() {
     let c = single().await;
     let node = &c.nodes[0];
+    // Raw throughout: these bodies are ones the typed client cannot send.
     // Oversized: 413 (a fresh client, since the server may close a connection whose body
     // it refused unread).
     let big = json!({"service": "api", "pad": "x".repeat(2 * 1024 * 1024)});
@@ -592,13 +610,15 @@ async fn a_secret_env_value_never_appears_in_logs_or_responses() {
     let node = &c.nodes[0];
     let mut responses = String::new();
     eventually("the agent to register", Duration::from_secs(20), || async {
-        let r = c.http.get(node.url("/v1/servers/web-1")).send().await;
-        match r {
-            Ok(r) if r.status() == 200 => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
+        let name = ServerName::parse("web-1").unwrap();
+        c.api(0)
+            .server(&name)
+            .await
+            .map(drop)
+            .map_err(|e| format!("{e:?}"))
     })
     .await;
+    // Raw from here: the secret must be in no byte of any answer.
 
     let body = json!({
         "service": SERVICE,
@@ -754,17 +774,17 @@ fn padded(mut body: Value, i: usize) -> Value {
 async fn early_refusals_reach_http2_clients_as_problems() {
     let c = single().await;
     let node = &c.nodes[0];
-    let token = |role: &str| {
-        let body = json!({"name": format!("h2-{role}"), "role": role});
-        let req = c.http.post(node.url("/v1/tokens")).json(&body);
-        async move {
-            let (s, _, v) = answer(req).await;
-            assert_eq!(s, 201, "{v}");
-            v["secret"].as_str().unwrap().to_string()
-        }
+    let token = |role: TokenRole| {
+        let req = CreateTokenRequest {
+            name: TokenName::parse(&format!("h2-{role}")).unwrap(),
+            role,
+            services: Vec::new(),
+        };
+        let api = c.api(0);
+        async move { api.create_token(&req).await.unwrap().secret }
     };
-    let viewer = token("viewer").await;
-    let deployer = token("deployer").await;
+    let viewer = token(TokenRole::Viewer).await;
+    let deployer = token(TokenRole::Deployer).await;
     let client = h2(c.pki.client(None));
     let url = node.url("/v1/deployments");
     let body = |i| padded(deploy_body("h2-api"), i);

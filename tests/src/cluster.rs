@@ -11,13 +11,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
-use sluice_common::audit::AuditRecord;
 use sluice_common::client::{Client, ClientError};
 use sluice_common::tls::Role;
 
 use crate::eventually::eventually;
 use crate::pki::{self, Pki};
+
+mod api;
+pub use api::{acquire_request, deployment_request, refusal};
 
 /// Asks the OS for a free loopback port. The port is released before use, so another
 /// process could take it in between; on a test machine that race is rare enough.
@@ -178,8 +179,8 @@ impl Coordinator {
 
     /// Waits until the started process answers (see [`Coordinator::start`]).
     pub async fn answering(&mut self) {
-        let client = Pki::shared().client(None).build().expect("client");
-        let url = self.url("/healthz");
+        let http = Pki::shared().client(None).build().expect("client");
+        let api = Client::new(http, self.url("")).with_timeout(Duration::from_secs(2));
         let id = self.id;
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
@@ -189,13 +190,9 @@ impl Coordinator {
                     self.log()
                 );
             }
-            match client
-                .get(&url)
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-            {
-                Ok(_) => return,
+            match api.healthz().await {
+                // Any answer, even an error status, means the process serves.
+                Ok(_) | Err(ClientError::Problem { .. } | ClientError::Decode { .. }) => return,
                 Err(e) if std::time::Instant::now() > deadline => {
                     panic!("node {id} did not answer within 30 s: {e}\n{}", self.log())
                 }
@@ -283,7 +280,9 @@ pub struct Cluster {
     /// The nodes, index `i` has id `i + 1`.
     pub nodes: Vec<Coordinator>,
     /// An HTTPS client for tests: trusts the shared test CA and sends
-    /// `Authorization: Bearer <admin token>` on every request.
+    /// `Authorization: Bearer <admin token>` on every request. The API's operations go
+    /// through [`Cluster::api`] (which uses this client); raw requests are for the tests
+    /// about the wire itself.
     pub http: reqwest::Client,
     /// The bootstrap admin token's secret (every node accepts it).
     pub admin_token: String,
@@ -387,18 +386,6 @@ impl Cluster {
         self.nodes.len() - 1
     }
 
-    /// The typed API client of node index `i`, as the admin (`http`'s bearer token).
-    pub fn api(&self, i: usize) -> Client {
-        Client::new(self.http.clone(), self.nodes[i].url(""))
-    }
-
-    /// `GET /v1/cluster` on node index `i` (as JSON, for the tests that read it so).
-    pub async fn status(&self, i: usize) -> Result<Value, String> {
-        let api = self.api(i).with_timeout(Duration::from_secs(2));
-        let s = api.cluster().await.map_err(|e| e.to_string())?;
-        Ok(serde_json::to_value(s).expect("serializes"))
-    }
-
     /// Waits until every running node names the same leader, which is itself running;
     /// returns the leader's index.
     pub async fn leader(&self) -> usize {
@@ -412,9 +399,7 @@ impl Cluster {
                         continue;
                     }
                     let s = self.status(i).await?;
-                    let l = s["leader"]
-                        .as_u64()
-                        .ok_or(format!("node {} has no leader", n.id))?;
+                    let l = s.leader.ok_or(format!("node {} has no leader", n.id))?;
                     if seen.is_some_and(|x| x != l) {
                         return Err(format!("nodes disagree: {seen:?} vs {l}"));
                     }
@@ -448,55 +433,5 @@ impl Cluster {
             .iter()
             .map(|n| format!("----- node {} -----\n{}", n.id, n.log()))
             .collect()
-    }
-
-    /// `GET path` as JSON from the first running node that answers it with a success.
-    pub async fn get_any(&self, path: &str) -> Result<Value, String> {
-        let mut last = format!("no running node to ask for {path}");
-        for n in self.nodes.iter().filter(|n| n.is_running()) {
-            match self.http.get(n.url(path)).send().await {
-                Ok(r) if r.status().is_success() => {
-                    return r.json().await.map_err(|e| e.to_string())
-                }
-                Ok(r) => last = format!("{path} on node {}: {}", n.id, r.status()),
-                Err(e) => last = format!("{path} on node {}: {e}", n.id),
-            }
-        }
-        Err(last)
-    }
-
-    /// The whole audit trail as node index `i` exports it (`format=jsonl`).
-    pub async fn audit(&self, i: usize) -> Result<Vec<AuditRecord>, String> {
-        let text = self.api(i).audit_export().await.map_err(|e| match e {
-            ClientError::Problem { status, .. } => {
-                format!("audit export on node {}: {status}", self.nodes[i].id)
-            }
-            other => other.to_string(),
-        })?;
-        text.lines()
-            .map(|l| serde_json::from_str(l).map_err(|e| format!("{e}: {l}")))
-            .collect()
-    }
-
-    /// Polls deployment `id` until nothing is left to do for it: `success` or `rolled_back`
-    /// (no rollback requested), or `failed` having touched no server, or `failed` with its
-    /// rollback given up. A failed deployment that touched a server is still rolling back,
-    /// whatever its phase says at that instant (the state machine keeps its lock for that).
-    pub async fn final_deployment(&self, id: &str, deadline: Duration) -> Value {
-        eventually(&format!("deployment {id} to end"), deadline, || async {
-            let d = self.get_any(&format!("/v1/deployments/{id}")).await?;
-            let touched = d["servers"]
-                .as_array()
-                .is_some_and(|s| s.iter().any(|s| s["state"] != "pending"));
-            let gave_up = d["phase"]
-                .as_str()
-                .is_some_and(|p| p.starts_with("rollback failed"));
-            match d["state"].as_str() {
-                Some("success" | "rolled_back") if d["rollback_requested"] != true => Ok(d),
-                Some("failed") if !touched || gave_up => Ok(d),
-                other => Err(format!("{other:?}: {}", d["phase"])),
-            }
-        })
-        .await
     }
 }

@@ -13,6 +13,8 @@
 use std::time::Duration;
 
 mod operations;
+#[cfg(test)]
+mod tests;
 
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
@@ -32,6 +34,9 @@ pub enum ClientError {
         status: StatusCode,
         /// The problem; made from the status when the body was not one.
         problem: Box<Problem>,
+        /// True when the body was not a problem and `problem` was made from the status
+        /// (the coordinator's own refusals always carry one; a proxy's may not).
+        from_status: bool,
     },
     /// No answer: connection, TLS or timeout.
     #[error("{url}: {source}")]
@@ -54,8 +59,21 @@ pub enum ClientError {
 impl ClientError {
     /// The problem's code, for a problem answer.
     pub fn code(&self) -> Option<ErrorCode> {
+        self.problem().map(|p| p.code)
+    }
+
+    /// The problem, for a problem answer.
+    pub fn problem(&self) -> Option<&Problem> {
         match self {
-            Self::Problem { problem, .. } => Some(problem.code),
+            Self::Problem { problem, .. } => Some(problem),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, for a problem answer.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::Problem { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -204,13 +222,17 @@ impl Client {
         if status.is_success() {
             return Ok(resp);
         }
-        let problem = match resp.json::<Problem>().await {
-            Ok(p) => p,
-            Err(_) => Problem::new(code_for(status), "").with_status(status.as_u16()),
+        let (problem, from_status) = match resp.json::<Problem>().await {
+            Ok(p) => (p, false),
+            Err(_) => (
+                Problem::new(code_for(status), "").with_status(status.as_u16()),
+                true,
+            ),
         };
         Err(ClientError::Problem {
             status,
             problem: Box::new(problem),
+            from_status,
         })
     }
 

@@ -112,7 +112,9 @@ pub(crate) fn value(answer: &impl serde::Serialize) -> serde_json::Value {
 impl From<ClientError> for CliError {
     fn from(e: ClientError) -> Self {
         match e {
-            ClientError::Problem { status, problem } => problem_error(status, &problem),
+            ClientError::Problem {
+                status, problem, ..
+            } => problem_error(status, &problem),
             other => CliError::Unavailable(other.to_string()),
         }
     }
