@@ -68,7 +68,7 @@ impl Dev {
             if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
                 seen.push_str(&l);
                 seen.push('\n');
-                if l.contains("stops both.") {
+                if l.contains("(or SIGTERM) stops all three") {
                     return seen;
                 }
             }

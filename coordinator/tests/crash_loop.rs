@@ -232,7 +232,8 @@ async fn invariants_hold_while_processes_are_killed_mid_deployment() {
     )
     .await;
     let addrs: Vec<String> = c.nodes.iter().map(|n| n.addr.clone()).collect();
-    let base = 32000 + (std::process::id() % 50) as u16 * 40;
+    // Below 32768, out of the kernel's ephemeral range (see security.rs).
+    let base = 16000 + (std::process::id() % 50) as u16 * 40;
     let mut agents: Vec<AgentProc> = SERVERS
         .iter()
         .enumerate()

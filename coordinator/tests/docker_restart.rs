@@ -127,7 +127,8 @@ async fn a_docker_restart_mid_deployment_ends_cleanly_and_the_next_one_succeeds(
         NodeOpts::default(),
     )
     .await;
-    let base = 36000 + (std::process::id() % 50) as u16 * 10;
+    // Below 32768, out of the kernel's ephemeral range (see security.rs).
+    let base = 18000 + (std::process::id() % 50) as u16 * 10;
     let agent = AgentProc::start(
         "dr-1",
         &[c.nodes[0].addr.clone()],

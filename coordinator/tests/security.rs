@@ -28,7 +28,9 @@ fn bin() -> &'static Path {
 fn port_range() -> String {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let slot = NEXT.fetch_add(1, Ordering::SeqCst);
-    let base = 31000 + (std::process::id() % 40) as u16 * 200 + slot * 20;
+    // Below 32768: the kernel hands out ports from 32768 up to outgoing connections and
+    // to Docker for loopback-published containers, and a probe then finds them taken.
+    let base = 12000 + (std::process::id() % 40) as u16 * 100 + slot * 20;
     format!("{base}-{}", base + 19)
 }
 

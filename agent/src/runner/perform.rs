@@ -263,6 +263,9 @@ async fn ensure_image<R: Runtime>(x: &Exec<'_, R>, req: &DeployRequest) -> Resul
 /// Changes nothing that serves.
 async fn create<R: Runtime>(x: &Exec<'_, R>, req: &DeployRequest) -> Result<(), Fail> {
     let id = x.cell.view().id;
+    if !req.strategy.proxied() {
+        x.refuse_if_routed(&req.service).await?;
+    }
     let existing = x.rt.service_containers(&req.service).await?;
     let new_id = x
         .step("create container", async {

@@ -98,9 +98,13 @@ pub async fn run<R: Runtime>(x: &Exec<'_, R>) -> Result<(), Halt> {
             }
             Step::RemoveAll => {
                 let ids = x.record().removal.map(|r| r.containers).unwrap_or_default();
+                let service = x.cell.view().service;
                 let mut kind = None;
                 let r = x
                     .step("remove containers", async {
+                        // Traffic first: the proxy stops listening on the service's port
+                        // (which the ledger is about to free).
+                        let unrouted = x.unroute_quietly(&service).await?;
                         for id in &ids {
                             if let Err(e) = x.rt.remove(id).await {
                                 kind = Some(e.clone());
@@ -108,14 +112,15 @@ pub async fn run<R: Runtime>(x: &Exec<'_, R>) -> Result<(), Halt> {
                             }
                         }
                         let shown: Vec<&str> = ids.iter().map(|c| short(c)).collect();
-                        Ok((
-                            (),
-                            if shown.is_empty() {
-                                "nothing to remove".to_string()
-                            } else {
-                                format!("removed {}", shown.join(", "))
-                            },
-                        ))
+                        let mut detail = if shown.is_empty() {
+                            "nothing to remove".to_string()
+                        } else {
+                            format!("removed {}", shown.join(", "))
+                        };
+                        if unrouted {
+                            detail.push_str("; its sluice-proxy route removed");
+                        }
+                        Ok(((), detail))
                     })
                     .await;
                 if let Some(e) = &kind {

@@ -7,6 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use sluice_common::names::ServiceName;
 use sluice_common::proxy::{ProxyMode, RouteSpec, Target};
 use sluice_proxy::control::ControlError;
 
@@ -40,6 +41,22 @@ impl<R: Runtime> Exec<'_, R> {
         self.env.proxy.as_ref().ok_or_else(|| {
             Fail::Step("this agent has no sluice-proxy configured (proxy_socket)".into())
         })
+    }
+
+    /// A `recreate` deploy of a service the proxy serves would publish the port the proxy
+    /// holds: refused before anything changes.
+    pub async fn refuse_if_routed(&self, service: &ServiceName) -> Result<(), Fail> {
+        let Some(proxy) = &self.env.proxy else {
+            return Ok(());
+        };
+        match proxy.route(service).await {
+            Ok(Some(route)) => Err(Fail::Step(format!(
+                "service {service} is served through sluice-proxy on {} (it was deployed blue_green): deploy it blue_green, or remove it first to go back to recreate",
+                route.spec.listen
+            ))),
+            // No route, or no proxy on this host: nothing stands in the way.
+            Ok(None) | Err(_) => Ok(()),
+        }
     }
 
     /// Where a running container publishes on loopback, or what it is instead.
@@ -172,6 +189,22 @@ impl<R: Runtime> Exec<'_, R> {
             }
         })
         .await
+    }
+
+    /// Takes the service's route away if the host's proxy has one (a host without a proxy
+    /// has none); whether there was one.
+    pub async fn unroute_quietly(&self, service: &ServiceName) -> Result<bool, Fail> {
+        let Some(proxy) = &self.env.proxy else {
+            return Ok(false);
+        };
+        match proxy.remove_route(service).await {
+            Ok(existed) => Ok(existed),
+            Err(ControlError::Unreachable(e)) => {
+                tracing::debug!(error = %e, "no sluice-proxy answers; no route to remove");
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Takes the service's route away (its first version failed: nothing to go back to).
