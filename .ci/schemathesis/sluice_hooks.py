@@ -53,11 +53,20 @@ def _fix(value, key=None):
     return value
 
 
+def _health_for_strategy(body):
+    """blue_green (the default strategy) refuses health `none` (400 health_check_required):
+    such a request becomes the nearest one the server takes, strategy recreate."""
+    if isinstance(body, dict) and isinstance(body.get("health"), dict):
+        if body["health"].get("kind") == "none" and body.get("strategy", "blue_green") != "recreate":
+            body = dict(body, strategy="recreate")
+    return body
+
+
 @schemathesis.hook
 def map_case(ctx, case):
     if _positive(case):
         if case.body is not None:
-            case.body = _fix(case.body)
+            case.body = _health_for_strategy(_fix(case.body))
         if case.query:
             case.query = _fix(case.query)
     return case

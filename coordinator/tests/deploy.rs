@@ -190,7 +190,8 @@ async fn broken_v2_is_rolled_back_and_v1_keeps_serving_on_the_same_port() {
     );
     let port = Env::port_of(&d1, "web-1");
     assert_serving(port, "v1").await;
-    assert_eq!(d1.validation.len(), 4, "{d1:?}");
+    // Four checks, and proxy_reachable for blue_green (the default strategy).
+    assert_eq!(d1.validation.len(), 5, "{d1:?}");
 
     // Follow the broken deployment live over SSE while it runs (read as bytes: the point
     // is the stream's framing).

@@ -201,11 +201,15 @@ impl Env {
 }
 
 fn body(tag: &str) -> Value {
+    // recreate: the agents run in network namespaces of their own while Docker publishes in
+    // the host's, so a container on the host's loopback (blue_green) is out of an agent's
+    // reach here; on a real server agent, proxy and Docker share the host's network.
     json!({
         "service": SERVICE,
         "image": image(tag),
         "servers": AGENTS,
         "container_port": 8080,
+        "strategy": "recreate",
         "health": {"kind": "http", "path": "/health", "interval": "200ms", "retries": 5, "timeout": "1s"},
     })
 }

@@ -206,3 +206,16 @@ pub(crate) fn prepare(deploy: bool, obs: &Observed) -> Step {
         _ => Step::ChoosePrevious,
     }
 }
+
+/// A restore that has not begun in this run (an agent restarted in the middle of one)
+/// begins again, with the error recorded when it first began: every step of it is
+/// idempotent.
+pub(crate) fn restore_again(rec: &crate::record::OpRecord) -> Step {
+    Step::Restore {
+        why: rec
+            .view
+            .error
+            .clone()
+            .unwrap_or_else(|| "interrupted while rolling back".into()),
+    }
+}

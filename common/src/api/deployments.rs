@@ -99,9 +99,8 @@ fn ten() -> u32 {
 
 /// Deployment strategies.
 ///
-/// There is deliberately no `Default`: the API's default (`recreate` for now) and the agent
-/// wire's (`recreate`, what agents knew before the field existed) are stated where each is
-/// parsed.
+/// There is deliberately no `Default`: the API's default (`blue_green`) and the agent wire's
+/// (`recreate`, what agents knew before the field existed) are stated where each is parsed.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -118,7 +117,7 @@ pub enum Strategy {
 impl Strategy {
     /// What a request that names no strategy gets.
     pub fn api_default() -> Self {
-        Self::Recreate
+        Self::BlueGreen
     }
 
     /// What an agent request that names none means (agents before the field existed knew
@@ -160,7 +159,7 @@ pub struct CreateDeploymentRequest {
     pub health: HealthCheck,
     /// How to roll it out.
     #[serde(default = "Strategy::api_default")]
-    #[cfg_attr(feature = "openapi", schema(default = "recreate"))]
+    #[cfg_attr(feature = "openapi", schema(default = "blue_green"))]
     pub strategy: Strategy,
     /// The watch period after the new version's first good health check: it keeps being
     /// checked, and a failure switches back to the previous version at once (default 10 s).

@@ -24,7 +24,7 @@ fn deployment_request_validates_every_field() {
         "health": {"kind": "http", "path": "/healthz"}
     }"#;
     let r: CreateDeploymentRequest = serde_json::from_str(ok).unwrap();
-    assert_eq!(r.strategy, Strategy::Recreate);
+    assert_eq!(r.strategy, Strategy::BlueGreen);
     match r.health {
         HealthCheck::Http { retries, .. } => assert_eq!(retries, 10),
         other => panic!("{other:?}"),

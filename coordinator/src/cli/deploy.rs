@@ -70,8 +70,9 @@ pub struct DeployArgs {
     /// How long to wait for Docker's HEALTHCHECK to say healthy (docker; default 1m).
     #[arg(long, value_name = "DURATION", help_heading = "Health check")]
     pub health_deadline: Option<String>,
-    /// The strategy: `recreate` (default: stop the old container, start the new one) or
-    /// `blue_green` (start the new one beside it behind sluice-proxy, switch when healthy).
+    /// The strategy: `blue_green` (default: start the new container beside the old one
+    /// behind sluice-proxy, switch when healthy) or `recreate` (stop the old one, then start
+    /// the new one: for services that cannot run two copies at once).
     #[arg(long, help_heading = "Rollout")]
     pub strategy: Option<String>,
     /// Keep checking the new version this long after its first good check; a failure

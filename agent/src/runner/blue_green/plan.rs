@@ -15,7 +15,7 @@
 use sluice_common::agent_api::OperationState;
 
 use crate::record::{OpRecord, OpRequest, Stage};
-use crate::runner::steps::{finish, prepare, Observed, Step};
+use crate::runner::steps::{finish, prepare, restore_again, Observed, Step};
 use crate::runtime::short;
 
 /// The step after `rec` and `obs`; `None` once the operation has finished.
@@ -61,6 +61,12 @@ fn abandon(rec: &OpRecord, obs: &Observed, deploy: bool, why: &str) -> Step {
         obs.failed_cleared
     };
     if !cleared && !new.is_empty() {
+        // A version that ran and failed leaves its last log lines in the record (one that
+        // was aborted before it started has none to leave).
+        let ran = rec.stage == Stage::Started || obs.started.is_some();
+        if deploy && ran && rec.view.log_tail.is_none() && !obs.log_captured {
+            return Step::CaptureLog { container: new };
+        }
         return if deploy {
             Step::RemoveNew
         } else {
@@ -172,13 +178,7 @@ fn routed(rec: &OpRecord, obs: &Observed, deploy: bool) -> Step {
 /// running — then drain and remove the failed one.
 fn rolling_back(rec: &OpRecord, obs: &Observed, deploy: bool) -> Step {
     if !obs.restoring {
-        return Step::Restore {
-            why: rec
-                .view
-                .error
-                .clone()
-                .unwrap_or_else(|| "interrupted while rolling back".into()),
-        };
+        return restore_again(rec);
     }
     let failed = new_container(rec);
     let failed_too = |e: &str| {

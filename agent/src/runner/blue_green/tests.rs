@@ -121,7 +121,14 @@ fn a_new_version_that_never_turns_healthy_never_gets_traffic() {
         health: Some(Err("GET /health answered 500".into())),
         ..Default::default()
     };
-    // No route step: the new container is removed, the old one kept serving.
+    // No route step: its log is kept, it is removed, the old one kept serving.
+    assert_eq!(
+        next(&rec, &obs),
+        Some(Step::CaptureLog {
+            container: NEW.into()
+        })
+    );
+    obs.log_captured = true;
     assert_eq!(next(&rec, &obs), Some(Step::RemoveNew));
     obs.new_removed = true;
     let f = finished(next(&rec, &obs));
@@ -134,6 +141,7 @@ fn a_new_container_that_dies_at_start_is_removed_without_traffic() {
     let rec = at(deploy_record("10s"), Stage::Started, Some(OLD), true);
     let obs = Observed {
         new_addr: Some(Err("exited".into())),
+        log_captured: true,
         ..Default::default()
     };
     assert_eq!(next(&rec, &obs), Some(Step::RemoveNew));
@@ -335,6 +343,7 @@ fn a_refused_switch_leaves_traffic_on_the_old_container() {
         new_addr: Some(Ok(addr(41000))),
         health: Some(Ok("fine".into())),
         routed: Some(Err("sluice-proxy: target_unreachable".into())),
+        log_captured: true,
         ..Default::default()
     };
     assert_eq!(next(&rec, &obs), Some(Step::RemoveNew));

@@ -11,7 +11,7 @@
 use sluice_common::agent_api::OperationState;
 
 use crate::record::{OpRecord, OpRequest, Stage};
-use crate::runner::steps::{finish, prepare};
+use crate::runner::steps::{finish, prepare, restore_again};
 pub use crate::runner::steps::{Observed, Step};
 use crate::runtime::short;
 
@@ -118,15 +118,7 @@ fn started(rec: &OpRecord, obs: &Observed, deploy: bool) -> Step {
 /// (deploy) or stop it (rollback), restart the one it replaced and check it.
 fn rolling_back(rec: &OpRecord, obs: &Observed, deploy: bool) -> Step {
     if !obs.restoring {
-        // Resumed after an agent restart: the restore starts over (every step of it is
-        // idempotent), with the error recorded when it first began.
-        return Step::Restore {
-            why: rec
-                .view
-                .error
-                .clone()
-                .unwrap_or_else(|| "interrupted while rolling back".into()),
-        };
+        return restore_again(rec);
     }
     if let Some(failed) = rec.view.container.clone().filter(|c| !c.is_empty()) {
         if rec.view.log_tail.is_none() && !obs.log_captured {
