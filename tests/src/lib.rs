@@ -18,6 +18,7 @@ pub mod agent_support;
 pub mod apidoc;
 pub mod cluster;
 pub mod eventually;
+pub mod load;
 pub mod netns;
 pub mod openapi;
 pub mod pki;

@@ -15,7 +15,6 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use prometheus::IntCounter;
-use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::target::RequestGuard;
 
@@ -127,7 +126,7 @@ pub struct Relayed {
     inner: Incoming,
     tx: IntCounter,
     guard: Option<RequestGuard>,
-    cut: Pin<Box<WaitForCancellationFutureOwned>>,
+    cut: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     on_end: Option<Box<dyn FnOnce() + Send + Sync>>,
 }
 
@@ -157,17 +156,25 @@ impl RespBody {
     }
 
     /// Relays `inner`; `guard` is dropped (the request ends) with the last byte or the cut,
-    /// and `on_end` runs then.
+    /// and `on_end` runs then. The body is cut at the target's drain deadline; one that only
+    /// starts after that deadline (a slow answer to a request in flight at the switch) gets
+    /// `drain_timeout` of its own.
     pub fn relayed(
         inner: Incoming,
         guard: RequestGuard,
+        drain_timeout: std::time::Duration,
         on_end: Box<dyn FnOnce() + Send + Sync>,
     ) -> Self {
         let t = guard.target.clone();
+        let cut: Pin<Box<dyn std::future::Future<Output = ()> + Send>> = if t.cut.is_cancelled() {
+            Box::pin(tokio::time::sleep(drain_timeout))
+        } else {
+            Box::pin(t.cut.clone().cancelled_owned())
+        };
         Self::Relayed(Relayed {
             inner,
             tx: t.metrics.tx.clone(),
-            cut: Box::pin(t.cut.clone().cancelled_owned()),
+            cut,
             guard: Some(guard),
             on_end: Some(on_end),
         })

@@ -243,6 +243,7 @@ async fn forward(
             continue;
         };
         let guard = target.begin_request();
+        tracing::trace!(target = %target.target.name, "picked");
         let uri: Uri = match format!("http://{}{}", target.target.addr, path).parse() {
             Ok(u) => u,
             Err(_) => {
@@ -296,7 +297,15 @@ async fn forward(
                 }
                 let (mut p, body) = resp.into_parts();
                 strip_hop_by_hop(&mut p.headers);
-                return Response::from_parts(p, RespBody::relayed(body, guard, on_end));
+                return Response::from_parts(
+                    p,
+                    RespBody::relayed(
+                        body,
+                        guard,
+                        *route.drain_timeout.read().expect("drain lock"),
+                        on_end,
+                    ),
+                );
             }
             Ok(Err(e)) => {
                 let untouched = slot.lock().expect("body slot").is_some();

@@ -272,6 +272,7 @@ pub fn install(
             (shared, l)
         }
     };
+    tracing::debug!(%service, generation, "switched");
     shared.swap(Live {
         targets: next.clone(),
         weights,

@@ -131,9 +131,8 @@ async fn handle(rt: &Arc<Runtime>, req: Request<Incoming>) -> Response<Full> {
         Ok(b) => b,
         Err(e) => return refuse(problem("invalid_body", e)),
     };
-    let service = |s: &str| {
-        ServiceName::parse(s).map_err(|e| problem("unknown_service", e.to_string()))
-    };
+    let service =
+        |s: &str| ServiceName::parse(s).map_err(|e| problem("unknown_service", e.to_string()));
     let r: Result<Response<Full>, ProblemBody> = async {
         match (&method, segs.as_slice()) {
             (&Method::GET, ["v1", "status"]) => {
@@ -174,8 +173,8 @@ async fn handle(rt: &Arc<Runtime>, req: Request<Incoming>) -> Response<Full> {
                 }
             }
             (&Method::PUT, ["v1", "routes", s]) => {
-                let s = ServiceName::parse(s)
-                    .map_err(|e| problem("invalid_body", e.to_string()))?;
+                let s =
+                    ServiceName::parse(s).map_err(|e| problem("invalid_body", e.to_string()))?;
                 let spec: RouteSpec = parse(&body)?;
                 table::put(rt, &s, spec)
                     .await
@@ -215,10 +214,7 @@ async fn handle(rt: &Arc<Runtime>, req: Request<Incoming>) -> Response<Full> {
                 "method_not_allowed",
                 format!("{method} is not supported on {path}"),
             )),
-            _ => Err(problem(
-                "not_found",
-                format!("no such path: {path}"),
-            )),
+            _ => Err(problem("not_found", format!("no such path: {path}"))),
         }
     }
     .await;
