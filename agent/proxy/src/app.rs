@@ -1,17 +1,15 @@
 //! Start (take over, or restore from disk and systemd), serve, and retire.
 
-use std::collections::BTreeMap;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_common::names::ServiceName;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::control::server::{self, Access};
-use crate::handoff::{self, Offer, OfferedRoute};
+use crate::handoff;
 use crate::persist::{self, Stored};
 use crate::runtime::Runtime;
 use crate::table;
@@ -62,6 +60,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         }
     };
     let took_over = received.is_some();
+    let mut confirm = None;
+    let mut metrics_std: Option<std::net::TcpListener> = None;
     let control_std = {
         let mut t = rt.table.lock().await;
         match received {
@@ -85,7 +85,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 control
                     .set_nonblocking(true)
                     .map_err(io("control socket"))?;
-                successor_ok(r.conn);
+                metrics_std = r
+                    .offer
+                    .metrics
+                    .and_then(|i| fds.get_mut(i).and_then(Option::take))
+                    .map(std::net::TcpListener::from);
+                confirm = Some(r.conn);
                 control
             }
             None => {
@@ -123,13 +128,28 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         access.clone(),
         control_stop.clone(),
     );
-    if let Some(addr) = config.metrics_listen {
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(io(format!("metrics listen {addr}")))?;
-        server::spawn_metrics(rt.clone(), l);
-    }
+    // The metrics listener: the predecessor's if it had the same address, else bound here.
+    let metrics_std = match (config.metrics_listen, metrics_std) {
+        (Some(addr), Some(l)) if l.local_addr().ok() == Some(addr) => Some(l),
+        (Some(addr), _) => Some(table::bind(addr).map_err(io(format!("metrics listen {addr}")))?),
+        (None, _) => None,
+    };
+    let metrics_handle = match &metrics_std {
+        Some(l) => {
+            l.set_nonblocking(true).map_err(io("metrics listener"))?;
+            let tl =
+                tokio::net::TcpListener::from_std(l.try_clone().map_err(io("metrics listener"))?)
+                    .map_err(io("metrics listener"))?;
+            server::spawn_metrics(rt.clone(), tl);
+            metrics_std
+        }
+        None => None,
+    };
     spawn_sweeper(rt.clone());
+    // Everything accepts now: the predecessor may stop.
+    if let Some(conn) = confirm {
+        successor_ok(conn);
+    }
     let successor = CancellationToken::new();
     let hpath = handoff::path(&config.state_dir);
     let _ = std::fs::remove_file(&hpath);
@@ -137,13 +157,16 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         std::os::unix::net::UnixListener::bind(&hpath).map_err(io(hpath.display().to_string()))?;
     hl.set_nonblocking(true).map_err(io("handoff socket"))?;
     let hl = tokio::net::UnixListener::from_std(hl).map_err(io("handoff socket"))?;
-    spawn_handoff(
+    crate::handover::spawn(
         rt.clone(),
         hl,
-        control_handle,
-        control_stop.clone(),
-        access,
-        successor.clone(),
+        crate::handover::Sockets {
+            control: control_handle,
+            metrics: metrics_handle,
+            access,
+            control_stop: control_stop.clone(),
+            successor: successor.clone(),
+        },
     );
     crate::systemd::ready(took_over);
     tracing::info!(
@@ -213,99 +236,4 @@ async fn drain(rt: &Arc<Runtime>) {
     {
         tracing::warn!("connections still open after the drain bound; exiting anyway");
     }
-}
-
-fn spawn_handoff(
-    rt: Arc<Runtime>,
-    listener: tokio::net::UnixListener,
-    control: std::os::unix::net::UnixListener,
-    control_stop: CancellationToken,
-    access: Access,
-    successor: CancellationToken,
-) {
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let me = rustix::process::getuid().as_raw();
-            match stream.peer_cred() {
-                Ok(c) if c.uid() == 0 || c.uid() == me => {}
-                _ => continue,
-            }
-            // Quiesce the control API: stop accepting (requests wait in the shared backlog
-            // for the successor) and hold the table so no change is in flight.
-            control_stop.cancel();
-            rt.retiring.store(true, Ordering::SeqCst);
-            let t = rt.table.lock().await;
-            let mut fds: Vec<std::os::fd::BorrowedFd<'_>> = Vec::new();
-            let mut routes = Vec::new();
-            let services: BTreeMap<&ServiceName, _> = t.routes.iter().collect();
-            for (service, e) in services {
-                let fd = e.listener.as_ref().map(|l| {
-                    fds.push(l.as_fd());
-                    fds.len() - 1
-                });
-                routes.push(OfferedRoute {
-                    service: service.clone(),
-                    spec: e.spec.clone(),
-                    generation: e.generation,
-                    fd,
-                });
-            }
-            fds.push(control.as_fd());
-            let offer = Offer {
-                version: handoff::VERSION,
-                routes,
-                control: fds.len() - 1,
-                fds: fds.len(),
-            };
-            let Ok(mut conn) = stream.into_std() else {
-                continue;
-            };
-            let _ = conn.set_nonblocking(false);
-            let sent = tokio::task::block_in_place(|| {
-                handoff::send(&mut conn, &offer, &fds)
-                    .and_then(|()| handoff::await_ok(&mut conn, Duration::from_secs(30)))
-            });
-            drop(fds);
-            drop(t);
-            match sent {
-                Ok(()) => {
-                    tracing::info!("handed over to a successor");
-                    successor.cancel();
-                    return;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "handoff failed: serving on");
-                    rt.retiring.store(false, Ordering::SeqCst);
-                    let stop = CancellationToken::new();
-                    match control
-                        .try_clone()
-                        .and_then(tokio::net::UnixListener::from_std)
-                    {
-                        Ok(l) => {
-                            server::spawn(rt.clone(), l, access.clone(), stop.clone());
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot serve the control socket again")
-                        }
-                    }
-                    // Later handoffs stop the new control loop.
-                    return spawn_handoff_again(rt, listener, control, stop, access, successor);
-                }
-            }
-        }
-    });
-}
-
-fn spawn_handoff_again(
-    rt: Arc<Runtime>,
-    listener: tokio::net::UnixListener,
-    control: std::os::unix::net::UnixListener,
-    control_stop: CancellationToken,
-    access: Access,
-    successor: CancellationToken,
-) {
-    spawn_handoff(rt, listener, control, control_stop, access, successor);
 }

@@ -226,7 +226,7 @@ async fn forward(
 
     let mut last_target: Option<Arc<TargetRt>> = None;
     for attempt in 0..2 {
-        let Some(target) = route.pick() else {
+        let Some(target) = route.pick_avoiding(last_target.as_ref()) else {
             rt.error(route, last_target.as_ref());
             return end(
                 problem(

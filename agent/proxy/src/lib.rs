@@ -44,7 +44,8 @@
 //! - [`route`], [`target`]: what the data path shares with the control path.
 //! - [`listener`], [`http`], [`tcp`], [`upgrade`], [`body`]: the data path.
 //! - [`control`]: the control API (server, client, problem codes).
-//! - [`handoff`], [`systemd`], [`app`], [`config`]: process life.
+//! - [`handoff`] (the protocol, and the successor's side), [`handover`] (the
+//!   predecessor's side), [`systemd`], [`app`], [`config`]: process life.
 //! - [`metrics`]: the Prometheus registry.
 
 pub mod app;
@@ -53,6 +54,7 @@ pub mod config;
 pub mod control;
 pub mod drain;
 pub mod handoff;
+pub mod handover;
 pub mod http;
 pub mod listener;
 pub mod metrics;

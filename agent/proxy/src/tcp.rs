@@ -12,8 +12,11 @@ use crate::upgrade::relay;
 /// pick; if that fails too, the client connection is closed.
 pub async fn serve(rt: Arc<Runtime>, route: Arc<RouteShared>, client: TcpStream) {
     let _ = client.set_nodelay(true);
+    let mut failed = None;
     for _ in 0..2 {
-        let Some(target) = route.pick() else { break };
+        let Some(target) = route.pick_avoiding(failed.as_ref()) else {
+            break;
+        };
         let connect = tokio::time::timeout(
             route.limits.connect_timeout,
             TcpStream::connect(target.target.addr),
@@ -27,8 +30,9 @@ pub async fn serve(rt: Arc<Runtime>, route: Arc<RouteShared>, client: TcpStream)
             }
             _ => {
                 tracing::debug!(target = %target.target.name, "tcp connect failed");
-                rt.error(&route, Some(&target));
+                failed = Some(target);
             }
         }
     }
+    rt.error(&route, failed.as_ref());
 }

@@ -17,7 +17,8 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn handoff_to_a_successor_under_load_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut old = Proxy::start(dir.path(), &[]).await;
+    let maddr = format!("127.0.0.1:{}", free_port());
+    let mut old = Proxy::start(dir.path(), &["--metrics-listen", &maddr]).await;
     let v1 = Backend::http("v1").await;
     let e1 = Backend::tcp_echo("e1").await;
     let (port, tport) = (free_port(), free_port());
@@ -56,7 +57,8 @@ async fn handoff_to_a_successor_under_load_loses_nothing() {
         }
     })
     .await;
-    let new = Proxy::start(dir.path(), &[]).await; // returns once the socket answers with the new pid
+    // Returns once the control socket answers with the new pid.
+    let new = Proxy::start(dir.path(), &["--metrics-listen", &maddr]).await;
     assert_ne!(new.pid(), old.pid());
     let status = old.wait_exit(Duration::from_secs(15)).await;
     assert!(status.success(), "old proxy exited with {status}");
