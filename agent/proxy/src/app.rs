@@ -20,6 +20,12 @@ pub enum StartError {
     /// The state directory or the route table.
     #[error(transparent)]
     Persist(#[from] persist::PersistError),
+    /// A bad flag.
+    #[error("{0}")]
+    Usage(String),
+    /// `--upgrade`: the successor did not take over.
+    #[error("upgrade failed: {0}")]
+    Upgrade(String),
     /// A socket.
     #[error("{what}: {source}")]
     Io {
@@ -119,7 +125,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     };
     let control_stop = CancellationToken::new();
     let access = Access {
-        uids: config.control_uids.clone(),
+        uids: control_uids(&config)?,
     };
     let control_handle = control_std.try_clone().map_err(io("control socket"))?;
     server::spawn(
@@ -186,6 +192,50 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     crate::systemd::stopping();
     drain(&rt).await;
     Ok(())
+}
+
+fn control_uids(config: &Config) -> Result<Vec<u32>, StartError> {
+    let passwd = if config.control_uids.iter().all(|v| v.parse::<u32>().is_ok()) {
+        String::new()
+    } else {
+        std::fs::read_to_string("/etc/passwd").map_err(io("/etc/passwd"))?
+    };
+    crate::config::resolve_uids(&config.control_uids, &passwd).map_err(StartError::Usage)
+}
+
+/// `--upgrade`: starts a successor with the same flags and waits until it serves the
+/// control socket (it took over every socket by then), then returns.
+pub async fn upgrade(config: &Config) -> Result<(), StartError> {
+    let exe = std::env::current_exe().map_err(io("current executable"))?;
+    let args: Vec<_> = std::env::args_os()
+        .skip(1)
+        .filter(|a| a != "--upgrade")
+        .collect();
+    let mut child = std::process::Command::new(exe)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .map_err(io("spawn the successor"))?;
+    let pid = child.id();
+    let client = crate::control::Client::new(&config.control_socket);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(StartError::Usage(format!(
+                "the successor exited with {status}"
+            )));
+        }
+        if matches!(client.status().await, Ok(s) if s.pid == pid) {
+            tracing::info!(pid, "the successor serves");
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(StartError::Usage(
+                "the successor did not take over within 60s".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn successor_ok(mut conn: std::os::unix::net::UnixStream) {

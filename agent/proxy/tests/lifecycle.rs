@@ -282,3 +282,54 @@ async fn testapp_through_the_proxy() {
     );
     assert!(report.seen_after(at).all(|s| s.first_line == "v2"));
 }
+
+/// `sluice-proxy --upgrade` (the unit's `ExecReload=`) with the running proxy's flags:
+/// returns 0 once its successor serves; the old process exits 0; the routes are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upgrade_flag_spawns_a_successor_and_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut old = Proxy::start(dir.path(), &[]).await;
+    let v1 = Backend::http("v1").await;
+    let port = free_port();
+    old.client
+        .put_route(
+            &svc("web"),
+            &spec(
+                port,
+                ProxyMode::Http,
+                vec![v1.target()],
+                Duration::from_secs(1),
+            ),
+        )
+        .await
+        .unwrap();
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_sluice-proxy"))
+                .arg("--upgrade")
+                .arg("--state-dir")
+                .arg(Proxy::state_dir(&dir))
+                .arg("--control-socket")
+                .arg(dir.join("control.sock"))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(out.success(), "--upgrade exited with {out}");
+    let new_pid = old.client.status().await.unwrap().pid;
+    assert_ne!(new_pid, old.pid());
+    assert!(old.wait_exit(Duration::from_secs(10)).await.success());
+    assert_eq!(
+        get(&format!("http://127.0.0.1:{port}/version")).await,
+        (200, "v1\n".into())
+    );
+    // The successor is not our child: stop it by pid.
+    let pid = rustix::process::Pid::from_raw(new_pid as i32).unwrap();
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+}
