@@ -103,9 +103,14 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 let routes = persist::load(&config.state_dir)?;
                 let mut passed = crate::systemd::take_listeners();
                 for (service, Stored { spec, generation }) in routes {
-                    let l = match passed.remove(service.as_str()) {
-                        Some(l) if l.local_addr().ok() == Some(spec.listen) => Some(l),
-                        _ => match table::bind(spec.listen) {
+                    let from_systemd = passed
+                        .remove(service.as_str())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .find(|l| l.local_addr().ok() == Some(spec.listen));
+                    let l = match from_systemd {
+                        Some(l) => Some(l),
+                        None => match table::bind(spec.listen) {
                             Ok(l) => Some(l),
                             Err(e) => {
                                 tracing::error!(error = %e, %service, listen = %spec.listen, "cannot listen for a restored route");

@@ -243,7 +243,13 @@ async fn forward(
             continue;
         };
         let guard = target.begin_request();
-        tracing::trace!(target = %target.target.name, "picked");
+        if !route.is_live(&target) {
+            // Switched away between the pick and the count: the drain may already have
+            // forgotten it, so pick again.
+            drop(guard);
+            last_target = None;
+            continue;
+        }
         let uri: Uri = match format!("http://{}{}", target.target.addr, path).parse() {
             Ok(u) => u,
             Err(_) => {
@@ -282,7 +288,8 @@ async fn forward(
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     if let Some(cu) = client_upgrade {
                         let tu = hyper::upgrade::on(&mut resp);
-                        upgrade::spawn(rt, target.clone(), cu, tu);
+                        // The connection is counted before the request stops being.
+                        upgrade::spawn(rt, target.begin_connection(), cu, tu);
                     }
                     let (mut p, _) = resp.into_parts();
                     let proto = p.headers.get(header::UPGRADE).cloned();

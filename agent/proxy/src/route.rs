@@ -66,6 +66,11 @@ impl RouteShared {
         self.live.read().expect("live lock").clone()
     }
 
+    /// Whether `t` is among the live targets now.
+    pub fn is_live(&self, t: &Arc<TargetRt>) -> bool {
+        self.live().targets.iter().any(|l| Arc::ptr_eq(l, t))
+    }
+
     /// Picks a target for a new request or connection, by weight.
     pub fn pick(&self) -> Option<Arc<TargetRt>> {
         self.pick_avoiding(None)

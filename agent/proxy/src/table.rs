@@ -242,6 +242,7 @@ pub fn install(
         t.close_pool();
         draining.push(DrainEntry { t, deadline });
     }
+    let fresh_socket = listener.is_some() && old_listener.is_some();
     let rebind = listener.is_some() || old_shared.as_ref().is_none_or(|s| s.mode != spec.mode);
     let (shared, listener) = match (rebind, old_shared) {
         (false, Some(s)) => {
@@ -266,6 +267,11 @@ pub fn install(
                     Err(e) => tracing::error!(error = %e, %service, "cannot serve the listener"),
                 }
                 if rt.fdstore {
+                    // A route that moved to another port must not leave its old socket in
+                    // the store.
+                    if fresh_socket {
+                        crate::systemd::forget(service);
+                    }
                     crate::systemd::store(service, l);
                 }
             }

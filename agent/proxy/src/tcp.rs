@@ -17,6 +17,13 @@ pub async fn serve(rt: Arc<Runtime>, route: Arc<RouteShared>, client: TcpStream)
         let Some(target) = route.pick_avoiding(failed.as_ref()) else {
             break;
         };
+        // Counted before the connect, so that a drain never misses it; re-checked after
+        // the count, in case a switch came in between.
+        let guard = target.begin_connection();
+        if !route.is_live(&target) {
+            drop(guard);
+            continue;
+        }
         let connect = tokio::time::timeout(
             route.limits.connect_timeout,
             TcpStream::connect(target.target.addr),
@@ -25,7 +32,7 @@ pub async fn serve(rt: Arc<Runtime>, route: Arc<RouteShared>, client: TcpStream)
         match connect {
             Ok(Ok(up)) => {
                 let _ = up.set_nodelay(true);
-                relay(target, client, up).await;
+                relay(guard, client, up).await;
                 return;
             }
             _ => {

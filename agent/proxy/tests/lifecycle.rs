@@ -333,3 +333,80 @@ async fn upgrade_flag_spawns_a_successor_and_waits_for_it() {
     let pid = rustix::process::Pid::from_raw(new_pid as i32).unwrap();
     let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
 }
+
+/// Listeners passed by systemd (`LISTEN_FDS`/`LISTEN_FDNAMES`, here through
+/// `systemd-socket-activate`, which execs the proxy with the socket already listening) are
+/// used for the routes of routes.json: a connection made before the proxy even started is
+/// answered from the backlog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn listeners_from_systemd_are_taken_over() {
+    let Some(activate) = [
+        "/usr/bin/systemd-socket-activate",
+        "/bin/systemd-socket-activate",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists()) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "systemd-socket-activate is needed in CI"
+        );
+        eprintln!("skipped: no systemd-socket-activate");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = Backend::http("v1").await;
+    let port = free_port();
+    {
+        let mut first = Proxy::start(dir.path(), &[]).await;
+        first
+            .client
+            .put_route(
+                &svc("web"),
+                &spec(
+                    port,
+                    ProxyMode::Http,
+                    vec![v1.target()],
+                    Duration::from_secs(1),
+                ),
+            )
+            .await
+            .unwrap();
+        first.kill9();
+    }
+    let listen = format!("--listen=127.0.0.1:{port}");
+    let wrapper = [
+        activate,
+        listen.as_str(),
+        "--fdname=route-web",
+        "-E",
+        "RUST_LOG",
+    ];
+    // Connect while the wrapper's socket is there but before the proxy answers.
+    let early = tokio::spawn(async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                s.write_all(b"GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .await
+                    .unwrap();
+                let mut out = String::new();
+                s.read_to_string(&mut out).await.unwrap();
+                return out;
+            }
+            assert!(std::time::Instant::now() < deadline, "never listening");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let proxy = Proxy::start_under(dir.path(), &wrapper, &[]).await;
+    let answer = early.await.unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("v1\n"),
+        "{answer}"
+    );
+    assert!(!proxy.log().contains("cannot listen"), "{}", proxy.log());
+    assert_eq!(
+        get(&format!("http://127.0.0.1:{port}/version")).await,
+        (200, "v1\n".into())
+    );
+}

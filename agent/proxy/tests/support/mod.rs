@@ -40,8 +40,22 @@ impl Proxy {
     /// Starts a proxy on `dir` (state in `dir/state`, socket `dir/control.sock`) and waits
     /// until its control socket answers with its pid.
     pub async fn start(dir: &Path, extra: &[&str]) -> Self {
+        Self::start_under(dir, &[], extra).await
+    }
+
+    /// Like [`Proxy::start`], run through `wrapper` (e.g. `systemd-socket-activate …`).
+    pub async fn start_under(dir: &Path, wrapper: &[&str], extra: &[&str]) -> Self {
         let socket = dir.join("control.sock");
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice-proxy"))
+        let bin = env!("CARGO_BIN_EXE_sluice-proxy");
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = cmd
             .arg("--state-dir")
             .arg(Self::state_dir(dir))
             .arg("--control-socket")
