@@ -237,9 +237,12 @@ pub fn install(
         weights.push(t.weight);
     }
     let deadline = drain::deadline(now, spec.drain_timeout.0);
+    // Their pools close only after the swap: a request that picks one before it still
+    // finds its pool.
+    let mut to_close = Vec::new();
     for &li in &plan.drain {
         let t = old_live[li].clone();
-        t.close_pool();
+        to_close.push(t.clone());
         draining.push(DrainEntry { t, deadline });
     }
     let fresh_socket = listener.is_some() && old_listener.is_some();
@@ -251,6 +254,12 @@ pub fn install(
         }
         (_, old) => {
             if let Some(o) = old {
+                // Its listener stops; connections it accepted follow the new targets until
+                // they close (gracefully, once idle).
+                o.swap(Live {
+                    targets: next.clone(),
+                    weights: weights.clone(),
+                });
                 o.stop.cancel();
             }
             let shared = RouteShared::new(
@@ -259,6 +268,12 @@ pub fn install(
                 spec.drain_timeout.0,
                 rt.limits,
             );
+            // Targets first, then the accept loop: a connection already waiting in the
+            // backlog (a restart, a handoff) must find them.
+            shared.swap(Live {
+                targets: next.clone(),
+                weights: weights.clone(),
+            });
             let l = listener.or(old_listener);
             if let Some(l) = &l {
                 let _ = l.set_nonblocking(true);
@@ -283,6 +298,9 @@ pub fn install(
         targets: next.clone(),
         weights,
     });
+    for t in to_close {
+        t.close_pool();
+    }
     rt.metrics
         .route(service.as_str(), generation, draining.len());
     table.routes.insert(
@@ -392,9 +410,10 @@ pub async fn remove(rt: &Arc<Runtime>, service: &ServiceName) -> Result<bool, Op
     if rt.fdstore {
         crate::systemd::forget(service);
     }
+    // The route's client connections close gracefully (their listener's stop); what is in
+    // flight finishes on the targets it picked, which drain like any other.
     let deadline = drain::deadline(Instant::now(), e.spec.drain_timeout.0);
     for t in e.live {
-        t.close_pool();
         table
             .orphans
             .push((service.to_string(), DrainEntry { t, deadline }));
@@ -454,8 +473,9 @@ pub fn retire(table: &mut Table) {
     for e in table.routes.values_mut() {
         e.shared.stop.cancel();
         let deadline = drain::deadline(now, e.spec.drain_timeout.0);
+        // Pools stay: requests still arriving on connections that are closing gracefully
+        // are served by the same targets.
         for t in e.live.drain(..) {
-            t.close_pool();
             e.draining.push(DrainEntry { t, deadline });
         }
     }
