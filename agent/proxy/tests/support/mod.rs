@@ -153,13 +153,18 @@ impl Drop for Proxy {
     }
 }
 
-/// A free loopback port (bound and released: good enough for tests).
+/// A free port below the ephemeral range (so no outgoing connection of a parallel test can
+/// hold it between this check and the proxy's bind), different on every call.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let base = 20_000 + (u64::from(std::process::id()) * 613) % 10_000;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = (base + n * 7) % 12_000 + 20_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
 }
 
 pub fn svc(s: &str) -> ServiceName {
