@@ -301,8 +301,8 @@ pub fn install(
     for t in to_close {
         t.close_pool();
     }
-    rt.metrics
-        .route(service.as_str(), generation, draining.len());
+    rt.metrics.generation(service.as_str(), generation);
+    rt.metrics.drains(service.as_str(), draining.len());
     table.routes.insert(
         service.clone(),
         Entry {
@@ -439,12 +439,16 @@ fn sweep_list(list: &mut Vec<DrainEntry>, now: Instant) {
 /// One pass of the drain bookkeeping: cuts what passed its deadline, forgets what is empty.
 pub fn sweep(rt: &Runtime, table: &mut Table) {
     let now = Instant::now();
+    let mut drains: BTreeMap<String, usize> = BTreeMap::new();
     for (service, e) in table.routes.iter_mut() {
         sweep_list(&mut e.draining, now);
-        rt.metrics
-            .route(service.as_str(), e.generation, e.draining.len());
+        rt.metrics.generation(service.as_str(), e.generation);
+        drains.insert(service.to_string(), e.draining.len());
     }
-    let mut per: BTreeMap<String, usize> = BTreeMap::new();
+    // Deleted routes: their drains count until they are done, then 0.
+    for (s, _) in &table.orphans {
+        drains.entry(s.clone()).or_default();
+    }
     table.orphans.retain(|(s, d)| {
         let keep = match drain::verdict(d.t.load(), d.deadline, now) {
             Verdict::Done => false,
@@ -455,14 +459,12 @@ pub fn sweep(rt: &Runtime, table: &mut Table) {
             Verdict::Wait => true,
         };
         if keep {
-            *per.entry(s.clone()).or_default() += 1;
+            *drains.entry(s.clone()).or_default() += 1;
         }
         keep
     });
-    for (s, n) in per {
-        if !table.routes.keys().any(|k| k.as_str() == s) {
-            rt.metrics.route(&s, 0, n);
-        }
+    for (s, n) in drains {
+        rt.metrics.drains(&s, n);
     }
 }
 

@@ -170,6 +170,12 @@ async fn http_drain_finishes_requests_and_cuts_upgrades_at_the_deadline() {
         "{view:?}"
     );
     assert!(d.closes_in_ms > 1000 && d.closes_in_ms <= 2000, "{d:?}");
+    let drains = |text: &str| {
+        text.lines()
+            .any(|l| l == "sluice_proxy_drains_in_progress{service=\"web\"} 1")
+    };
+    let (_, m) = raw_control(&proxy.socket, "GET", "/metrics", "").await;
+    assert!(drains(&m), "{m}");
     assert_eq!(
         get(&format!("{url}/version")).await,
         (200, "v2\n".to_string())
@@ -215,6 +221,21 @@ async fn http_drain_finishes_requests_and_cuts_upgrades_at_the_deadline() {
                 Ok(())
             } else {
                 Err(format!("{:?}", v.draining))
+            }
+        }
+    })
+    .await;
+    let socket = proxy.socket.clone();
+    eventually("the drains gauge back to 0", Duration::from_secs(2), || {
+        let socket = socket.clone();
+        async move {
+            let (_, m) = raw_control(&socket, "GET", "/metrics", "").await;
+            if m.lines()
+                .any(|l| l == "sluice_proxy_drains_in_progress{service=\"web\"} 0")
+            {
+                Ok(())
+            } else {
+                Err(m)
             }
         }
     })
