@@ -11,7 +11,9 @@ use sluice_proxy::body::RespBody;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:18080".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:18080".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     loop {
         let (stream, _) = listener.accept().await?;

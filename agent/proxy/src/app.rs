@@ -12,7 +12,7 @@ use crate::control::server::{self, Access};
 use crate::handoff;
 use crate::persist::{self, Stored};
 use crate::runtime::Runtime;
-use crate::table;
+use crate::table::{self, Routes};
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -65,11 +65,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             }
         }
     };
+    let routes = Routes::new(rt.clone());
     let took_over = received.is_some();
     let mut confirm = None;
     let mut metrics_std: Option<std::net::TcpListener> = None;
     let control_std = {
-        let mut t = rt.table.lock().await;
+        let mut t = routes.table.lock().await;
         match received {
             Some(r) => {
                 let mut fds: Vec<Option<OwnedFd>> = r.fds.into_iter().map(Some).collect();
@@ -134,7 +135,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     };
     let control_handle = control_std.try_clone().map_err(io("control socket"))?;
     server::spawn(
-        rt.clone(),
+        routes.clone(),
         tokio::net::UnixListener::from_std(control_std).map_err(io("control socket"))?,
         access.clone(),
         control_stop.clone(),
@@ -156,7 +157,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         }
         None => None,
     };
-    spawn_sweeper(rt.clone());
+    spawn_sweeper(routes.clone());
     // Everything accepts now: the predecessor may stop.
     if let Some(conn) = confirm {
         successor_ok(conn);
@@ -169,7 +170,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     hl.set_nonblocking(true).map_err(io("handoff socket"))?;
     let hl = tokio::net::UnixListener::from_std(hl).map_err(io("handoff socket"))?;
     crate::handover::spawn(
-        rt.clone(),
+        routes.clone(),
         hl,
         crate::handover::Sockets {
             control: control_handle,
@@ -181,7 +182,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     );
     crate::systemd::ready(took_over);
     tracing::info!(
-        routes = rt.table.lock().await.routes.len(),
+        routes = routes.table.lock().await.routes.len(),
         took_over,
         "sluice-proxy serving"
     );
@@ -195,7 +196,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         _ = successor.cancelled() => tracing::info!("a successor took over: draining"),
     }
     crate::systemd::stopping();
-    drain(&rt).await;
+    drain(&routes).await;
     Ok(())
 }
 
@@ -260,22 +261,23 @@ async fn sluice_common_shutdown() {
     }
 }
 
-fn spawn_sweeper(rt: Arc<Runtime>) {
+fn spawn_sweeper(routes: Arc<Routes>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         loop {
             tick.tick().await;
-            let mut t = rt.table.lock().await;
-            table::sweep(&rt, &mut t);
+            let mut t = routes.table.lock().await;
+            crate::sweep::sweep(&routes.rt, &mut t);
         }
     });
 }
 
 /// Stops accepting, drains every target, waits for the last connection (bounded).
-async fn drain(rt: &Arc<Runtime>) {
+async fn drain(routes: &Routes) {
+    let rt = &routes.rt;
     let longest = {
-        let mut t = rt.table.lock().await;
-        table::retire(&mut t);
+        let mut t = routes.table.lock().await;
+        crate::sweep::retire(&mut t);
         t.routes
             .values()
             .map(|e| e.spec.drain_timeout.0)

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::control::server::{self, Access};
 use crate::handoff::{self, Offer, OfferedRoute};
-use crate::runtime::Runtime;
+use crate::table::Routes;
 
 /// The process-wide sockets a successor takes besides the routes' listeners.
 #[derive(Debug)]
@@ -31,7 +31,7 @@ pub struct Sockets {
 }
 
 /// Serves `handoff.sock` until a successor took over.
-pub fn spawn(rt: Arc<Runtime>, listener: tokio::net::UnixListener, mut s: Sockets) {
+pub fn spawn(routes: Arc<Routes>, listener: tokio::net::UnixListener, mut s: Sockets) {
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -42,7 +42,8 @@ pub fn spawn(rt: Arc<Runtime>, listener: tokio::net::UnixListener, mut s: Socket
                 Ok(c) if c.uid() == 0 || c.uid() == me => {}
                 _ => continue,
             }
-            match hand_over(&rt, stream, &s).await {
+            let rt = &routes.rt;
+            match hand_over(&routes, stream, &s).await {
                 Ok(()) => {
                     tracing::info!("handed over to a successor");
                     s.successor.cancel();
@@ -58,7 +59,12 @@ pub fn spawn(rt: Arc<Runtime>, listener: tokio::net::UnixListener, mut s: Socket
                         .and_then(tokio::net::UnixListener::from_std)
                     {
                         Ok(l) => {
-                            server::spawn(rt.clone(), l, s.access.clone(), s.control_stop.clone());
+                            server::spawn(
+                                routes.clone(),
+                                l,
+                                s.access.clone(),
+                                s.control_stop.clone(),
+                            );
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "cannot serve the control socket again")
@@ -71,15 +77,16 @@ pub fn spawn(rt: Arc<Runtime>, listener: tokio::net::UnixListener, mut s: Socket
 }
 
 async fn hand_over(
-    rt: &Arc<Runtime>,
+    routes: &Routes,
     stream: tokio::net::UnixStream,
     s: &Sockets,
 ) -> std::io::Result<()> {
+    let rt = &routes.rt;
     // Quiesce the control API: stop accepting (requests wait in the shared backlog for the
     // successor) and hold the table so that no change is in flight while it is copied.
     s.control_stop.cancel();
     rt.retiring.store(true, Ordering::SeqCst);
-    let t = rt.table.lock().await;
+    let t = routes.table.lock().await;
     let mut fds: Vec<BorrowedFd<'_>> = Vec::new();
     let mut routes = Vec::new();
     let by_service: BTreeMap<&ServiceName, _> = t.routes.iter().collect();

@@ -15,7 +15,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 
-use crate::body::{ReqBody, RespBody};
+use crate::body::RespBody;
+use crate::reqbody::ReqBody;
 use crate::route::RouteShared;
 use crate::runtime::Runtime;
 use crate::target::TargetRt;

@@ -60,9 +60,10 @@
 //! # Layout
 //! - [`pick`], [`plan`], [`drain`]: the pure decisions (weighted choice, what a change does
 //!   to the targets, drain verdicts), unit-tested.
-//! - [`table`]: the route table and its changes; [`persist`]: `routes.json`.
+//! - [`table`]: the route table and its changes; [`sweep`]: the drain loop's pass and the
+//!   process's retirement; [`persist`]: `routes.json`.
 //! - [`route`], [`target`]: what the data path shares with the control path.
-//! - [`listener`], [`http`], [`tcp`], [`upgrade`], [`body`]: the data path.
+//! - [`listener`], [`http`], [`tcp`], [`upgrade`], [`body`], [`reqbody`]: the data path.
 //! - [`control`]: the control API (server, client, problem codes).
 //! - [`handoff`] (the protocol, and the successor's side), [`handover`] (the
 //!   predecessor's side), [`systemd`], [`app`], [`config`]: process life.
@@ -81,8 +82,10 @@ pub mod metrics;
 pub mod persist;
 pub mod pick;
 pub mod plan;
+pub mod reqbody;
 pub mod route;
 pub mod runtime;
+pub mod sweep;
 pub mod systemd;
 pub mod table;
 pub mod target;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use sluice_common::names::ServiceName;
 use sluice_common::proxy::{validate_targets, Draining, RouteSpec, RouteView, SpecError, Target};
 
-use crate::drain::{self, Verdict};
+use crate::drain;
 use crate::persist::{self, Stored};
 use crate::plan::plan_targets;
 use crate::route::{Live, RouteShared};
@@ -42,6 +42,26 @@ pub struct Entry {
     pub live: Vec<Arc<TargetRt>>,
     /// Targets draining.
     pub draining: Vec<DrainEntry>,
+}
+
+/// The route table behind its lock, with the runtime it starts listeners on. The control
+/// path holds the lock across a whole change, so changes are serialized.
+#[derive(Debug)]
+pub struct Routes {
+    /// What the data path shares.
+    pub rt: Arc<Runtime>,
+    /// The routes.
+    pub table: tokio::sync::Mutex<Table>,
+}
+
+impl Routes {
+    /// An empty table.
+    pub fn new(rt: Arc<Runtime>) -> Arc<Self> {
+        Arc::new(Self {
+            rt,
+            table: tokio::sync::Mutex::new(Table::default()),
+        })
+    }
 }
 
 /// All routes, plus the drains of deleted routes.
@@ -325,12 +345,13 @@ fn refuse_if_retiring(rt: &Runtime) -> Result<(), OpError> {
 
 /// `PUT /v1/routes/{service}`: creates or replaces a route.
 pub async fn put(
-    rt: &Arc<Runtime>,
+    routes: &Routes,
     service: &ServiceName,
     spec: RouteSpec,
 ) -> Result<RouteView, OpError> {
     spec.validate()?;
-    let mut table = rt.table.lock().await;
+    let rt = &routes.rt;
+    let mut table = routes.table.lock().await;
     refuse_if_retiring(rt)?;
     let current = table.routes.get(service);
     if let Some(e) = current {
@@ -362,12 +383,13 @@ pub async fn put(
 
 /// `PUT /v1/routes/{service}/targets`: the switch.
 pub async fn switch(
-    rt: &Arc<Runtime>,
+    routes: &Routes,
     service: &ServiceName,
     targets: Vec<Target>,
 ) -> Result<RouteView, OpError> {
     validate_targets(&targets)?;
-    let mut table = rt.table.lock().await;
+    let rt = &routes.rt;
+    let mut table = routes.table.lock().await;
     refuse_if_retiring(rt)?;
     let e = table
         .routes
@@ -396,8 +418,9 @@ pub async fn switch(
 }
 
 /// `DELETE /v1/routes/{service}`: stops listening, drains, forgets. `false` if unknown.
-pub async fn remove(rt: &Arc<Runtime>, service: &ServiceName) -> Result<bool, OpError> {
-    let mut table = rt.table.lock().await;
+pub async fn remove(routes: &Routes, service: &ServiceName) -> Result<bool, OpError> {
+    let rt = &routes.rt;
+    let mut table = routes.table.lock().await;
     refuse_if_retiring(rt)?;
     if !table.routes.contains_key(service) {
         return Ok(false);
@@ -423,62 +446,4 @@ pub async fn remove(rt: &Arc<Runtime>, service: &ServiceName) -> Result<bool, Op
     }
     rt.metrics.forget_route(service.as_str());
     Ok(true)
-}
-
-fn sweep_list(list: &mut Vec<DrainEntry>, now: Instant) {
-    list.retain(|d| match drain::verdict(d.t.load(), d.deadline, now) {
-        Verdict::Done => false,
-        Verdict::Cut => {
-            d.t.cut.cancel();
-            true
-        }
-        Verdict::Wait => true,
-    });
-}
-
-/// One pass of the drain bookkeeping: cuts what passed its deadline, forgets what is empty.
-pub fn sweep(rt: &Runtime, table: &mut Table) {
-    let now = Instant::now();
-    let mut drains: BTreeMap<String, usize> = BTreeMap::new();
-    for (service, e) in table.routes.iter_mut() {
-        sweep_list(&mut e.draining, now);
-        rt.metrics.generation(service.as_str(), e.generation);
-        drains.insert(service.to_string(), e.draining.len());
-    }
-    // Deleted routes: their drains count until they are done, then 0.
-    for (s, _) in &table.orphans {
-        drains.entry(s.clone()).or_default();
-    }
-    table.orphans.retain(|(s, d)| {
-        let keep = match drain::verdict(d.t.load(), d.deadline, now) {
-            Verdict::Done => false,
-            Verdict::Cut => {
-                d.t.cut.cancel();
-                true
-            }
-            Verdict::Wait => true,
-        };
-        if keep {
-            *drains.entry(s.clone()).or_default() += 1;
-        }
-        keep
-    });
-    for (s, n) in drains {
-        rt.metrics.drains(&s, n);
-    }
-}
-
-/// The whole process drains: no route accepts any more, every live target starts draining
-/// with its route's `drain_timeout` (not persisted: the routes stay as they are on disk).
-pub fn retire(table: &mut Table) {
-    let now = Instant::now();
-    for e in table.routes.values_mut() {
-        e.shared.stop.cancel();
-        let deadline = drain::deadline(now, e.spec.drain_timeout.0);
-        // Pools stay: requests still arriving on connections that are closing gracefully
-        // are served by the same targets.
-        for t in e.live.drain(..) {
-            e.draining.push(DrainEntry { t, deadline });
-        }
-    }
 }
