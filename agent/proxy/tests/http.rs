@@ -178,3 +178,51 @@ async fn a_failed_connect_is_retried_on_another_target() {
         );
     }
 }
+
+/// Weights split new requests: 80/20 over 500 requests lands within a few percent, and a
+/// target at weight 0 gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_split_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(dir.path(), &[]).await;
+    let (a, b, c) = (
+        Backend::http("a").await,
+        Backend::http("b").await,
+        Backend::http("c").await,
+    );
+    let port = free_port();
+    let mut targets = vec![a.target(), b.target(), c.target()];
+    targets[0].weight = 80;
+    targets[1].weight = 20;
+    targets[2].weight = 0;
+    proxy
+        .client
+        .put_route(
+            &svc("web"),
+            &spec(port, ProxyMode::Http, targets, Duration::from_secs(5)),
+        )
+        .await
+        .unwrap();
+    let client = reqwest::Client::builder().http1_only().build().unwrap();
+    let mut from_a = 0;
+    for _ in 0..500 {
+        let body = client
+            .get(format!("http://127.0.0.1:{port}/version"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        match body.as_str() {
+            "a\n" => from_a += 1,
+            "b\n" => {}
+            other => panic!("answer from {other:?}"),
+        }
+    }
+    assert!(
+        (360..=440).contains(&from_a),
+        "{from_a} of 500 from the 80% target"
+    );
+    assert_eq!(c.served.load(std::sync::atomic::Ordering::SeqCst), 0);
+}

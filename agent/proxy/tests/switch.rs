@@ -111,6 +111,13 @@ async fn twenty_switches_under_load_lose_nothing() {
             &wrong[..wrong.len().min(5)]
         );
     }
+    let mut took: Vec<Duration> = switches.iter().map(|(asked, at, _)| *at - *asked).collect();
+    took.sort();
+    eprintln!(
+        "switch answered in: median {:?}, max {:?}",
+        took[took.len() / 2],
+        took[took.len() - 1]
+    );
     let rate = report.rate();
     eprintln!(
         "load: {} answers in {:?} ({rate:.0}/s), {} failures",
