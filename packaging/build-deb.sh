@@ -21,7 +21,9 @@
 #                       (dashboard, alert rules); user `sluice`, /var/lib/sluice
 #   sluice-agent        /usr/bin/sluice-agent, /lib/systemd/system/sluice-agent.service,
 #                       /etc/sluice-agent/agent.toml (conffile); user `sluice-agent` (in group
-#                       docker), /var/lib/sluice-agent
+#                       docker), /var/lib/sluice-agent; and the proxy it drives:
+#                       /usr/bin/sluice-proxy, /lib/systemd/system/sluice-proxy.service, user
+#                       `sluice-proxy` (group sluice-agent), /var/lib/sluice-proxy
 #   sluice              /usr/bin/sluice
 set -euo pipefail
 
@@ -67,10 +69,10 @@ arch=$(dpkg --print-architecture)
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct 2>/dev/null || date +%s)}
 
 if ((build)); then
-  echo "build-deb.sh: cargo build --profile $cargo_profile (sluice-coordinator, sluice, sluice-agent)" >&2
-  (cd "$root" && cargo build --locked --profile "$cargo_profile" -p sluice-coordinator -p sluice-agent --bins)
+  echo "build-deb.sh: cargo build --profile $cargo_profile (sluice-coordinator, sluice, sluice-agent, sluice-proxy)" >&2
+  (cd "$root" && cargo build --locked --profile "$cargo_profile" -p sluice-coordinator -p sluice-agent -p sluice-proxy --bins)
 fi
-for b in sluice-coordinator sluice sluice-agent; do
+for b in sluice-coordinator sluice sluice-agent sluice-proxy; do
   [[ -x $bin_dir/$b ]] || { echo "build-deb.sh: $bin_dir/$b is missing (build it, or drop --no-build)" >&2; exit 66; }
 done
 
@@ -84,15 +86,19 @@ libc_dep() {
 stage_root=$(mktemp -d "${TMPDIR:-/tmp}/sluice-deb.XXXXXX")
 trap 'rm -rf "$stage_root"' EXIT
 
-# daemon_scripts NAME USER STATE_DIR STATE_MODE TLS_DIR EXTRA_GROUP
-# Renders packaging/debian/daemon.{postinst,prerm,postrm} for one daemon package.
+# daemon_scripts NAME USER STATE_DIR STATE_MODE TLS_DIR EXTRA_GROUP [HELPER_USER HELPER_UNIT HELPER_STATE_DIR]
+# Renders packaging/debian/daemon.{postinst,prerm,postrm} for one daemon package; the helper
+# is a second daemon of the package (the agent's proxy) with its own user in USER's group.
 daemon_scripts() {
   local name=$1 user=$2 state_dir=$3 state_mode=$4 tls_dir=$5 extra_group=$6 script
+  local helper_user=${7:-} helper_unit=${8:-} helper_state_dir=${9:-}
   install -d -m 0755 "$stage_root/$name/DEBIAN"
   for script in postinst prerm postrm; do
     sed -e "s#@PACKAGE@#$name#g" -e "s#@USER@#$user#g" -e "s#@STATE_DIR@#$state_dir#g" \
         -e "s#@STATE_MODE@#$state_mode#g" -e "s#@TLS_DIR@#$tls_dir#g" \
         -e "s#@UNIT@#$name.service#g" -e "s#@EXTRA_GROUP@#$extra_group#g" \
+        -e "s#@HELPER_USER@#$helper_user#g" -e "s#@HELPER_UNIT@#$helper_unit#g" \
+        -e "s#@HELPER_STATE_DIR@#$helper_state_dir#g" \
         "$root/packaging/debian/daemon.$script" > "$stage_root/$name/DEBIAN/$script"
     chmod 0755 "$stage_root/$name/DEBIAN/$script"
     if grep -n '@[A-Z_]*@' "$stage_root/$name/DEBIAN/$script" >&2; then
@@ -160,12 +166,16 @@ d=$stage_root/sluice-agent
 install_bin "$bin_dir/sluice-agent" "$d/usr/bin/sluice-agent"
 install -D -m 0644 "$root/systemd/sluice-agent.service" "$d/lib/systemd/system/sluice-agent.service"
 install -D -m 0644 "$root/packaging/agent.example.toml" "$d/etc/sluice-agent/agent.toml"
+# The proxy the agent drives (blue_green): its own unit and user, group sluice-agent.
+install_bin "$bin_dir/sluice-proxy" "$d/usr/bin/sluice-proxy"
+install -D -m 0644 "$root/systemd/sluice-proxy.service" "$d/lib/systemd/system/sluice-proxy.service"
 # The unit runs the agent as sluice-agent with the docker group (SupplementaryGroups=docker);
 # the user joins the group too, when it exists, so `sudo -u sluice-agent docker ps` works.
-daemon_scripts sluice-agent sluice-agent /var/lib/sluice-agent 0700 /etc/sluice-agent/tls docker
-make_pkg sluice-agent "adduser, $(libc_dep "$d/usr/bin/sluice-agent")" "docker.io | docker-ce" \
+daemon_scripts sluice-agent sluice-agent /var/lib/sluice-agent 0700 /etc/sluice-agent/tls docker \
+  sluice-proxy sluice-proxy.service /var/lib/sluice-proxy
+make_pkg sluice-agent "adduser, $(libc_dep "$d/usr/bin/sluice-agent" "$d/usr/bin/sluice-proxy")" "docker.io | docker-ce" \
   "Sluice agent: runs Sluice deployments on this server's Docker" \
-  "The Sluice agent is the only part of Sluice that touches a server: it owns the local Docker daemon and port table, obeys only Sluice coordinators over mutual TLS, refuses stale fencing tokens, and deploys, health-checks and rolls back containers. Its systemd unit is installed but neither enabled nor started: configure /etc/sluice-agent/agent.toml and its certificate first."
+  "The Sluice agent is the only part of Sluice that touches a server: it owns the local Docker daemon and port table, obeys only Sluice coordinators over mutual TLS, refuses stale fencing tokens, and deploys, health-checks and rolls back containers. It ships sluice-proxy, the per-host proxy that owns the services' public ports for blue_green deployments (drains, persists its routes, upgrades without dropping a connection on systemctl reload). The systemd units are installed but neither enabled nor started: configure /etc/sluice-agent/agent.toml and its certificate first."
 
 # sluice (the CLI)
 d=$stage_root/sluice

@@ -54,7 +54,7 @@ field() { dpkg-deb --field "$1" "$2"; }
 expect_files() {
   case $1 in
     sluice-coordinator) echo "/usr/bin/sluice-coordinator /lib/systemd/system/sluice-coordinator.service /etc/sluice/coordinator.toml /usr/share/doc/sluice-coordinator/copyright /usr/share/sluice/monitoring/sluice-dashboard.json /usr/share/sluice/monitoring/sluice-alerts.yml" ;;
-    sluice-agent) echo "/usr/bin/sluice-agent /lib/systemd/system/sluice-agent.service /etc/sluice-agent/agent.toml /usr/share/doc/sluice-agent/copyright" ;;
+    sluice-agent) echo "/usr/bin/sluice-agent /lib/systemd/system/sluice-agent.service /etc/sluice-agent/agent.toml /usr/share/doc/sluice-agent/copyright /usr/bin/sluice-proxy /lib/systemd/system/sluice-proxy.service" ;;
     sluice) echo "/usr/bin/sluice /usr/share/doc/sluice/copyright" ;;
   esac
 }
@@ -76,6 +76,33 @@ toml_string() { # KEY FILE: the first `KEY = "value"` (top level keys come first
 }
 unit_value() { # KEY UNIT
   sed -n "s/^$1=//p;T;q" "$2"
+}
+
+# The proxy's unit has no config file and no certificates: it runs as the helper user
+# postinst creates, in the agent's group, with its state and control socket where systemd
+# makes them.
+check_proxy_unit() { # UNIT EXTRACTED_DIR EXECSTART
+  local unit=$1 x=$2 exec=$3 name
+  name=$(basename "$unit")
+  local user group state runtime reload
+  user=$(unit_value User "$unit"); group=$(unit_value Group "$unit")
+  state=$(unit_value StateDirectory "$unit"); runtime=$(unit_value RuntimeDirectory "$unit")
+  reload=$(unit_value ExecReload "$unit")
+  grep -qx "helper_user=$user" "$x/control/postinst" && ok "$name: User=$user created by postinst" \
+    || fail "$name: User=$user is not the helper user postinst creates"
+  grep -qx "user=$group" "$x/control/postinst" && ok "$name: Group=$group is the agent's group" \
+    || fail "$name: Group=$group is not the package user's group"
+  [[ $exec == *"--state-dir /var/lib/$state "* ]] && ok "$name: --state-dir is StateDirectory=$state" \
+    || fail "$name: --state-dir does not match StateDirectory=$state"
+  grep -qx "helper_state_dir=/var/lib/$state" "$x/control/postrm" && ok "$name: postrm purges /var/lib/$state" \
+    || fail "$name: postrm does not purge /var/lib/$state"
+  [[ $exec == *"--control-socket /run/$runtime/"* ]] && ok "$name: control socket under RuntimeDirectory=$runtime" \
+    || fail "$name: control socket not under /run/$runtime"
+  [[ $exec == *"--control-uid $group"* ]] && ok "$name: --control-uid $group" || fail "$name: the agent's user is not allowed on the socket"
+  [[ $reload == "${exec%% *} --upgrade ${exec#* }" ]] && ok "$name: ExecReload is ExecStart --upgrade" \
+    || fail "$name: ExecReload '$reload' is not ExecStart with --upgrade"
+  [[ -n $(unit_value FileDescriptorStoreMax "$unit") && $(unit_value NotifyAccess "$unit") == all ]] \
+    && ok "$name: FileDescriptorStoreMax and NotifyAccess=all" || fail "$name: fd store or NotifyAccess missing"
 }
 
 check_deb() {
@@ -146,6 +173,7 @@ check_deb() {
     bin=${exec%% *}
     config=$(sed -n 's/.*--config[= ]\([^ ]*\).*/\1/p' <<<"$exec")
     [[ -x $x/root$bin ]] && ok "$(basename "$unit"): ExecStart $bin shipped" || fail "$(basename "$unit"): ExecStart $bin not in the package"
+    if [[ $(basename "$unit") == sluice-proxy.service ]]; then check_proxy_unit "$unit" "$x" "$exec"; continue; fi
     [[ -n $config && -f $x/root$config ]] && grep -qx "$config" "$x/control/conffiles" \
       && ok "$(basename "$unit"): --config $config is a conffile" \
       || fail "$(basename "$unit"): --config '$config' is not a shipped conffile"
@@ -212,25 +240,30 @@ install_checks() {
     ok "no docker group on this machine (the agent joins it when it exists)"
   fi
   [[ " $(id -nG sluice) " == *" docker "* ]] && fail "sluice (coordinator) is in group docker" || ok "sluice not in group docker"
+  if getent passwd sluice-proxy >/dev/null; then ok "user sluice-proxy: $(getent passwd sluice-proxy)"; else fail "no user sluice-proxy"; fi
+  [[ $(id -gn sluice-proxy 2>/dev/null) == sluice-agent ]] && ok "sluice-proxy's group is sluice-agent" || fail "sluice-proxy's group: $(id -gn sluice-proxy 2>&1)"
+  [[ " $(id -nG sluice-proxy 2>/dev/null) " == *" docker "* ]] && fail "sluice-proxy is in group docker" || ok "sluice-proxy not in group docker"
   [[ $(mode /var/lib/sluice) == "sluice:sluice 750" ]] && ok "/var/lib/sluice sluice:sluice 0750" || fail "/var/lib/sluice: $(mode /var/lib/sluice)"
   [[ $(mode /var/lib/sluice-agent) == "sluice-agent:sluice-agent 700" ]] && ok "/var/lib/sluice-agent 0700" || fail "/var/lib/sluice-agent: $(mode /var/lib/sluice-agent)"
   [[ $(mode /etc/sluice/tls) == "root:sluice 750" ]] && ok "/etc/sluice/tls root:sluice 0750" || fail "/etc/sluice/tls: $(mode /etc/sluice/tls)"
   [[ $(mode /etc/sluice-agent/tls) == "root:sluice-agent 750" ]] && ok "/etc/sluice-agent/tls root:sluice-agent 0750" || fail "/etc/sluice-agent/tls: $(mode /etc/sluice-agent/tls)"
-  for p in sluice-coordinator sluice-agent; do
+  for p in sluice-coordinator sluice-agent sluice-proxy; do
     [[ -f /lib/systemd/system/$p.service ]] && ok "/lib/systemd/system/$p.service present" || fail "$p.service missing"
     # Not enabled: no symlink to it under /etc/systemd/system (systemctl may have no systemd to ask).
     if [[ -n $(find /etc/systemd/system -name "$p.service" 2>/dev/null) ]]; then fail "$p.service is enabled"; else ok "$p.service not enabled"; fi
     if [[ -d /run/systemd/system ]]; then
       [[ $(systemctl is-active "$p.service" 2>/dev/null || true) != active ]] && ok "$p.service not started" || fail "$p.service was started"
     fi
+    [[ $p == sluice-proxy ]] && continue
     [[ -n $(dpkg-query -W -f='${Conffiles}' "$p") ]] && ok "$p conffiles registered" || fail "$p has no registered conffiles"
   done
-  for p in sluice sluice-coordinator sluice-agent; do
+  for p in sluice sluice-coordinator sluice-agent sluice-proxy; do
     /usr/bin/$p --version >/dev/null && ok "/usr/bin/$p --version" || fail "/usr/bin/$p --version"
   done
   if command -v systemd-analyze >/dev/null; then
     # As installed: ExecStart names the installed binary, the unit parses.
     systemd-analyze verify /lib/systemd/system/sluice-coordinator.service /lib/systemd/system/sluice-agent.service \
+      /lib/systemd/system/sluice-proxy.service \
       && ok "systemd-analyze verify on the installed units" || fail "systemd-analyze verify on the installed units"
   fi
 
@@ -240,13 +273,14 @@ install_checks() {
 
   touch /var/lib/sluice/marker
   dpkg --remove sluice-coordinator sluice-agent sluice >"$work/dpkg.log" 2>&1 && ok "dpkg --remove" || { cat "$work/dpkg.log" >&2; fail "dpkg --remove"; }
-  [[ ! -e /usr/bin/sluice-coordinator ]] && ok "binaries gone" || fail "/usr/bin/sluice-coordinator still there"
+  [[ ! -e /usr/bin/sluice-coordinator && ! -e /usr/bin/sluice-proxy ]] && ok "binaries gone" || fail "/usr/bin/sluice-coordinator or sluice-proxy still there"
   [[ -f /var/lib/sluice/marker && -f /etc/sluice/coordinator.toml ]] && ok "remove keeps data and conffiles" || fail "remove lost data or conffiles"
   dpkg --purge sluice-coordinator sluice-agent sluice >"$work/dpkg.log" 2>&1 && ok "dpkg --purge" || { cat "$work/dpkg.log" >&2; fail "dpkg --purge"; }
   [[ ! -e /var/lib/sluice && ! -e /var/lib/sluice-agent ]] && ok "purge removes /var/lib/sluice and /var/lib/sluice-agent" || fail "purge left data behind"
   [[ ! -e /etc/sluice/coordinator.toml && ! -e /etc/sluice-agent/agent.toml ]] && ok "purge removes the conffiles" || fail "purge left conffiles"
   [[ ! -e /etc/sluice && ! -e /etc/sluice-agent ]] && ok "purge removes the empty /etc directories" || fail "purge left /etc/sluice or /etc/sluice-agent"
   getent passwd sluice >/dev/null && ok "user sluice kept after purge" || fail "user sluice removed"
+  [[ ! -e /var/lib/sluice-proxy ]] && ok "purge removes /var/lib/sluice-proxy" || fail "purge left /var/lib/sluice-proxy"
 }
 ((install_test)) && install_checks
 

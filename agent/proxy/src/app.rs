@@ -1,20 +1,18 @@
 //! Start (take over, or restore from disk and systemd), serve, and retire.
 
-use std::collections::BTreeMap;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_common::names::ServiceName;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::control::server::{self, Access};
-use crate::handoff::{self, Offer, OfferedRoute};
+use crate::handoff;
 use crate::persist::{self, Stored};
 use crate::runtime::Runtime;
-use crate::table;
+use crate::table::{self, Routes};
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +20,12 @@ pub enum StartError {
     /// The state directory or the route table.
     #[error(transparent)]
     Persist(#[from] persist::PersistError),
+    /// A bad flag.
+    #[error("{0}")]
+    Usage(String),
+    /// `--upgrade`: the successor did not take over.
+    #[error("upgrade failed: {0}")]
+    Upgrade(String),
     /// A socket.
     #[error("{what}: {source}")]
     Io {
@@ -61,9 +65,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             }
         }
     };
+    let routes = Routes::new(rt.clone());
     let took_over = received.is_some();
+    let mut confirm = None;
+    let mut metrics_std: Option<std::net::TcpListener> = None;
     let control_std = {
-        let mut t = rt.table.lock().await;
+        let mut t = routes.table.lock().await;
         match received {
             Some(r) => {
                 let mut fds: Vec<Option<OwnedFd>> = r.fds.into_iter().map(Some).collect();
@@ -85,16 +92,26 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 control
                     .set_nonblocking(true)
                     .map_err(io("control socket"))?;
-                successor_ok(r.conn);
+                metrics_std = r
+                    .offer
+                    .metrics
+                    .and_then(|i| fds.get_mut(i).and_then(Option::take))
+                    .map(std::net::TcpListener::from);
+                confirm = Some(r.conn);
                 control
             }
             None => {
                 let routes = persist::load(&config.state_dir)?;
                 let mut passed = crate::systemd::take_listeners();
                 for (service, Stored { spec, generation }) in routes {
-                    let l = match passed.remove(service.as_str()) {
-                        Some(l) if l.local_addr().ok() == Some(spec.listen) => Some(l),
-                        _ => match table::bind(spec.listen) {
+                    let from_systemd = passed
+                        .remove(service.as_str())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .find(|l| l.local_addr().ok() == Some(spec.listen));
+                    let l = match from_systemd {
+                        Some(l) => Some(l),
+                        None => match table::bind(spec.listen) {
                             Ok(l) => Some(l),
                             Err(e) => {
                                 tracing::error!(error = %e, %service, listen = %spec.listen, "cannot listen for a restored route");
@@ -114,22 +131,37 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     };
     let control_stop = CancellationToken::new();
     let access = Access {
-        uids: config.control_uids.clone(),
+        uids: control_uids(&config)?,
     };
     let control_handle = control_std.try_clone().map_err(io("control socket"))?;
     server::spawn(
-        rt.clone(),
+        routes.clone(),
         tokio::net::UnixListener::from_std(control_std).map_err(io("control socket"))?,
         access.clone(),
         control_stop.clone(),
     );
-    if let Some(addr) = config.metrics_listen {
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(io(format!("metrics listen {addr}")))?;
-        server::spawn_metrics(rt.clone(), l);
+    // The metrics listener: the predecessor's if it had the same address, else bound here.
+    let metrics_std = match (config.metrics_listen, metrics_std) {
+        (Some(addr), Some(l)) if l.local_addr().ok() == Some(addr) => Some(l),
+        (Some(addr), _) => Some(table::bind(addr).map_err(io(format!("metrics listen {addr}")))?),
+        (None, _) => None,
+    };
+    let metrics_handle = match &metrics_std {
+        Some(l) => {
+            l.set_nonblocking(true).map_err(io("metrics listener"))?;
+            let tl =
+                tokio::net::TcpListener::from_std(l.try_clone().map_err(io("metrics listener"))?)
+                    .map_err(io("metrics listener"))?;
+            server::spawn_metrics(rt.clone(), tl);
+            metrics_std
+        }
+        None => None,
+    };
+    spawn_sweeper(routes.clone());
+    // Everything accepts now: the predecessor may stop.
+    if let Some(conn) = confirm {
+        successor_ok(conn);
     }
-    spawn_sweeper(rt.clone());
     let successor = CancellationToken::new();
     let hpath = handoff::path(&config.state_dir);
     let _ = std::fs::remove_file(&hpath);
@@ -137,17 +169,20 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         std::os::unix::net::UnixListener::bind(&hpath).map_err(io(hpath.display().to_string()))?;
     hl.set_nonblocking(true).map_err(io("handoff socket"))?;
     let hl = tokio::net::UnixListener::from_std(hl).map_err(io("handoff socket"))?;
-    spawn_handoff(
-        rt.clone(),
+    crate::handover::spawn(
+        routes.clone(),
         hl,
-        control_handle,
-        control_stop.clone(),
-        access,
-        successor.clone(),
+        crate::handover::Sockets {
+            control: control_handle,
+            metrics: metrics_handle,
+            access,
+            control_stop: control_stop.clone(),
+            successor: successor.clone(),
+        },
     );
     crate::systemd::ready(took_over);
     tracing::info!(
-        routes = rt.table.lock().await.routes.len(),
+        routes = routes.table.lock().await.routes.len(),
         took_over,
         "sluice-proxy serving"
     );
@@ -161,8 +196,52 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         _ = successor.cancelled() => tracing::info!("a successor took over: draining"),
     }
     crate::systemd::stopping();
-    drain(&rt).await;
+    drain(&routes).await;
     Ok(())
+}
+
+fn control_uids(config: &Config) -> Result<Vec<u32>, StartError> {
+    let passwd = if config.control_uids.iter().all(|v| v.parse::<u32>().is_ok()) {
+        String::new()
+    } else {
+        std::fs::read_to_string("/etc/passwd").map_err(io("/etc/passwd"))?
+    };
+    crate::config::resolve_uids(&config.control_uids, &passwd).map_err(StartError::Usage)
+}
+
+/// `--upgrade`: starts a successor with the same flags and waits until it serves the
+/// control socket (it took over every socket by then), then returns.
+pub async fn upgrade(config: &Config) -> Result<(), StartError> {
+    let exe = std::env::current_exe().map_err(io("current executable"))?;
+    let args: Vec<_> = std::env::args_os()
+        .skip(1)
+        .filter(|a| a != "--upgrade")
+        .collect();
+    let mut child = std::process::Command::new(exe)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .map_err(io("spawn the successor"))?;
+    let pid = child.id();
+    let client = crate::control::Client::new(&config.control_socket);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(StartError::Usage(format!(
+                "the successor exited with {status}"
+            )));
+        }
+        if matches!(client.status().await, Ok(s) if s.pid == pid) {
+            tracing::info!(pid, "the successor serves");
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(StartError::Usage(
+                "the successor did not take over within 60s".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn successor_ok(mut conn: std::os::unix::net::UnixStream) {
@@ -182,22 +261,23 @@ async fn sluice_common_shutdown() {
     }
 }
 
-fn spawn_sweeper(rt: Arc<Runtime>) {
+fn spawn_sweeper(routes: Arc<Routes>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         loop {
             tick.tick().await;
-            let mut t = rt.table.lock().await;
-            table::sweep(&rt, &mut t);
+            let mut t = routes.table.lock().await;
+            crate::sweep::sweep(&routes.rt, &mut t);
         }
     });
 }
 
 /// Stops accepting, drains every target, waits for the last connection (bounded).
-async fn drain(rt: &Arc<Runtime>) {
+async fn drain(routes: &Routes) {
+    let rt = &routes.rt;
     let longest = {
-        let mut t = rt.table.lock().await;
-        table::retire(&mut t);
+        let mut t = routes.table.lock().await;
+        crate::sweep::retire(&mut t);
         t.routes
             .values()
             .map(|e| e.spec.drain_timeout.0)
@@ -213,99 +293,4 @@ async fn drain(rt: &Arc<Runtime>) {
     {
         tracing::warn!("connections still open after the drain bound; exiting anyway");
     }
-}
-
-fn spawn_handoff(
-    rt: Arc<Runtime>,
-    listener: tokio::net::UnixListener,
-    control: std::os::unix::net::UnixListener,
-    control_stop: CancellationToken,
-    access: Access,
-    successor: CancellationToken,
-) {
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let me = rustix::process::getuid().as_raw();
-            match stream.peer_cred() {
-                Ok(c) if c.uid() == 0 || c.uid() == me => {}
-                _ => continue,
-            }
-            // Quiesce the control API: stop accepting (requests wait in the shared backlog
-            // for the successor) and hold the table so no change is in flight.
-            control_stop.cancel();
-            rt.retiring.store(true, Ordering::SeqCst);
-            let t = rt.table.lock().await;
-            let mut fds: Vec<std::os::fd::BorrowedFd<'_>> = Vec::new();
-            let mut routes = Vec::new();
-            let services: BTreeMap<&ServiceName, _> = t.routes.iter().collect();
-            for (service, e) in services {
-                let fd = e.listener.as_ref().map(|l| {
-                    fds.push(l.as_fd());
-                    fds.len() - 1
-                });
-                routes.push(OfferedRoute {
-                    service: service.clone(),
-                    spec: e.spec.clone(),
-                    generation: e.generation,
-                    fd,
-                });
-            }
-            fds.push(control.as_fd());
-            let offer = Offer {
-                version: handoff::VERSION,
-                routes,
-                control: fds.len() - 1,
-                fds: fds.len(),
-            };
-            let Ok(mut conn) = stream.into_std() else {
-                continue;
-            };
-            let _ = conn.set_nonblocking(false);
-            let sent = tokio::task::block_in_place(|| {
-                handoff::send(&mut conn, &offer, &fds)
-                    .and_then(|()| handoff::await_ok(&mut conn, Duration::from_secs(30)))
-            });
-            drop(fds);
-            drop(t);
-            match sent {
-                Ok(()) => {
-                    tracing::info!("handed over to a successor");
-                    successor.cancel();
-                    return;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "handoff failed: serving on");
-                    rt.retiring.store(false, Ordering::SeqCst);
-                    let stop = CancellationToken::new();
-                    match control
-                        .try_clone()
-                        .and_then(tokio::net::UnixListener::from_std)
-                    {
-                        Ok(l) => {
-                            server::spawn(rt.clone(), l, access.clone(), stop.clone());
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot serve the control socket again")
-                        }
-                    }
-                    // Later handoffs stop the new control loop.
-                    return spawn_handoff_again(rt, listener, control, stop, access, successor);
-                }
-            }
-        }
-    });
-}
-
-fn spawn_handoff_again(
-    rt: Arc<Runtime>,
-    listener: tokio::net::UnixListener,
-    control: std::os::unix::net::UnixListener,
-    control_stop: CancellationToken,
-    access: Access,
-    successor: CancellationToken,
-) {
-    spawn_handoff(rt, listener, control, control_stop, access, successor);
 }

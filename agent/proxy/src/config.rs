@@ -19,9 +19,10 @@ pub struct Config {
         env = "SLUICE_PROXY_CONTROL_SOCKET"
     )]
     pub control_socket: PathBuf,
-    /// A uid allowed on the control socket besides root and the proxy's own (repeatable).
+    /// A uid (or user name, looked up in /etc/passwd) allowed on the control socket besides
+    /// root and the proxy's own uid (repeatable).
     #[arg(long = "control-uid")]
-    pub control_uids: Vec<u32>,
+    pub control_uids: Vec<String>,
     /// Holds routes.json and handoff.sock.
     #[arg(
         long,
@@ -53,9 +54,36 @@ pub struct Config {
     /// Do not take over from a running proxy even if one answers on the handoff socket.
     #[arg(long)]
     pub no_takeover: bool,
+    /// Start a successor with the same flags (without this one), wait until it has taken
+    /// over the sockets and answers on the control socket, then exit 0: the zero-downtime
+    /// upgrade (`ExecReload=` of the unit).
+    #[arg(long)]
+    pub upgrade: bool,
     /// Log as JSON lines.
     #[arg(long)]
     pub log_json: bool,
+}
+
+/// Resolves `--control-uid` values: numbers as they are, names through /etc/passwd.
+pub fn resolve_uids(values: &[String], passwd: &str) -> Result<Vec<u32>, String> {
+    values
+        .iter()
+        .map(|v| {
+            if let Ok(n) = v.parse::<u32>() {
+                return Ok(n);
+            }
+            passwd
+                .lines()
+                .filter_map(|l| {
+                    let mut f = l.split(':');
+                    let name = f.next()?;
+                    let uid = f.nth(1)?.parse::<u32>().ok()?;
+                    (name == v).then_some(uid)
+                })
+                .next()
+                .ok_or_else(|| format!("--control-uid {v}: no such user in /etc/passwd"))
+        })
+        .collect()
 }
 
 impl Config {
@@ -69,5 +97,37 @@ impl Config {
             response_header_timeout: self.response_header_timeout.0,
             idle_timeout: self.idle_timeout.0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_uids_by_number_or_name() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\nsluice-agent:x:998:998::/var/lib/sluice-agent:/usr/sbin/nologin\n";
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            resolve_uids(&v(&["1000", "sluice-agent"]), passwd),
+            Ok(vec![1000, 998])
+        );
+        assert!(resolve_uids(&v(&["nobody-here"]), passwd).is_err());
+    }
+
+    #[test]
+    fn defaults_are_what_an_operator_expects() {
+        let c = Config::parse_from(["sluice-proxy"]);
+        let l = c.limits();
+        assert_eq!(
+            c.control_socket,
+            PathBuf::from("/run/sluice-proxy/control.sock")
+        );
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/sluice-proxy"));
+        assert_eq!((l.max_header_bytes, l.max_body_bytes), (65536, 64 << 20));
+        assert_eq!(l.header_read_timeout.as_secs(), 30);
+        assert_eq!(l.connect_timeout.as_secs(), 5);
+        assert_eq!(l.response_header_timeout.as_secs(), 60);
+        assert_eq!(l.idle_timeout.as_secs(), 60);
     }
 }

@@ -52,6 +52,9 @@ pub struct Offer {
     pub routes: Vec<OfferedRoute>,
     /// Index of the control socket's fd.
     pub control: usize,
+    /// Index of the metrics listener's fd, if there is one.
+    #[serde(default)]
+    pub metrics: Option<usize>,
     /// How many fds follow.
     pub fds: usize,
 }

@@ -15,17 +15,27 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 
-use crate::body::{ReqBody, RespBody};
+use crate::body::RespBody;
+use crate::reqbody::ReqBody;
 use crate::route::RouteShared;
 use crate::runtime::Runtime;
 use crate::target::TargetRt;
 use crate::upgrade;
 
-/// Per client connection: requests in flight and the last activity, for the idle timeout.
+/// How long an idle HTTP/1.1 connection stays open once its route or the process drains.
+/// Closing an idle keep-alive connection always races a client that sends on it at that
+/// instant; a client that keeps sending gets `Connection: close` on its next answer instead
+/// and never sees that race. One that stays idle this long is closed.
+const DRAIN_IDLE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Per client connection: requests in flight and the last activity (for the idle timeout),
+/// and whether answers should close it.
 #[derive(Debug)]
 struct ConnState {
     inflight: AtomicU64,
     last: Mutex<Instant>,
+    draining: AtomicBool,
+    h2: AtomicBool,
 }
 
 impl ConnState {
@@ -41,6 +51,8 @@ pub async fn serve(rt: Arc<Runtime>, route: Arc<RouteShared>, stream: TcpStream,
     let state = Arc::new(ConnState {
         inflight: AtomicU64::new(0),
         last: Mutex::new(Instant::now()),
+        draining: AtomicBool::new(false),
+        h2: AtomicBool::new(false),
     });
     let svc_state = state.clone();
     let svc_route = route.clone();
@@ -50,6 +62,10 @@ pub async fn serve(rt: Arc<Runtime>, route: Arc<RouteShared>, stream: TcpStream,
         let state = svc_state.clone();
         let rt = svc_rt.clone();
         async move {
+            let h1 = req.version() != Version::HTTP_2;
+            if !h1 {
+                state.h2.store(true, Ordering::SeqCst);
+            }
             state.inflight.fetch_add(1, Ordering::SeqCst);
             state.touch();
             let on_end_state = state.clone();
@@ -57,7 +73,15 @@ pub async fn serve(rt: Arc<Runtime>, route: Arc<RouteShared>, stream: TcpStream,
                 on_end_state.inflight.fetch_sub(1, Ordering::SeqCst);
                 on_end_state.touch();
             });
-            Ok::<_, std::convert::Infallible>(forward(&rt, &route, req, peer, on_end).await)
+            let mut resp = forward(&rt, &route, req, peer, on_end).await;
+            if h1
+                && state.draining.load(Ordering::SeqCst)
+                && resp.status() != StatusCode::SWITCHING_PROTOCOLS
+            {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, std::convert::Infallible>(resp)
         }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -73,8 +97,14 @@ pub async fn serve(rt: Arc<Runtime>, route: Arc<RouteShared>, stream: TcpStream,
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
-    let mut closing = false;
+    let (mut draining, mut shut) = (false, false);
     loop {
+        let drain_signal = async {
+            tokio::select! {
+                _ = rt.graceful.cancelled() => {}
+                _ = route.stop.cancelled() => {}
+            }
+        };
         tokio::select! {
             r = conn.as_mut() => {
                 if let Err(e) = r {
@@ -82,14 +112,21 @@ pub async fn serve(rt: Arc<Runtime>, route: Arc<RouteShared>, stream: TcpStream,
                 }
                 return;
             }
-            _ = rt.graceful.cancelled(), if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
+            _ = drain_signal, if !draining => {
+                draining = true;
+                state.draining.store(true, Ordering::SeqCst);
+                tick = tokio::time::interval(std::time::Duration::from_millis(100));
+                // HTTP/2 says goodbye without a race (GOAWAY names the last stream served).
+                if state.h2.load(Ordering::SeqCst) {
+                    shut = true;
+                    conn.as_mut().graceful_shutdown();
+                }
             }
-            _ = tick.tick(), if !closing => {
+            _ = tick.tick(), if !shut => {
                 let idle = state.last.lock().expect("last lock").elapsed();
-                if state.inflight.load(Ordering::SeqCst) == 0 && idle >= limits.idle_timeout {
-                    closing = true;
+                let limit = if draining { DRAIN_IDLE_GRACE } else { limits.idle_timeout };
+                if state.inflight.load(Ordering::SeqCst) == 0 && idle >= limit {
+                    shut = true;
                     conn.as_mut().graceful_shutdown();
                 }
             }
@@ -225,8 +262,11 @@ async fn forward(
     let too_large = Arc::new(AtomicBool::new(false));
 
     let mut last_target: Option<Arc<TargetRt>> = None;
-    for attempt in 0..2 {
-        let Some(target) = route.pick() else {
+    // One retry after a failed connect; a pick that lost a race with a switch is not an
+    // attempt (bounded anyway).
+    let (mut attempt, mut races) = (0u32, 0u32);
+    while attempt < 2 && races < 8 {
+        let Some(target) = route.pick_avoiding(last_target.as_ref()) else {
             rt.error(route, last_target.as_ref());
             return end(
                 problem(
@@ -238,11 +278,18 @@ async fn forward(
             );
         };
         let Some(client) = target.client() else {
-            // Lost a race with a switch: the retry picks from the new set.
-            last_target = Some(target);
+            // Lost a race with a switch: pick from the new set.
+            races += 1;
             continue;
         };
         let guard = target.begin_request();
+        if !route.is_live(&target) {
+            // Switched away between the pick and the count: the drain may already have
+            // forgotten it, so pick again.
+            drop(guard);
+            races += 1;
+            continue;
+        }
         let uri: Uri = match format!("http://{}{}", target.target.addr, path).parse() {
             Ok(u) => u,
             Err(_) => {
@@ -281,7 +328,8 @@ async fn forward(
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     if let Some(cu) = client_upgrade {
                         let tu = hyper::upgrade::on(&mut resp);
-                        upgrade::spawn(rt, target.clone(), cu, tu);
+                        // The connection is counted before the request stops being.
+                        upgrade::spawn(rt, target.begin_connection(), cu, tu);
                     }
                     let (mut p, _) = resp.into_parts();
                     let proto = p.headers.get(header::UPGRADE).cloned();
@@ -296,11 +344,20 @@ async fn forward(
                 }
                 let (mut p, body) = resp.into_parts();
                 strip_hop_by_hop(&mut p.headers);
-                return Response::from_parts(p, RespBody::relayed(body, guard, on_end));
+                return Response::from_parts(
+                    p,
+                    RespBody::relayed(
+                        body,
+                        guard,
+                        *route.drain_timeout.read().expect("drain lock"),
+                        on_end,
+                    ),
+                );
             }
             Ok(Err(e)) => {
                 let untouched = slot.lock().expect("body slot").is_some();
                 if e.is_connect() && untouched && attempt == 0 {
+                    attempt += 1;
                     tracing::debug!(error = %e, target = %target.target.name, "connect failed; retrying once");
                     last_target = Some(target);
                     continue;

@@ -13,7 +13,10 @@ fn main() -> std::process::ExitCode {
             .with_env_filter(filter)
             .init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .init();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -25,8 +28,22 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(70);
         }
     };
-    match runtime.block_on(sluice_proxy::app::run(config)) {
+    let result = if config.upgrade {
+        runtime.block_on(sluice_proxy::app::upgrade(&config))
+    } else {
+        runtime.block_on(sluice_proxy::app::run(config))
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e @ sluice_proxy::app::StartError::Usage(_)) => {
+            tracing::error!(error = %e, "sluice-proxy");
+            // EX_USAGE: systemd does not restart on it (RestartPreventExitStatus=64).
+            std::process::ExitCode::from(64)
+        }
+        Err(e @ sluice_proxy::app::StartError::Upgrade(_)) => {
+            tracing::error!(error = %e, "sluice-proxy");
+            std::process::ExitCode::FAILURE
+        }
         Err(e) => {
             tracing::error!(error = %e, "sluice-proxy cannot start");
             std::process::ExitCode::from(71)

@@ -149,11 +149,15 @@ impl Metrics {
         }
     }
 
-    /// Sets a route's gauges.
-    pub fn route(&self, service: &str, generation: u64, drains: usize) {
+    /// Sets a route's generation.
+    pub fn generation(&self, service: &str, generation: u64) {
         self.generation
             .with_label_values(&[service])
             .set(generation as i64);
+    }
+
+    /// Sets how many targets of a service are draining.
+    pub fn drains(&self, service: &str, drains: usize) {
         self.drains.with_label_values(&[service]).set(drains as i64);
     }
 
@@ -195,7 +199,8 @@ mod tests {
         let t = m.target("web", "v1");
         t.request("2xx");
         t.rx.inc_by(10);
-        m.route("web", 3, 1);
+        m.generation("web", 3);
+        m.drains("web", 1);
         let text = m.render();
         assert!(text
             .contains(r#"sluice_proxy_requests_total{class="2xx",service="web",target="v1"} 1"#));

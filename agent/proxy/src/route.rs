@@ -66,9 +66,34 @@ impl RouteShared {
         self.live.read().expect("live lock").clone()
     }
 
+    /// Whether `t` is among the live targets now.
+    pub fn is_live(&self, t: &Arc<TargetRt>) -> bool {
+        self.live().targets.iter().any(|l| Arc::ptr_eq(l, t))
+    }
+
     /// Picks a target for a new request or connection, by weight.
     pub fn pick(&self) -> Option<Arc<TargetRt>> {
+        self.pick_avoiding(None)
+    }
+
+    /// Picks like [`Self::pick`], but avoids `failed` (a target a retry just failed to
+    /// reach) whenever another live target has weight; a switch in between means `failed`
+    /// is no longer live at all.
+    pub fn pick_avoiding(&self, failed: Option<&Arc<TargetRt>>) -> Option<Arc<TargetRt>> {
         let live = self.live();
-        pick(&live.weights, self.rng.next()).map(|i| live.targets[i].clone())
+        let weights: Vec<u32> = live
+            .targets
+            .iter()
+            .zip(&live.weights)
+            .map(|(t, &w)| {
+                if failed.is_some_and(|f| Arc::ptr_eq(f, t)) {
+                    0
+                } else {
+                    w
+                }
+            })
+            .collect();
+        let i = pick(&weights, self.rng.next()).or_else(|| pick(&live.weights, self.rng.next()))?;
+        Some(live.targets[i].clone())
     }
 }

@@ -1,5 +1,6 @@
-//! What the whole process shares: metrics, the route table, the tasks that carry traffic,
-//! and the switch that makes client connections close gracefully.
+//! What the whole process shares with the data path: metrics, the tasks that carry traffic,
+//! the limits, and the switch that makes client connections close gracefully. The route
+//! table itself is [`crate::table::Routes`].
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -11,7 +12,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
 use crate::route::RouteShared;
-use crate::table::Table;
 use crate::target::{Limits, TargetRt};
 
 /// The process's state.
@@ -30,8 +30,6 @@ pub struct Runtime {
     pub limits: Limits,
     /// Where `routes.json` lives.
     pub state_dir: PathBuf,
-    /// The routes; the control path holds the lock across a whole change.
-    pub table: tokio::sync::Mutex<Table>,
     /// Set once a successor took over (or SIGTERM came): the control API refuses changes.
     pub retiring: AtomicBool,
     /// Whether listeners are pushed into systemd's file-descriptor store.
@@ -39,7 +37,7 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// A runtime with an empty table.
+    /// A runtime.
     pub fn new(state_dir: PathBuf, limits: Limits, fdstore: bool) -> Arc<Self> {
         Arc::new(Self {
             metrics: Metrics::new(),
@@ -48,7 +46,6 @@ impl Runtime {
             started: Instant::now(),
             limits,
             state_dir,
-            table: tokio::sync::Mutex::new(Table::default()),
             retiring: AtomicBool::new(false),
             fdstore,
         })

@@ -59,22 +59,21 @@ pub fn forget(service: &ServiceName) {
     let _ = sd_notify::notify(&[NotifyState::FdStoreRemove, NotifyState::FdName(&name)]);
 }
 
-/// The listeners systemd passed (`LISTEN_FDS` + `LISTEN_FDNAMES`), by service.
-pub fn take_listeners() -> BTreeMap<String, std::net::TcpListener> {
+/// The listeners systemd passed (`LISTEN_FDS` + `LISTEN_FDNAMES`), by service (a service may
+/// have several if it moved ports; the caller keeps the one on its address).
+pub fn take_listeners() -> BTreeMap<String, Vec<std::net::TcpListener>> {
     let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
         .map(|v| v.split(':').map(str::to_string).collect())
         .unwrap_or_default();
     let mut fds = listenfd::ListenFd::from_env();
-    let mut out = BTreeMap::new();
+    let mut out: BTreeMap<String, Vec<std::net::TcpListener>> = BTreeMap::new();
     for i in 0..fds.len() {
         let name = names.get(i).cloned().unwrap_or_default();
         let Some(service) = name.strip_prefix("route-") else {
             continue;
         };
         match fds.take_tcp_listener(i) {
-            Ok(Some(l)) => {
-                out.insert(service.to_string(), l);
-            }
+            Ok(Some(l)) => out.entry(service.to_string()).or_default().push(l),
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, %name, "a stored fd is not a TCP listener"),
         }

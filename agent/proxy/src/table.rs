@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use sluice_common::names::ServiceName;
 use sluice_common::proxy::{validate_targets, Draining, RouteSpec, RouteView, SpecError, Target};
 
-use crate::drain::{self, Verdict};
+use crate::drain;
 use crate::persist::{self, Stored};
 use crate::plan::plan_targets;
 use crate::route::{Live, RouteShared};
@@ -42,6 +42,26 @@ pub struct Entry {
     pub live: Vec<Arc<TargetRt>>,
     /// Targets draining.
     pub draining: Vec<DrainEntry>,
+}
+
+/// The route table behind its lock, with the runtime it starts listeners on. The control
+/// path holds the lock across a whole change, so changes are serialized.
+#[derive(Debug)]
+pub struct Routes {
+    /// What the data path shares.
+    pub rt: Arc<Runtime>,
+    /// The routes.
+    pub table: tokio::sync::Mutex<Table>,
+}
+
+impl Routes {
+    /// An empty table.
+    pub fn new(rt: Arc<Runtime>) -> Arc<Self> {
+        Arc::new(Self {
+            rt,
+            table: tokio::sync::Mutex::new(Table::default()),
+        })
+    }
 }
 
 /// All routes, plus the drains of deleted routes.
@@ -237,11 +257,15 @@ pub fn install(
         weights.push(t.weight);
     }
     let deadline = drain::deadline(now, spec.drain_timeout.0);
+    // Their pools close only after the swap: a request that picks one before it still
+    // finds its pool.
+    let mut to_close = Vec::new();
     for &li in &plan.drain {
         let t = old_live[li].clone();
-        t.close_pool();
+        to_close.push(t.clone());
         draining.push(DrainEntry { t, deadline });
     }
+    let fresh_socket = listener.is_some() && old_listener.is_some();
     let rebind = listener.is_some() || old_shared.as_ref().is_none_or(|s| s.mode != spec.mode);
     let (shared, listener) = match (rebind, old_shared) {
         (false, Some(s)) => {
@@ -250,6 +274,12 @@ pub fn install(
         }
         (_, old) => {
             if let Some(o) = old {
+                // Its listener stops; connections it accepted follow the new targets until
+                // they close (gracefully, once idle).
+                o.swap(Live {
+                    targets: next.clone(),
+                    weights: weights.clone(),
+                });
                 o.stop.cancel();
             }
             let shared = RouteShared::new(
@@ -258,6 +288,12 @@ pub fn install(
                 spec.drain_timeout.0,
                 rt.limits,
             );
+            // Targets first, then the accept loop: a connection already waiting in the
+            // backlog (a restart, a handoff) must find them.
+            shared.swap(Live {
+                targets: next.clone(),
+                weights: weights.clone(),
+            });
             let l = listener.or(old_listener);
             if let Some(l) = &l {
                 let _ = l.set_nonblocking(true);
@@ -266,18 +302,27 @@ pub fn install(
                     Err(e) => tracing::error!(error = %e, %service, "cannot serve the listener"),
                 }
                 if rt.fdstore {
+                    // A route that moved to another port must not leave its old socket in
+                    // the store.
+                    if fresh_socket {
+                        crate::systemd::forget(service);
+                    }
                     crate::systemd::store(service, l);
                 }
             }
             (shared, l)
         }
     };
+    tracing::debug!(%service, generation, "switched");
     shared.swap(Live {
         targets: next.clone(),
         weights,
     });
-    rt.metrics
-        .route(service.as_str(), generation, draining.len());
+    for t in to_close {
+        t.close_pool();
+    }
+    rt.metrics.generation(service.as_str(), generation);
+    rt.metrics.drains(service.as_str(), draining.len());
     table.routes.insert(
         service.clone(),
         Entry {
@@ -300,12 +345,13 @@ fn refuse_if_retiring(rt: &Runtime) -> Result<(), OpError> {
 
 /// `PUT /v1/routes/{service}`: creates or replaces a route.
 pub async fn put(
-    rt: &Arc<Runtime>,
+    routes: &Routes,
     service: &ServiceName,
     spec: RouteSpec,
 ) -> Result<RouteView, OpError> {
     spec.validate()?;
-    let mut table = rt.table.lock().await;
+    let rt = &routes.rt;
+    let mut table = routes.table.lock().await;
     refuse_if_retiring(rt)?;
     let current = table.routes.get(service);
     if let Some(e) = current {
@@ -337,12 +383,13 @@ pub async fn put(
 
 /// `PUT /v1/routes/{service}/targets`: the switch.
 pub async fn switch(
-    rt: &Arc<Runtime>,
+    routes: &Routes,
     service: &ServiceName,
     targets: Vec<Target>,
 ) -> Result<RouteView, OpError> {
     validate_targets(&targets)?;
-    let mut table = rt.table.lock().await;
+    let rt = &routes.rt;
+    let mut table = routes.table.lock().await;
     refuse_if_retiring(rt)?;
     let e = table
         .routes
@@ -371,8 +418,9 @@ pub async fn switch(
 }
 
 /// `DELETE /v1/routes/{service}`: stops listening, drains, forgets. `false` if unknown.
-pub async fn remove(rt: &Arc<Runtime>, service: &ServiceName) -> Result<bool, OpError> {
-    let mut table = rt.table.lock().await;
+pub async fn remove(routes: &Routes, service: &ServiceName) -> Result<bool, OpError> {
+    let rt = &routes.rt;
+    let mut table = routes.table.lock().await;
     refuse_if_retiring(rt)?;
     if !table.routes.contains_key(service) {
         return Ok(false);
@@ -385,9 +433,10 @@ pub async fn remove(rt: &Arc<Runtime>, service: &ServiceName) -> Result<bool, Op
     if rt.fdstore {
         crate::systemd::forget(service);
     }
+    // The route's client connections close gracefully (their listener's stop); what is in
+    // flight finishes on the targets it picked, which drain like any other.
     let deadline = drain::deadline(Instant::now(), e.spec.drain_timeout.0);
     for t in e.live {
-        t.close_pool();
         table
             .orphans
             .push((service.to_string(), DrainEntry { t, deadline }));
@@ -397,59 +446,4 @@ pub async fn remove(rt: &Arc<Runtime>, service: &ServiceName) -> Result<bool, Op
     }
     rt.metrics.forget_route(service.as_str());
     Ok(true)
-}
-
-fn sweep_list(list: &mut Vec<DrainEntry>, now: Instant) {
-    list.retain(|d| match drain::verdict(d.t.load(), d.deadline, now) {
-        Verdict::Done => false,
-        Verdict::Cut => {
-            d.t.cut.cancel();
-            true
-        }
-        Verdict::Wait => true,
-    });
-}
-
-/// One pass of the drain bookkeeping: cuts what passed its deadline, forgets what is empty.
-pub fn sweep(rt: &Runtime, table: &mut Table) {
-    let now = Instant::now();
-    for (service, e) in table.routes.iter_mut() {
-        sweep_list(&mut e.draining, now);
-        rt.metrics
-            .route(service.as_str(), e.generation, e.draining.len());
-    }
-    let mut per: BTreeMap<String, usize> = BTreeMap::new();
-    table.orphans.retain(|(s, d)| {
-        let keep = match drain::verdict(d.t.load(), d.deadline, now) {
-            Verdict::Done => false,
-            Verdict::Cut => {
-                d.t.cut.cancel();
-                true
-            }
-            Verdict::Wait => true,
-        };
-        if keep {
-            *per.entry(s.clone()).or_default() += 1;
-        }
-        keep
-    });
-    for (s, n) in per {
-        if !table.routes.keys().any(|k| k.as_str() == s) {
-            rt.metrics.route(&s, 0, n);
-        }
-    }
-}
-
-/// The whole process drains: no route accepts any more, every live target starts draining
-/// with its route's `drain_timeout` (not persisted: the routes stay as they are on disk).
-pub fn retire(table: &mut Table) {
-    let now = Instant::now();
-    for e in table.routes.values_mut() {
-        e.shared.stop.cancel();
-        let deadline = drain::deadline(now, e.spec.drain_timeout.0);
-        for t in e.live.drain(..) {
-            t.close_pool();
-            e.draining.push(DrainEntry { t, deadline });
-        }
-    }
 }

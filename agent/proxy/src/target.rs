@@ -11,9 +11,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use sluice_common::proxy::Target;
 use tokio_util::sync::CancellationToken;
 
-use crate::body::ReqBody;
 use crate::drain::Load;
 use crate::metrics::TargetMetrics;
+use crate::reqbody::ReqBody;
 
 /// The pooled HTTP/1.1 client to one target.
 pub type HttpClient = Client<HttpConnector, ReqBody>;

@@ -3,7 +3,6 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use hyper::upgrade::OnUpgrade;
@@ -12,7 +11,7 @@ use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::runtime::Runtime;
-use crate::target::TargetRt;
+use crate::target::{ConnectionGuard, TargetRt};
 
 /// Wraps the client side of a relayed connection: reads count as rx, writes as tx.
 #[derive(Debug)]
@@ -67,13 +66,14 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     }
 }
 
-/// Copies `client` <-> `upstream` until either closes or the target's drain deadline.
-pub async fn relay<A, B>(target: Arc<TargetRt>, client: A, mut upstream: B)
+/// Copies `client` <-> `upstream` until either closes or the target's drain deadline. The
+/// caller took `guard` before it connected, so the drain never misses the connection.
+pub async fn relay<A, B>(guard: ConnectionGuard, client: A, mut upstream: B)
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let _guard = target.begin_connection();
+    let target = guard.0.clone();
     let mut client = Counted::new(client, &target);
     tokio::select! {
         r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
@@ -85,13 +85,14 @@ where
             tracing::debug!(target = %target.target.name, "drain deadline: closing a relayed connection");
         }
     }
+    drop(guard);
 }
 
 /// Spawns the relay of an upgraded connection once both sides have upgraded.
-pub fn spawn(rt: &Runtime, target: Arc<TargetRt>, client: OnUpgrade, upstream: OnUpgrade) {
+pub fn spawn(rt: &Runtime, guard: ConnectionGuard, client: OnUpgrade, upstream: OnUpgrade) {
     rt.tracker.spawn(async move {
         match tokio::try_join!(client, upstream) {
-            Ok((c, u)) => relay(target, TokioIo::new(c), TokioIo::new(u)).await,
+            Ok((c, u)) => relay(guard, TokioIo::new(c), TokioIo::new(u)).await,
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }
     });

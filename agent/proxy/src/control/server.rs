@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::problem::{from_op, problem, ProblemBody};
 use super::wire::{collect, Full};
 use crate::runtime::Runtime;
-use crate::table;
+use crate::table::{self, Routes};
 
 /// Largest control request body.
 const MAX_BODY: usize = 1024 * 1024;
@@ -54,7 +54,7 @@ pub fn bind(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
 
 /// Serves the control API until `stop` is cancelled.
 pub fn spawn(
-    rt: Arc<Runtime>,
+    routes: Arc<Routes>,
     listener: UnixListener,
     access: Access,
     stop: CancellationToken,
@@ -88,11 +88,11 @@ pub fn spawn(
                     continue;
                 }
             }
-            let rt = rt.clone();
+            let routes = routes.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
-                    let rt = rt.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handle(&rt, req).await) }
+                    let routes = routes.clone();
+                    async move { Ok::<_, std::convert::Infallible>(handle(&routes, req).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
@@ -123,7 +123,8 @@ fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ProblemBody>
 }
 
 /// The routes of the API.
-async fn handle(rt: &Arc<Runtime>, req: Request<Incoming>) -> Response<Full> {
+async fn handle(routes: &Routes, req: Request<Incoming>) -> Response<Full> {
+    let rt = &routes.rt;
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -136,7 +137,7 @@ async fn handle(rt: &Arc<Runtime>, req: Request<Incoming>) -> Response<Full> {
     let r: Result<Response<Full>, ProblemBody> = async {
         match (&method, segs.as_slice()) {
             (&Method::GET, ["v1", "status"]) => {
-                let routes = rt.table.lock().await.routes.len();
+                let routes = routes.table.lock().await.routes.len();
                 Ok(json(
                     StatusCode::OK,
                     &ProxyStatus {
@@ -152,7 +153,7 @@ async fn handle(rt: &Arc<Runtime>, req: Request<Incoming>) -> Response<Full> {
                 .body(Full::new(rt.metrics.render()))
                 .expect("valid response")),
             (&Method::GET, ["v1", "routes"]) => {
-                let t = rt.table.lock().await;
+                let t = routes.table.lock().await;
                 let now = Instant::now();
                 let v: Vec<_> = t
                     .routes
@@ -163,7 +164,7 @@ async fn handle(rt: &Arc<Runtime>, req: Request<Incoming>) -> Response<Full> {
             }
             (&Method::GET, ["v1", "routes", s]) => {
                 let s = service(s)?;
-                let t = rt.table.lock().await;
+                let t = routes.table.lock().await;
                 match t.routes.get(&s) {
                     Some(e) => Ok(json(StatusCode::OK, &table::view(&s, e, Instant::now()))),
                     None => Err(problem(
@@ -176,7 +177,7 @@ async fn handle(rt: &Arc<Runtime>, req: Request<Incoming>) -> Response<Full> {
                 let s =
                     ServiceName::parse(s).map_err(|e| problem("invalid_body", e.to_string()))?;
                 let spec: RouteSpec = parse(&body)?;
-                table::put(rt, &s, spec)
+                table::put(routes, &s, spec)
                     .await
                     .map(|v| json(StatusCode::OK, &v))
                     .map_err(|e| from_op(&e))
@@ -184,14 +185,14 @@ async fn handle(rt: &Arc<Runtime>, req: Request<Incoming>) -> Response<Full> {
             (&Method::PUT, ["v1", "routes", s, "targets"]) => {
                 let s = service(s)?;
                 let u: TargetsUpdate = parse(&body)?;
-                table::switch(rt, &s, u.targets)
+                table::switch(routes, &s, u.targets)
                     .await
                     .map(|v| json(StatusCode::OK, &v))
                     .map_err(|e| from_op(&e))
             }
             (&Method::DELETE, ["v1", "routes", s]) => {
                 let s = service(s)?;
-                match table::remove(rt, &s).await {
+                match table::remove(routes, &s).await {
                     Ok(true) => Ok(Response::builder()
                         .status(StatusCode::NO_CONTENT)
                         .body(Full::default())

@@ -1,0 +1,67 @@
+//! The drain loop's pass over the table (cut what passed its deadline, forget what is
+//! empty, keep the gauges) and the retirement of the whole process.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::drain::{self, Verdict};
+use crate::runtime::Runtime;
+use crate::table::{DrainEntry, Table};
+
+fn sweep_list(list: &mut Vec<DrainEntry>, now: Instant) {
+    list.retain(|d| match drain::verdict(d.t.load(), d.deadline, now) {
+        Verdict::Done => false,
+        Verdict::Cut => {
+            d.t.cut.cancel();
+            true
+        }
+        Verdict::Wait => true,
+    });
+}
+
+/// One pass of the drain bookkeeping: cuts what passed its deadline, forgets what is empty.
+pub fn sweep(rt: &Runtime, table: &mut Table) {
+    let now = Instant::now();
+    let mut drains: BTreeMap<String, usize> = BTreeMap::new();
+    for (service, e) in table.routes.iter_mut() {
+        sweep_list(&mut e.draining, now);
+        rt.metrics.generation(service.as_str(), e.generation);
+        drains.insert(service.to_string(), e.draining.len());
+    }
+    // Deleted routes: their drains count until they are done, then 0.
+    for (s, _) in &table.orphans {
+        drains.entry(s.clone()).or_default();
+    }
+    table.orphans.retain(|(s, d)| {
+        let keep = match drain::verdict(d.t.load(), d.deadline, now) {
+            Verdict::Done => false,
+            Verdict::Cut => {
+                d.t.cut.cancel();
+                true
+            }
+            Verdict::Wait => true,
+        };
+        if keep {
+            *drains.entry(s.clone()).or_default() += 1;
+        }
+        keep
+    });
+    for (s, n) in drains {
+        rt.metrics.drains(&s, n);
+    }
+}
+
+/// The whole process drains: no route accepts any more, every live target starts draining
+/// with its route's `drain_timeout` (not persisted: the routes stay as they are on disk).
+pub fn retire(table: &mut Table) {
+    let now = Instant::now();
+    for e in table.routes.values_mut() {
+        e.shared.stop.cancel();
+        let deadline = drain::deadline(now, e.spec.drain_timeout.0);
+        // Pools stay: requests still arriving on connections that are closing gracefully
+        // are served by the same targets.
+        for t in e.live.drain(..) {
+            e.draining.push(DrainEntry { t, deadline });
+        }
+    }
+}
