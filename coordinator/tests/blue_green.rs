@@ -175,13 +175,24 @@ impl Drop for Env {
 
 /// What a load report must show: no failure at all, and enough traffic to mean it.
 fn assert_lossless(what: &str, r: &LoadReport) {
-    assert!(
-        r.failures.is_empty(),
-        "{what}: {} of {} requests failed; first: {:?}",
-        r.failures.len(),
-        r.ok + r.failures.len() as u64,
-        r.failures.first()
-    );
+    if !r.failures.is_empty() {
+        // Every kind of failure with its count and when it first and last happened, so a
+        // failure in CI says what it was.
+        let t0 = r.seen.first().map(|s| s.sent);
+        let mut kinds: std::collections::BTreeMap<&str, (usize, u128, u128)> =
+            Default::default();
+        for f in &r.failures {
+            let at = t0.map_or(0, |t| f.sent.saturating_duration_since(t).as_millis());
+            let e = kinds.entry(f.error.as_str()).or_insert((0, at, at));
+            e.0 += 1;
+            e.2 = at;
+        }
+        panic!(
+            "{what}: {} of {} requests failed (ms since the first answer): {kinds:#?}",
+            r.failures.len(),
+            r.ok + r.failures.len() as u64,
+        );
+    }
     assert!(
         r.rate() >= 150.0,
         "{what}: the load ran at {:.0} requests/s only",

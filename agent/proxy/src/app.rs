@@ -258,6 +258,7 @@ async fn sluice_common_shutdown() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+        _ = crate::systemd::parent_gone() => {}
     }
 }
 

@@ -80,3 +80,22 @@ pub fn take_listeners() -> BTreeMap<String, Vec<std::net::TcpListener>> {
     }
     out
 }
+
+/// Resolves when the parent that started this proxy with `SLUICE_EXIT_WITH_STDIN=1`
+/// (`sluice dev`, which holds the write end of our standard input) is gone, however it died:
+/// our standard input reaches end-of-file. Never resolves without the variable.
+pub async fn parent_gone() {
+    if std::env::var_os("SLUICE_EXIT_WITH_STDIN").is_none_or(|v| v != "1") {
+        return std::future::pending().await;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 64];
+        let mut stdin = std::io::stdin();
+        while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+        let _ = tx.send(());
+    });
+    let _ = rx.await;
+    tracing::warn!("standard input closed (the parent is gone): shutting down");
+}
