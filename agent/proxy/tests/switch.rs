@@ -318,3 +318,102 @@ async fn tcp_connections_drain_until_the_deadline() {
     })
     .await;
 }
+
+/// The blue_green cycle the agent runs, 20 times under load: start a new backend, switch,
+/// wait until the old one is gone from `draining`, stop it (its listener and every
+/// connection close, as a stopped container's do). No request fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_deploys_with_the_old_backend_stopped_after_its_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(dir.path(), &[]).await;
+    let port = free_port();
+    let web = svc("web");
+    let mut live = Backend::http("v1").await;
+    let mut live_label = "v1-0".to_string();
+    proxy
+        .client
+        .put_route(
+            &web,
+            &spec(
+                port,
+                ProxyMode::Http,
+                vec![target(&live_label, live.addr)],
+                Duration::from_secs(5),
+            ),
+        )
+        .await
+        .unwrap();
+    let load = Load::start(
+        format!("http://127.0.0.1:{port}/version"),
+        LoadOptions::default(),
+    );
+    let mut switches = Vec::new();
+    for i in 1..=20 {
+        let version = if i % 2 == 0 { "v1" } else { "v2" };
+        let next = Backend::http(version).await;
+        let label = format!("{version}-{i}");
+        let asked = Instant::now();
+        proxy
+            .client
+            .switch(&web, &[target(&label, next.addr)])
+            .await
+            .unwrap();
+        switches.push((asked, Instant::now(), version));
+        let c = proxy.client.clone();
+        let w = web.clone();
+        let old = live_label.clone();
+        eventually("the old target drained", Duration::from_secs(10), || {
+            let (c, w, old) = (c.clone(), w.clone(), old.clone());
+            async move {
+                let v = c.route(&w).await.map_err(|e| e.to_string())?.unwrap();
+                if v.draining.iter().any(|d| d.target == old) {
+                    Err(format!("{:?}", v.draining))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        drop(std::mem::replace(&mut live, next));
+        live_label = label;
+        let at = Instant::now();
+        eventually(
+            "answers from the new backend",
+            Duration::from_secs(10),
+            || {
+                let n = load.snapshot().seen_after(at).count();
+                async move {
+                    if n >= 20 {
+                        Ok(())
+                    } else {
+                        Err(format!("{n}"))
+                    }
+                }
+            },
+        )
+        .await;
+    }
+    let report = load.stop().await;
+    assert!(
+        report.failures.is_empty(),
+        "{} failures: {:?}",
+        report.failures.len(),
+        &report.failures[..report.failures.len().min(10)]
+    );
+    for (i, (_, at, version)) in switches.iter().enumerate() {
+        let until = switches
+            .get(i + 1)
+            .map_or(Instant::now() + Duration::from_secs(3600), |s| s.0);
+        assert!(
+            report
+                .seen_between(*at, until)
+                .all(|s| s.first_line == *version),
+            "deploy {i}"
+        );
+    }
+    eprintln!(
+        "20 deploys: {} answers at {:.0}/s, 0 failures",
+        report.ok,
+        report.rate()
+    );
+}

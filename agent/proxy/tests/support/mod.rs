@@ -197,10 +197,13 @@ pub struct Backend {
     pub served: Arc<AtomicU64>,
     pub slow_in_flight: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl Drop for Backend {
     fn drop(&mut self) {
+        // Like a stopped container: the listener and every connection close.
+        self.stop.cancel();
         self.task.abort();
     }
 }
@@ -269,20 +272,25 @@ impl Backend {
         let served = Arc::new(AtomicU64::new(0));
         let slow = Arc::new(AtomicU64::new(0));
         let (n, s, sl) = (name.to_string(), served.clone(), slow.clone());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let st = stop.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = l.accept().await else {
                     continue;
                 };
-                let (n, s, sl) = (n.clone(), s.clone(), sl.clone());
+                let (n, s, sl, st) = (n.clone(), s.clone(), sl.clone(), st.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
                         backend_handle(n.clone(), s.clone(), sl.clone(), req)
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
+                    let conn = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
-                        .with_upgrades()
-                        .await;
+                        .with_upgrades();
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = st.cancelled() => {}
+                    }
                 });
             }
         });
@@ -292,6 +300,7 @@ impl Backend {
             served,
             slow_in_flight: slow,
             task,
+            stop,
         }
     }
 
@@ -331,6 +340,7 @@ impl Backend {
             served,
             slow_in_flight: Arc::new(AtomicU64::new(0)),
             task,
+            stop: tokio_util::sync::CancellationToken::new(),
         }
     }
 
