@@ -179,8 +179,7 @@ fn assert_lossless(what: &str, r: &LoadReport) {
         // Every kind of failure with its count and when it first and last happened, so a
         // failure in CI says what it was.
         let t0 = r.seen.first().map(|s| s.sent);
-        let mut kinds: std::collections::BTreeMap<&str, (usize, u128, u128)> =
-            Default::default();
+        let mut kinds: std::collections::BTreeMap<&str, (usize, u128, u128)> = Default::default();
         for f in &r.failures {
             let at = t0.map_or(0, |t| f.sent.saturating_duration_since(t).as_millis());
             let e = kinds.entry(f.error.as_str()).or_insert((0, at, at));

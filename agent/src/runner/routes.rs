@@ -138,7 +138,7 @@ impl<R: Runtime> Exec<'_, R> {
             ));
         };
         match self.rt.inspect(old).await? {
-            Some(c) if c.running && !self.loopback_addr(old).await.is_ok() => {
+            Some(c) if c.running && self.loopback_addr(old).await.is_err() => {
                 tracing::warn!(container = %short(old), "moving the service behind sluice-proxy: stopping the container that published its port itself");
                 self.rt.stop(old, self.env.stop_grace).await?;
                 Ok(())
