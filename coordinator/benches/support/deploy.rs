@@ -48,20 +48,38 @@ pub async fn wait_registered(c: &Cluster, server: &str) {
     }
 }
 
-/// Deploys `image` as `service` on `server` through node 0 of `c` (HTTP health check on
-/// `/health` every 50 ms), following the deployment over SSE until `success`. Returns the
-/// deployment id and the time from the API call to `success`.
+/// Deploys `image` as `service` on `server` through node 0 of `c` with strategy `recreate`
+/// and no watch period (`min_healthy` 0s), as these benches measured before `blue_green`
+/// became the API's default; see [`sluice_deploy_with`].
 pub async fn sluice_deploy(
     c: &Cluster,
     service: &str,
     server: &str,
     image: &str,
 ) -> (String, Duration) {
+    let extra = json!({"strategy": "recreate", "min_healthy": "0s"});
+    sluice_deploy_with(c, service, server, image, &extra).await
+}
+
+/// Deploys `image` as `service` on `server` through node 0 of `c` (HTTP health check on
+/// `/health` every 50 ms), with the fields of `extra` (an object: `strategy`,
+/// `min_healthy`, ...) added to the request, following the deployment over SSE until
+/// `success`. Returns the deployment id and the time from the API call to `success`.
+pub async fn sluice_deploy_with(
+    c: &Cluster,
+    service: &str,
+    server: &str,
+    image: &str,
+    extra: &Value,
+) -> (String, Duration) {
     let t = Instant::now();
-    let body = json!({
+    let mut body = json!({
         "service": service, "image": image, "servers": [server], "container_port": 8080,
         "health": {"kind": "http", "path": "/health", "interval": "50ms", "retries": 20}
     });
+    for (k, v) in extra.as_object().expect("extra fields: an object") {
+        body[k] = v.clone();
+    }
     let r = c
         .http
         .post(c.nodes[0].url("/v1/deployments"))
