@@ -366,19 +366,8 @@ pub async fn put(
                 .map_err(|e| OpError::PortBusy(format!("cannot listen on {}: {e}", spec.listen)))?,
         ),
     };
-    check_targets(&spec.targets).await?;
     let generation = current.map_or(1, |e| e.generation + 1);
-    let mut next = stored(&table);
-    next.insert(
-        service.clone(),
-        Stored {
-            spec: spec.clone(),
-            generation,
-        },
-    );
-    save(rt, next).await?;
-    install(rt, &mut table, service, spec, generation, listener);
-    Ok(view(service, &table.routes[service], Instant::now()))
+    commit(rt, &mut table, service, spec, generation, listener).await
 }
 
 /// `PUT /v1/routes/{service}/targets`: the switch.
@@ -403,8 +392,21 @@ pub async fn switch(
         ..e.spec.clone()
     };
     let generation = e.generation + 1;
+    commit(rt, &mut table, service, spec, generation, None).await
+}
+
+/// Checks the spec's live targets, persists the table with `service` at `spec`, then
+/// installs it (nothing changes when a check or the write fails).
+async fn commit(
+    rt: &Arc<Runtime>,
+    table: &mut Table,
+    service: &ServiceName,
+    spec: RouteSpec,
+    generation: u64,
+    listener: Option<std::net::TcpListener>,
+) -> Result<RouteView, OpError> {
     check_targets(&spec.targets).await?;
-    let mut next = stored(&table);
+    let mut next = stored(table);
     next.insert(
         service.clone(),
         Stored {
@@ -413,7 +415,7 @@ pub async fn switch(
         },
     );
     save(rt, next).await?;
-    install(rt, &mut table, service, spec, generation, None);
+    install(rt, table, service, spec, generation, listener);
     Ok(view(service, &table.routes[service], Instant::now()))
 }
 
