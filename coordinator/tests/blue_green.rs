@@ -275,9 +275,55 @@ async fn a_version_that_never_turns_healthy_gets_no_traffic() {
     assert_lossless("a broken v2", &report);
     let served = all_from(&report, t, "v1").unwrap();
     assert!(served > 100, "{served} responses during the deploy");
-    // The proxy's own count: no request ever went to a target but v1's.
-    let proxy_log = env.agents[0].proxy.log();
-    assert!(!proxy_log.contains("broken"), "{proxy_log}");
+    // The proxy's own count: every request of the service went to v1's container, none
+    // to the broken one (which never became a target).
+    let v1 = first.servers[0].operation.map(|o| o.to_string()).unwrap();
+    let v1_container = container_of(&v1, "bg2");
+    let metrics = proxy_metrics(&env.agents[0]);
+    let targets: Vec<&str> = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("sluice_proxy_requests_total{") && l.contains("service=\"bg-broken\"")
+        })
+        .collect();
+    assert!(!targets.is_empty(), "{metrics}");
+    for line in targets {
+        assert!(
+            line.contains(&format!("target=\"{}\"", &v1_container[..12])),
+            "a request went elsewhere than v1: {line}"
+        );
+    }
+}
+
+/// The id of the container deployment `id` created on server `server`, running or not.
+fn container_of(id: &str, server: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            &format!("label=sluice.deployment={id}"),
+            "--filter",
+            &format!("label=sluice.server={server}"),
+        ])
+        .output()
+        .unwrap();
+    let c = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(c.len() >= 12, "no container of {id} on {server}");
+    c
+}
+
+/// The proxy's Prometheus text, from its control socket.
+fn proxy_metrics(agent: &AgentProc) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-sf", "--unix-socket"])
+        .arg(agent.proxy.socket())
+        .arg("http://proxy/metrics")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "GET /metrics on the control socket");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A v2 that passes its first check and fails 5 s later, inside `min_healthy`: traffic

@@ -1,9 +1,20 @@
 //! The proxy's Prometheus metrics, in a registry the process holds (no globals).
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+/// How long a target's series stay after its drain ended (so that Prometheus scrapes its
+/// last increments) before they are removed: without this, every deploy would add a label
+/// set that stays for the life of the process.
+pub const RETAIN_GONE: Duration = Duration::from_secs(600);
+
+/// Status classes a target's request counter is labelled with.
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
 
 /// Latency buckets: 0.5 ms to 10 s.
 const BUCKETS: &[f64] = &[
@@ -20,6 +31,8 @@ pub struct Metrics {
     bytes: IntCounterVec,
     drains: IntGaugeVec,
     generation: IntGaugeVec,
+    /// Targets whose drain ended, with when: their series go [`RETAIN_GONE`] later.
+    gone: Arc<Mutex<Vec<(String, String, Instant)>>>,
 }
 
 /// The handles of one (service, target) pair, resolved once.
@@ -133,11 +146,17 @@ impl Metrics {
             bytes,
             drains,
             generation,
+            gone: Arc::default(),
         }
     }
 
-    /// The handles for one target of one service.
+    /// The handles for one target of one service (a target that comes back keeps its
+    /// series).
     pub fn target(&self, service: &str, target: &str) -> TargetMetrics {
+        self.gone
+            .lock()
+            .expect("gone lock")
+            .retain(|(s, t, _)| !(s == service && t == target));
         TargetMetrics {
             metrics: self.clone(),
             service: service.to_string(),
@@ -159,6 +178,37 @@ impl Metrics {
     /// Sets how many targets of a service are draining.
     pub fn drains(&self, service: &str, drains: usize) {
         self.drains.with_label_values(&[service]).set(drains as i64);
+    }
+
+    /// A target's drain ended at `now`: its series are removed [`RETAIN_GONE`] later unless
+    /// it becomes a target again.
+    pub fn gone(&self, service: &str, target: &str, now: Instant) {
+        let mut gone = self.gone.lock().expect("gone lock");
+        if !gone.iter().any(|(s, t, _)| s == service && t == target) {
+            gone.push((service.to_string(), target.to_string(), now));
+        }
+    }
+
+    /// Removes the series of targets gone for [`RETAIN_GONE`] at `now`.
+    pub fn expire(&self, now: Instant) {
+        let mut expired = Vec::new();
+        self.gone.lock().expect("gone lock").retain(|(s, t, at)| {
+            let keep = now.saturating_duration_since(*at) < RETAIN_GONE;
+            if !keep {
+                expired.push((s.clone(), t.clone()));
+            }
+            keep
+        });
+        for (s, t) in expired {
+            for class in CLASSES {
+                let _ = self.requests.remove_label_values(&[&s, &t, class]);
+            }
+            let _ = self.duration.remove_label_values(&[&s, &t]);
+            let _ = self.connections.remove_label_values(&[&s, &t]);
+            for direction in ["rx", "tx"] {
+                let _ = self.bytes.remove_label_values(&[&s, &t, direction]);
+            }
+        }
     }
 
     /// Forgets a removed route's generation gauge.
@@ -188,6 +238,29 @@ impl Default for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gone_targets_series_go_after_the_retention_unless_it_comes_back() {
+        let m = Metrics::new();
+        let t0 = Instant::now();
+        m.target("web", "aaa").request("2xx");
+        m.target("web", "bbb").request("2xx");
+        m.gone("web", "aaa", t0);
+        m.gone("web", "bbb", t0);
+        // bbb is a target again before the retention ends: it stays.
+        m.target("web", "bbb").request("2xx");
+        m.expire(t0 + RETAIN_GONE - Duration::from_secs(1));
+        assert!(m.render().contains("target=\"aaa\""));
+        m.expire(t0 + RETAIN_GONE);
+        let text = m.render();
+        assert!(!text.contains("target=\"aaa\""), "{text}");
+        assert!(
+            text.contains(
+                r#"sluice_proxy_requests_total{class="2xx",service="web",target="bbb"} 2"#
+            ),
+            "{text}"
+        );
+    }
 
     #[test]
     fn classes_and_rendering() {

@@ -8,9 +8,12 @@ use crate::drain::{self, Verdict};
 use crate::runtime::Runtime;
 use crate::table::{DrainEntry, Table};
 
-fn sweep_list(list: &mut Vec<DrainEntry>, now: Instant) {
+fn sweep_list(rt: &Runtime, service: &str, list: &mut Vec<DrainEntry>, now: Instant) {
     list.retain(|d| match drain::verdict(d.t.load(), d.deadline, now) {
-        Verdict::Done => false,
+        Verdict::Done => {
+            rt.metrics.gone(service, &d.t.target.name, now);
+            false
+        }
         Verdict::Cut => {
             d.t.cut.cancel();
             true
@@ -24,7 +27,7 @@ pub fn sweep(rt: &Runtime, table: &mut Table) {
     let now = Instant::now();
     let mut drains: BTreeMap<String, usize> = BTreeMap::new();
     for (service, e) in table.routes.iter_mut() {
-        sweep_list(&mut e.draining, now);
+        sweep_list(rt, service.as_str(), &mut e.draining, now);
         rt.metrics.generation(service.as_str(), e.generation);
         drains.insert(service.to_string(), e.draining.len());
     }
@@ -34,7 +37,10 @@ pub fn sweep(rt: &Runtime, table: &mut Table) {
     }
     table.orphans.retain(|(s, d)| {
         let keep = match drain::verdict(d.t.load(), d.deadline, now) {
-            Verdict::Done => false,
+            Verdict::Done => {
+                rt.metrics.gone(s, &d.t.target.name, now);
+                false
+            }
             Verdict::Cut => {
                 d.t.cut.cancel();
                 true
@@ -49,6 +55,7 @@ pub fn sweep(rt: &Runtime, table: &mut Table) {
     for (s, n) in drains {
         rt.metrics.drains(&s, n);
     }
+    rt.metrics.expire(now);
 }
 
 /// The whole process drains: no route accepts any more, every live target starts draining
