@@ -13,6 +13,7 @@
 //! - [`locks`]: the lock table and fencing tokens (Raft log indices).
 //! - [`fence`]: the agent-side fence (highest token seen per key).
 //! - [`deployment`]: the deployment state machine.
+//! - [`analysis`]: canary analysis verdicts (a measurement's outcome, an analysis's verdict).
 //! - [`problem`]: RFC 9457 problem+json bodies with stable codes.
 //! - [`codec`]: the one versioned storage envelope every store writes its values in.
 //! - [`backoff`]: the one retry policy (exponential, with jitter) of every retry loop.
@@ -29,6 +30,7 @@
 //!   the coordinator's state machine and the agent's fence rely on, stays pure.
 
 pub mod agent_api;
+pub mod analysis;
 pub mod api;
 pub mod audit;
 pub mod backoff;
