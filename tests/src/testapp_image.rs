@@ -67,7 +67,17 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn build_all() -> anyhow::Result<()> {
+/// The static `sluice-testapp` binary, built if needed (no Docker): for tests that run the
+/// workload as a plain process. `cargo test --workspace` does not put the package's own
+/// binary in `target/debug` on a fresh checkout, so tests must not look for it there.
+pub fn testapp_binary() -> anyhow::Result<PathBuf> {
+    let (root, target_dir, _lock) = locked()?;
+    build::build_binary(&root, &target_dir).map_err(anyhow::Error::msg)
+}
+
+/// The workspace root and the test app's own target directory, with that directory's
+/// lock held (processes building it, test binaries in parallel, serialise on it).
+fn locked() -> anyhow::Result<(PathBuf, PathBuf, std::fs::File)> {
     let root = workspace_root();
     anyhow::ensure!(
         root.join(build::SOURCE).is_file(),
@@ -80,7 +90,11 @@ fn build_all() -> anyhow::Result<()> {
     std::fs::create_dir_all(&target_dir)?;
     let lock = std::fs::File::create(target_dir.join("images.lock"))?;
     lock.lock().context("locking the test image lock file")?;
+    Ok((root, target_dir, lock))
+}
 
+fn build_all() -> anyhow::Result<()> {
+    let (root, target_dir, _lock) = locked()?;
     let bin = build::build_binary(&root, &target_dir).map_err(anyhow::Error::msg)?;
     let bytes = std::fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;
     let mut h = std::collections::hash_map::DefaultHasher::new();
