@@ -54,11 +54,15 @@ def _fix(value, key=None):
 
 
 def _health_for_strategy(body):
-    """blue_green (the default strategy) refuses health `none` (400 health_check_required):
-    such a request becomes the nearest one the server takes, strategy recreate."""
+    """blue_green (the default strategy) and canary refuse health `none` (400
+    health_check_required): such a request becomes the nearest one the server takes,
+    strategy recreate. A `canary` object is taken only with strategy canary (400 otherwise):
+    without it, it is dropped."""
     if isinstance(body, dict) and isinstance(body.get("health"), dict):
         if body["health"].get("kind") == "none" and body.get("strategy", "blue_green") != "recreate":
             body = dict(body, strategy="recreate")
+    if isinstance(body, dict) and "canary" in body and body.get("strategy") != "canary":
+        body = {k: v for k, v in body.items() if k != "canary"}
     return body
 
 

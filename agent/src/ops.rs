@@ -113,16 +113,27 @@ impl OpCell {
         }
     }
 
-    /// Waits until the state differs from `from` or `wait` elapses.
-    pub async fn wait_state_change(&self, from: OperationState, wait: Duration) {
+    /// Resolves once `f` holds for the record (pending for ever while it does not).
+    pub async fn until(&self, f: impl Fn(&OpRecord) -> bool) {
         let mut rx = self.changed.subscribe();
-        let _ = tokio::time::timeout(wait, async {
-            while self.view().state == from {
-                if rx.changed().await.is_err() {
-                    return;
-                }
+        while !{
+            let r = self.rec.lock().expect("poisoned");
+            f(&r)
+        } {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
             }
-        })
+        }
+    }
+
+    /// Waits until the state (or a canary's applied weight) differs from `from`, or
+    /// `wait` elapses.
+    pub async fn wait_state_change(&self, from: OperationState, wait: Duration) {
+        let weight = self.view().canary_weight;
+        let _ = tokio::time::timeout(
+            wait,
+            self.until(|r| r.view.state != from || r.view.canary_weight != weight),
+        )
         .await;
     }
 }
@@ -226,6 +237,40 @@ impl Operations {
                 cell.update(|r| {
                     if r.view.state == OperationState::Running && r.aborted.is_none() {
                         r.aborted = Some(reason.to_string());
+                    }
+                })?;
+                Ok(Some(cell.view()))
+            })
+            .map_err(|e| match e {
+                Admit::Stale(s) => AdmitError::Stale(s),
+                Admit::Refused(e) => e,
+            })
+    }
+
+    /// Asks running canary `id` on behalf of `claim` (fenced like every command) for
+    /// `weight`; an operation that holds no canary, or has finished, is left as it is.
+    /// Returns its view, if it exists.
+    pub fn set_weight(
+        &self,
+        id: Uuid,
+        claim: &FenceClaim,
+        weight: u32,
+    ) -> Result<Option<OperationView>, AdmitError> {
+        self.fence
+            .admit_with(claim, |advance| {
+                self.store.commit(advance, None)?;
+                let Some(cell) = self.live(id) else {
+                    return Ok(self.store.get_op(id)?.map(|r| r.view));
+                };
+                if cell.record().request.fence().key != claim.key {
+                    return Err(AdmitError::Reused(id));
+                }
+                cell.update(|r| {
+                    let holding = r.view.state == OperationState::Running
+                        && r.canary_want.is_some()
+                        && r.stage < Stage::RollingBack;
+                    if holding {
+                        r.canary_want = Some(weight.min(100));
                     }
                 })?;
                 Ok(Some(cell.view()))

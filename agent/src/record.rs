@@ -108,6 +108,9 @@ pub enum Stage {
     Switching,
     /// The new container was started; its health is being checked.
     Started,
+    /// `canary`: the proxy splits new requests between the new container and the old one
+    /// by the weight the coordinator set last; the new one is watched all along.
+    Canary,
     /// `blue_green`: the proxy routes to the new container; the old one drains and the new
     /// one is watched (`min_healthy`). The old one still runs.
     Routed,
@@ -150,6 +153,11 @@ pub struct OpRecord {
     /// restores the previous version (persisted, so a restarted agent does the same).
     #[serde(default)]
     pub aborted: Option<String>,
+    /// `canary`: the new version's weight the coordinator asked for last (the deploy's
+    /// first weight, then each `PUT .../weight`); 100 ends the canary like a `blue_green`
+    /// switch. `view.canary_weight` is what the proxy applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_want: Option<u32>,
     /// A removal's containers (listed before the first is removed, so a resumed removal
     /// reports them all) and how it failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -174,6 +182,12 @@ impl OpRecord {
             OpRequest::Rollback(_) => (OperationKind::Rollback, None, None),
             OpRequest::Remove(_) => (OperationKind::Remove, None, None),
         };
+        let canary_want = match &request {
+            OpRequest::Deploy(d) if d.strategy == sluice_common::api::Strategy::Canary => {
+                Some(d.canary_weight.unwrap_or(100).min(100))
+            }
+            _ => None,
+        };
         Self {
             view: OperationView {
                 id,
@@ -191,12 +205,14 @@ impl OpRecord {
                 container: None,
                 previous_container: None,
                 resumed: 0,
+                canary_weight: None,
             },
             request,
             stage: Stage::Start,
             previous_was_running: false,
             deadline_at: deadline.map(|d| now.plus(d.get())),
             aborted: None,
+            canary_want,
             removal: None,
         }
     }

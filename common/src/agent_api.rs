@@ -94,6 +94,11 @@ pub struct DeployRequest {
     /// after the switch (absent: 30 s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_timeout: Option<DurationSpec>,
+    /// `canary`: the new version's first weight (percent of new requests). The operation
+    /// then holds both versions until its weight reaches 100 (`PUT .../weight`), or it is
+    /// aborted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_weight: Option<u32>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -189,6 +194,55 @@ pub struct AbortRequest {
     pub reason: String,
 }
 
+/// `PUT /agent/v1/operations/{id}/weight`: a canary's next weight for the new version
+/// (0-100; 100 finishes the canary: the old version drains and is kept). Fenced like every
+/// command; an operation that is not holding a canary answers its view unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightRequest {
+    /// The lock the coordinator holds for this service.
+    pub fence: FenceClaim,
+    /// The new version's share of new requests, percent.
+    pub weight: u32,
+}
+
+/// One proxy target's counters (cumulative since the proxy started), as
+/// `sluice_proxy_requests_total` and `sluice_proxy_request_duration_seconds` count them.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TargetTraffic {
+    /// The target's name (the container's short id).
+    pub target: String,
+    /// Answered requests by class (`2xx`, `5xx`, `error`, ...).
+    pub by_class: BTreeMap<String, u64>,
+    /// The latency histogram's finite buckets, cumulative: `(upper bound in seconds,
+    /// count)`, ascending.
+    pub buckets: Vec<(f64, u64)>,
+    /// Observations in all (the `+Inf` bucket).
+    pub count: u64,
+}
+
+impl TargetTraffic {
+    /// As [`crate::analysis::window::Reading`] (the `+Inf` bucket last).
+    pub fn reading(&self) -> crate::analysis::window::Reading {
+        let mut buckets = self.buckets.clone();
+        buckets.push((f64::INFINITY, self.count));
+        crate::analysis::window::Reading {
+            by_class: self.by_class.clone(),
+            buckets,
+        }
+    }
+}
+
+/// `GET /agent/v1/operations/{id}/traffic`: what the host's proxy counted for a deploy's
+/// new container and the previous one (absent: no such target, no request yet).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct OperationTraffic {
+    /// The new version.
+    pub new: Option<TargetTraffic>,
+    /// The version it replaces.
+    pub previous: Option<TargetTraffic>,
+}
+
 /// What an operation does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -276,6 +330,10 @@ pub struct OperationView {
     /// How many times the agent restarted while this operation ran and resumed it.
     #[serde(default)]
     pub resumed: u32,
+    /// `canary`: the new version's weight the proxy applies now (absent before the first
+    /// weight is set, and for other strategies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_weight: Option<u32>,
 }
 
 /// `GET /agent/v1/ports/{port}`: is the port bound on the host?

@@ -1,5 +1,4 @@
-//! Canary analysis, decided without I/O (groundwork for the `canary` strategy, issue 16;
-//! nothing runs it yet): one measurement's outcome from a value and its conditions, and an
+//! Canary analysis, decided without I/O: one measurement's outcome from a value and its conditions, and an
 //! analysis's verdict from the outcomes so far and its limits.
 //!
 //! The rules are Argo Rollouts' (an `AnalysisRun`'s `count`, `failureLimit`,
@@ -11,9 +10,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub mod exposition;
 pub mod window;
 
 /// A comparison of a measured value with a threshold (`value < 0.05`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
@@ -24,6 +25,7 @@ pub struct Condition {
 }
 
 /// A comparison operator.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Cmp {
     /// `<`
@@ -76,6 +78,7 @@ pub enum Sample {
 }
 
 /// One measurement's outcome.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {

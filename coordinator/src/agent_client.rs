@@ -9,8 +9,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sluice_common::agent_api::{
-    AbortRequest, AgentHealth, DeployRequest, ImageCheck, OperationView, PortProbe,
-    RemoveServiceRequest, RemovedService, RollbackRequest, ServiceStatus,
+    AbortRequest, AgentHealth, DeployRequest, ImageCheck, OperationTraffic, OperationView,
+    PortProbe, RemoveServiceRequest, RemovedService, RollbackRequest, ServiceStatus,
+    WeightRequest,
 };
 use sluice_common::image::ImageRef;
 use sluice_common::names::ServiceName;
@@ -229,6 +230,29 @@ impl AgentClient {
         let path = format!("/agent/v1/operations/{id}/abort");
         self.call(reqwest::Method::PUT, addr, &path, Some(req), self.timeout)
             .await
+    }
+
+    /// `PUT /agent/v1/operations/{id}/weight`: a canary's next weight (`None`: the agent
+    /// does not know the operation).
+    pub async fn weight(
+        &self,
+        addr: &str,
+        id: Uuid,
+        req: &WeightRequest,
+    ) -> Result<Option<OperationView>, AgentError> {
+        let path = format!("/agent/v1/operations/{id}/weight");
+        self.call(reqwest::Method::PUT, addr, &path, Some(req), self.timeout)
+            .await
+    }
+
+    /// `GET /agent/v1/operations/{id}/traffic`: what the host's proxy counted for the
+    /// operation's new and previous containers.
+    pub async fn traffic(&self, addr: &str, id: Uuid) -> Result<OperationTraffic, AgentError> {
+        let path = format!("/agent/v1/operations/{id}/traffic");
+        let v = self
+            .call::<(), _>(reqwest::Method::GET, addr, &path, None, self.timeout)
+            .await?;
+        Self::found(addr, "operation", v)
     }
 
     /// `DELETE /agent/v1/services/{service}` (fenced): remove every container of it.

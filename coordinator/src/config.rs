@@ -75,6 +75,26 @@ pub struct Config {
     /// What a deployment request that leaves a knob out gets.
     #[serde(default)]
     pub deploy: DeployDefaults,
+    /// Where canary analyses get their metrics beyond the proxies' own.
+    #[serde(default)]
+    pub analysis: AnalysisConfig,
+}
+
+/// `[analysis]`: the Prometheus that `prometheus` checks of a canary analysis query.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisConfig {
+    /// Its base URL (`http://prometheus.internal:9090`); `/api/v1/query` is appended.
+    /// Default: none, and a canary with a `prometheus` check fails validation.
+    #[serde(default)]
+    pub prometheus_url: Option<String>,
+    /// How long one query may take (default 5 s); longer counts as an error.
+    #[serde(default = "default_query_timeout")]
+    pub query_timeout: DurationSpec,
+}
+
+fn default_query_timeout() -> DurationSpec {
+    DurationSpec::secs(5)
 }
 
 /// Cluster-wide defaults for deployment knobs a request leaves out.
@@ -376,6 +396,13 @@ impl Config {
                 return bad(format!(
                     "notify.webhook.url {:?} is not an http(s) URL",
                     w.url
+                ));
+            }
+        }
+        if let Some(u) = &self.analysis.prometheus_url {
+            if !(u.starts_with("https://") || u.starts_with("http://")) {
+                return bad(format!(
+                    "analysis.prometheus_url {u:?} is not an http(s) URL"
                 ));
             }
         }

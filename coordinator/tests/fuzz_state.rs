@@ -451,20 +451,8 @@ fn leases(s: &State) -> BTreeMap<LockKey, Lease> {
 
 /// The deployment a command names, if it is a deployment command.
 fn deployment_of(cmd: &Command) -> Option<Uuid> {
-    use DeploymentCommand as D;
     match cmd {
-        Command::Deployment { cmd } => Some(match cmd {
-            D::Create { id, .. }
-            | D::Start { id, .. }
-            | D::Refence { id, .. }
-            | D::Renew { id, .. }
-            | D::Event { id, .. }
-            | D::Progress { id, .. }
-            | D::RequestRollback { id }
-            | D::RequestCancel { id }
-            | D::BeginRollback { id }
-            | D::GiveUp { id, .. } => *id,
-        }),
+        Command::Deployment { cmd } => Some(cmd.id()),
         _ => None,
     }
 }

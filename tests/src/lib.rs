@@ -11,6 +11,7 @@
 //! - [`eventually`]: `assert_eventually!`-style polling with a deadline.
 //! - [`netns`]: network namespaces on a bridge, real partitions (`ip netns`, iptables).
 //! - [`pki`]: a test CA, certificates for every process, HTTPS clients.
+//! - [`prometheus`]: a real Prometheus scraping the proxies (canary analysis).
 //! - [`testapp_image`]: builds the `sluice-testapp` Docker images the tests deploy.
 
 pub mod agent;
@@ -22,5 +23,6 @@ pub mod load;
 pub mod netns;
 pub mod openapi;
 pub mod pki;
+pub mod prometheus;
 pub mod proxy;
 pub mod testapp_image;

@@ -35,6 +35,7 @@ pub struct ProxyProc {
     dir: PathBuf,
     placement: Placement,
     child: Option<Child>,
+    metrics: String,
 }
 
 impl ProxyProc {
@@ -46,6 +47,8 @@ impl ProxyProc {
             dir: dir.to_path_buf(),
             placement: placement.clone(),
             child: None,
+            // Kept across restarts: a successor takes the listener over.
+            metrics: format!("{}:{}", placement.ip, crate::cluster::free_port()),
         };
         p.spawn();
         p
@@ -54,6 +57,12 @@ impl ProxyProc {
     /// The control socket.
     pub fn socket(&self) -> PathBuf {
         self.dir.join("control.sock")
+    }
+
+    /// Where it serves its Prometheus metrics over TCP (`--metrics-listen`), for a real
+    /// Prometheus to scrape.
+    pub fn metrics_addr(&self) -> &str {
+        &self.metrics
     }
 
     /// The route table on disk.
@@ -81,6 +90,8 @@ impl ProxyProc {
             .arg(self.socket())
             .arg("--state-dir")
             .arg(self.dir.join("state"))
+            .arg("--metrics-listen")
+            .arg(&self.metrics)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)

@@ -9,6 +9,8 @@
 //! | PUT | `/agent/v1/operations/{id}` | `DeployRequest` → 202 `OperationView` |
 //! | PUT | `/agent/v1/operations/{id}/rollback` | `RollbackRequest` → 202 `OperationView` |
 //! | PUT | `/agent/v1/operations/{id}/abort` | `AbortRequest` → `OperationView` |
+//! | PUT | `/agent/v1/operations/{id}/weight` | `WeightRequest` → `OperationView` (a canary's next weight) |
+//! | GET | `/agent/v1/operations/{id}/traffic` | `OperationTraffic` (the proxy's counters of its containers) |
 //! | GET | `/agent/v1/operations/{id}?wait=30s` | long-poll until the state changes |
 //! | GET | `/agent/v1/images/{image}` | `ImageCheck` |
 //! | GET | `/agent/v1/ports/{port}` | `PortProbe` |
@@ -21,9 +23,11 @@
 //! - [`error`]: [`ApiError`], and the mapping of every lower error to a problem.
 //! - [`body`]: [`JsonBody`], the strict JSON extractor.
 //! - `operations`: deploys, rollbacks, aborts, long-polls and service removal.
+//! - `canary`: a canary's weight and the proxy's counters of its containers.
 //! - `host`: what the agent reports about its host (health, services, images, ports, fence).
 
 pub mod body;
+mod canary;
 pub mod error;
 mod host;
 mod operations;
@@ -67,6 +71,8 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/agent/v1/operations/{id}", put(deploy).get(operation))
         .route("/agent/v1/operations/{id}/rollback", put(rollback))
         .route("/agent/v1/operations/{id}/abort", put(abort))
+        .route("/agent/v1/operations/{id}/weight", put(canary::weight))
+        .route("/agent/v1/operations/{id}/traffic", get(canary::traffic))
         .route("/agent/v1/images/{*image}", get(image))
         .route("/agent/v1/ports/{port}", get(port))
         .route("/agent/v1/fence/{*key}", get(fence))

@@ -246,7 +246,7 @@ impl<R: Runtime> Exec<'_, R> {
 
     /// Where to probe `container`: the host port it publishes, else (host network) the
     /// port the deploy request names.
-    async fn probe_target(&self, container: &str) -> Target {
+    pub(crate) async fn probe_target(&self, container: &str) -> Target {
         let (published, ip) = match self.rt.inspect(container).await {
             Ok(Some(c)) => (c.host_port, c.host_ip.and_then(|ip| ip.parse().ok())),
             _ => (None, None),

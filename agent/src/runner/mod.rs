@@ -7,7 +7,7 @@
 //!
 //! # Layout
 //! - [`steps`]: the observations and steps the plans share;
-//! - [`recreate`], [`blue_green`]: one plan per strategy (deploy and the switch back to the
+//! - [`recreate`], [`blue_green`], [`canary`]: one plan per strategy (deploy and the switch back to the
 //!   kept container);
 //! - `perform`: performs every step; `routes`: the steps that talk to `sluice-proxy`;
 //! - [`exec`]: what every step shares (recorded steps, shutdown, Docker patience,
@@ -15,6 +15,7 @@
 //! - [`remove`]: removing every container of a service.
 
 pub mod blue_green;
+pub mod canary;
 pub mod exec;
 mod perform;
 pub mod recreate;
@@ -43,6 +44,7 @@ fn plan_of(strategy: Strategy) -> Plan {
     match strategy {
         Strategy::Recreate => recreate::plan::next,
         Strategy::BlueGreen => blue_green::plan::next,
+        Strategy::Canary => canary::plan::next,
     }
 }
 

@@ -213,6 +213,32 @@ pub(super) async fn perform<R: Runtime>(
             let r = x.route(&rec, &container, to, "switch traffic back").await;
             obs.routed_back = Some(settle(r)?);
         }
+        Step::Weigh {
+            container,
+            to,
+            weight,
+        } => {
+            let r = settle(x.weigh(&rec, &container, to, weight).await)?;
+            if r.is_ok() {
+                x.update(|r| {
+                    r.stage = Stage::Canary;
+                    r.view.canary_weight = Some(weight);
+                    r.view.phase = format!(
+                        "canary: {weight}% of new requests to {}",
+                        short(&container)
+                    );
+                })?;
+            }
+            obs.held = None;
+            obs.weighed = Some(r);
+        }
+        Step::Hold => {
+            // Ok: the coordinator asked for another weight (plan again); Err: go back.
+            obs.held = match settle(x.hold(&new).await)? {
+                Ok(()) => None,
+                Err(e) => Some(Err(e)),
+            };
+        }
         Step::Unroute => {
             let r = x.unroute(&rec).await;
             obs.routed_back = Some(settle(r)?);
@@ -232,7 +258,7 @@ fn prepared_then_halted<R: Runtime>(x: &Exec<'_, R>, obs: &mut Observed, r: Resu
 }
 
 /// The check the request names.
-pub(super) fn request_health(request: &OpRequest) -> HealthCheck {
+pub(crate) fn request_health(request: &OpRequest) -> HealthCheck {
     match request {
         OpRequest::Deploy(d) => d.health.clone(),
         OpRequest::Rollback(r) => r.health.clone(),

@@ -130,6 +130,60 @@ impl<R: Runtime> Exec<'_, R> {
         .await
     }
 
+    /// `canary`: splits the service's route: `weight` percent of new requests to
+    /// `container` (`to`), the rest to the old container's target, which the route already
+    /// names (the new container's earlier weight is replaced).
+    pub async fn weigh(
+        &self,
+        rec: &OpRecord,
+        container: &str,
+        to: SocketAddr,
+        weight: u32,
+    ) -> Result<(), Fail> {
+        let proxy = self.proxy()?;
+        let service = &rec.view.service;
+        let old = rec
+            .view
+            .previous_container
+            .as_deref()
+            .map(short)
+            .ok_or_else(|| Fail::Step("a canary needs a previous container".into()))?
+            .to_string();
+        self.step("set canary weight", async {
+            let Some(route) = proxy.route(service).await? else {
+                return Err(Fail::Step(format!(
+                    "service {service} has no route in sluice-proxy to split"
+                )));
+            };
+            let Some(old_target) = route.spec.targets.iter().find(|t| t.name == old) else {
+                return Err(Fail::Step(format!(
+                    "the route of {service} does not name the old container {old}"
+                )));
+            };
+            let targets = [
+                Target {
+                    weight,
+                    ..target(container, to)
+                },
+                Target {
+                    weight: 100 - weight.min(100),
+                    ..old_target.clone()
+                },
+            ];
+            let view = proxy.switch(service, &targets).await?;
+            Ok((
+                (),
+                format!(
+                    "{weight}% to {}, {}% to {old} (generation {})",
+                    short(container),
+                    100 - weight.min(100),
+                    view.generation
+                ),
+            ))
+        })
+        .await
+    }
+
     /// Stops the replaced container when it publishes the service's port itself.
     async fn release_port(&self, rec: &OpRecord) -> Result<(), Fail> {
         let Some(old) = &rec.view.previous_container else {

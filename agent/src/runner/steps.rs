@@ -64,6 +64,11 @@ pub struct Observed {
     pub routed_back: Option<Result<(), String>>,
     /// `blue_green`, restoring: the failed container's target finished draining.
     pub new_drained: bool,
+    /// `canary`: the proxy splits by the weight asked for, or why not.
+    pub weighed: Option<Result<(), String>>,
+    /// `canary`: holding the weight ended: the coordinator asked for another (`Ok`), or the
+    /// new version failed its watch or the operation was aborted (`Err`: why).
+    pub held: Option<Result<(), String>>,
 }
 
 /// The next thing to do.
@@ -166,6 +171,22 @@ pub enum Step {
     /// `blue_green`, restoring: the service never had a previous version; take its route
     /// away ("remove route").
     Unroute,
+    /// `canary`: split the route between the new container (`weight` percent of new
+    /// requests) and the old one ("set canary weight"); persist [`Stage::Canary`] and the
+    /// weight applied.
+    ///
+    /// [`Stage::Canary`]: crate::record::Stage::Canary
+    Weigh {
+        /// The new container.
+        container: String,
+        /// Its loopback address.
+        to: SocketAddr,
+        /// Its share, percent (below 100).
+        weight: u32,
+    },
+    /// `canary`: keep watching the new container while it holds its weight, until the
+    /// coordinator asks for another weight, aborts, or the watch fails.
+    Hold,
     /// Finish the operation.
     Finish(Finish),
 }

@@ -1,5 +1,4 @@
-//! The built-in canary checks' arithmetic over the proxies' own counters (groundwork for
-//! issue 16): what one target answered between two readings of
+//! The built-in canary checks' arithmetic over the proxies' own counters: what one target answered between two readings of
 //! `sluice_proxy_requests_total` and `sluice_proxy_request_duration_seconds`, its error
 //! ratio, and a latency quantile as Prometheus' `histogram_quantile` computes it.
 

@@ -112,6 +112,10 @@ pub enum Strategy {
     /// host's `sluice-proxy` route to it, drain the old one, watch for `min_healthy`, then
     /// stop (and keep) the old one. Needs a health check.
     BlueGreen,
+    /// Like `blue_green`, but traffic moves to the new version in steps of weight on every
+    /// server at once (`canary`), each judged by analysis; a failure sets every server back
+    /// to the old version at once. Needs a health check.
+    Canary,
 }
 
 impl Strategy {
@@ -128,13 +132,13 @@ impl Strategy {
 
     /// Whether the strategy runs the new version beside the old behind the proxy.
     pub fn proxied(self) -> bool {
-        matches!(self, Self::BlueGreen)
+        matches!(self, Self::BlueGreen | Self::Canary)
     }
 }
 
 /// `POST /v1/deployments`.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDeploymentRequest {
     /// The service.
@@ -161,6 +165,10 @@ pub struct CreateDeploymentRequest {
     #[serde(default = "Strategy::api_default")]
     #[cfg_attr(feature = "openapi", schema(default = "blue_green"))]
     pub strategy: Strategy,
+    /// `canary`: its steps and analysis (default: 10 % for 1 minute, then 50 % for 1 minute,
+    /// no analysis). Only with strategy `canary`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<super::canary::CanarySpec>,
     /// The watch period after the new version's first good health check: it keeps being
     /// checked, and a failure switches back to the previous version at once (default 10 s).
     #[serde(default)]
@@ -293,7 +301,7 @@ impl ServerStepView {
 
 /// A deployment as the API shows it (secret env values redacted).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentView {
     /// Its id.
     pub id: uuid::Uuid,
@@ -320,6 +328,9 @@ pub struct DeploymentView {
     pub servers: Vec<ServerStepView>,
     /// Why it failed, when it did.
     pub failure: Option<String>,
+    /// `canary`: the step reached, pauses, and every analysis measurement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<super::canary::CanaryView>,
     /// True when the image already ran healthy everywhere and nothing was touched.
     pub noop: bool,
     /// A manual rollback was requested.
@@ -338,7 +349,7 @@ pub struct DeploymentView {
 
 /// `GET /v1/deployments`.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentList {
     /// Newest first.
     pub deployments: Vec<DeploymentView>,

@@ -5,10 +5,11 @@
 //! gain fields within v1; clients must ignore fields they do not know.
 
 //! # Layout
-//! One module per resource ([`locks`], [`ports`], [`servers`], [`cluster`],
+//! One module per resource ([`canary`], [`locks`], [`ports`], [`servers`], [`cluster`],
 //! [`deployments`], [`tokens`], [`probes`]), all re-exported here: callers name
 //! `sluice_common::api::LockView`.
 
+pub mod canary;
 pub mod cluster;
 pub mod deployments;
 pub mod locks;
@@ -17,6 +18,7 @@ pub mod probes;
 pub mod servers;
 pub mod tokens;
 
+pub use canary::*;
 pub use cluster::*;
 pub use deployments::*;
 pub use locks::*;

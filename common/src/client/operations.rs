@@ -286,6 +286,21 @@ impl Client {
         .await
     }
 
+    /// `POST /v1/deployments/{id}/{action}`: `promote`, `pause`, `resume` a canary, or
+    /// `abort` a deployment.
+    pub async fn canary_action(
+        &self,
+        id: &str,
+        action: CanaryAction,
+    ) -> Result<DeploymentView, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/v1/deployments/{id}/{}", action.as_str()),
+            None::<&()>,
+        )
+        .await
+    }
+
     /// `GET /v1/deployments/{id}/events`: the open response, for [`crate::sse::Parser`].
     /// `http` should have no overall timeout (the stream lasts as long as the deployment).
     pub async fn deployment_events(&self, id: &str) -> Result<reqwest::Response, ClientError> {

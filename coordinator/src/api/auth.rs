@@ -8,7 +8,8 @@
 //! | `/v1/agents/{server}/heartbeat` | that server's `agent` certificate, or a `coordinator` forwarding it |
 //! | every other path | a bearer token whose role allows it, or a `client` certificate |
 //!
-//! Roles: a viewer reads (`GET`); a deployer also deploys, rolls back, cancels and takes
+//! Roles: a viewer reads (`GET`); a deployer also deploys, rolls back, cancels (aborts),
+//! promotes, pauses and resumes canaries, and takes
 //! locks, all within its `services` when it has a scope (the deploy handlers check the
 //! service, this guard checks `service/<name>` lock keys); an admin does everything,
 //! servers, ports, cluster membership and tokens included.
@@ -234,7 +235,11 @@ fn authorize(caller: &Caller, method: &Method, path: &str) -> Result<(), ApiErro
         TokenRole::Deployer => {
             let deployment_action = path
                 .strip_prefix("/v1/deployments/")
-                .is_some_and(|rest| rest.ends_with("/rollback") || rest.ends_with("/cancel"));
+                .is_some_and(|rest| {
+                    ["/rollback", "/cancel", "/abort", "/promote", "/pause", "/resume"]
+                        .iter()
+                        .any(|a| rest.ends_with(a))
+                });
             if method == Method::POST && (path == "/v1/deployments" || deployment_action) {
                 return Ok(());
             }
@@ -283,6 +288,9 @@ mod tests {
             (&deployer, Method::POST, "/v1/deployments", true),
             (&deployer, Method::POST, "/v1/deployments/x/rollback", true),
             (&deployer, Method::POST, "/v1/deployments/x/cancel", true),
+            (&deployer, Method::POST, "/v1/deployments/x/promote", true),
+            (&deployer, Method::POST, "/v1/deployments/x/abort", true),
+            (&viewer, Method::POST, "/v1/deployments/x/promote", false),
             (&deployer, Method::POST, "/v1/locks/service/api", true),
             (&deployer, Method::POST, "/v1/locks/service/web", false),
             (&deployer, Method::DELETE, "/v1/locks/other", true),

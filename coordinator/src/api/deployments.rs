@@ -163,11 +163,12 @@ pub async fn create(
         return Err(ApiError::from(
             Problem::new(
                 ErrorCode::HealthCheckRequired,
-                "blue_green switches traffic only to a version its health check passed: give a health check (http, tcp or docker), or use strategy recreate",
+                "blue_green and canary send traffic only to a version its health check passed: give a health check (http, tcp or docker), or use strategy recreate",
             )
-            .with_field("health", "must not be none with strategy blue_green"),
+            .with_field("health", "must not be none with strategy blue_green or canary"),
         ));
     }
+    super::canary::check_request(&req)?;
     let targets = resolve_targets(&app, &req)?;
     let body = serde_json::to_vec(&req).expect("serializable");
     let hash = format!("{:x}", Sha256::digest(&body));
@@ -315,12 +316,13 @@ pub async fn get(
     Ok(Json(view_after_write(&app, id).await?))
 }
 
-/// Records a request on a deployment (rollback, cancel) and answers 202 with its view.
-async fn request(
+/// Records a request on a deployment (rollback, cancel, a canary's promote, pause or
+/// resume) and answers 202 with its view.
+pub(super) async fn request(
     app: &App,
     caller: &Caller,
     id: &str,
-    cmd: fn(Uuid) -> DeploymentCommand,
+    cmd: impl FnOnce(Uuid) -> DeploymentCommand,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(id)?;
     check_scope(app, caller, id).await?;

@@ -18,6 +18,7 @@ use crate::node::Node;
 pub mod agents;
 pub mod audit;
 pub mod auth;
+pub mod canary;
 pub mod cluster;
 pub mod deployments;
 pub mod error;
@@ -126,6 +127,10 @@ pub fn documented() -> Documented {
         .op(routes!(deployments::events))
         .op(routes!(deployments::rollback))
         .op(routes!(deployments::cancel))
+        .op(routes!(canary::abort))
+        .op(routes!(canary::promote))
+        .op(routes!(canary::pause))
+        .op(routes!(canary::resume))
         .op(routes!(deployments::services))
         .op(routes!(audit::list))
         .op(routes!(openapi::document))

@@ -71,8 +71,9 @@ pub struct DeployArgs {
     #[arg(long, value_name = "DURATION", help_heading = "Health check")]
     pub health_deadline: Option<String>,
     /// The strategy: `blue_green` (default: start the new container beside the old one
-    /// behind sluice-proxy, switch when healthy) or `recreate` (stop the old one, then start
-    /// the new one: for services that cannot run two copies at once).
+    /// behind sluice-proxy, switch when healthy), `canary` (move traffic in steps, see
+    /// --canary) or `recreate` (stop the old one, then start the new one: for services that
+    /// cannot run two copies at once).
     #[arg(long, help_heading = "Rollout")]
     pub strategy: Option<String>,
     /// Keep checking the new version this long after its first good check; a failure
@@ -83,6 +84,10 @@ pub struct DeployArgs {
     /// after the switch (default 30s).
     #[arg(long, value_name = "DURATION", help_heading = "Rollout")]
     pub drain_timeout: Option<String>,
+    /// canary: the steps and analysis, as the API's `canary` object in JSON (or @FILE),
+    /// e.g. '{"steps":[{"weight":10,"pause":"1m"},{"weight":50,"pause":"1m"}]}'.
+    #[arg(long, value_name = "JSON|@FILE", help_heading = "Rollout")]
+    pub canary: Option<String>,
     /// How many servers are deployed at once (default 1).
     #[arg(long, value_name = "N", help_heading = "Rollout")]
     pub max_parallel: Option<u32>,
@@ -216,6 +221,9 @@ fn body(a: &DeployArgs) -> Result<Value, CliError> {
     if let Some(d) = &a.drain_timeout {
         b["drain_timeout"] = json!(d);
     }
+    if let Some(c) = &a.canary {
+        b["canary"] = super::canary::spec_arg(c)?;
+    }
     if let Some(n) = a.max_parallel {
         b["max_parallel"] = json!(n);
     }
@@ -263,6 +271,7 @@ pub(crate) fn show(d: &Value, output: OutputArg) {
                 }
             }
         }
+        super::canary::show(d);
     });
 }
 

@@ -18,9 +18,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sluice_common::api::CanaryAction;
 
 pub mod audit;
 pub mod ca;
+pub mod canary;
 pub mod cluster;
 pub mod demo;
 pub mod deploy;
@@ -77,6 +79,16 @@ pub enum Command {
     Rollback(rollback::RollbackArgs),
     /// Stop a pending or running deployment (what it already moved is rolled back).
     Cancel(rollback::CancelArgs),
+    /// Promote a canary: skip its remaining pauses and analyses; with --wait, exit 0 once
+    /// it succeeded, 1 otherwise.
+    Promote(canary::CanaryArgs),
+    /// Pause a canary at its current step until resumed or promoted.
+    Pause(canary::CanaryArgs),
+    /// Resume a paused canary (its step's pause and analysis start afresh).
+    Resume(canary::CanaryArgs),
+    /// Abort a deployment (a canary: every server back to the old version at once); with
+    /// --wait, exit 0 once rolled back, 1 otherwise.
+    Abort(canary::CanaryArgs),
     /// List services: image, server and port of each.
     Services(services::ServicesArgs),
     /// List servers and change their policy (forbid, allow, labels).
@@ -194,6 +206,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Status(args) => deploy::status(args).await,
         Command::Rollback(args) => rollback::rollback(args).await,
         Command::Cancel(args) => rollback::cancel(args).await,
+        Command::Promote(args) => canary::run(CanaryAction::Promote, args).await,
+        Command::Pause(args) => canary::run(CanaryAction::Pause, args).await,
+        Command::Resume(args) => canary::run(CanaryAction::Resume, args).await,
+        Command::Abort(args) => canary::run(CanaryAction::Abort, args).await,
         Command::Services(args) => services::run(args).await,
         Command::Servers(cmd) => servers::run(cmd).await,
         Command::Ports(args) => ports::run(args).await,

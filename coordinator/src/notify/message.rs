@@ -25,6 +25,12 @@ pub enum Event {
     AgentDown,
     /// A lock has been held longer than the configured limit.
     LockHeldTooLong,
+    /// A canary reached a step (its weight set on every server).
+    CanaryStep,
+    /// A canary was promoted by hand.
+    CanaryPromoted,
+    /// A canary was paused (by hand, or its analysis was inconclusive).
+    CanaryPaused,
 }
 
 impl Event {
@@ -41,6 +47,9 @@ impl Event {
             "deployment.rollback_failed" => Event::RollbackFailed,
             "agent.down" => Event::AgentDown,
             "lock.held_too_long" => Event::LockHeldTooLong,
+            "deployment.canary_step" => Event::CanaryStep,
+            "deployment.canary_promoted" => Event::CanaryPromoted,
+            "deployment.canary_paused" => Event::CanaryPaused,
             _ => return None,
         })
     }
@@ -55,6 +64,9 @@ impl Event {
             Event::RollbackFailed => "rollback_failed",
             Event::AgentDown => "agent_down",
             Event::LockHeldTooLong => "lock_held_too_long",
+            Event::CanaryStep => "canary_step",
+            Event::CanaryPromoted => "canary_promoted",
+            Event::CanaryPaused => "canary_paused",
         }
     }
 }
@@ -106,6 +118,21 @@ pub fn telegram_text(e: Event, r: &AuditRecord, d: Option<&Deployment>) -> Strin
             "⏳ <b>Lock {} held too long</b>",
             esc(r.target.trim_start_matches("lock/"))
         ),
+        Event::CanaryStep => {
+            let n = |k: &str| r.details.get(k).and_then(Value::as_u64).unwrap_or(0);
+            if n("step") > n("steps") {
+                format!("🐤 <b>{service} canary: switching all traffic</b>")
+            } else {
+                format!(
+                    "🐤 <b>{service} canary: step {}/{} at {}%</b>",
+                    n("step"),
+                    n("steps"),
+                    n("weight")
+                )
+            }
+        }
+        Event::CanaryPromoted => format!("⏩ <b>{service} canary promoted</b>"),
+        Event::CanaryPaused => format!("⏸️ <b>{service} canary paused</b>"),
     }];
     if let Some(w) = what {
         lines.push(w);

@@ -81,17 +81,33 @@ impl Driver {
                         .ok_or_else(|| Stop::Refused("no fencing token".into()))?;
                     let runs = servers
                         .into_iter()
-                        .map(|s| self.deploy_on(&d, token, s, deadline, &seen));
+                        .map(|s| self.deploy_on(&d, token, s, deadline, &seen, None));
                     let mut failures = Vec::new();
                     for r in join_all(runs).await {
                         failures.extend(r?);
                     }
                     seen.batch_failures = Some(failures);
                 }
+                Action::Wait(until) => {
+                    let mut applied = self.node.applied_watch();
+                    tokio::select! {
+                        _ = applied.changed() => {}
+                        _ = tokio::time::sleep(until) => {}
+                    }
+                }
+                Action::Shift {
+                    step,
+                    weight,
+                    last,
+                    deadline,
+                } => self.shift(&d, step, weight, last, deadline, &mut seen).await?,
+                Action::Measure { step } => self.measure(&d, step, &mut seen).await?,
                 Action::RollBack { restore, failed } => {
                     let token = d
                         .token
                         .ok_or_else(|| Stop::Refused("no fencing token".into()))?;
+                    // A canary goes back as one unit: every server's weight to 0 at once.
+                    self.abort_canary(&d, token).await;
                     let mut failures = failed;
                     for (server, how) in restore {
                         failures.extend(self.restore_on(&d, token, server, how).await?);
@@ -181,14 +197,17 @@ impl Driver {
         })
     }
 
-    /// Deploys on one server; `Some(why)` when it failed.
-    async fn deploy_on(
+    /// Deploys on one server; `Some(why)` when it failed. A canary deploy (`canary`: its
+    /// first weight, and whether that is the final switch) is driven until the new version
+    /// holds that weight, or (final) until it ends.
+    pub(super) async fn deploy_on(
         &self,
         d: &Deployment,
         token: FencingToken,
         server: ServerName,
         deadline: Duration,
         seen: &Observed,
+        canary: Option<(u32, bool)>,
     ) -> Result<Option<String>, Stop> {
         let mut step = step_of(d, &server);
         let Some(addr) = self.agent_addr(&server) else {
@@ -215,8 +234,9 @@ impl Driver {
                 .collect(),
             health: d.request.health.clone(),
             previous_health: seen.previous.get(&server).cloned(),
-            // The agent stops on its own at the same deadline if it loses us.
-            deadline: Some(DurationSpec(deadline)),
+            // The agent stops on its own at the same deadline if it loses us (a canary
+            // holds its step as long as its pauses say: the coordinator judges it).
+            deadline: canary.is_none().then_some(DurationSpec(deadline)),
             limits: Default::default(),
             privileged: false,
             network_mode: None,
@@ -230,6 +250,7 @@ impl Driver {
                     .drain_timeout
                     .unwrap_or(self.defaults.drain_timeout),
             ),
+            canary_weight: canary.map(|(w, _)| w),
         };
         // The step turns `deploying` only once the agent has accepted the operation: a
         // server the agent never heard from was not touched and needs no rollback.
@@ -249,6 +270,7 @@ impl Driver {
             kind: Kind::Deploy,
             submit: Some(submit),
             deadline: Some(deadline),
+            until_weight: canary.filter(|(_, last)| !last).map(|(w, _)| w),
         };
         match self.run_operation(&mut step, call).await? {
             Ended::Ok => Ok(None),
@@ -292,15 +314,44 @@ impl Driver {
         // A deploy still running there must finish first (the agent runs one operation per
         // service at a time).
         if step.state == ServerStepState::Deploying {
-            let call = Call::<fn() -> Waiting> {
-                deployment: d.id,
-                op: d.id,
-                addr: &addr,
-                kind: Kind::Deploy,
-                submit: None,
-                deadline: None,
-            };
-            self.run_operation(&mut step, call).await?;
+            if d.request.strategy == sluice_common::api::Strategy::Canary {
+                // A canary's deploy holds both versions until told otherwise: abort it
+                // (again: asking twice is harmless) and wait for the agent's restore.
+                let req = AbortRequest {
+                    fence: fence.clone(),
+                    reason: d.failure.clone().unwrap_or_else(|| "rolled back".into()),
+                };
+                let abort = || async {
+                    match self.agents.abort(&addr, d.id, &req).await? {
+                        Some(op) => Ok(op),
+                        None => Err(AgentError::Refused {
+                            code: sluice_common::problem::ErrorCode::NotFound,
+                            detail: "the agent does not know the canary's operation".into(),
+                        }),
+                    }
+                };
+                let call = Call {
+                    deployment: d.id,
+                    op: d.id,
+                    addr: &addr,
+                    kind: Kind::Deploy,
+                    submit: Some(abort),
+                    deadline: None,
+                    until_weight: None,
+                };
+                self.run_operation(&mut step, call).await?;
+            } else {
+                let call = Call::<fn() -> Waiting> {
+                    deployment: d.id,
+                    op: d.id,
+                    addr: &addr,
+                    kind: Kind::Deploy,
+                    submit: None,
+                    deadline: None,
+                    until_weight: None,
+                };
+                self.run_operation(&mut step, call).await?;
+            }
             match step.state {
                 ServerStepState::Succeeded => {}
                 ServerStepState::RestoredByAgent | ServerStepState::Pending => return Ok(None),
@@ -344,6 +395,7 @@ impl Driver {
             kind: Kind::Rollback,
             submit: Some(submit),
             deadline: None,
+            until_weight: None,
         };
         Ok(match self.run_operation(&mut step, call).await? {
             Ended::Ok => None,

@@ -12,7 +12,9 @@
 //! - `execute`: the loop that performs each planned action;
 //! - `operation`: one driver for every agent operation (submit, long-poll, record);
 //! - `history`: what ran before a deployment (what a rollback restores);
-//! - `validate`: the pre-flight checks.
+//! - `validate`: the pre-flight checks;
+//! - `canary`, `analysis`, `prometheus`: a canary's shifts, its measurements (decided
+//!   purely in `analysis`) and the Prometheus its `prometheus` checks query.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -26,15 +28,18 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::agent_client::AgentClient;
-use crate::config::DeployDefaults;
+use crate::config::{AnalysisConfig, DeployDefaults};
 use crate::node::{Node, Proposal, ProposeError};
 use crate::state::deployments::{Deployment, DeploymentCommand};
 use crate::state::{Command, Response};
 
+mod analysis;
+mod canary;
 mod execute;
 pub mod history;
 pub mod operation;
 pub mod plan;
+mod prometheus;
 pub mod validate;
 
 /// The audit trail's actor for the sequencer's own decisions.
@@ -74,16 +79,24 @@ pub struct Driver {
     pub agents: AgentClient,
     /// What requests that leave a knob out get.
     pub defaults: DeployDefaults,
+    /// The Prometheus of canary analyses, when one is configured.
+    prometheus: Option<prometheus::Prometheus>,
     running: Mutex<HashSet<Uuid>>,
 }
 
 impl Driver {
     /// A driver over `node`.
-    pub fn new(node: Arc<Node>, agents: AgentClient, defaults: DeployDefaults) -> Arc<Self> {
+    pub fn new(
+        node: Arc<Node>,
+        agents: AgentClient,
+        defaults: DeployDefaults,
+        analysis: AnalysisConfig,
+    ) -> Arc<Self> {
         Arc::new(Self {
             node,
             agents,
             defaults,
+            prometheus: prometheus::Prometheus::from_config(&analysis),
             running: Mutex::default(),
         })
     }

@@ -203,6 +203,14 @@ pub struct Call<'a, S> {
     pub submit: Option<S>,
     /// Past this, abort.
     pub deadline: Option<Duration>,
+    /// `canary`: the driving ends once the (still running) operation holds the new version
+    /// at this weight.
+    pub until_weight: Option<u32>,
+}
+
+/// Whether a running canary deploy holds the new version at `weight`.
+pub fn holds(op: &OperationView, weight: Option<u32>) -> bool {
+    op.state == OperationState::Running && weight.is_some() && op.canary_weight == weight
 }
 
 impl Driver {
@@ -228,6 +236,7 @@ impl<S> std::fmt::Debug for Call<'_, S> {
             .field("kind", &self.kind)
             .field("submits", &self.submit.is_some())
             .field("deadline", &self.deadline)
+            .field("until_weight", &self.until_weight)
             .finish()
     }
 }
@@ -323,7 +332,14 @@ impl Driver {
                     // Touched only once the agent has accepted the operation.
                     step.state = ServerStepState::Deploying;
                 }
-                let done = outcome(step, op, call.kind);
+                let mut done = outcome(step, op, call.kind);
+                if holds(op, call.until_weight) {
+                    step.detail = format!(
+                        "canary: {}% of new requests to the new version",
+                        op.canary_weight.unwrap_or_default()
+                    );
+                    done = Some(None);
+                }
                 if recorded.as_ref() != Some(step) {
                     self.record(call.deployment, step, &mut recorded).await?;
                 }

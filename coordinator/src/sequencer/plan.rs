@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use sluice_common::agent_api::OperationTraffic;
 use sluice_common::api::{HealthCheck, ServerStepState, ServerStepView, Strategy};
 use sluice_common::deployment::{DeploymentEvent, Lifecycle, Rollback};
 use sluice_common::locks::Lease;
@@ -43,6 +44,23 @@ pub struct Observed {
     /// What ran on each target server before this deployment's version (for a rollback):
     /// absent when nothing of the service ran there.
     pub previous: BTreeMap<ServerName, HealthCheck>,
+    /// `canary`: the step whose weight this driver has set on every target server.
+    pub shifted: Option<u32>,
+    /// `canary`: the proxies' counters as this driver last read them.
+    pub readings: Option<Readings>,
+}
+
+/// The proxies' counters of a canary's versions on every target server, read at `at` for
+/// step `step` (the baseline of the next measurement's window).
+#[derive(Debug, Clone, Default)]
+pub struct Readings {
+    /// The step.
+    pub step: u32,
+    /// When.
+    pub at: Timestamp,
+    /// Per server: the new and the previous version's counters, or why they could not be
+    /// read.
+    pub servers: BTreeMap<ServerName, Result<OperationTraffic, String>>,
 }
 
 /// What validation found.
@@ -90,6 +108,26 @@ pub enum Action {
         /// The progress deadline per server.
         deadline: Duration,
     },
+    /// Wait this long, or until something is applied (a promote, a resume, a cancel).
+    Wait(Duration),
+    /// `canary`: set step `step`'s weight on every target server (deploying the new
+    /// version beside the old where it is not yet), each within `deadline`; the `last`
+    /// step (100 %) waits for every server's deploy to end.
+    Shift {
+        /// The step.
+        step: u32,
+        /// The new version's weight.
+        weight: u32,
+        /// The final switch.
+        last: bool,
+        /// The progress deadline per server.
+        deadline: Duration,
+    },
+    /// `canary`: read the proxies' counters and measure every check of the analysis.
+    Measure {
+        /// The step judged.
+        step: u32,
+    },
     /// Restore these servers; `failed` were beyond restoring before it started.
     RollBack {
         /// What to do per server.
@@ -98,6 +136,10 @@ pub enum Action {
         failed: Vec<String>,
     },
 }
+
+mod canary;
+
+pub use canary::verdict;
 
 fn event(d: &Deployment, event: DeploymentEvent, reason: &str, failure: Option<String>) -> Action {
     Action::Propose(DeploymentCommand::Event {
@@ -208,6 +250,7 @@ fn in_progress(d: &Deployment, seen: &Observed, cancel: bool) -> Action {
     match d.request.strategy {
         // Each strategy plans its own rollout here; the agent runs the matching runner.
         Strategy::Recreate | Strategy::BlueGreen => in_batches(d),
+        Strategy::Canary => canary::plan(d, seen),
     }
 }
 

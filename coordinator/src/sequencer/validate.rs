@@ -69,7 +69,39 @@ pub async fn run(driver: &Driver, d: &Deployment) -> Validation {
             ports.push(p);
         }
     }
+    if let Some(r) = analysis_source(driver, d).await {
+        results.push(r);
+    }
     Validation { results, ports }
+}
+
+/// A canary whose analysis queries Prometheus needs one that answers (reported against the
+/// first target server: the check is the cluster's, not a server's).
+async fn analysis_source(driver: &Driver, d: &Deployment) -> Option<CheckResult> {
+    let spec = d.canary_spec();
+    let wants = spec
+        .analysis
+        .as_ref()
+        .is_some_and(|a| a.checks.iter().any(|c| c.needs_prometheus()));
+    let first = d.targets.first()?;
+    if d.request.strategy != sluice_common::api::Strategy::Canary || !wants {
+        return None;
+    }
+    Some(
+        timed("analysis_source", first, async {
+            let Some(p) = &driver.prometheus else {
+                return Err("the analysis has prometheus checks and this cluster has no Prometheus configured ([analysis] prometheus_url)".to_string());
+            };
+            match p.query("vector(1)").await {
+                sluice_common::analysis::Sample::Value(_) => Ok("Prometheus answers".to_string()),
+                sluice_common::analysis::Sample::NoData => {
+                    Err("Prometheus answered vector(1) with no data".to_string())
+                }
+                sluice_common::analysis::Sample::Error(e) => Err(e),
+            }
+        })
+        .await,
+    )
 }
 
 /// The same container (image, container port, environment) already runs, on the same

@@ -26,28 +26,14 @@ pub(super) struct Before {
 /// Captures [`Before`] for `cmd`.
 pub(super) fn before(state: &State, cmd: &Command) -> Before {
     let deployment = match cmd {
-        Command::Deployment { cmd } => deployment_id(cmd)
-            .and_then(|id| state.deployments.all.get(&id))
+        Command::Deployment { cmd } => state
+            .deployments
+            .all
+            .get(&cmd.id())
             .map(|d| d.state()),
         _ => None,
     };
     Before { deployment }
-}
-
-fn deployment_id(cmd: &DeploymentCommand) -> Option<uuid::Uuid> {
-    use DeploymentCommand as C;
-    match cmd {
-        C::Create { id, .. }
-        | C::Start { id, .. }
-        | C::Refence { id, .. }
-        | C::Renew { id, .. }
-        | C::Event { id, .. }
-        | C::Progress { id, .. }
-        | C::RequestRollback { id }
-        | C::RequestCancel { id }
-        | C::BeginRollback { id }
-        | C::GiveUp { id, .. } => Some(*id),
-    }
 }
 
 fn lock_entry(action: &str, key: &LockKey) -> Entry {
@@ -209,7 +195,7 @@ fn deployment_entry(
     after: &State,
 ) -> Option<Entry> {
     use DeploymentCommand as C;
-    let id = deployment_id(cmd)?;
+    let id = cmd.id();
     if let Err(err) = outcome {
         // A deployment waiting for its service lock retries `Start`; like a refused lock
         // acquisition, each "still held" is not an event.
@@ -228,7 +214,7 @@ fn deployment_entry(
             None => e,
         };
         return match cmd {
-            C::Renew { .. } | C::Progress { .. } => None,
+            C::Renew { .. } | C::Progress { .. } | C::CanaryMeasured { .. } => None,
             _ => Some(refused(
                 e.details(json!({"command": command_name(cmd)})),
                 err,
@@ -291,7 +277,24 @@ fn deployment_entry(
         C::GiveUp { failure, .. } => with_service(
             Entry::ok("deployment.rollback_failed", &target).details(json!({ "failure": failure })),
         ),
-        C::Renew { .. } | C::Progress { .. } => return None,
+        C::CanaryStep { step, .. } => {
+            let d = d?;
+            with_service(Entry::ok("deployment.canary_step", &target).details(json!({
+                "step": step + 1, "steps": d.canary_steps(), "weight": d.canary_weight(*step),
+            })))
+        }
+        C::CanaryControl {
+            control, reason, ..
+        } => {
+            let action = match control {
+                sluice_common::api::CanaryControl::Promote => "deployment.canary_promoted",
+                sluice_common::api::CanaryControl::Pause => "deployment.canary_paused",
+                sluice_common::api::CanaryControl::Resume => "deployment.canary_resumed",
+            };
+            with_service(Entry::ok(action, &target).details(json!({ "reason": reason })))
+        }
+        // Measurements are in the record; a failed analysis is audited with the failure.
+        C::Renew { .. } | C::Progress { .. } | C::CanaryMeasured { .. } => return None,
     };
     Some(e)
 }
@@ -309,6 +312,9 @@ fn command_name(cmd: &DeploymentCommand) -> &'static str {
         C::RequestCancel { .. } => "cancel",
         C::GiveUp { .. } => "give_up",
         C::BeginRollback { .. } => "begin_rollback",
+        C::CanaryStep { .. } => "canary_step",
+        C::CanaryMeasured { .. } => "canary_measured",
+        C::CanaryControl { .. } => "canary_control",
     }
 }
 

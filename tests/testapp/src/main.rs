@@ -10,6 +10,8 @@
 //! - `TESTAPP_EXIT_AFTER_MS`: exit with status 1 after this long (a crash).
 //! - `TESTAPP_HEALTH_FAIL_AFTER_MS`: `GET /health` answers 500 from this long after the
 //!   start on (a version that passes its first check and fails later).
+//! - `TESTAPP_ERROR_PERCENT`: that many of every 100 `GET /version` requests answer 500
+//!   (a version that passes its health check and fails some of its users).
 //!
 //! Besides `/health`, `/version` and `/`: `GET /sleep/MS` answers its version after MS
 //! milliseconds (a long request), and `GET /echo` with an `Upgrade:` header switches
@@ -79,6 +81,19 @@ fn probe() -> i32 {
     }
 }
 
+/// `/version` requests so far (for `TESTAPP_ERROR_PERCENT`).
+static VERSION_REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Whether this `/version` request is one of the `TESTAPP_ERROR_PERCENT` that fail.
+fn fails_on_purpose() -> bool {
+    let percent: u64 = std::env::var("TESTAPP_ERROR_PERCENT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let n = VERSION_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    n % 100 < percent
+}
+
 /// Set by `GET /fail-health`.
 static FAILING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -104,6 +119,17 @@ fn handle(mut s: TcpStream, version: &str, healthy: bool) {
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
     if path == "/fail-health" {
         FAILING.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    if path == "/version" && fails_on_purpose() {
+        let body = "failing on purpose\n";
+        let _ = s.write_all(
+            format!(
+                "HTTP/1.0 500 Internal Server Error\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        return;
     }
     if let Some(ms) = path.strip_prefix("/sleep/") {
         std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));

@@ -126,6 +126,15 @@ impl Client {
         Self::decode(s, &b)
     }
 
+    /// `GET /metrics`: the proxy's Prometheus text.
+    pub async fn metrics(&self) -> Result<String, ControlError> {
+        let (s, b) = self.call(Method::GET, "/metrics", None).await?;
+        if !s.is_success() {
+            return Err(Self::refused(s, &b));
+        }
+        String::from_utf8(b.to_vec()).map_err(|e| ControlError::Protocol(e.to_string()))
+    }
+
     /// `GET /v1/routes`.
     pub async fn routes(&self) -> Result<Vec<RouteView>, ControlError> {
         let (s, b) = self.call(Method::GET, "/v1/routes", None).await?;

@@ -29,7 +29,9 @@ pub fn next(rec: &OpRecord, obs: &Observed) -> Option<Step> {
         Stage::Start => prepare(deploy, obs),
         Stage::Switching => switching(rec, obs, deploy),
         Stage::Started => started(rec, obs, deploy),
-        Stage::Routed => routed(rec, obs, deploy),
+        // (`Canary` is the canary runner's, which hands its records here only once they
+        // leave it.)
+        Stage::Routed | Stage::Canary => routed(rec, obs, deploy),
         Stage::RollingBack => rolling_back(rec, obs, deploy),
         Stage::Removing | Stage::Done => return None,
     })

@@ -28,8 +28,8 @@ pub fn next(rec: &OpRecord, obs: &Observed) -> Option<Step> {
         Stage::Switching => switching(rec, obs),
         Stage::Started => started(rec, obs, deploy),
         Stage::RollingBack => rolling_back(rec, obs, deploy),
-        // (`Routed` is blue_green's.)
-        Stage::Routed | Stage::Removing | Stage::Done => return None,
+        // (`Routed` is blue_green's, `Canary` the canary runner's.)
+        Stage::Routed | Stage::Canary | Stage::Removing | Stage::Done => return None,
     })
 }
 

@@ -117,7 +117,7 @@ fn document_lists_exactly_the_routes_of_the_router() {
             }
         }
     }
-    assert_eq!(routes.len(), 38, "{routes:?}");
+    assert_eq!(routes.len(), 42, "{routes:?}");
     assert_eq!(sluice_tests::openapi::documented_routes(&doc()), routes);
 }
 
@@ -304,7 +304,11 @@ fn enums_match_the_rust_types() {
         "TokenRole",
         &[TokenRole::Viewer, TokenRole::Deployer, TokenRole::Admin],
     );
-    same(&d, "Strategy", &[Strategy::Recreate, Strategy::BlueGreen]);
+    same(
+        &d,
+        "Strategy",
+        &[Strategy::Recreate, Strategy::BlueGreen, Strategy::Canary],
+    );
 }
 
 /// The agent's (hand-written) document and this generated one describe the wire types they

@@ -21,6 +21,7 @@ const FLAGS: &[(&str, &[&str])] = &[
     ("max_parallel", &["max-parallel"]),
     ("progress_deadline", &["progress-deadline"]),
     ("allow_labels", &["allow-label"]),
+    ("canary", &["canary"]),
     ("health.kind", &["health"]),
     ("health.path", &["health"]),
     ("health.interval", &["health-interval"]),

@@ -37,7 +37,20 @@ fn op(state: OperationState, error: Option<&str>, previous: bool) -> OperationVi
         container: Some("new".into()),
         previous_container: previous.then(|| "old".into()),
         resumed: 0,
+        canary_weight: None,
     }
+}
+
+#[test]
+fn a_canary_is_held_once_the_agent_applies_the_weight_asked_for() {
+    let mut o = op(OperationState::Running, None, true);
+    assert!(!holds(&o, Some(10)), "no weight applied yet");
+    o.canary_weight = Some(10);
+    assert!(holds(&o, Some(10)));
+    assert!(!holds(&o, Some(50)), "still at the previous step's weight");
+    assert!(!holds(&o, None), "not a canary shift");
+    o.state = OperationState::RolledBack;
+    assert!(!holds(&o, Some(10)), "a finished operation is judged by its state");
 }
 
 fn heard(o: OperationView) -> Heard {

@@ -28,7 +28,7 @@ fn done(id: Uuid) -> Applied {
     Ok(DeploymentOutcome { id, created: false })
 }
 
-fn phase(text: &str) -> Phase {
+pub(super) fn phase(text: &str) -> Phase {
     Phase::new(text).unwrap_or_default()
 }
 
@@ -186,6 +186,7 @@ impl Deployments {
                 servers,
                 failure: None,
                 cancel_requested_at: None,
+                canary: None,
                 actor: actor.to_string(),
                 created_at: now,
                 updated_at: now,

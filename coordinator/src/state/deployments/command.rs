@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sluice_common::api::{CheckResult, CreateDeploymentRequest, ServerStepView};
+use sluice_common::api::{
+    CanaryControl, CheckResult, CreateDeploymentRequest, Measurement, ServerStepView,
+};
 use sluice_common::deployment::{DeploymentEvent, Phase};
 use sluice_common::locks::LockError;
 use sluice_common::names::ServerName;
@@ -87,6 +89,32 @@ pub enum DeploymentCommand {
         /// The deployment.
         id: Uuid,
     },
+    /// A canary reached `step` on every target server (the number of steps: the final
+    /// switch to 100 %). One entry per step.
+    CanaryStep {
+        /// The deployment.
+        id: Uuid,
+        /// The step, 0-based.
+        step: u32,
+    },
+    /// Measurements of a canary's analysis at `step`.
+    CanaryMeasured {
+        /// The deployment.
+        id: Uuid,
+        /// The step they judged.
+        step: u32,
+        /// What was measured.
+        measurements: Vec<Measurement>,
+    },
+    /// Promote, pause or resume a canary.
+    CanaryControl {
+        /// The deployment.
+        id: Uuid,
+        /// What to do.
+        control: CanaryControl,
+        /// Why (a pause records it).
+        reason: String,
+    },
     /// A rollback could not restore the previous version: record it loudly, stop driving
     /// the deployment, and release the service lock for a human to act.
     GiveUp {
@@ -95,6 +123,27 @@ pub enum DeploymentCommand {
         /// What went wrong.
         failure: String,
     },
+}
+
+impl DeploymentCommand {
+    /// The deployment it is about.
+    pub fn id(&self) -> Uuid {
+        match self {
+            Self::Create { id, .. }
+            | Self::Start { id, .. }
+            | Self::Refence { id, .. }
+            | Self::Renew { id, .. }
+            | Self::Event { id, .. }
+            | Self::Progress { id, .. }
+            | Self::RequestRollback { id }
+            | Self::RequestCancel { id }
+            | Self::BeginRollback { id }
+            | Self::GiveUp { id, .. }
+            | Self::CanaryStep { id, .. }
+            | Self::CanaryMeasured { id, .. }
+            | Self::CanaryControl { id, .. } => *id,
+        }
+    }
 }
 
 /// Why a deployment command was refused.

@@ -9,6 +9,7 @@
 //!
 //! - `command`: the commands and their errors;
 //! - `apply`: one function per command;
+//! - `canary`: a canary's steps, measurements, promote/pause/resume;
 //! - `services`: what runs where, kept in step with finished deployments.
 
 use std::collections::BTreeMap;
@@ -25,9 +26,11 @@ use sluice_common::time::Timestamp;
 use uuid::Uuid;
 
 mod apply;
+mod canary;
 mod command;
 mod services;
 
+pub use canary::CanaryProgress;
 pub use command::{DeploymentCommand, DeploymentError, DeploymentOutcome};
 pub use services::{Placement, ServiceRecord};
 
@@ -61,6 +64,9 @@ pub struct Deployment {
     /// after (the lifecycle says whether one is still to be honoured).
     #[serde(default)]
     pub cancel_requested_at: Option<Timestamp>,
+    /// `canary`: where it stands, once it reached its first step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryProgress>,
     /// Who asked.
     pub actor: String,
     /// When it was accepted.
@@ -111,6 +117,7 @@ impl Deployment {
             validation: self.validation.clone(),
             servers: self.servers.values().cloned().collect(),
             failure: self.failure.clone(),
+            canary: self.canary_view(),
             noop: self.lifecycle.noop(),
             rollback_requested: self.lifecycle.rollback_requested(),
             cancel_requested: self.cancel_requested_at.is_some(),
@@ -221,6 +228,17 @@ impl Deployments {
             C::BeginRollback { id } => self.begin_rollback(*id, now),
             C::RequestCancel { id } => self.request_cancel(*id, now),
             C::GiveUp { id, failure } => self.give_up(locks, *id, failure, at),
+            C::CanaryStep { id, step } => self.canary_step(*id, *step, now),
+            C::CanaryMeasured {
+                id,
+                step,
+                measurements,
+            } => self.canary_measured(*id, *step, measurements, now),
+            C::CanaryControl {
+                id,
+                control,
+                reason,
+            } => self.canary_control(*id, *control, reason, now),
         }
     }
 

@@ -11,7 +11,7 @@ use sluice_common::locks::{Acquire, FencingToken};
 use sluice_common::names::Holder;
 use uuid::Uuid;
 
-mod sim;
+pub(super) mod sim;
 
 use sim::*;
 

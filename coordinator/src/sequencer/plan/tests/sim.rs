@@ -26,6 +26,8 @@ pub struct Sim {
     pub index: u64,
     pub id: Uuid,
     pub seen: Observed,
+    /// Time passed beyond one second per applied entry, in milliseconds.
+    pub later: u64,
 }
 
 impl Sim {
@@ -46,6 +48,7 @@ impl Sim {
             index: 0,
             id: Uuid::new_v4(),
             seen: Observed::default(),
+            later: 0,
         };
         sim.apply(DeploymentCommand::Create {
             id: sim.id,
@@ -63,7 +66,7 @@ impl Sim {
     }
 
     pub fn now(&self) -> Timestamp {
-        Timestamp(1_000_000 + self.index * 1000)
+        Timestamp(1_000_000 + self.index * 1000 + self.later)
     }
 
     pub fn apply(&mut self, cmd: DeploymentCommand) -> Result<(), String> {
