@@ -10,8 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sluice_common::agent_api::{
     AbortRequest, AgentHealth, DeployRequest, ImageCheck, OperationTraffic, OperationView,
-    PortProbe, RemoveServiceRequest, RemovedService, RollbackRequest, ServiceStatus,
-    WeightRequest,
+    PortProbe, RemoveServiceRequest, RemovedService, RollbackRequest, ServiceStatus, WeightRequest,
 };
 use sluice_common::image::ImageRef;
 use sluice_common::names::ServiceName;

@@ -210,7 +210,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let agents =
         agent_client::AgentClient::new(transport_for_agents, std::time::Duration::from_secs(5));
     let sequencer = tokio::spawn(
-        sequencer::Driver::new(node.clone(), agents, config.deploy, config.analysis.clone()).run(shutdown.clone()),
+        sequencer::Driver::new(node.clone(), agents, config.deploy, config.analysis.clone())
+            .run(shutdown.clone()),
     );
     let notifier = tokio::spawn(notifier.run(node.clone(), counters.clone(), shutdown.clone()));
     let raft_failed = tokio::spawn(stop_on_fatal(raft.clone(), shutdown.clone()));

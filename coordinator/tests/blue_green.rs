@@ -338,4 +338,3 @@ async fn a_proxy_that_is_down_fails_validation() {
     assert!(!check.ok, "{check:?}");
     assert!(d.servers.iter().all(|s| s.operation.is_none()), "{d:?}");
 }
-

@@ -37,7 +37,10 @@ async fn watch_steps(env: &Env, id: &str) -> (DeploymentView, Vec<(u32, Instant)
         if !d.state.is_active() {
             return (d, seen);
         }
-        assert!(Instant::now() < deadline, "the canary did not settle: {d:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the canary did not settle: {d:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -96,7 +99,11 @@ async fn a_good_canary_moves_traffic_step_by_step_and_is_promoted() {
         let to = at(k + 1).expect("the next step was seen") - Duration::from_millis(300);
         for (server, r) in ["cn1a", "cn1b"].iter().zip(&reports) {
             let (got, n) = share(r, from, to, "v2");
-            eprintln!("step {}: {server}: {:.1}% v2 of {n} responses", k + 1, got * 100.0);
+            eprintln!(
+                "step {}: {server}: {:.1}% v2 of {n} responses",
+                k + 1,
+                got * 100.0
+            );
             assert!(n > 300, "step {k} on {server}: only {n} responses");
             assert!(
                 (got - weight).abs() <= 0.05,
@@ -219,20 +226,33 @@ async fn promql_gates_fail_on_no_data_and_on_a_prometheus_that_stops() {
         .await
         .unwrap();
     let id = created.deployment.id.to_string();
-    sluice_tests::eventually::eventually("a passing measurement", Duration::from_secs(60), || async {
-        let d = env.api().deployment(&id).await.map_err(|e| e.to_string())?;
-        let ok = d.canary.as_ref().is_some_and(|c| {
-            c.measurements.iter().any(|m| m.outcome == Outcome::Successful)
-        });
-        if ok { Ok(()) } else { Err(format!("{:?}", d.canary)) }
-    })
+    sluice_tests::eventually::eventually(
+        "a passing measurement",
+        Duration::from_secs(60),
+        || async {
+            let d = env.api().deployment(&id).await.map_err(|e| e.to_string())?;
+            let ok = d.canary.as_ref().is_some_and(|c| {
+                c.measurements
+                    .iter()
+                    .any(|m| m.outcome == Outcome::Successful)
+            });
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("{:?}", d.canary))
+            }
+        },
+    )
     .await;
     prom.kill();
     let d = env.settled(&id).await;
     assert_eq!(d.state, DeploymentState::RolledBack, "{d:?}");
     let m = &d.canary.as_ref().unwrap().measurements;
     let errors = m.iter().filter(|m| m.outcome == Outcome::Error).count();
-    assert_eq!(errors, 3, "the limit of 2 errors in a row, then one more: {m:?}");
+    assert_eq!(
+        errors, 3,
+        "the limit of 2 errors in a row, then one more: {m:?}"
+    );
     assert!(
         d.failure.as_deref().unwrap_or("").contains("gate"),
         "{:?}",
@@ -268,7 +288,12 @@ async fn the_cli_promotes_pauses_and_aborts_within_its_scope() {
     let admin = env.cluster.admin_token.clone();
     let other = env
         .api()
-        .create_token(&serde_json::from_value(json!({"name": "other-ci", "role": "deployer", "services": ["elsewhere"]})).unwrap())
+        .create_token(
+            &serde_json::from_value(
+                json!({"name": "other-ci", "role": "deployer", "services": ["elsewhere"]}),
+            )
+            .unwrap(),
+        )
         .await
         .unwrap()
         .secret;
@@ -284,7 +309,10 @@ async fn the_cli_promotes_pauses_and_aborts_within_its_scope() {
             .env("SLUICE_TOKEN", token)
             .output()
             .expect("run sluice");
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     // Someone else's deployer may not touch it.
     for verb in ["promote", "abort", "pause"] {
@@ -315,7 +343,9 @@ async fn the_cli_promotes_pauses_and_aborts_within_its_scope() {
     let id = created.deployment.id.to_string();
     sluice_tests::eventually::eventually("the first step", Duration::from_secs(60), || async {
         let d = env.api().deployment(&id).await.map_err(|e| e.to_string())?;
-        d.canary.map(|_| ()).ok_or_else(|| d.phase.as_str().to_string())
+        d.canary
+            .map(|_| ())
+            .ok_or_else(|| d.phase.as_str().to_string())
     })
     .await;
     let (code, err) = sluice(&admin, &["promote", "--wait", &id]);
@@ -323,4 +353,195 @@ async fn the_cli_promotes_pauses_and_aborts_within_its_scope() {
     let d = env.api().deployment(&id).await.unwrap();
     assert_eq!(d.state, DeploymentState::Success, "{d:?}");
     assert_eq!(d.canary.unwrap().weight, 100);
+}
+
+/// Waits until every server of deployment `id` holds the canary at `weight` %, asking
+/// node `node`; returns the deployment then.
+async fn held_at(env: &Env, node: usize, id: &str, weight: u32) -> DeploymentView {
+    let want = format!("canary: {weight}% of new requests");
+    sluice_tests::eventually::eventually(
+        &format!("every server at {weight}%"),
+        Duration::from_secs(60),
+        || async {
+            let d = env
+                .cluster
+                .api(node)
+                .deployment(id)
+                .await
+                .map_err(|e| e.to_string())?;
+            if d.canary.is_some() && d.servers.iter().all(|s| s.detail.contains(&want)) {
+                Ok(d)
+            } else {
+                Err(format!("{:?}: {:?}", d.phase, d.servers))
+            }
+        },
+    )
+    .await
+}
+
+/// The leader killed (-9) mid-step: the new leader resumes the canary at the same step
+/// with a larger token (no step replayed), the agent then refuses a weight change carrying
+/// the old leader's token, and the canary is promoted through the new leader; the service
+/// never loses a request.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_leader_resumes_the_step_and_the_old_token_is_refused() {
+    let mut env = Env::start_cluster(&["cn5"], "cn-failover", 3, NodeOpts::default()).await;
+    let first = env.deploy("v1", json!({})).await;
+    let load = Env::load(Env::port(&first, "cn5"));
+    let canary = json!({"steps": [{"weight": 30, "until_promoted": true}]});
+    let created = env
+        .api()
+        .create_deployment(
+            &env.request("v2", json!({"strategy": "canary", "canary": canary})),
+            None,
+        )
+        .await
+        .unwrap();
+    let id = created.deployment.id.to_string();
+    let before = held_at(&env, 0, &id, 30).await;
+    let old_token = before.token.expect("a token");
+    let leader = env.cluster.leader().await;
+    env.cluster.nodes[leader].kill();
+    let other = env.cluster.others(leader)[0];
+    // The new leader re-fences (a larger token) and sets the same step's weight again.
+    let after = sluice_tests::eventually::eventually(
+        "the new leader's token on the deployment",
+        Duration::from_secs(60),
+        || async {
+            let d = env
+                .cluster
+                .api(other)
+                .deployment(&id)
+                .await
+                .map_err(|e| e.to_string())?;
+            match d.token {
+                Some(t) if t > old_token => Ok(d),
+                t => Err(format!("token {t:?}")),
+            }
+        },
+    )
+    .await;
+    let c = after.canary.as_ref().expect("the canary's record");
+    assert_eq!((c.step, c.weight), (0, 30), "no step replayed: {c:?}");
+    // What the old leader would still send: refused by the agent as stale.
+    let agent = &env.agents[0];
+    let http = env
+        .cluster
+        .pki
+        .client_as(sluice_common::tls::Role::Coordinator, "coordinator-1");
+    // Once the agent has seen the new leader's token (its re-applied step)...
+    sluice_tests::eventually::eventually(
+        "the agent saw the new token",
+        Duration::from_secs(30),
+        || async {
+            let v: serde_json::Value = http
+                .get(format!(
+                    "https://{}/agent/v1/fence/service/cn-failover",
+                    agent.addr
+                ))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            match v["highest"].as_u64() {
+                Some(h) if h > old_token.0 => Ok(()),
+                _ => Err(v.to_string()),
+            }
+        },
+    )
+    .await;
+    // ...the old leader's late weight change is refused as stale, and changes nothing.
+    let late = http
+        .put(format!(
+            "https://{}/agent/v1/operations/{id}/weight",
+            agent.addr
+        ))
+        .json(
+            &json!({"fence": {"key": "service/cn-failover", "token": old_token.0}, "weight": 100}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late.status(), 409);
+    let body: serde_json::Value = late.json().await.unwrap();
+    assert_eq!(body["code"], "stale_fencing_token", "{body}");
+    let d = env.cluster.api(other).deployment(&id).await.unwrap();
+    assert_eq!(
+        d.canary.unwrap().weight,
+        30,
+        "the refused change changed nothing"
+    );
+    env.cluster
+        .api(other)
+        .canary_action(&id, sluice_common::api::CanaryAction::Promote)
+        .await
+        .unwrap();
+    let d = sluice_tests::eventually::eventually("success", Duration::from_secs(60), || async {
+        let d = env
+            .cluster
+            .api(other)
+            .deployment(&id)
+            .await
+            .map_err(|e| e.to_string())?;
+        if d.state.is_active() {
+            Err(d.phase.as_str().to_string())
+        } else {
+            Ok(d)
+        }
+    })
+    .await;
+    assert_eq!(d.state, DeploymentState::Success, "{d:?}");
+    let done = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = load.stop().await;
+    assert_lossless("across the failover", &r);
+    all_from(&r, done, "v2").unwrap();
+}
+
+/// The agent killed (-9) mid-step and started again: the proxy kept splitting meanwhile,
+/// the agent finds its canary, checks the new version again and holds on; the next step
+/// and the end go through, and no request fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_restarted_mid_step_keeps_the_weight() {
+    let mut env = Env::start(&["cn6"], "cn-agent").await;
+    let first = env.deploy("v1", json!({})).await;
+    let load = Env::load(Env::port(&first, "cn6"));
+    let canary = json!({"steps": [{"weight": 40, "until_promoted": true}]});
+    let created = env
+        .api()
+        .create_deployment(
+            &env.request("v2", json!({"strategy": "canary", "canary": canary})),
+            None,
+        )
+        .await
+        .unwrap();
+    let id = created.deployment.id.to_string();
+    held_at(&env, 0, &id, 40).await;
+    env.agents[0].kill();
+    let down = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.agents[0].spawn();
+    let up = Instant::now();
+    // While the agent was gone the proxy kept splitting.
+    let mid = load.snapshot();
+    let (got, n) = share(&mid, down, up, "v2");
+    assert!(n > 100, "{n} responses while the agent was down");
+    assert!(
+        (got - 0.4).abs() <= 0.08,
+        "{:.1}% v2 while the agent was down",
+        got * 100.0
+    );
+    env.api()
+        .canary_action(&id, sluice_common::api::CanaryAction::Promote)
+        .await
+        .unwrap();
+    let d = env.settled(&id).await;
+    assert_eq!(d.state, DeploymentState::Success, "{d:?}");
+    let done = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = load.stop().await;
+    assert_lossless("across the agent's restart", &r);
+    all_from(&r, done, "v2").unwrap();
 }

@@ -13,7 +13,10 @@ use super::{invalid, op_id, ApiError, JsonBody, Shared};
 use crate::runtime::short;
 
 fn no_operation(id: uuid::Uuid) -> ApiError {
-    ApiError::from(Problem::new(ErrorCode::NotFound, format!("no operation {id}")))
+    ApiError::from(Problem::new(
+        ErrorCode::NotFound,
+        format!("no operation {id}"),
+    ))
 }
 
 pub(super) async fn weight(

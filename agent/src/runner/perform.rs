@@ -223,10 +223,8 @@ pub(super) async fn perform<R: Runtime>(
                 x.update(|r| {
                     r.stage = Stage::Canary;
                     r.view.canary_weight = Some(weight);
-                    r.view.phase = format!(
-                        "canary: {weight}% of new requests to {}",
-                        short(&container)
-                    );
+                    r.view.phase =
+                        format!("canary: {weight}% of new requests to {}", short(&container));
                 })?;
             }
             obs.held = None;

@@ -142,8 +142,7 @@ garbage{ line
 
     #[test]
     fn escaped_label_values_and_a_trailing_comma() {
-        let (n, l, v) =
-            sample(r#"m{a="x\"y",b="c\\d",} 3 1700000000"#).expect("parses");
+        let (n, l, v) = sample(r#"m{a="x\"y",b="c\\d",} 3 1700000000"#).expect("parses");
         assert_eq!(n, "m");
         assert_eq!(l["a"], "x\"y");
         assert_eq!(l["b"], "c\\d");

@@ -43,6 +43,7 @@ fn default_steps() -> Vec<CanaryStep> {
         .into_iter()
         .map(|weight| CanaryStep {
             weight,
+            servers: None,
             pause: Some(DurationSpec::secs(60)),
             until_promoted: false,
         })
@@ -58,6 +59,12 @@ pub struct CanaryStep {
     /// target server, 0 to 100.
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100))]
     pub weight: u32,
+    /// The share of the target servers (percent, rounded up to whole servers; default 100)
+    /// that run the new version at this weight; the others are not deployed to yet, or
+    /// send it nothing (weight 0) if an earlier step reached them.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100, default = 100))]
+    pub servers: Option<u32>,
     /// How long to hold this step once its weight is set everywhere (default 0 s: as soon
     /// as its analysis has passed). The analysis runs meanwhile; the step ends when both are
     /// over.
@@ -316,6 +323,12 @@ pub fn spec_problems(spec: &CanarySpec) -> Vec<(String, String)> {
                 "must be 0 to 100".into(),
             ));
         }
+        if s.servers.is_some_and(|p| p == 0 || p > 100) {
+            out.push((
+                format!("canary.steps.{i}.servers"),
+                "must be 1 to 100".into(),
+            ));
+        }
     }
     if let Some(a) = &spec.analysis {
         if a.checks.is_empty() || a.checks.len() > 10 {
@@ -336,7 +349,9 @@ pub fn spec_problems(spec: &CanarySpec) -> Vec<(String, String)> {
                 out.push((format!("canary.analysis.{f}"), "must be 0 to 100".into()));
             }
         }
-        if a.interval.is_some_and(|i| i.get() < std::time::Duration::from_millis(100)) {
+        if a.interval
+            .is_some_and(|i| i.get() < std::time::Duration::from_millis(100))
+        {
             out.push((
                 "canary.analysis.interval".into(),
                 "must be at least 100ms".into(),
@@ -350,7 +365,8 @@ pub fn spec_problems(spec: &CanarySpec) -> Vec<(String, String)> {
                         out.push((format!("{at}.max"), "must be 0 to 1".into()));
                     }
                 }
-                AnalysisCheck::LatencyP99 { max_ms } | AnalysisCheck::LatencyP99Increase { max_ms } => {
+                AnalysisCheck::LatencyP99 { max_ms }
+                | AnalysisCheck::LatencyP99Increase { max_ms } => {
                     if !(0.0..=3_600_000.0).contains(max_ms) {
                         out.push((format!("{at}.max_ms"), "must be 0 to 3600000".into()));
                     }
@@ -364,7 +380,10 @@ pub fn spec_problems(spec: &CanarySpec) -> Vec<(String, String)> {
                     if query.is_empty() || query.len() > 4096 {
                         out.push((format!("{at}.query"), "must be 1 to 4096 bytes".into()));
                     }
-                    if name.as_ref().is_some_and(|n| n.len() > 64 || n.chars().any(char::is_control)) {
+                    if name
+                        .as_ref()
+                        .is_some_and(|n| n.len() > 64 || n.chars().any(char::is_control))
+                    {
                         out.push((
                             format!("{at}.name"),
                             "at most 64 bytes, no control characters".into(),
@@ -422,6 +441,7 @@ mod tests {
         assert_eq!(p[0].0, "canary.steps");
         spec.steps = vec![CanaryStep {
             weight: 101,
+            servers: None,
             pause: None,
             until_promoted: false,
         }];

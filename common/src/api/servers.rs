@@ -38,6 +38,10 @@ pub struct ServerView {
     pub port_range: PortRange,
     /// Whether deployments to it are refused.
     pub forbidden: bool,
+    /// Cordoned: no new deployment is placed on it (validation says so); what runs there
+    /// keeps serving. `sluice servers uncordon` ends it.
+    #[serde(default)]
+    pub cordoned: bool,
     /// Whether its agent is up (replicated: changes when heartbeats stop or resume).
     #[serde(default)]
     pub up: bool,

@@ -205,6 +205,21 @@ impl Client {
         .await
     }
 
+    /// `POST /v1/servers/{name}/cordon` (`true`) or `/uncordon`.
+    pub async fn cordon_server(
+        &self,
+        name: &ServerName,
+        cordoned: bool,
+    ) -> Result<ServerView, ClientError> {
+        let verb = if cordoned { "cordon" } else { "uncordon" };
+        self.call(
+            Method::POST,
+            &format!("/v1/servers/{name}/{verb}"),
+            None::<&()>,
+        )
+        .await
+    }
+
     /// `PUT /v1/servers/{name}/labels`.
     pub async fn set_server_labels(
         &self,

@@ -233,13 +233,18 @@ fn authorize(caller: &Caller, method: &Method, path: &str) -> Result<(), ApiErro
         _ if read => Ok(()),
         TokenRole::Viewer => Err(denied()),
         TokenRole::Deployer => {
-            let deployment_action = path
-                .strip_prefix("/v1/deployments/")
-                .is_some_and(|rest| {
-                    ["/rollback", "/cancel", "/abort", "/promote", "/pause", "/resume"]
-                        .iter()
-                        .any(|a| rest.ends_with(a))
-                });
+            let deployment_action = path.strip_prefix("/v1/deployments/").is_some_and(|rest| {
+                [
+                    "/rollback",
+                    "/cancel",
+                    "/abort",
+                    "/promote",
+                    "/pause",
+                    "/resume",
+                ]
+                .iter()
+                .any(|a| rest.ends_with(a))
+            });
             if method == Method::POST && (path == "/v1/deployments" || deployment_action) {
                 return Ok(());
             }

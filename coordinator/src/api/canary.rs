@@ -34,7 +34,10 @@ pub(super) fn check_request(req: &CreateDeploymentRequest) -> Result<(), ApiErro
     if bad.is_empty() {
         return Ok(());
     }
-    let mut p = Problem::new(ErrorCode::InvalidRequest, "the canary spec has invalid fields");
+    let mut p = Problem::new(
+        ErrorCode::InvalidRequest,
+        "the canary spec has invalid fields",
+    );
     for (f, m) in bad {
         p = p.with_field(f, m);
     }

@@ -121,6 +121,8 @@ pub fn documented() -> Documented {
         .op(routes!(servers::get_policy, servers::put_policy))
         .op(routes!(servers::forbid))
         .op(routes!(servers::allow))
+        .op(routes!(servers::cordon))
+        .op(routes!(servers::uncordon))
         .op(routes!(servers::labels))
         .op(routes!(deployments::list, deployments::create))
         .op(routes!(deployments::get))

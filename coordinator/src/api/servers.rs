@@ -21,6 +21,7 @@ fn view(a: &Applied, agents: &AgentTracker, name: &ServerName, r: &ServerRecord)
         labels: r.labels.clone(),
         port_range: r.port_range,
         forbidden: r.forbidden,
+        cordoned: r.cordoned,
         up: r.up,
         last_heartbeat_ms: agents.since_last_beat(name).map(|d| d.as_millis() as u64),
         docker_version: r.docker_version.clone(),
@@ -138,6 +139,73 @@ pub async fn allow(
 ) -> Result<Json<ServerView>, ApiError> {
     let name = ServerName::parse(&name)?;
     update(&app, &caller, &name, |r| r.forbidden = false).await
+}
+
+/// Cordons (`true`) or uncordons a server.
+async fn cordon_as(
+    app: &App,
+    caller: &Caller,
+    name: &str,
+    cordoned: bool,
+) -> Result<Json<ServerView>, ApiError> {
+    let name = ServerName::parse(name)?;
+    let cmd = Command::CordonServer {
+        server: name.clone(),
+        cordoned,
+    };
+    if let Response::UnknownServer { .. } = app.node.propose(&caller.actor, cmd).await? {
+        return Err(ApiError::not_found(format!("server {name}")));
+    }
+    app.node.linearizable().await?;
+    read_view(app, &name)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("server {name}")))
+}
+
+/// `POST /v1/servers/{name}/cordon`: place no new deployment on it.
+#[utoipa::path(
+    post,
+    path = "/v1/servers/{name}/cordon",
+    operation_id = "cordonServer",
+    tag = "servers",
+    summary = "Cordon the server: no new deployment is placed on it (validation fails with server_allowed); what runs there keeps serving. Admin.",
+    params(
+        ("name" = ServerName, Path, description = "The server."),
+    ),
+    responses(
+        (status = 200, description = "The server.", body = ServerView),
+        (status = 404, response = NotFound),
+    ),
+)]
+pub async fn cordon(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<ServerView>, ApiError> {
+    cordon_as(&app, &caller, &name, true).await
+}
+
+/// `POST /v1/servers/{name}/uncordon`: place deployments on it again.
+#[utoipa::path(
+    post,
+    path = "/v1/servers/{name}/uncordon",
+    operation_id = "uncordonServer",
+    tag = "servers",
+    summary = "End a cordon: deployments may be placed on the server again. Admin.",
+    params(
+        ("name" = ServerName, Path, description = "The server."),
+    ),
+    responses(
+        (status = 200, description = "The server.", body = ServerView),
+        (status = 404, response = NotFound),
+    ),
+)]
+pub async fn uncordon(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<ServerView>, ApiError> {
+    cordon_as(&app, &caller, &name, false).await
 }
 
 /// `PUT /v1/servers/{name}/labels`: replace its labels.

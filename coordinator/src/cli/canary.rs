@@ -70,8 +70,7 @@ pub(crate) fn spec_arg(arg: &str) -> Result<serde_json::Value, CliError> {
         })?,
         None => arg.to_string(),
     };
-    serde_json::from_str(&text)
-        .map_err(|e| CliError::Usage(format!("--canary is not JSON: {e}")))
+    serde_json::from_str(&text).map_err(|e| CliError::Usage(format!("--canary is not JSON: {e}")))
 }
 
 /// The canary part of `sluice status`: the step, a pause, the latest measurements.
@@ -91,7 +90,10 @@ pub(crate) fn show(d: &serde_json::Value) {
     if let Some(why) = c["paused"].as_str() {
         println!("  paused: {why}");
     }
-    let ms = c["measurements"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let ms = c["measurements"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     for m in &ms[ms.len().saturating_sub(10)..] {
         println!(
             "  measured {} at step {}: {} ({}) {}: {}",

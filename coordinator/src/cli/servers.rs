@@ -1,5 +1,5 @@
-//! `sluice servers list|forbid|allow|labels`: the servers deployments go to, and their
-//! policy. Changing policy needs an admin token.
+//! `sluice servers list|forbid|allow|cordon|uncordon|labels`: the servers deployments go
+//! to, and their policy. Changing policy needs an admin token.
 
 use clap::Subcommand;
 use serde_json::Value;
@@ -34,6 +34,21 @@ pub enum ServersCommand {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Cordon a server: no new deployment is placed on it (validation says so); what runs
+    /// there keeps serving.
+    Cordon {
+        /// The server.
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// End a server's cordon.
+    Uncordon {
+        /// The server.
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Replace a server's labels (none given: remove them all).
     Labels {
         /// The server.
@@ -55,6 +70,10 @@ pub async fn run(cmd: ServersCommand) -> Result<(), CliError> {
         }
         ServersCommand::Forbid { name, conn } => change(&conn, &name, Change::Forbid).await,
         ServersCommand::Allow { name, conn } => change(&conn, &name, Change::Allow).await,
+        ServersCommand::Cordon { name, conn } => change(&conn, &name, Change::Cordon(true)).await,
+        ServersCommand::Uncordon { name, conn } => {
+            change(&conn, &name, Change::Cordon(false)).await
+        }
         ServersCommand::Labels { name, labels, conn } => {
             let labels = labels
                 .iter()
@@ -69,6 +88,7 @@ pub async fn run(cmd: ServersCommand) -> Result<(), CliError> {
 enum Change {
     Forbid,
     Allow,
+    Cordon(bool),
     Labels(SetLabelsRequest),
 }
 
@@ -78,18 +98,25 @@ async fn change(conn: &Conn, name: &str, what: Change) -> Result<(), CliError> {
     let v = value(&match what {
         Change::Forbid => api.forbid_server(&name).await?,
         Change::Allow => api.allow_server(&name).await?,
+        Change::Cordon(c) => api.cordon_server(&name, c).await?,
         Change::Labels(req) => api.set_server_labels(&name, &req).await?,
     });
     eprintln!(
         "server {name}: {}, labels {}",
-        if v["forbidden"] == true {
-            "forbidden"
-        } else {
-            "allowed"
-        },
+        policy(&v),
         cell(&v["labels"])
     );
     Ok(())
+}
+
+/// `allowed`, `forbidden`, `cordoned` or `forbidden, cordoned`.
+fn policy(s: &Value) -> String {
+    match (s["forbidden"] == true, s["cordoned"] == true) {
+        (false, false) => "allowed".into(),
+        (true, false) => "forbidden".into(),
+        (false, true) => "cordoned".into(),
+        (true, true) => "forbidden, cordoned".into(),
+    }
 }
 
 fn text(v: &Value) -> String {
@@ -101,12 +128,7 @@ fn text(v: &Value) -> String {
             vec![
                 cell(&s["name"]),
                 if s["up"] == true { "up" } else { "down" }.into(),
-                if s["forbidden"] == true {
-                    "forbidden"
-                } else {
-                    "allowed"
-                }
-                .into(),
+                policy(s),
                 cell(&s["labels"]),
                 cell(&s["agent_addr"]),
                 cell(&s["port_range"]),

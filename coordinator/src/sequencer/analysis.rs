@@ -29,7 +29,11 @@ pub fn windows(before: &Readings, after: &Readings) -> Result<(Window, Window), 
             (Err(e), _) | (_, Err(e)) => return Err(format!("{server}: {e}")),
         };
         let side = |f: fn(&OperationTraffic) -> &Option<TargetTraffic>| {
-            let r = |t: &OperationTraffic| f(t).as_ref().map(TargetTraffic::reading).unwrap_or_default();
+            let r = |t: &OperationTraffic| {
+                f(t).as_ref()
+                    .map(TargetTraffic::reading)
+                    .unwrap_or_default()
+            };
             window(&r(then), &r(now))
         };
         new.push(side(|t| &t.new));
@@ -48,7 +52,11 @@ fn sum(ws: &[Window]) -> Window {
         }
         for &(le, c) in &w.buckets {
             // Bucket bounds are the proxy's fixed list; key them by their bits (+Inf last).
-            let key = if le.is_infinite() { u64::MAX } else { le.to_bits() };
+            let key = if le.is_infinite() {
+                u64::MAX
+            } else {
+                le.to_bits()
+            };
             buckets.entry(key).or_insert((le, 0)).1 += c;
         }
     }
@@ -70,7 +78,10 @@ pub fn builtin(check: &AnalysisCheck, new: &Window, old: &Window) -> (Sample, St
                 .sum();
             (
                 value(new.error_ratio()),
-                format!("{failed} of {} requests to the new version failed", seen(new)),
+                format!(
+                    "{failed} of {} requests to the new version failed",
+                    seen(new)
+                ),
             )
         }
         AnalysisCheck::ErrorRatioIncrease { .. } => (
@@ -100,10 +111,9 @@ pub fn builtin(check: &AnalysisCheck, new: &Window, old: &Window) -> (Sample, St
                 seen(old)
             ),
         ),
-        AnalysisCheck::Prometheus { .. } => (
-            Sample::Error("not a built-in check".into()),
-            String::new(),
-        ),
+        AnalysisCheck::Prometheus { .. } => {
+            (Sample::Error("not a built-in check".into()), String::new())
+        }
     }
 }
 

@@ -37,16 +37,17 @@ impl Driver {
             .token
             .ok_or_else(|| Stop::Refused("no fencing token".into()))?;
         let runs = d
-            .targets
-            .iter()
-            .map(|s| self.weigh_on(d, token, s.clone(), weight, last, deadline, seen));
+            .canary_weights(step)
+            .into_iter()
+            .filter_map(|(s, w)| w.map(|w| (s, w)))
+            .map(|(s, w)| self.weigh_on(d, token, s, w, last, deadline, seen));
         let mut failures = Vec::new();
         for r in join_all(runs).await {
             failures.extend(r?);
         }
         if failures.is_empty() {
             seen.shifted = Some(step);
-            tracing::info!(deployment = %d.id, step, weight, "canary weight set on every server");
+            tracing::info!(deployment = %d.id, step, weight, "canary weight set on the step's servers");
         }
         seen.batch_failures = Some(failures);
         Ok(())
@@ -123,7 +124,12 @@ impl Driver {
         step: u32,
         seen: &mut Observed,
     ) -> Result<(), Stop> {
-        let reads = d.targets.iter().map(|server| async move {
+        // Only the servers that run the new version have its counters.
+        let holding = d
+            .targets
+            .iter()
+            .filter(|s| step_of(d, s).state != ServerStepState::Pending);
+        let reads = holding.map(|server| async move {
             let got = match self.agent_addr(server) {
                 None => Err("not registered".to_string()),
                 Some(addr) => self
@@ -156,7 +162,9 @@ impl Driver {
             };
             let sample = match &self.prometheus {
                 Some(p) => p.query(query).await,
-                None => Sample::Error("no Prometheus is configured ([analysis] prometheus_url)".into()),
+                None => {
+                    Sample::Error("no Prometheus is configured ([analysis] prometheus_url)".into())
+                }
             };
             let detail = format!("query {query}");
             measurements.push(analysis::record(check, step, now, sample, detail));

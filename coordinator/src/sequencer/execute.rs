@@ -100,7 +100,10 @@ impl Driver {
                     weight,
                     last,
                     deadline,
-                } => self.shift(&d, step, weight, last, deadline, &mut seen).await?,
+                } => {
+                    self.shift(&d, step, weight, last, deadline, &mut seen)
+                        .await?
+                }
                 Action::Measure { step } => self.measure(&d, step, &mut seen).await?,
                 Action::RollBack { restore, failed } => {
                     let token = d

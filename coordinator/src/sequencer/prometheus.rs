@@ -144,7 +144,10 @@ mod tests {
         let scalar = br#"{"status":"success","data":{"resultType":"scalar","result":[1,"3"]}}"#;
         assert_eq!(sample_of(scalar), Sample::Value(3.0));
         let bad = br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#;
-        assert_eq!(sample_of(bad), Sample::Error("Prometheus: parse error".into()));
+        assert_eq!(
+            sample_of(bad),
+            Sample::Error("Prometheus: parse error".into())
+        );
         let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
         assert!(matches!(sample_of(matrix), Sample::Error(_)));
         assert!(matches!(sample_of(b"<html>"), Sample::Error(_)));

@@ -175,6 +175,11 @@ async fn check_server(
         if record.forbidden {
             return Err(format!("server {server} is forbidden by policy"));
         }
+        if record.cordoned {
+            return Err(format!(
+                "server {server} is cordoned: no new deployment is placed on it (sluice servers uncordon {server})"
+            ));
+        }
         let missing: Vec<String> = record
             .labels
             .iter()

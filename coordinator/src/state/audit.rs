@@ -26,11 +26,7 @@ pub(super) struct Before {
 /// Captures [`Before`] for `cmd`.
 pub(super) fn before(state: &State, cmd: &Command) -> Before {
     let deployment = match cmd {
-        Command::Deployment { cmd } => state
-            .deployments
-            .all
-            .get(&cmd.id())
-            .map(|d| d.state()),
+        Command::Deployment { cmd } => state.deployments.all.get(&cmd.id()).map(|d| d.state()),
         _ => None,
     };
     Before { deployment }
@@ -122,6 +118,18 @@ pub(super) fn describe(
             "agent_addr": agent_addr, "labels": labels, "port_range": port_range,
             "forbidden": forbidden,
         })),
+        (Command::CordonServer { server, cordoned }, resp) => {
+            let action = if *cordoned {
+                "server.cordon"
+            } else {
+                "server.uncordon"
+            };
+            let e = Entry::ok(action, format!("server/{server}"));
+            match resp {
+                Response::UnknownServer { .. } => refused(e, &"unknown server"),
+                _ => e,
+            }
+        }
         (Command::RemoveServer { server }, resp) => {
             let e = Entry::ok("server.remove", format!("server/{server}"));
             match resp {

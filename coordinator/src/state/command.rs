@@ -79,6 +79,13 @@ pub enum Command {
         /// Whether deployments to it are refused.
         forbidden: bool,
     },
+    /// Cordon a server (no new deployment placed on it) or end that.
+    CordonServer {
+        /// The server.
+        server: ServerName,
+        /// Cordoned from now on.
+        cordoned: bool,
+    },
     /// Forget a server and its port assignments.
     RemoveServer {
         /// The server.

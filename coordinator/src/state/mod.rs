@@ -40,6 +40,9 @@ pub struct ServerRecord {
     pub port_range: PortRange,
     /// Deployments refused.
     pub forbidden: bool,
+    /// No new deployment placed on it (running services keep serving).
+    #[serde(default)]
+    pub cordoned: bool,
     /// Whether the leader last saw its agent heartbeat.
     pub up: bool,
     /// Docker version last reported.
@@ -59,6 +62,7 @@ impl ServerRecord {
             labels_pinned: false,
             port_range,
             forbidden: false,
+            cordoned: false,
             up: false,
             docker_version: None,
             agent_version: None,
@@ -160,6 +164,16 @@ impl State {
                 self.ports.set_range(server, *port_range);
                 Response::Done
             }
+            Command::CordonServer { server, cordoned } => match self.servers.get_mut(server) {
+                Some(rec) => {
+                    rec.cordoned = *cordoned;
+                    rec.changed_at = now;
+                    Response::Done
+                }
+                None => Response::UnknownServer {
+                    server: server.clone(),
+                },
+            },
             Command::RemoveServer { server } => {
                 if self.servers.remove(server).is_none() {
                     return Response::UnknownServer {

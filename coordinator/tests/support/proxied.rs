@@ -40,14 +40,20 @@ impl Env {
 
     /// [`Env::start`] with a coordinator configured by `opts`.
     pub async fn start_with(agents: &[&str], service: &str, opts: NodeOpts) -> Self {
+        Self::start_cluster(agents, service, 1, opts).await
+    }
+
+    /// [`Env::start_with`] with `nodes` coordinators.
+    pub async fn start_cluster(
+        agents: &[&str],
+        service: &str,
+        nodes: usize,
+        opts: NodeOpts,
+    ) -> Self {
         ensure_test_images().expect("test images");
         remove_containers(service);
-        let cluster = Cluster::start(
-            Path::new(env!("CARGO_BIN_EXE_sluice-coordinator")),
-            1,
-            opts,
-        )
-        .await;
+        let bin = Path::new(env!("CARGO_BIN_EXE_sluice-coordinator"));
+        let cluster = Cluster::start(bin, nodes, opts).await;
         let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.addr.clone()).collect();
         let agents: Vec<AgentProc> = agents
             .iter()

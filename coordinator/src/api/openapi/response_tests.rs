@@ -175,6 +175,7 @@ fn response_schemas_describe_what_serde_emits() {
             labels: vec![sluice_common::names::Label::parse("env=prod").unwrap()],
             port_range: range,
             forbidden: false,
+            cordoned: some,
             up: some,
             last_heartbeat_ms: some.then_some(800),
             docker_version: some.then(|| "27.0".into()),

@@ -15,7 +15,11 @@ fn traffic(ok: u64, failed: u64, slow: u64) -> TargetTraffic {
             .into_iter()
             .collect(),
         // Everything under 10 ms but `slow` requests between 0.5 s and 1 s.
-        buckets: vec![(0.01, ok + failed), (0.5, ok + failed), (1.0, ok + failed + slow)],
+        buckets: vec![
+            (0.01, ok + failed),
+            (0.5, ok + failed),
+            (1.0, ok + failed + slow),
+        ],
         count: ok + failed + slow,
     }
 }
@@ -89,7 +93,11 @@ fn no_request_to_the_new_version_is_no_data_and_fails() {
     let m = builtins(&checks(), 0, &before, &after);
     assert_eq!(m[0].value, None);
     assert_eq!(m[0].outcome, Outcome::Failed);
-    assert!(m[0].detail.starts_with("no data: 0 of 0"), "{}", m[0].detail);
+    assert!(
+        m[0].detail.starts_with("no data: 0 of 0"),
+        "{}",
+        m[0].detail
+    );
 }
 
 #[test]
@@ -98,7 +106,9 @@ fn an_unreadable_server_makes_every_builtin_an_error() {
     let mut after = readings(1000, &[(20, 0, 200, 0), (20, 0, 200, 0)]);
     *after.servers.values_mut().next().unwrap() = Err("agent unreachable".into());
     let m = builtins(&checks(), 0, &before, &after);
-    assert!(m.iter().all(|m| m.outcome == Outcome::Error && m.value.is_none()));
+    assert!(m
+        .iter()
+        .all(|m| m.outcome == Outcome::Error && m.value.is_none()));
     assert_eq!(m[0].detail, "proxy counters: s0: agent unreachable");
 }
 

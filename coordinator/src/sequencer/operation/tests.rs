@@ -50,7 +50,10 @@ fn a_canary_is_held_once_the_agent_applies_the_weight_asked_for() {
     assert!(!holds(&o, Some(50)), "still at the previous step's weight");
     assert!(!holds(&o, None), "not a canary shift");
     o.state = OperationState::RolledBack;
-    assert!(!holds(&o, Some(10)), "a finished operation is judged by its state");
+    assert!(
+        !holds(&o, Some(10)),
+        "a finished operation is judged by its state"
+    );
 }
 
 fn heard(o: OperationView) -> Heard {

@@ -39,7 +39,9 @@ pub fn verdict(a: &AnalysisSpec, judged: &[Measurement]) -> (Verdict, Option<Str
         if rank(v) > rank(worst.0) {
             let last = judged.iter().rev().find(|m| m.check == name);
             let why = last.map(|m| {
-                let value = m.value.map_or("no value".to_string(), |v| format!("{v:.4}"));
+                let value = m
+                    .value
+                    .map_or("no value".to_string(), |v| format!("{v:.4}"));
                 format!("{name}: {value} ({}; {})", m.condition, m.detail)
             });
             worst = (v, why);
@@ -122,7 +124,9 @@ pub(super) fn plan(d: &Deployment, seen: &Observed) -> Action {
         }
     }
     let step = spec.steps[k as usize];
-    let until = c.step_at.plus(step.pause.map_or(Duration::ZERO, |p| p.get()));
+    let until = c
+        .step_at
+        .plus(step.pause.map_or(Duration::ZERO, |p| p.get()));
     if seen.now < until {
         return Action::Wait(until.since(seen.now));
     }

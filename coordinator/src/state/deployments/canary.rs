@@ -4,9 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 use sluice_common::api::{
-    CanaryControl, CanarySpec, CanaryView, Measurement, Strategy, MAX_MEASUREMENTS,
+    CanaryControl, CanarySpec, CanaryView, Measurement, ServerStepState, Strategy, MAX_MEASUREMENTS,
 };
 use sluice_common::deployment::Lifecycle;
+use sluice_common::names::ServerName;
 use sluice_common::time::Timestamp;
 use uuid::Uuid;
 
@@ -57,6 +58,38 @@ impl Deployment {
             .steps
             .get(step as usize)
             .map_or(100, |s| s.weight.min(100))
+    }
+
+    /// What each target server runs at `step`: `Some(weight)` for the new version, or
+    /// `None` to be left as it is (a server outside the step's share that holds no canary
+    /// yet). From the final switch on, every server takes all traffic.
+    pub fn canary_weights(&self, step: u32) -> Vec<(ServerName, Option<u32>)> {
+        let weight = self.canary_weight(step);
+        let share = self
+            .canary_spec()
+            .steps
+            .get(step as usize)
+            .and_then(|s| s.servers)
+            .unwrap_or(100)
+            .clamp(1, 100) as usize;
+        let n = self.targets.len();
+        let included = (n * share).div_ceil(100).max(1);
+        self.targets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let holds = self
+                    .servers
+                    .get(s)
+                    .is_some_and(|st| st.state != ServerStepState::Pending);
+                let w = match (i < included, holds) {
+                    (true, _) => Some(weight),
+                    (false, true) => Some(0),
+                    (false, false) => None,
+                };
+                (s.clone(), w)
+            })
+            .collect()
     }
 
     /// The API view of the canary, once it has reached a step.

@@ -54,7 +54,9 @@ fn measure(sim: &mut Sim, step: u32, outcome: Option<sluice_common::analysis::Ou
     sim.seen.readings = Some(Readings {
         step,
         at: sim.now(),
-        servers: (1..=2).map(|i| (server(i), Ok(traffic.clone()))).collect::<BTreeMap<_, _>>(),
+        servers: (1..=2)
+            .map(|i| (server(i), Ok(traffic.clone())))
+            .collect::<BTreeMap<_, _>>(),
     });
     if let Some(outcome) = outcome {
         let m = sluice_common::api::Measurement {
@@ -120,7 +122,10 @@ fn a_good_canary_walks_every_step_judged_then_switches_all_traffic() {
     assert_eq!(sim.sub(), (DeploymentState::Success, SubState::Done));
     assert!(!sim.lock_held());
     let view = sim.d().view().canary.unwrap();
-    assert_eq!((view.step, view.weight, view.measurements.len()), (2, 100, 4));
+    assert_eq!(
+        (view.step, view.weight, view.measurements.len()),
+        (2, 100, 4)
+    );
 }
 
 #[test]
@@ -163,7 +168,10 @@ fn an_inconclusive_analysis_pauses_until_resumed_and_resume_judges_afresh() {
     measure(&mut sim, 0, Some(Inconclusive));
     assert!(matches!(sim.run(), Action::Wait(_)));
     let paused = sim.d().canary.as_ref().unwrap().paused.clone().unwrap();
-    assert!(paused.starts_with("analysis inconclusive at step 1"), "{paused}");
+    assert!(
+        paused.starts_with("analysis inconclusive at step 1"),
+        "{paused}"
+    );
     assert_eq!(sim.d().state(), DeploymentState::InProgress);
     sim.apply(DeploymentCommand::CanaryControl {
         id: sim.id,
@@ -244,7 +252,8 @@ fn a_cancel_mid_step_aborts_the_canary_as_one_unit() {
     to_first_batch(&mut sim);
     shifted(&mut sim, 0, false);
     assert!(matches!(sim.run(), Action::Wait(_)));
-    sim.apply(DeploymentCommand::RequestCancel { id: sim.id }).unwrap();
+    sim.apply(DeploymentCommand::RequestCancel { id: sim.id })
+        .unwrap();
     let a = sim.run();
     assert!(
         matches!(&a, Action::RollBack { restore, .. } if restore.len() == 2),

@@ -20,7 +20,9 @@ impl World {
     fn apply(&mut self, cmd: DeploymentCommand) -> Result<(), DeploymentError> {
         self.index += 1;
         let now = Timestamp(self.index * 1000);
-        self.d.apply(&mut self.locks, &cmd, self.index, now).map(|_| ())
+        self.d
+            .apply(&mut self.locks, &cmd, self.index, now)
+            .map(|_| ())
     }
 
     /// A deployment of `strategy` taken to `in_progress`.
@@ -105,9 +107,15 @@ fn steps_only_go_forward_and_end_at_the_final_switch() {
     w.step(id, 0).unwrap();
     let v = w.d.all[&id].view().canary.unwrap();
     assert_eq!((v.step, v.steps, v.weight), (0, 2, 10));
-    assert_eq!(w.d.all[&id].phase.as_str(), "canary step 1/2: 10% of requests");
+    assert_eq!(
+        w.d.all[&id].phase.as_str(),
+        "canary step 1/2: 10% of requests"
+    );
     // A deposed leader's late proposal of the same or an earlier step changes nothing.
-    assert!(matches!(w.step(id, 0), Err(DeploymentError::Conflict { .. })));
+    assert!(matches!(
+        w.step(id, 0),
+        Err(DeploymentError::Conflict { .. })
+    ));
     w.step(id, 1).unwrap();
     assert!(w.step(id, 0).is_err());
     // The final switch is step 2 (100 %); nothing lies past it.
@@ -119,7 +127,10 @@ fn steps_only_go_forward_and_end_at_the_final_switch() {
 #[test]
 fn only_a_canary_in_progress_takes_canary_commands() {
     let (mut w, id) = World::running("blue_green");
-    assert!(matches!(w.step(id, 0), Err(DeploymentError::Conflict { .. })));
+    assert!(matches!(
+        w.step(id, 0),
+        Err(DeploymentError::Conflict { .. })
+    ));
     let (mut w, id) = World::running("canary");
     // Not at a step yet: nothing to pause.
     assert!(w.control(id, CanaryControl::Pause).is_err());
@@ -170,4 +181,50 @@ fn measurements_are_bounded() {
     let c = w.progress(id);
     assert_eq!(c.measurements.len(), sluice_common::api::MAX_MEASUREMENTS);
     assert_eq!(c.judged().len(), sluice_common::api::MAX_MEASUREMENTS);
+}
+
+#[test]
+fn a_step_with_a_share_of_the_servers_weighs_only_those() {
+    let (mut w, id) = World::running("canary");
+    let d = w.d.all.get_mut(&id).unwrap();
+    d.targets = ["a", "b", "c"]
+        .iter()
+        .map(|s| ServerName::parse(s).unwrap())
+        .collect();
+    d.request.canary = Some(
+        serde_json::from_value(serde_json::json!({"steps": [
+            {"weight": 100, "servers": 34}, {"weight": 20, "servers": 50}, {"weight": 50}
+        ]}))
+        .unwrap(),
+    );
+    let weights = |w: &World| -> Vec<Option<u32>> {
+        w.d.all[&id]
+            .canary_weights(0)
+            .into_iter()
+            .map(|(_, x)| x)
+            .collect()
+    };
+    // 34 % of three servers is two (rounded up); the third is not deployed to.
+    assert_eq!(weights(&w), [Some(100), Some(100), None]);
+    let d = &w.d.all[&id];
+    let at = |k| {
+        d.canary_weights(k)
+            .into_iter()
+            .map(|(_, x)| x)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(at(1), [Some(20), Some(20), None]);
+    assert_eq!(at(2), [Some(50), Some(50), Some(50)]);
+    assert_eq!(at(3), [Some(100), Some(100), Some(100)], "the final switch");
+    // A server an earlier step reached, outside a later step's share, gets nothing new.
+    let mut step = sluice_common::api::ServerStepView::pending(&ServerName::parse("c").unwrap());
+    step.state = sluice_common::api::ServerStepState::Deploying;
+    w.apply(DeploymentCommand::Progress {
+        id,
+        phase: None,
+        validation: None,
+        server: Some(step),
+    })
+    .unwrap();
+    assert_eq!(w.d.all[&id].canary_weights(1)[2].1, Some(0));
 }
