@@ -545,3 +545,36 @@ async fn an_agent_restarted_mid_step_keeps_the_weight() {
     assert_lossless("across the agent's restart", &r);
     all_from(&r, done, "v2").unwrap();
 }
+
+/// A cordoned server takes no new deployment (validation says so, every other check still
+/// reported) while what runs there keeps serving; `servers list` shows it, and an uncordon
+/// lets the next deployment through.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cordoned_server_takes_no_new_deployment_and_keeps_serving() {
+    let env = Env::start(&["cn7"], "cn-cordon").await;
+    let first = env.deploy("v1", json!({})).await;
+    let load = Env::load(Env::port(&first, "cn7"));
+    let name = sluice_common::names::ServerName::parse("cn7").unwrap();
+    let v = env.api().cordon_server(&name, true).await.unwrap();
+    assert!(v.cordoned && !v.forbidden, "{v:?}");
+    let listed = env.api().servers().await.unwrap();
+    assert!(listed.iter().any(|s| s.name == name && s.cordoned));
+    let d = env
+        .deploy("v2", json!({"strategy": "canary", "canary": {}}))
+        .await;
+    assert_eq!(d.state, DeploymentState::Failed, "{d:?}");
+    let check = d
+        .validation
+        .iter()
+        .find(|c| c.check == "server_allowed")
+        .expect("the server_allowed check");
+    assert!(!check.ok && check.detail.contains("cordoned"), "{check:?}");
+    assert!(d.validation.len() > 1, "every other check is reported too");
+    assert!(d.servers.iter().all(|s| s.operation.is_none()), "{d:?}");
+    let v = env.api().cordon_server(&name, false).await.unwrap();
+    assert!(!v.cordoned);
+    let d = env.deploy("v2", json!({})).await;
+    assert_eq!(d.state, DeploymentState::Success, "{d:?}");
+    let r = load.stop().await;
+    assert_lossless("while cordoned", &r);
+}
