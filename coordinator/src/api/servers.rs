@@ -7,7 +7,7 @@ use sluice_common::names::ServerName;
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiJson};
-use super::openapi::NotFound;
+use super::openapi::{NotFound, ServerNamePath};
 use super::App;
 use crate::agents::AgentTracker;
 use crate::raft::store::Applied;
@@ -99,9 +99,7 @@ async fn update(
     operation_id = "forbidServer",
     tag = "servers",
     summary = "Refuse every deployment to the server. Admin.",
-    params(
-        ("name" = ServerName, Path, description = "The server."),
-    ),
+    params(ServerNamePath),
     responses(
         (status = 200, description = "The server.", body = ServerView),
         (status = 404, response = NotFound),
@@ -123,9 +121,7 @@ pub async fn forbid(
     operation_id = "allowServer",
     tag = "servers",
     summary = "Accept deployments again. Admin.",
-    params(
-        ("name" = ServerName, Path, description = "The server."),
-    ),
+    params(ServerNamePath),
     responses(
         (status = 200, description = "The server.", body = ServerView),
         (status = 404, response = NotFound),
@@ -147,9 +143,7 @@ pub async fn allow(
     operation_id = "setServerLabels",
     tag = "servers",
     summary = "Replace the server's labels. Admin.",
-    params(
-        ("name" = ServerName, Path, description = "The server."),
-    ),
+    params(ServerNamePath),
     request_body = SetLabelsRequest,
     responses(
         (status = 200, description = "The server.", body = ServerView),
@@ -173,9 +167,7 @@ pub async fn labels(
     operation_id = "getServer",
     tag = "servers",
     summary = "One server.",
-    params(
-        ("name" = ServerName, Path, description = "The server."),
-    ),
+    params(ServerNamePath),
     responses(
         (status = 200, description = "The server.", body = ServerView),
         (status = 404, response = NotFound),
@@ -199,9 +191,7 @@ pub async fn get(
     operation_id = "putServer",
     tag = "servers",
     summary = "Register or update a server by hand. Admin.",
-    params(
-        ("name" = ServerName, Path, description = "The server."),
-    ),
+    params(ServerNamePath),
     request_body = PutServerRequest,
     responses(
         (status = 200, description = "The server.", body = ServerView),
@@ -240,9 +230,7 @@ pub async fn put(
     operation_id = "removeServer",
     tag = "servers",
     summary = "Forget a server. Admin.",
-    params(
-        ("name" = ServerName, Path, description = "The server."),
-    ),
+    params(ServerNamePath),
     responses(
         (status = 200, description = "Removed.", body = ServerRemoved),
         (status = 404, response = NotFound),
