@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::health::{self, Outcome, Target};
 use crate::ops::OpCell;
 use crate::record::{OpRecord, OpRequest};
-use crate::runtime::{DockerError, Runtime};
+use crate::runtime::{short, DockerError, Runtime};
 use crate::store::StoreError;
 
 /// How long a restore waits out an unreachable Docker daemon (a daemon restart, a package
@@ -147,6 +147,25 @@ impl<R: Runtime> Exec<'_, R> {
     /// Changes the record and persists it.
     pub fn update(&self, f: impl FnOnce(&mut OpRecord)) -> Result<(), StoreError> {
         self.cell.update(f)
+    }
+
+    /// A Docker call on `container` as step `name`, retried while the daemon is unreachable
+    /// ([`patiently`]); the step's detail is the container's short id.
+    pub async fn patient_step<F, Fut>(
+        &self,
+        name: &str,
+        container: &str,
+        call: F,
+    ) -> Result<(), Fail>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), DockerError>>,
+    {
+        self.step(name, async {
+            patiently(call).await?;
+            Ok(((), short(container).to_string()))
+        })
+        .await
     }
 
     /// Runs `fut` as a named step: recorded, persisted, interruptible by shutdown.
