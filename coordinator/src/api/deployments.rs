@@ -18,7 +18,7 @@ use sluice_common::problem::{ErrorCode, Problem};
 use uuid::Uuid;
 
 use super::auth::Caller;
-use super::error::{ApiError, ApiJson};
+use super::error::{unexpected, ApiError, ApiJson};
 use super::openapi::{Conflict, DeploymentPath, NotFound, Unprocessable};
 use super::App;
 use crate::state::deployments::{DeploymentCommand, DeploymentError};
@@ -52,10 +52,7 @@ async fn deployment_cmd(
         .await?
     {
         Response::Deployment { outcome } => Ok(outcome?.id),
-        other => Err(ApiError::new(
-            ErrorCode::Internal,
-            format!("unexpected {other:?}"),
-        )),
+        other => Err(unexpected(other)),
     }
 }
 

@@ -16,17 +16,10 @@ use sluice_common::problem::ErrorCode;
 use sluice_common::time::Timestamp;
 
 use super::auth::Caller;
-use super::error::{ApiError, ApiJson};
+use super::error::{unexpected, ApiError, ApiJson};
 use super::openapi::{LockConflict, LockKeyPath, NotFound};
 use super::App;
 use crate::state::{Command, Response};
-
-fn unexpected(r: Response) -> ApiError {
-    ApiError::new(
-        ErrorCode::Internal,
-        format!("unexpected state machine response {r:?}"),
-    )
-}
 
 fn lock_outcome(r: Response) -> Result<LockView, ApiError> {
     match r {

@@ -8,10 +8,9 @@ use sluice_common::api::{
 };
 use sluice_common::names::{ServerName, ServiceName};
 use sluice_common::ports::ServerPorts;
-use sluice_common::problem::ErrorCode;
 
 use super::auth::Caller;
-use super::error::{optional_json, ApiError};
+use super::error::{optional_json, unexpected, ApiError};
 use super::openapi::{NotFound, PortConflict, ServerPath, ServerServicePath};
 use super::App;
 use crate::state::{Command, Response};
@@ -116,10 +115,7 @@ pub async fn allocate(
                 newly_allocated: a.newly_allocated,
             }))
         }
-        other => Err(ApiError::new(
-            ErrorCode::Internal,
-            format!("unexpected {other:?}"),
-        )),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -148,9 +144,6 @@ pub async fn release(
         .await?
     {
         Response::PortReleased { port } => Ok(Json(PortReleased { released: port })),
-        other => Err(ApiError::new(
-            ErrorCode::Internal,
-            format!("unexpected {other:?}"),
-        )),
+        other => Err(unexpected(other)),
     }
 }
