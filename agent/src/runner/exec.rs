@@ -205,28 +205,21 @@ impl<R: Runtime> Exec<'_, R> {
         hc: &HealthCheck,
         name: &str,
     ) -> Result<String, Fail> {
-        let target = self.probe_target(container).await;
-        self.step(name, async {
-            let out = tokio::select! {
-                out = health::check(
-                    self.rt,
-                    &self.env.probes,
-                    container,
-                    target,
-                    hc,
-                    &self.env.cancel,
-                    |p| self.cell.set_phase(p),
-                ) => out,
-                why = self.cell.halted() => return Err(Fail::Step(why)),
-            };
+        self.probe(container, name, |target| async move {
+            let out = health::check(
+                self.rt,
+                &self.env.probes,
+                container,
+                target,
+                hc,
+                &self.env.cancel,
+                |p| self.cell.set_phase(p),
+            )
+            .await;
             if !matches!(out, Outcome::Interrupted) {
                 crate::metrics::health_check_finished(matches!(out, Outcome::Healthy(_)));
             }
-            match out {
-                Outcome::Healthy(d) => Ok((d.clone(), d)),
-                Outcome::Unhealthy(e) => Err(Fail::Step(e)),
-                Outcome::Interrupted => Err(Fail::Halt(Halt::Interrupted)),
-            }
+            out
         })
         .await
     }
@@ -239,23 +232,42 @@ impl<R: Runtime> Exec<'_, R> {
         hc: &HealthCheck,
         period: Duration,
     ) -> Result<(), Fail> {
+        self.probe(container, "watch", |target| {
+            health::watch(
+                self.rt,
+                &self.env.probes,
+                container,
+                target,
+                hc,
+                period,
+                &self.env.cancel,
+                |p| self.cell.set_phase(p),
+            )
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Runs `probe` against `container` (given where to reach it) as step `name`: it stops
+    /// the moment the operation halts (a failure); healthy gives the step its detail,
+    /// unhealthy fails it, interrupted (shutdown) halts the runner.
+    async fn probe<F>(
+        &self,
+        container: &str,
+        name: &str,
+        probe: impl FnOnce(Target) -> F,
+    ) -> Result<String, Fail>
+    where
+        F: Future<Output = Outcome>,
+    {
         let target = self.probe_target(container).await;
-        self.step("watch", async {
+        self.step(name, async {
             let out = tokio::select! {
-                out = health::watch(
-                    self.rt,
-                    &self.env.probes,
-                    container,
-                    target,
-                    hc,
-                    period,
-                    &self.env.cancel,
-                    |p| self.cell.set_phase(p),
-                ) => out,
+                out = probe(target) => out,
                 why = self.cell.halted() => return Err(Fail::Step(why)),
             };
             match out {
-                Outcome::Healthy(d) => Ok(((), d)),
+                Outcome::Healthy(d) => Ok((d.clone(), d)),
                 Outcome::Unhealthy(e) => Err(Fail::Step(e)),
                 Outcome::Interrupted => Err(Fail::Halt(Halt::Interrupted)),
             }
