@@ -150,6 +150,16 @@ pub fn problem(status: StatusCode, code: &str, detail: &str) -> Response<RespBod
         .expect("valid response")
 }
 
+/// 413: a body over the route's limit, whether its length said so up front or the relay
+/// counted past it.
+fn payload_too_large() -> Response<RespBody> {
+    problem(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "request body larger than the limit",
+    )
+}
+
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
@@ -223,14 +233,7 @@ async fn forward(
     };
     if req.body().size_hint().lower() > limits.max_body_bytes {
         rt.error(route, None);
-        return end(
-            problem(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "request body larger than the limit",
-            ),
-            on_end,
-        );
+        return end(payload_too_large(), on_end);
     }
     let upgrade = wants_upgrade(&req);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -364,14 +367,7 @@ async fn forward(
                 }
                 rt.error(route, Some(&target));
                 if too_large.load(Ordering::SeqCst) {
-                    return end(
-                        problem(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "payload_too_large",
-                            "request body larger than the limit",
-                        ),
-                        on_end,
-                    );
+                    return end(payload_too_large(), on_end);
                 }
                 let (code, detail) = if e.is_connect() {
                     (

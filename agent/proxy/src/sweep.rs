@@ -8,8 +8,10 @@ use crate::drain::{self, Verdict};
 use crate::runtime::Runtime;
 use crate::table::{DrainEntry, Table};
 
-fn sweep_list(rt: &Runtime, service: &str, list: &mut Vec<DrainEntry>, now: Instant) {
-    list.retain(|d| match drain::verdict(d.t.load(), d.deadline, now) {
+/// Whether a drain stays listed: one that is done leaves (its metric series kept until
+/// they expire), one past its deadline is cut and stays until its connections are gone.
+fn keep(rt: &Runtime, service: &str, d: &DrainEntry, now: Instant) -> bool {
+    match drain::verdict(d.t.load(), d.deadline, now) {
         Verdict::Done => {
             rt.metrics.gone(service, &d.t.target.name, now);
             false
@@ -19,7 +21,7 @@ fn sweep_list(rt: &Runtime, service: &str, list: &mut Vec<DrainEntry>, now: Inst
             true
         }
         Verdict::Wait => true,
-    });
+    }
 }
 
 /// One pass of the drain bookkeeping: cuts what passed its deadline, forgets what is empty.
@@ -27,7 +29,7 @@ pub fn sweep(rt: &Runtime, table: &mut Table) {
     let now = Instant::now();
     let mut drains: BTreeMap<String, usize> = BTreeMap::new();
     for (service, e) in table.routes.iter_mut() {
-        sweep_list(rt, service.as_str(), &mut e.draining, now);
+        e.draining.retain(|d| keep(rt, service.as_str(), d, now));
         rt.metrics.generation(service.as_str(), e.generation);
         drains.insert(service.to_string(), e.draining.len());
     }
@@ -36,21 +38,11 @@ pub fn sweep(rt: &Runtime, table: &mut Table) {
         drains.entry(s.clone()).or_default();
     }
     table.orphans.retain(|(s, d)| {
-        let keep = match drain::verdict(d.t.load(), d.deadline, now) {
-            Verdict::Done => {
-                rt.metrics.gone(s, &d.t.target.name, now);
-                false
-            }
-            Verdict::Cut => {
-                d.t.cut.cancel();
-                true
-            }
-            Verdict::Wait => true,
-        };
-        if keep {
+        let kept = keep(rt, s, d, now);
+        if kept {
             *drains.entry(s.clone()).or_default() += 1;
         }
-        keep
+        kept
     });
     for (s, n) in drains {
         rt.metrics.drains(&s, n);

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::health::{self, Outcome, Target};
 use crate::ops::OpCell;
 use crate::record::{OpRecord, OpRequest};
-use crate::runtime::{DockerError, Runtime};
+use crate::runtime::{short, DockerError, Runtime};
 use crate::store::StoreError;
 
 /// How long a restore waits out an unreachable Docker daemon (a daemon restart, a package
@@ -149,6 +149,25 @@ impl<R: Runtime> Exec<'_, R> {
         self.cell.update(f)
     }
 
+    /// A Docker call on `container` as step `name`, retried while the daemon is unreachable
+    /// ([`patiently`]); the step's detail is the container's short id.
+    pub async fn patient_step<F, Fut>(
+        &self,
+        name: &str,
+        container: &str,
+        call: F,
+    ) -> Result<(), Fail>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), DockerError>>,
+    {
+        self.step(name, async {
+            patiently(call).await?;
+            Ok(((), short(container).to_string()))
+        })
+        .await
+    }
+
     /// Runs `fut` as a named step: recorded, persisted, interruptible by shutdown.
     pub async fn step<T>(
         &self,
@@ -186,28 +205,21 @@ impl<R: Runtime> Exec<'_, R> {
         hc: &HealthCheck,
         name: &str,
     ) -> Result<String, Fail> {
-        let target = self.probe_target(container).await;
-        self.step(name, async {
-            let out = tokio::select! {
-                out = health::check(
-                    self.rt,
-                    &self.env.probes,
-                    container,
-                    target,
-                    hc,
-                    &self.env.cancel,
-                    |p| self.cell.set_phase(p),
-                ) => out,
-                why = self.cell.halted() => return Err(Fail::Step(why)),
-            };
+        self.probe(container, name, |target| async move {
+            let out = health::check(
+                self.rt,
+                &self.env.probes,
+                container,
+                target,
+                hc,
+                &self.env.cancel,
+                |p| self.cell.set_phase(p),
+            )
+            .await;
             if !matches!(out, Outcome::Interrupted) {
                 crate::metrics::health_check_finished(matches!(out, Outcome::Healthy(_)));
             }
-            match out {
-                Outcome::Healthy(d) => Ok((d.clone(), d)),
-                Outcome::Unhealthy(e) => Err(Fail::Step(e)),
-                Outcome::Interrupted => Err(Fail::Halt(Halt::Interrupted)),
-            }
+            out
         })
         .await
     }
@@ -220,23 +232,42 @@ impl<R: Runtime> Exec<'_, R> {
         hc: &HealthCheck,
         period: Duration,
     ) -> Result<(), Fail> {
+        self.probe(container, "watch", |target| {
+            health::watch(
+                self.rt,
+                &self.env.probes,
+                container,
+                target,
+                hc,
+                period,
+                &self.env.cancel,
+                |p| self.cell.set_phase(p),
+            )
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Runs `probe` against `container` (given where to reach it) as step `name`: it stops
+    /// the moment the operation halts (a failure); healthy gives the step its detail,
+    /// unhealthy fails it, interrupted (shutdown) halts the runner.
+    async fn probe<F>(
+        &self,
+        container: &str,
+        name: &str,
+        probe: impl FnOnce(Target) -> F,
+    ) -> Result<String, Fail>
+    where
+        F: Future<Output = Outcome>,
+    {
         let target = self.probe_target(container).await;
-        self.step("watch", async {
+        self.step(name, async {
             let out = tokio::select! {
-                out = health::watch(
-                    self.rt,
-                    &self.env.probes,
-                    container,
-                    target,
-                    hc,
-                    period,
-                    &self.env.cancel,
-                    |p| self.cell.set_phase(p),
-                ) => out,
+                out = probe(target) => out,
                 why = self.cell.halted() => return Err(Fail::Step(why)),
             };
             match out {
-                Outcome::Healthy(d) => Ok(((), d)),
+                Outcome::Healthy(d) => Ok((d.clone(), d)),
                 Outcome::Unhealthy(e) => Err(Fail::Step(e)),
                 Outcome::Interrupted => Err(Fail::Halt(Halt::Interrupted)),
             }

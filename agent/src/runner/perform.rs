@@ -48,10 +48,7 @@ pub(super) async fn perform<R: Runtime>(
         }
         Step::RemoveNew => {
             let removed = x
-                .step("remove new container", async {
-                    patiently(|| x.rt.remove(&new)).await?;
-                    Ok(((), short(&new).to_string()))
-                })
+                .patient_step("remove new container", &new, || x.rt.remove(&new))
                 .await;
             // A failed removal does not matter: nothing serves from that container.
             let _ = settle(removed)?;
@@ -99,9 +96,8 @@ pub(super) async fn perform<R: Runtime>(
         Step::DiscardReplaced { container } => {
             // An automatic rollback: the replaced container is the failed version.
             let r = x
-                .step("remove failed container", async {
-                    patiently(|| x.rt.remove(&container)).await?;
-                    Ok(((), short(&container).to_string()))
+                .patient_step("remove failed container", &container, || {
+                    x.rt.remove(&container)
                 })
                 .await;
             obs.discarded = Some(settle(r)?.is_ok());
@@ -136,25 +132,21 @@ pub(super) async fn perform<R: Runtime>(
                 "stop failed container"
             };
             let grace = x.env.stop_grace;
-            let r = x
-                .step(name, async {
-                    if remove {
-                        patiently(|| x.rt.remove(&container)).await?;
-                    } else {
-                        patiently(|| x.rt.stop(&container, grace)).await?;
-                    }
-                    Ok(((), short(&container).to_string()))
-                })
-                .await;
+            let r = if remove {
+                x.patient_step(name, &container, || x.rt.remove(&container))
+                    .await
+            } else {
+                x.patient_step(name, &container, || x.rt.stop(&container, grace))
+                    .await
+            };
             // Whether or not it went, the previous container is restored next.
             let _ = settle(r)?;
             obs.failed_cleared = true;
         }
         Step::StartPrevious { container } => {
             let r = x
-                .step("start previous container", async {
-                    patiently(|| x.rt.start(&container)).await?;
-                    Ok(((), short(&container).to_string()))
+                .patient_step("start previous container", &container, || {
+                    x.rt.start(&container)
                 })
                 .await;
             let r = settle(r)?;

@@ -1,12 +1,13 @@
 //! What the runners' plans share: the observations a run collects ([`Observed`]), every
-//! step a plan can name ([`Step`]; [`super::perform`] performs each), and the preparation
-//! both deploy strategies begin with. Pure: no I/O, no clock.
+//! step a plan can name ([`Step`]; [`super::perform`] performs each), and the decisions
+//! both deploy strategies make alike (preparing, the watch, clearing a failed version).
+//! Pure: no I/O, no clock.
 
 use std::net::SocketAddr;
 
 use sluice_common::agent_api::OperationState;
 
-use crate::record::Finish;
+use crate::record::{Finish, OpRecord, OpRequest};
 
 /// What this run of the runner has seen, step by step (empty after an agent restart).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -203,6 +204,46 @@ pub(crate) fn finish(
     })
 }
 
+/// Whether `rec` deploys (`Some(true)`) or rolls back (`Some(false)`): the two operations a
+/// strategy's plan decides; a removal (`None`) has a runner of its own.
+pub(crate) fn deploys(rec: &OpRecord) -> Option<bool> {
+    match &rec.request {
+        OpRequest::Deploy(_) => Some(true),
+        OpRequest::Rollback(_) => Some(false),
+        OpRequest::Remove(_) => None,
+    }
+}
+
+/// A deploy watches its healthy new version for `min_healthy` (none when zero): the step
+/// the watch still needs, or `None` once it passed (or there is none).
+pub(crate) fn watch(rec: &OpRecord, obs: &Observed, deploy: bool) -> Option<Step> {
+    if !deploy || rec.min_healthy().is_zero() {
+        return None;
+    }
+    match &obs.watched {
+        None => Some(Step::Watch),
+        Some(Err(e)) => Some(Step::Restore { why: e.clone() }),
+        Some(Ok(())) => None,
+    }
+}
+
+/// Restoring: the failed version leaves its log tail in the record, then is removed
+/// (deploy) or stopped (rollback). The step still needed, or `None` once done.
+pub(crate) fn clear_failed(
+    rec: &OpRecord,
+    obs: &Observed,
+    failed: String,
+    deploy: bool,
+) -> Option<Step> {
+    if rec.view.log_tail.is_none() && !obs.log_captured {
+        return Some(Step::CaptureLog { container: failed });
+    }
+    (!obs.failed_cleared).then_some(Step::ClearFailed {
+        container: failed,
+        remove: deploy,
+    })
+}
+
 /// Nothing serves differently yet: a failure here changed nothing.
 pub(crate) fn prepare(deploy: bool, obs: &Observed) -> Step {
     let unchanged = |e: &str| {
@@ -231,7 +272,7 @@ pub(crate) fn prepare(deploy: bool, obs: &Observed) -> Step {
 /// A restore that has not begun in this run (an agent restarted in the middle of one)
 /// begins again, with the error recorded when it first began: every step of it is
 /// idempotent.
-pub(crate) fn restore_again(rec: &crate::record::OpRecord) -> Step {
+pub(crate) fn restore_again(rec: &OpRecord) -> Step {
     Step::Restore {
         why: rec
             .view

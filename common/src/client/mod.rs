@@ -260,7 +260,16 @@ impl Client {
         Self::decode(path, resp).await
     }
 
+    /// A request without a body (a `GET`, a `DELETE`, an action's `POST`).
+    async fn bodiless<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> Result<T, ClientError> {
+        self.call(method, path, None::<&()>).await
+    }
+
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.call(Method::GET, path, None::<&()>).await
+        self.bodiless(Method::GET, path).await
     }
 }

@@ -55,12 +55,8 @@ impl Client {
 
     /// `DELETE /v1/cluster/members/{id}` (the id as text: the server validates it).
     pub async fn remove_member(&self, id: &str) -> Result<ClusterStatus, ClientError> {
-        self.call(
-            Method::DELETE,
-            &format!("/v1/cluster/members/{id}"),
-            None::<&()>,
-        )
-        .await
+        self.bodiless(Method::DELETE, &format!("/v1/cluster/members/{id}"))
+            .await
     }
 
     // ------------------------------------------------------------ locks
@@ -108,10 +104,9 @@ impl Client {
         key: &LockKey,
         token: FencingToken,
     ) -> Result<LockView, ClientError> {
-        self.call(
+        self.bodiless(
             Method::DELETE,
             &format!("/v1/locks/{key}?token={}", token.0),
-            None::<&()>,
         )
         .await
     }
@@ -149,12 +144,8 @@ impl Client {
         server: &ServerName,
         service: &ServiceName,
     ) -> Result<PortReleased, ClientError> {
-        self.call(
-            Method::DELETE,
-            &format!("/v1/ports/{server}/{service}"),
-            None::<&()>,
-        )
-        .await
+        self.bodiless(Method::DELETE, &format!("/v1/ports/{server}/{service}"))
+            .await
     }
 
     // ------------------------------------------------------------ servers and policy
@@ -181,28 +172,20 @@ impl Client {
 
     /// `DELETE /v1/servers/{name}`.
     pub async fn remove_server(&self, name: &ServerName) -> Result<ServerRemoved, ClientError> {
-        self.call(Method::DELETE, &format!("/v1/servers/{name}"), None::<&()>)
+        self.bodiless(Method::DELETE, &format!("/v1/servers/{name}"))
             .await
     }
 
     /// `POST /v1/servers/{name}/forbid`.
     pub async fn forbid_server(&self, name: &ServerName) -> Result<ServerView, ClientError> {
-        self.call(
-            Method::POST,
-            &format!("/v1/servers/{name}/forbid"),
-            None::<&()>,
-        )
-        .await
+        self.bodiless(Method::POST, &format!("/v1/servers/{name}/forbid"))
+            .await
     }
 
     /// `POST /v1/servers/{name}/allow`.
     pub async fn allow_server(&self, name: &ServerName) -> Result<ServerView, ClientError> {
-        self.call(
-            Method::POST,
-            &format!("/v1/servers/{name}/allow"),
-            None::<&()>,
-        )
-        .await
+        self.bodiless(Method::POST, &format!("/v1/servers/{name}/allow"))
+            .await
     }
 
     /// `POST /v1/servers/{name}/cordon` (`true`) or `/uncordon`.
@@ -283,22 +266,14 @@ impl Client {
 
     /// `POST /v1/deployments/{id}/rollback`.
     pub async fn rollback_deployment(&self, id: &str) -> Result<DeploymentView, ClientError> {
-        self.call(
-            Method::POST,
-            &format!("/v1/deployments/{id}/rollback"),
-            None::<&()>,
-        )
-        .await
+        self.bodiless(Method::POST, &format!("/v1/deployments/{id}/rollback"))
+            .await
     }
 
     /// `POST /v1/deployments/{id}/cancel`.
     pub async fn cancel_deployment(&self, id: &str) -> Result<DeploymentView, ClientError> {
-        self.call(
-            Method::POST,
-            &format!("/v1/deployments/{id}/cancel"),
-            None::<&()>,
-        )
-        .await
+        self.bodiless(Method::POST, &format!("/v1/deployments/{id}/cancel"))
+            .await
     }
 
     /// `POST /v1/deployments/{id}/{action}`: `promote`, `pause`, `resume` a canary, or
@@ -365,7 +340,7 @@ impl Client {
 
     /// `DELETE /v1/tokens/{name}`.
     pub async fn revoke_token(&self, name: &TokenName) -> Result<TokenView, ClientError> {
-        self.call(Method::DELETE, &format!("/v1/tokens/{name}"), None::<&()>)
+        self.bodiless(Method::DELETE, &format!("/v1/tokens/{name}"))
             .await
     }
 

@@ -8,7 +8,7 @@ use sluice_common::problem::ErrorCode;
 use sluice_common::tls::{PeerIdentity, Role};
 
 use super::error::{ApiError, ApiJson};
-use super::openapi::NotFound;
+use super::openapi::{NotFound, ServerPath};
 use super::App;
 use crate::agents::Change;
 use crate::node::Empty;
@@ -85,9 +85,7 @@ pub async fn register(
     operation_id = "agentHeartbeat",
     tag = "agents",
     summary = "An agent's heartbeat (kept in the leader's memory; followers forward it). That server's `agent` certificate, or a coordinator's.",
-    params(
-        ("server" = ServerName, Path, description = "The server."),
-    ),
+    params(ServerPath),
     request_body = AgentHeartbeat,
     responses(
         (status = 200, description = "Noted.", body = Empty),

@@ -18,8 +18,8 @@ use sluice_common::problem::{ErrorCode, Problem};
 use uuid::Uuid;
 
 use super::auth::Caller;
-use super::error::{ApiError, ApiJson};
-use super::openapi::{Conflict, NotFound, Unprocessable};
+use super::error::{unexpected, ApiError, ApiJson};
+use super::openapi::{Conflict, DeploymentPath, NotFound, Unprocessable};
 use super::App;
 use crate::state::deployments::{DeploymentCommand, DeploymentError};
 use crate::state::{Command, Response};
@@ -52,10 +52,7 @@ async fn deployment_cmd(
         .await?
     {
         Response::Deployment { outcome } => Ok(outcome?.id),
-        other => Err(ApiError::new(
-            ErrorCode::Internal,
-            format!("unexpected {other:?}"),
-        )),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -300,9 +297,7 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
     operation_id = "getDeployment",
     tag = "deployments",
     summary = "One deployment.",
-    params(
-        ("id" = uuid::Uuid, Path, description = "The deployment id."),
-    ),
+    params(DeploymentPath),
     responses(
         (status = 200, description = "The deployment.", body = DeploymentView),
         (status = 404, response = NotFound),
@@ -338,9 +333,7 @@ pub(super) async fn request(
     operation_id = "rollbackDeployment",
     tag = "deployments",
     summary = "Roll a deployment back.",
-    params(
-        ("id" = uuid::Uuid, Path, description = "The deployment id."),
-    ),
+    params(DeploymentPath),
     responses(
         (status = 202, description = "Recorded: the deployment.", body = DeploymentView),
         (status = 404, response = NotFound),
@@ -365,9 +358,7 @@ pub async fn rollback(
     operation_id = "cancelDeployment",
     tag = "deployments",
     summary = "Stop an active deployment (rolling back what it moved).",
-    params(
-        ("id" = uuid::Uuid, Path, description = "The deployment id."),
-    ),
+    params(DeploymentPath),
     responses(
         (status = 202, description = "Recorded: the deployment.", body = DeploymentView),
         (status = 404, response = NotFound),
@@ -393,9 +384,7 @@ pub async fn cancel(
     operation_id = "deploymentEvents",
     tag = "deployments",
     summary = "Server-sent events: a `deployment` event carrying the whole DeploymentView (JSON in `data`, `id` = its updated_at) on every change, ending after a settled state.",
-    params(
-        ("id" = uuid::Uuid, Path, description = "The deployment id."),
-    ),
+    params(DeploymentPath),
     responses(
         (status = 200, description = "An event stream (`text/event-stream`); each event's `data` is a DeploymentView.", body = String, content_type = "text/event-stream"),
         (status = 404, response = NotFound),

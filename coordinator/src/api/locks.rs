@@ -16,17 +16,10 @@ use sluice_common::problem::ErrorCode;
 use sluice_common::time::Timestamp;
 
 use super::auth::Caller;
-use super::error::{ApiError, ApiJson};
-use super::openapi::{LockConflict, NotFound};
+use super::error::{unexpected, ApiError, ApiJson};
+use super::openapi::{LockConflict, LockKeyPath, NotFound};
 use super::App;
 use crate::state::{Command, Response};
-
-fn unexpected(r: Response) -> ApiError {
-    ApiError::new(
-        ErrorCode::Internal,
-        format!("unexpected state machine response {r:?}"),
-    )
-}
 
 fn lock_outcome(r: Response) -> Result<LockView, ApiError> {
     match r {
@@ -42,9 +35,7 @@ fn lock_outcome(r: Response) -> Result<LockView, ApiError> {
     operation_id = "acquireLock",
     tag = "locks",
     summary = "Acquire, waiting up to `wait` while it is held. Deployers may lock `service/<name>` only within their scope.",
-    params(
-        ("key" = LockKey, Path, description = "The lock key. It may contain `/` (`service/api`): the rest of the path after `/v1/locks/` is the key, with its slashes sent as they are or percent-encoded (`%2F`)."),
-    ),
+    params(LockKeyPath),
     request_body = AcquireLockRequest,
     responses(
         (status = 201, description = "Granted.", body = LockView),
@@ -123,9 +114,7 @@ pub async fn acquire(
     operation_id = "renewLock",
     tag = "locks",
     summary = "Renew (compare-and-set on the token).",
-    params(
-        ("key" = LockKey, Path, description = "The lock key. It may contain `/` (`service/api`): the rest of the path after `/v1/locks/` is the key, with its slashes sent as they are or percent-encoded (`%2F`)."),
-    ),
+    params(LockKeyPath),
     request_body = RenewLockRequest,
     responses(
         (status = 200, description = "Renewed.", body = LockView),
@@ -168,7 +157,7 @@ pub struct ReleaseQuery {
     tag = "locks",
     summary = "Release (compare-and-set on the token).",
     params(
-        ("key" = LockKey, Path, description = "The lock key. It may contain `/` (`service/api`): the rest of the path after `/v1/locks/` is the key, with its slashes sent as they are or percent-encoded (`%2F`)."),
+        LockKeyPath,
         ("token" = FencingToken, Query, description = "The fencing token of the grant being released."),
     ),
     responses(
@@ -209,9 +198,7 @@ pub async fn release(
     operation_id = "getLock",
     tag = "locks",
     summary = "The live lease on a key (linearizable).",
-    params(
-        ("key" = LockKey, Path, description = "The lock key. It may contain `/` (`service/api`): the rest of the path after `/v1/locks/` is the key, with its slashes sent as they are or percent-encoded (`%2F`)."),
-    ),
+    params(LockKeyPath),
     responses(
         (status = 200, description = "The lease.", body = LockView),
         (status = 404, response = NotFound),

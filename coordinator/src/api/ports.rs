@@ -8,11 +8,10 @@ use sluice_common::api::{
 };
 use sluice_common::names::{ServerName, ServiceName};
 use sluice_common::ports::ServerPorts;
-use sluice_common::problem::ErrorCode;
 
 use super::auth::Caller;
-use super::error::{optional_json, ApiError};
-use super::openapi::{NotFound, PortConflict};
+use super::error::{optional_json, unexpected, ApiError};
+use super::openapi::{NotFound, PortConflict, ServerPath, ServerServicePath};
 use super::App;
 use crate::state::{Command, Response};
 
@@ -53,9 +52,7 @@ pub async fn list(State(app): State<App>) -> Result<Json<PortsList>, ApiError> {
     operation_id = "getServerPorts",
     tag = "ports",
     summary = "One server's ports.",
-    params(
-        ("server" = ServerName, Path, description = "The server."),
-    ),
+    params(ServerPath),
     responses(
         (status = 200, description = "Its ports.", body = ServerPortsView),
         (status = 404, response = NotFound),
@@ -80,10 +77,7 @@ pub async fn server(
     operation_id = "allocatePort",
     tag = "ports",
     summary = "Allocate a port (idempotent), optionally an explicit one. Admin. The body is optional.",
-    params(
-        ("server" = ServerName, Path, description = "The server."),
-        ("service" = ServiceName, Path, description = "The service."),
-    ),
+    params(ServerServicePath),
     request_body(content = Option<AllocatePortRequest>, description = "Optional."),
     responses(
         (status = 200, description = "The allocation (also when new).", body = PortAllocationView),
@@ -121,10 +115,7 @@ pub async fn allocate(
                 newly_allocated: a.newly_allocated,
             }))
         }
-        other => Err(ApiError::new(
-            ErrorCode::Internal,
-            format!("unexpected {other:?}"),
-        )),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -135,10 +126,7 @@ pub async fn allocate(
     operation_id = "releasePort",
     tag = "ports",
     summary = "Release the service's port on the server. Admin.",
-    params(
-        ("server" = ServerName, Path, description = "The server."),
-        ("service" = ServiceName, Path, description = "The service."),
-    ),
+    params(ServerServicePath),
     responses(
         (status = 200, description = "The freed port, or null.", body = PortReleased),
     ),
@@ -156,9 +144,6 @@ pub async fn release(
         .await?
     {
         Response::PortReleased { port } => Ok(Json(PortReleased { released: port })),
-        other => Err(ApiError::new(
-            ErrorCode::Internal,
-            format!("unexpected {other:?}"),
-        )),
+        other => Err(unexpected(other)),
     }
 }

@@ -7,7 +7,7 @@ use sluice_common::names::ServerName;
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiJson};
-use super::openapi::NotFound;
+use super::openapi::{NotFound, ServerNamePath};
 use super::App;
 use crate::agents::AgentTracker;
 use crate::raft::store::Applied;
@@ -100,9 +100,7 @@ async fn update(
     operation_id = "forbidServer",
     tag = "servers",
     summary = "Refuse every deployment to the server. Admin.",
-    params(
-        ("name" = ServerName, Path, description = "The server."),
-    ),
+    params(ServerNamePath),
     responses(
         (status = 200, description = "The server.", body = ServerView),
         (status = 404, response = NotFound),
@@ -124,9 +122,7 @@ pub async fn forbid(
     operation_id = "allowServer",
     tag = "servers",
     summary = "Accept deployments again. Admin.",
-    params(
-        ("name" = ServerName, Path, description = "The server."),
-    ),
+    params(ServerNamePath),
     responses(
         (status = 200, description = "The server.", body = ServerView),
         (status = 404, response = NotFound),
@@ -215,9 +211,7 @@ pub async fn uncordon(
     operation_id = "setServerLabels",
     tag = "servers",
     summary = "Replace the server's labels. Admin.",
-    params(
-        ("name" = ServerName, Path, description = "The server."),
-    ),
+    params(ServerNamePath),
     request_body = SetLabelsRequest,
     responses(
         (status = 200, description = "The server.", body = ServerView),
@@ -241,9 +235,7 @@ pub async fn labels(
     operation_id = "getServer",
     tag = "servers",
     summary = "One server.",
-    params(
-        ("name" = ServerName, Path, description = "The server."),
-    ),
+    params(ServerNamePath),
     responses(
         (status = 200, description = "The server.", body = ServerView),
         (status = 404, response = NotFound),
@@ -267,9 +259,7 @@ pub async fn get(
     operation_id = "putServer",
     tag = "servers",
     summary = "Register or update a server by hand. Admin.",
-    params(
-        ("name" = ServerName, Path, description = "The server."),
-    ),
+    params(ServerNamePath),
     request_body = PutServerRequest,
     responses(
         (status = 200, description = "The server.", body = ServerView),
@@ -308,9 +298,7 @@ pub async fn put(
     operation_id = "removeServer",
     tag = "servers",
     summary = "Forget a server. Admin.",
-    params(
-        ("name" = ServerName, Path, description = "The server."),
-    ),
+    params(ServerNamePath),
     responses(
         (status = 200, description = "Removed.", body = ServerRemoved),
         (status = 404, response = NotFound),

@@ -11,7 +11,7 @@ use sluice_common::problem::{ErrorCode, Problem};
 
 use super::auth::hash_secret;
 use super::auth::Caller;
-use super::error::{ApiError, ApiJson};
+use super::error::{unexpected, ApiError, ApiJson};
 use super::openapi::{Conflict, NotFound};
 use super::App;
 use sluice_common::api::{CreateTokenRequest, CreatedToken};
@@ -51,10 +51,7 @@ async fn token_cmd(app: &App, caller: &Caller, cmd: TokenCommand) -> Result<Toke
             app.node.linearizable().await?;
             Ok(outcome?)
         }
-        other => Err(ApiError::new(
-            ErrorCode::Internal,
-            format!("unexpected {other:?}"),
-        )),
+        other => Err(unexpected(other)),
     }
 }
 

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::problem::{from_op, problem, ProblemBody};
 use super::wire::{collect, Full};
+use crate::listener::accept_until;
 use crate::runtime::Runtime;
 use crate::table::{self, Routes};
 
@@ -60,20 +61,8 @@ pub fn spawn(
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                biased;
-                _ = stop.cancelled() => return,
-                a = listener.accept() => a,
-            };
-            let (stream, _) = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "control accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+        let failed = |e: &std::io::Error| tracing::warn!(error = %e, "control accept failed");
+        while let Some((stream, _)) = accept_until(&stop, || listener.accept(), &failed).await {
             match stream.peer_cred() {
                 Ok(c) if access.allows(c.uid()) => {}
                 Ok(c) => {

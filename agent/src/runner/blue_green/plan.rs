@@ -15,16 +15,14 @@
 use sluice_common::agent_api::OperationState;
 
 use crate::record::{OpRecord, OpRequest, Stage};
-use crate::runner::steps::{finish, prepare, restore_again, Observed, Step};
+use crate::runner::steps::{
+    clear_failed, deploys, finish, prepare, restore_again, watch, Observed, Step,
+};
 use crate::runtime::short;
 
 /// The step after `rec` and `obs`; `None` once the operation has finished.
 pub fn next(rec: &OpRecord, obs: &Observed) -> Option<Step> {
-    let deploy = match &rec.request {
-        OpRequest::Deploy(_) => true,
-        OpRequest::Rollback(_) => false,
-        OpRequest::Remove(_) => return None,
-    };
+    let deploy = deploys(rec)?;
     Some(match rec.stage {
         Stage::Start => prepare(deploy, obs),
         Stage::Switching => switching(rec, obs, deploy),
@@ -147,12 +145,8 @@ fn routed(rec: &OpRecord, obs: &Observed, deploy: bool) -> Step {
             container: old.clone(),
         };
     }
-    if deploy && !rec.min_healthy().is_zero() {
-        match &obs.watched {
-            None => return Step::Watch,
-            Some(Err(e)) => return Step::Restore { why: e.clone() },
-            Some(Ok(())) => {}
-        }
+    if let Some(step) = watch(rec, obs, deploy) {
+        return step;
     }
     let discard = matches!(&rec.request, OpRequest::Rollback(r) if r.discard_replaced);
     if let (Some(old), None) = (&old, &obs.old_cleared) {
@@ -222,14 +216,8 @@ fn rolling_back(rec: &OpRecord, obs: &Observed, deploy: bool) -> Step {
         if !obs.new_drained && rec.view.previous_container.is_some() {
             return Step::Drain { container: failed };
         }
-        if rec.view.log_tail.is_none() && !obs.log_captured {
-            return Step::CaptureLog { container: failed };
-        }
-        if !obs.failed_cleared {
-            return Step::ClearFailed {
-                container: failed,
-                remove: deploy,
-            };
+        if let Some(step) = clear_failed(rec, obs, failed, deploy) {
+            return step;
         }
     }
     if rec.view.previous_container.is_none() {

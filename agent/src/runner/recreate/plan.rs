@@ -11,18 +11,14 @@
 use sluice_common::agent_api::OperationState;
 
 use crate::record::{OpRecord, OpRequest, Stage};
-use crate::runner::steps::{finish, prepare, restore_again};
+use crate::runner::steps::{clear_failed, deploys, finish, prepare, restore_again, watch};
 pub use crate::runner::steps::{Observed, Step};
 use crate::runtime::short;
 
 /// The step after `rec` and `obs`; `None` once the operation has finished (or is not a
 /// recreate deploy or rollback).
 pub fn next(rec: &OpRecord, obs: &Observed) -> Option<Step> {
-    let deploy = match &rec.request {
-        OpRequest::Deploy(_) => true,
-        OpRequest::Rollback(_) => false,
-        OpRequest::Remove(_) => return None,
-    };
+    let deploy = deploys(rec)?;
     Some(match rec.stage {
         Stage::Start => prepare(deploy, obs),
         Stage::Switching => switching(rec, obs),
@@ -83,12 +79,8 @@ fn started(rec: &OpRecord, obs: &Observed, deploy: bool) -> Step {
         Some(Err(e)) => return Step::Restore { why: e.clone() },
         Some(Ok(detail)) => detail,
     };
-    if deploy && !rec.min_healthy().is_zero() {
-        match &obs.watched {
-            None => return Step::Watch,
-            Some(Err(e)) => return Step::Restore { why: e.clone() },
-            Some(Ok(())) => {}
-        }
+    if let Some(step) = watch(rec, obs, deploy) {
+        return step;
     }
     if deploy && !obs.pruned {
         return Step::Prune;
@@ -121,14 +113,8 @@ fn rolling_back(rec: &OpRecord, obs: &Observed, deploy: bool) -> Step {
         return restore_again(rec);
     }
     if let Some(failed) = rec.view.container.clone().filter(|c| !c.is_empty()) {
-        if rec.view.log_tail.is_none() && !obs.log_captured {
-            return Step::CaptureLog { container: failed };
-        }
-        if !obs.failed_cleared {
-            return Step::ClearFailed {
-                container: failed,
-                remove: deploy,
-            };
+        if let Some(step) = clear_failed(rec, obs, failed, deploy) {
+            return step;
         }
     }
     let previous = match (&rec.view.previous_container, rec.previous_was_running) {

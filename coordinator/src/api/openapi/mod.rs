@@ -31,6 +31,9 @@ use utoipa::{PartialSchema, ToSchema};
 
 use sluice_common::problem::{Problem, PROBLEM_JSON};
 
+mod params;
+pub use params::{DeploymentPath, LockKeyPath, ServerNamePath, ServerPath, ServerServicePath};
+
 /// The document's `info.description`.
 const DESCRIPTION: &str = "The CI-facing HTTPS API of a Sluice coordinator (any node: followers forward writes to the leader).\n\n\
 Authentication: a bearer token (`Authorization: Bearer sluice_...`, created with `POST /v1/tokens`) whose role allows the call — a viewer reads (GET), a deployer also deploys, rolls back, cancels and takes locks within its service scope, an admin does everything (servers, ports, policy, cluster membership, tokens) — or a `client` certificate from the project CA over mutual TLS, which counts as an admin (the operator's CLI). Agents use their `agent` certificate for `/v1/agents/*`. `/healthz`, `/readyz`, `/metrics` and this document need no credentials.\n\n\

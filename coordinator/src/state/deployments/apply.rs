@@ -41,9 +41,21 @@ impl From<Refused> for DeploymentError {
 }
 
 /// What [`advance`] needs to take the lock.
-struct Lease<'a> {
+struct Lease {
     ttl: Duration,
-    reason: &'a str,
+    reason: String,
+}
+
+impl Lease {
+    /// The lease `d` asks for on its service lock, saying what it deploys (`resumed`: taken
+    /// again by a new leader, or for a manual rollback).
+    fn of(d: &Deployment, ttl: Duration, resumed: bool) -> Self {
+        let mut reason = format!("deploying {} to {}", d.request.image, d.request.service);
+        if resumed {
+            reason.push_str(" (resumed)");
+        }
+        Self { ttl, reason }
+    }
 }
 
 /// Moves `d` by `input` and applies the lock effect; a refused input, or a lock that cannot
@@ -52,7 +64,7 @@ fn advance(
     d: &mut Deployment,
     locks: &mut LockTable,
     input: Input,
-    lease: Option<Lease<'_>>,
+    lease: Option<Lease>,
     why: &str,
     at: At,
 ) -> Result<Lifecycle, DeploymentError> {
@@ -106,14 +118,14 @@ fn mark(
 fn take_lock(
     d: &mut Deployment,
     locks: &mut LockTable,
-    lease: Lease<'_>,
+    lease: Lease,
     at: At,
 ) -> Result<(), DeploymentError> {
     let grant = locks.acquire(
         Acquire {
             key: d.lock_key(),
             holder: d.holder(),
-            reason: lease.reason.to_string(),
+            reason: lease.reason,
             ttl: lease.ttl,
         },
         FencingToken(at.index),
@@ -123,23 +135,25 @@ fn take_lock(
     Ok(())
 }
 
-/// Refuses a lock command for a deployment that needs no lock: no lock may be granted to,
-/// or kept alive for, a deployment that has ended (or not started).
-fn refuse_without_need(d: &Deployment, what: &str) -> Result<(), DeploymentError> {
-    if d.lifecycle.wants_lock() {
-        return Ok(());
-    }
-    Err(DeploymentError::Conflict {
-        message: format!(
-            "deployment {} is {} ({}): it needs no service lock, so its lock cannot be {what}",
-            d.id,
-            d.state(),
-            d.lifecycle.sub_state()
-        ),
-    })
-}
-
 impl Deployments {
+    /// The deployment a lock command (`what`: re-fenced, renewed) is for, refused when it
+    /// needs no lock: no lock may be granted to, or kept alive for, a deployment that has
+    /// ended (or not started).
+    fn needing_lock(&mut self, id: Uuid, what: &str) -> Result<&mut Deployment, DeploymentError> {
+        let d = self.get_mut(id)?;
+        if d.lifecycle.wants_lock() {
+            return Ok(d);
+        }
+        Err(DeploymentError::Conflict {
+            message: format!(
+                "deployment {} is {} ({}): it needs no service lock, so its lock cannot be {what}",
+                d.id,
+                d.state(),
+                d.lifecycle.sub_state()
+            ),
+        })
+    }
+
     pub(super) fn create(
         &mut self,
         id: Uuid,
@@ -203,11 +217,7 @@ impl Deployments {
         at: At,
     ) -> Applied {
         let d = self.get_mut(id)?;
-        let reason = format!("deploying {} to {}", d.request.image, d.request.service);
-        let lease = Lease {
-            ttl,
-            reason: &reason,
-        };
+        let lease = Lease::of(d, ttl, false);
         let input = Input::event(DeploymentEvent::Start);
         advance(d, locks, input, Some(lease), "took the service lock", at)?;
         d.phase = phase("validating");
@@ -223,10 +233,9 @@ impl Deployments {
         ttl: Duration,
         at: At,
     ) -> Applied {
-        let d = self.get_mut(id)?;
         // A new leader may propose this from a view that lags the entry which finished the
         // deployment: a deployment that has ended never takes its service lock again.
-        refuse_without_need(d, "re-fenced")?;
+        let d = self.needing_lock(id, "re-fenced")?;
         let key = d.lock_key();
         if let Some(old) = d.token {
             // Our lease may still be live or may have lapsed; either way release it by
@@ -237,14 +246,7 @@ impl Deployments {
                 Err(e) => return Err(e.into()),
             }
         }
-        let reason = format!(
-            "deploying {} to {} (resumed)",
-            d.request.image, d.request.service
-        );
-        let lease = Lease {
-            ttl,
-            reason: &reason,
-        };
+        let lease = Lease::of(d, ttl, true);
         take_lock(d, locks, lease, at)?;
         d.updated_at = at.now;
         done(id)
@@ -257,8 +259,7 @@ impl Deployments {
         ttl: Duration,
         now: Timestamp,
     ) -> Applied {
-        let d = self.get_mut(id)?;
-        refuse_without_need(d, "renewed")?;
+        let d = self.needing_lock(id, "renewed")?;
         let token = d.token.ok_or_else(|| DeploymentError::Conflict {
             message: format!("deployment {id} holds no lock"),
         })?;
