@@ -19,8 +19,6 @@ use sluice_tests::cluster::{Cluster, NodeOpts};
 use sluice_tests::load::{Load, LoadOptions};
 use sluice_tests::testapp_image::{ensure_test_images, image};
 
-#[path = "support/deploy.rs"]
-mod deploy;
 #[path = "support/stats.rs"]
 mod stats;
 
@@ -79,8 +77,20 @@ async fn main() {
         .iter()
         .map(|s| AgentProc::start(s, &addrs, "23000-23019", ""))
         .collect();
-    for s in SERVERS {
-        deploy::wait_registered(&c, s).await;
+    // Every agent registered.
+    loop {
+        let names: Vec<String> = c
+            .api(0)
+            .servers()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s.name.to_string())
+            .collect();
+        if SERVERS.iter().all(|s| names.iter().any(|n| n == s)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let canary = json!({
         "strategy": "canary",

@@ -195,12 +195,8 @@ impl Client {
         cordoned: bool,
     ) -> Result<ServerView, ClientError> {
         let verb = if cordoned { "cordon" } else { "uncordon" };
-        self.call(
-            Method::POST,
-            &format!("/v1/servers/{name}/{verb}"),
-            None::<&()>,
-        )
-        .await
+        self.bodiless(Method::POST, &format!("/v1/servers/{name}/{verb}"))
+            .await
     }
 
     /// `PUT /v1/servers/{name}/labels`.
@@ -283,10 +279,9 @@ impl Client {
         id: &str,
         action: CanaryAction,
     ) -> Result<DeploymentView, ClientError> {
-        self.call(
+        self.bodiless(
             Method::POST,
             &format!("/v1/deployments/{id}/{}", action.as_str()),
-            None::<&()>,
         )
         .await
     }

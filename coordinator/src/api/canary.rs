@@ -11,7 +11,7 @@ use sluice_common::problem::{ErrorCode, Problem};
 use super::auth::Caller;
 use super::deployments::request;
 use super::error::ApiError;
-use super::openapi::{Conflict, NotFound};
+use super::openapi::{Conflict, DeploymentPath, NotFound};
 use super::App;
 use crate::state::deployments::DeploymentCommand;
 
@@ -70,7 +70,7 @@ async fn control(
     operation_id = "promoteDeployment",
     tag = "deployments",
     summary = "Promote a canary: skip its remaining pauses and analyses, switch all traffic to the new version.",
-    params(("id" = uuid::Uuid, Path, description = "The deployment id.")),
+    params(DeploymentPath),
     responses(
         (status = 202, description = "Recorded: the deployment.", body = DeploymentView),
         (status = 404, response = NotFound),
@@ -92,7 +92,7 @@ pub async fn promote(
     operation_id = "pauseDeployment",
     tag = "deployments",
     summary = "Pause a canary at its current step (its analysis stops) until resumed or promoted.",
-    params(("id" = uuid::Uuid, Path, description = "The deployment id.")),
+    params(DeploymentPath),
     responses(
         (status = 202, description = "Recorded: the deployment.", body = DeploymentView),
         (status = 404, response = NotFound),
@@ -114,7 +114,7 @@ pub async fn pause(
     operation_id = "resumeDeployment",
     tag = "deployments",
     summary = "Resume a paused canary: its step's pause and analysis start afresh.",
-    params(("id" = uuid::Uuid, Path, description = "The deployment id.")),
+    params(DeploymentPath),
     responses(
         (status = 202, description = "Recorded: the deployment.", body = DeploymentView),
         (status = 404, response = NotFound),
@@ -136,7 +136,7 @@ pub async fn resume(
     operation_id = "abortDeployment",
     tag = "deployments",
     summary = "Abort an active deployment (a canary: every server back to the old version at once); the same as cancel.",
-    params(("id" = uuid::Uuid, Path, description = "The deployment id.")),
+    params(DeploymentPath),
     responses(
         (status = 202, description = "Recorded: the deployment.", body = DeploymentView),
         (status = 404, response = NotFound),

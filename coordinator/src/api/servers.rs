@@ -165,9 +165,7 @@ async fn cordon_as(
     operation_id = "cordonServer",
     tag = "servers",
     summary = "Cordon the server: no new deployment is placed on it (validation fails with server_allowed); what runs there keeps serving. Admin.",
-    params(
-        ("name" = ServerName, Path, description = "The server."),
-    ),
+    params(ServerNamePath),
     responses(
         (status = 200, description = "The server.", body = ServerView),
         (status = 404, response = NotFound),
@@ -188,9 +186,7 @@ pub async fn cordon(
     operation_id = "uncordonServer",
     tag = "servers",
     summary = "End a cordon: deployments may be placed on the server again. Admin.",
-    params(
-        ("name" = ServerName, Path, description = "The server."),
-    ),
+    params(ServerNamePath),
     responses(
         (status = 200, description = "The server.", body = ServerView),
         (status = 404, response = NotFound),
