@@ -331,6 +331,27 @@ async fn the_cli_promotes_pauses_and_aborts_within_its_scope() {
     // Settled: nothing left to promote.
     let (code, err) = sluice(&admin, &["promote", &id]);
     assert_eq!(code, Some(65), "{err}");
+    // The audit trail has the step, the pause, the resume and the abort, by whom.
+    let filter = sluice_common::client::AuditFilter {
+        service: Some("cn-cli".into()),
+        ..Default::default()
+    };
+    let records = env.api().audit(&filter).await.unwrap().records;
+    let target = format!("deployment/{id}");
+    let actions: Vec<&str> = records
+        .iter()
+        .filter(|r| r.target == target)
+        .map(|r| r.action.as_str())
+        .collect();
+    for want in [
+        "deployment.canary_step",
+        "deployment.canary_paused",
+        "deployment.canary_resumed",
+        "deployment.cancel_requested",
+        "deployment.rolled_back",
+    ] {
+        assert!(actions.contains(&want), "{want} missing from {actions:?}");
+    }
     // A promote of a held canary goes straight to 100 %.
     let created = env
         .api()

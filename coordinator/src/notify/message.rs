@@ -232,4 +232,35 @@ mod tests {
         );
         assert!(!t.contains("<GET"), "{t}");
     }
+
+    #[test]
+    fn canary_steps_promotes_and_pauses_are_announced() {
+        let step = record(
+            "deployment.canary_step",
+            "ok",
+            json!({"step": 1, "steps": 2, "weight": 10}),
+        );
+        assert_eq!(Event::of(&step), Some(Event::CanaryStep));
+        let t = telegram_text(Event::CanaryStep, &step, None);
+        assert!(t.contains("canary: step 1/2 at 10%"), "{t}");
+        let last = record(
+            "deployment.canary_step",
+            "ok",
+            json!({"step": 3, "steps": 2, "weight": 100}),
+        );
+        let t = telegram_text(Event::CanaryStep, &last, None);
+        assert!(t.contains("switching all traffic"), "{t}");
+        let paused = record(
+            "deployment.canary_paused",
+            "ok",
+            json!({"reason": "analysis inconclusive at step 1"}),
+        );
+        assert_eq!(Event::of(&paused), Some(Event::CanaryPaused));
+        let t = telegram_text(Event::CanaryPaused, &paused, None);
+        assert!(t.contains("reason: analysis inconclusive at step 1"), "{t}");
+        assert_eq!(
+            Event::of(&record("deployment.canary_promoted", "ok", Value::Null)),
+            Some(Event::CanaryPromoted)
+        );
+    }
 }
