@@ -73,9 +73,11 @@ async fn main() {
     )
     .await;
     let addrs: Vec<String> = c.nodes.iter().map(|n| n.addr.clone()).collect();
+    // Both agents share this host: each gets its own slice of ports for its proxy.
     let _agents: Vec<AgentProc> = SERVERS
         .iter()
-        .map(|s| AgentProc::start(s, &addrs, "23000-23019", ""))
+        .zip(["23000-23019", "23020-23039"])
+        .map(|(s, range)| AgentProc::start(s, &addrs, range, ""))
         .collect();
     // Every agent registered.
     loop {
