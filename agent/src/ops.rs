@@ -225,26 +225,11 @@ impl Operations {
         claim: &FenceClaim,
         reason: &str,
     ) -> Result<Option<OperationView>, AdmitError> {
-        self.fence
-            .admit_with(claim, |advance| {
-                self.store.commit(advance, None)?;
-                let Some(cell) = self.live(id) else {
-                    return Ok(self.store.get_op(id)?.map(|r| r.view));
-                };
-                if cell.record().request.fence().key != claim.key {
-                    return Err(AdmitError::Reused(id));
-                }
-                cell.update(|r| {
-                    if r.view.state == OperationState::Running && r.aborted.is_none() {
-                        r.aborted = Some(reason.to_string());
-                    }
-                })?;
-                Ok(Some(cell.view()))
-            })
-            .map_err(|e| match e {
-                Admit::Stale(s) => AdmitError::Stale(s),
-                Admit::Refused(e) => e,
-            })
+        self.command(id, claim, |r| {
+            if r.view.state == OperationState::Running && r.aborted.is_none() {
+                r.aborted = Some(reason.to_string());
+            }
+        })
     }
 
     /// Asks running canary `id` on behalf of `claim` (fenced like every command) for
@@ -256,6 +241,24 @@ impl Operations {
         claim: &FenceClaim,
         weight: u32,
     ) -> Result<Option<OperationView>, AdmitError> {
+        self.command(id, claim, |r| {
+            let holding = r.view.state == OperationState::Running
+                && r.canary_want.is_some()
+                && r.stage < Stage::RollingBack;
+            if holding {
+                r.canary_want = Some(weight.min(100));
+            }
+        })
+    }
+
+    /// A fenced command on existing operation `id`: `change` is applied to it (persisted)
+    /// if it still runs here; a finished one is only shown. Its view, if it exists.
+    fn command(
+        &self,
+        id: Uuid,
+        claim: &FenceClaim,
+        change: impl FnOnce(&mut OpRecord),
+    ) -> Result<Option<OperationView>, AdmitError> {
         self.fence
             .admit_with(claim, |advance| {
                 self.store.commit(advance, None)?;
@@ -265,14 +268,7 @@ impl Operations {
                 if cell.record().request.fence().key != claim.key {
                     return Err(AdmitError::Reused(id));
                 }
-                cell.update(|r| {
-                    let holding = r.view.state == OperationState::Running
-                        && r.canary_want.is_some()
-                        && r.stage < Stage::RollingBack;
-                    if holding {
-                        r.canary_want = Some(weight.min(100));
-                    }
-                })?;
+                cell.update(change)?;
                 Ok(Some(cell.view()))
             })
             .map_err(|e| match e {

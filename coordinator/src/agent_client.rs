@@ -231,6 +231,15 @@ impl AgentClient {
             .await
     }
 
+    /// An operation an agent answered about, or the refusal a command on an operation it
+    /// does not know amounts to.
+    pub fn known(op: Option<OperationView>) -> Result<OperationView, AgentError> {
+        op.ok_or_else(|| AgentError::Refused {
+            code: ErrorCode::NotFound,
+            detail: "the agent does not know the operation".into(),
+        })
+    }
+
     /// `PUT /agent/v1/operations/{id}/weight`: a canary's next weight (`None`: the agent
     /// does not know the operation).
     pub async fn weight(

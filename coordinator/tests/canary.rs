@@ -94,6 +94,21 @@ async fn a_good_canary_moves_traffic_step_by_step_and_is_promoted() {
         canary.measurements
     );
     let at = |k: u32| steps.iter().find(|(s, _)| *s == k).map(|(_, t)| *t);
+    // What the test saw, for a failure to explain itself: each step's start and the share
+    // of v2 in every half second.
+    let t0 = steps.first().map(|(_, t)| *t).unwrap_or_else(Instant::now);
+    let timeline: Vec<String> = (0..60)
+        .map(|i| {
+            let from = t0 + Duration::from_millis(500 * i);
+            let (got, n) = share(&reports[0], from, from + Duration::from_millis(500), "v2");
+            format!("{:.1}s {:.0}% of {n}", i as f64 / 2.0, got * 100.0)
+        })
+        .collect();
+    let seen: Vec<String> = steps
+        .iter()
+        .map(|(k, t)| format!("step {k} at {:.2}s", t.duration_since(t0).as_secs_f64()))
+        .collect();
+    eprintln!("{seen:?}\n{timeline:?}");
     for (k, weight) in [(0u32, 0.10), (1, 0.50)] {
         let from = at(k).expect("the step was seen") + Duration::from_millis(300);
         let to = at(k + 1).expect("the next step was seen") - Duration::from_millis(300);

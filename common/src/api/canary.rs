@@ -285,7 +285,7 @@ pub enum CanaryControl {
     Resume,
 }
 
-/// What `sluice promote|pause|resume|abort` asks (the path's last segment).
+/// What `sluice promote|pause|resume|abort` asks (`abort` is the deployment's `cancel`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CanaryAction {
     /// `promote`.
@@ -294,18 +294,26 @@ pub enum CanaryAction {
     Pause,
     /// `resume`.
     Resume,
-    /// `abort` (any active deployment, like `cancel`).
+    /// `abort`: `cancel` (any active deployment).
     Abort,
 }
 
 impl CanaryAction {
-    /// The path segment.
+    /// The command's name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Promote => "promote",
             Self::Pause => "pause",
             Self::Resume => "resume",
             Self::Abort => "abort",
+        }
+    }
+
+    /// The path segment under `/v1/deployments/{id}/`.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Abort => "cancel",
+            other => other.as_str(),
         }
     }
 }

@@ -272,8 +272,8 @@ impl Client {
             .await
     }
 
-    /// `POST /v1/deployments/{id}/{action}`: `promote`, `pause`, `resume` a canary, or
-    /// `abort` a deployment.
+    /// `POST /v1/deployments/{id}/promote|pause|resume` a canary, or `.../cancel` for
+    /// `abort`.
     pub async fn canary_action(
         &self,
         id: &str,
@@ -281,7 +281,7 @@ impl Client {
     ) -> Result<DeploymentView, ClientError> {
         self.bodiless(
             Method::POST,
-            &format!("/v1/deployments/{id}/{}", action.as_str()),
+            &format!("/v1/deployments/{id}/{}", action.path()),
         )
         .await
     }

@@ -234,16 +234,9 @@ fn authorize(caller: &Caller, method: &Method, path: &str) -> Result<(), ApiErro
         TokenRole::Viewer => Err(denied()),
         TokenRole::Deployer => {
             let deployment_action = path.strip_prefix("/v1/deployments/").is_some_and(|rest| {
-                [
-                    "/rollback",
-                    "/cancel",
-                    "/abort",
-                    "/promote",
-                    "/pause",
-                    "/resume",
-                ]
-                .iter()
-                .any(|a| rest.ends_with(a))
+                ["/rollback", "/cancel", "/promote", "/pause", "/resume"]
+                    .iter()
+                    .any(|a| rest.ends_with(a))
             });
             if method == Method::POST && (path == "/v1/deployments" || deployment_action) {
                 return Ok(());
@@ -294,7 +287,6 @@ mod tests {
             (&deployer, Method::POST, "/v1/deployments/x/rollback", true),
             (&deployer, Method::POST, "/v1/deployments/x/cancel", true),
             (&deployer, Method::POST, "/v1/deployments/x/promote", true),
-            (&deployer, Method::POST, "/v1/deployments/x/abort", true),
             (&viewer, Method::POST, "/v1/deployments/x/promote", false),
             (&deployer, Method::POST, "/v1/locks/service/api", true),
             (&deployer, Method::POST, "/v1/locks/service/web", false),

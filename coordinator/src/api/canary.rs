@@ -1,6 +1,6 @@
-//! `/v1/deployments/{id}/promote|pause|resume|abort`: a human's hand on a running canary.
-//! Each is one Raft entry the sequencer acts on at once; `abort` is `cancel` under the name
-//! operators look for (every server back to the old version as one unit).
+//! `/v1/deployments/{id}/promote|pause|resume`: a human's hand on a running canary. Each
+//! is one Raft entry the sequencer acts on at once. Aborting a canary is `cancel` (every
+//! server back to the old version as one unit); `sluice abort` calls it.
 
 use axum::extract::{Path, State};
 use axum::response::Response as HttpResponse;
@@ -127,29 +127,4 @@ pub async fn resume(
     Path(id): Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     control(&app, &caller, &id, CanaryControl::Resume).await
-}
-
-/// `POST /v1/deployments/{id}/abort`: stop an active deployment and roll back what it moved.
-#[utoipa::path(
-    post,
-    path = "/v1/deployments/{id}/abort",
-    operation_id = "abortDeployment",
-    tag = "deployments",
-    summary = "Abort an active deployment (a canary: every server back to the old version at once); the same as cancel.",
-    params(DeploymentPath),
-    responses(
-        (status = 202, description = "Recorded: the deployment.", body = DeploymentView),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-    ),
-)]
-pub async fn abort(
-    State(app): State<App>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    request(&app, &caller, &id, |id| DeploymentCommand::RequestCancel {
-        id,
-    })
-    .await
 }

@@ -129,7 +129,6 @@ pub fn documented() -> Documented {
         .op(routes!(deployments::events))
         .op(routes!(deployments::rollback))
         .op(routes!(deployments::cancel))
-        .op(routes!(canary::abort))
         .op(routes!(canary::promote))
         .op(routes!(canary::pause))
         .op(routes!(canary::resume))

@@ -18,7 +18,7 @@ use super::analysis;
 use super::operation::{Call, Ended, Kind};
 use super::plan::{step_of, Observed, Readings};
 use super::{Driver, Stop};
-use crate::agent_client::AgentError;
+use crate::agent_client::AgentClient;
 use crate::state::deployments::{Deployment, DeploymentCommand};
 
 impl Driver {
@@ -89,15 +89,7 @@ impl Driver {
             },
             weight,
         };
-        let submit = || async {
-            match self.agents.weight(&addr, d.id, &req).await? {
-                Some(op) => Ok(op),
-                None => Err(AgentError::Refused {
-                    code: sluice_common::problem::ErrorCode::NotFound,
-                    detail: "the agent does not know the canary's operation".into(),
-                }),
-            }
-        };
+        let submit = || async { AgentClient::known(self.agents.weight(&addr, d.id, &req).await?) };
         let call = Call {
             deployment: d.id,
             op: d.id,

@@ -21,7 +21,7 @@ use super::history;
 use super::operation::{Call, Ended, Kind};
 use super::plan::{plan, step_of, Action, Observed, Restore, Validated};
 use super::{validate, Driver, Stop, LOCK_TTL};
-use crate::agent_client::AgentError;
+use crate::agent_client::{AgentClient, AgentError};
 use crate::state::deployments::{Deployment, DeploymentCommand, DeploymentError};
 use crate::state::{Command, Response};
 
@@ -324,15 +324,8 @@ impl Driver {
                     fence: fence.clone(),
                     reason: d.failure.clone().unwrap_or_else(|| "rolled back".into()),
                 };
-                let abort = || async {
-                    match self.agents.abort(&addr, d.id, &req).await? {
-                        Some(op) => Ok(op),
-                        None => Err(AgentError::Refused {
-                            code: sluice_common::problem::ErrorCode::NotFound,
-                            detail: "the agent does not know the canary's operation".into(),
-                        }),
-                    }
-                };
+                let abort =
+                    || async { AgentClient::known(self.agents.abort(&addr, d.id, &req).await?) };
                 let call = Call {
                     deployment: d.id,
                     op: d.id,

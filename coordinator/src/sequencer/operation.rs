@@ -43,7 +43,14 @@ pub struct Progress {
     pub deadline: Option<Duration>,
     /// Answers so far.
     pub rounds: u32,
+    /// Waiting for a canary's weight, not for the operation to end: the agent's long-poll
+    /// wakes on a change it sees after the poll began, and the weight may have been applied
+    /// between the answer to the weight request and the poll, so polls are short.
+    pub for_weight: bool,
 }
+
+/// The long-poll while waiting for a canary's weight (see [`Progress::for_weight`]).
+const WEIGHT_POLL: Duration = Duration::from_millis(200);
 
 /// What the agent said last.
 #[derive(Debug)]
@@ -90,10 +97,11 @@ pub fn next(p: &Progress, heard: &Heard) -> Move {
     if p.kind == Kind::Rollback && p.rounds >= ROLLBACK_ROUNDS {
         return Move::Finished(Some("rollback did not finish".into()));
     }
+    let longest = if p.for_weight { WEIGHT_POLL } else { POLL };
     let poll = || {
-        Move::Poll(p.deadline.map_or(POLL, |d| {
+        Move::Poll(p.deadline.map_or(longest, |d| {
             // Never long-poll past the progress deadline.
-            POLL.min(d.saturating_sub(p.elapsed) + Duration::from_millis(50))
+            longest.min(d.saturating_sub(p.elapsed) + Duration::from_millis(50))
         }))
     };
     match heard {
@@ -261,6 +269,7 @@ impl Driver {
             elapsed: Duration::ZERO,
             deadline: call.deadline,
             rounds: 0,
+            for_weight: call.until_weight.is_some(),
         };
         let mut heard = Heard::Nothing;
         // What the record holds for this server: read once, then kept in step here (only

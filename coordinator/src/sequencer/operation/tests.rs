@@ -13,7 +13,18 @@ fn progress(kind: Kind) -> Progress {
         elapsed: Duration::ZERO,
         deadline: Some(Duration::from_secs(60)),
         rounds: 0,
+        for_weight: false,
     }
+}
+
+#[test]
+fn waiting_for_a_canary_weight_polls_briefly() {
+    let mut p = progress(Kind::Deploy);
+    p.submitted = true;
+    let running = heard(op(OperationState::Running, None, true));
+    assert_eq!(next(&p, &running), Move::Poll(POLL));
+    p.for_weight = true;
+    assert_eq!(next(&p, &running), Move::Poll(WEIGHT_POLL));
 }
 
 fn op(state: OperationState, error: Option<&str>, previous: bool) -> OperationView {
