@@ -285,7 +285,7 @@ async fn drain(routes: &Routes) {
             .max()
             .unwrap_or_default()
     };
-    rt.graceful.cancel();
+    rt.begin_graceful();
     rt.tracker.close();
     let bound = longest + rt.limits.response_header_timeout + Duration::from_secs(5);
     if tokio::time::timeout(bound, rt.tracker.wait())

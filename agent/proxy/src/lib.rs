@@ -12,11 +12,15 @@
 //!   fsync, rename, fsync of the directory) and only then switched: one pointer swap, so a
 //!   request sees either the old targets or the new ones.
 //! - **http.** hyper-util's auto server (HTTP/1.1 and HTTP/2 cleartext) on the listener;
-//!   every request picks a target when it arrives and goes out on that target's pooled
-//!   HTTP/1.1 client. `X-Forwarded-For/-Proto/-Host` are added, hop-by-hop headers
-//!   stripped, upgrades (WebSocket) relayed byte for byte. A connect failure before the
-//!   body was touched is retried once on the route's current target, which is what makes a
-//!   switch lossless when a pooled connection raced a close.
+//!   every request picks a target when it arrives and goes out on an idle HTTP/1.1
+//!   connection from that target's pool (or a new one), which the request's own task
+//!   drives until the answer's last byte, then returns to the pool ([`pool`]): no task
+//!   per target connection, no hop between tasks. `X-Forwarded-For/-Proto/-Host` are
+//!   added, hop-by-hop headers stripped, upgrades (WebSocket) relayed byte for byte. A
+//!   connect failure before the body was touched is retried once on the route's current
+//!   target, and a pooled connection found closed before it took the request is replaced
+//!   by another, which is what makes a switch lossless when a pooled connection raced a
+//!   close.
 //! - **tcp.** Each connection picks a target and stays on it; bytes are copied both ways.
 //! - **Drain.** A target that loses its weight (switch, replace, DELETE) gets nothing new;
 //!   its in-flight requests finish, however long their answer takes (bounded by the
@@ -30,9 +34,11 @@
 //!   listener by SCM_RIGHTS ([`handoff`], [`handover`]), starts accepting, and confirms;
 //!   the old one stops accepting (the backlog is shared, nothing is refused), and drains:
 //!   HTTP/1.1 keep-alive connections answer their next request with `Connection: close`
-//!   (an idle one is closed after 1 s; closing an idle connection is the one race HTTP/1.1
+//!   (an idle one is closed after 1 s, checked every 100 ms once the connection has seen
+//!   the drain on its 250 ms tick; closing an idle connection is the one race HTTP/1.1
 //!   keep-alive cannot avoid, so it is kept to clients that are idle anyway), HTTP/2 gets
-//!   GOAWAY, TCP and upgraded connections get `drain_timeout`. Then it exits 0.
+//!   GOAWAY (within the 250 ms tick), TCP and upgraded connections get `drain_timeout`.
+//!   Then it exits 0.
 //!   `sluice-proxy --upgrade <same flags>` starts the successor and returns once it serves
 //!   (the unit's `ExecReload=`). SIGTERM alone: stop accepting, drain the same way, exit 0.
 //! - **Restart.** `routes.json` (format version 1) is read on start and every route's
@@ -63,7 +69,8 @@
 //! - [`table`]: the route table and its changes; [`sweep`]: the drain loop's pass and the
 //!   process's retirement; [`persist`]: `routes.json`.
 //! - [`route`], [`target`]: what the data path shares with the control path.
-//! - [`listener`], [`http`], [`tcp`], [`upgrade`], [`body`], [`reqbody`]: the data path.
+//! - [`listener`], [`http`], [`conn`], [`forward`], [`headers`], [`pool`], [`tcp`],
+//!   [`upgrade`], [`body`], [`reqbody`]: the data path; [`clock`]: its coarse clock.
 //! - [`control`]: the control API (server, client, problem codes).
 //! - [`handoff`] (the protocol, and the successor's side), [`handover`] (the
 //!   predecessor's side), [`systemd`], [`app`], [`config`]: process life.
@@ -71,17 +78,22 @@
 
 pub mod app;
 pub mod body;
+pub mod clock;
 pub mod config;
+pub mod conn;
 pub mod control;
 pub mod drain;
+pub mod forward;
 pub mod handoff;
 pub mod handover;
+pub mod headers;
 pub mod http;
 pub mod listener;
 pub mod metrics;
 pub mod persist;
 pub mod pick;
 pub mod plan;
+pub mod pool;
 pub mod reqbody;
 pub mod route;
 pub mod runtime;

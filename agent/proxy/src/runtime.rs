@@ -3,11 +3,10 @@
 //! table itself is [`crate::table::Routes`].
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
@@ -21,9 +20,9 @@ pub struct Runtime {
     pub metrics: Metrics,
     /// Every connection task (client connections, TCP relays, upgraded relays).
     pub tracker: TaskTracker,
-    /// Cancelled when the process drains: HTTP client connections finish their requests
-    /// and close.
-    pub graceful: CancellationToken,
+    /// Set when the process drains: HTTP client connections finish their requests and
+    /// close (see [`Self::begin_graceful`]).
+    graceful: AtomicBool,
     /// When the process started.
     pub started: Instant,
     /// Data-path limits for every route.
@@ -42,13 +41,25 @@ impl Runtime {
         Arc::new(Self {
             metrics: Metrics::new(),
             tracker: TaskTracker::new(),
-            graceful: CancellationToken::new(),
+            graceful: AtomicBool::new(false),
             started: Instant::now(),
             limits,
             state_dir,
             retiring: AtomicBool::new(false),
             fdstore,
         })
+    }
+
+    /// The process drains: every HTTP client connection answers its next request with
+    /// `Connection: close` (HTTP/2: GOAWAY) and closes once idle. Client connections look
+    /// at this on each request and on their idle tick.
+    pub fn begin_graceful(&self) {
+        self.graceful.store(true, Ordering::Release);
+    }
+
+    /// Whether [`Self::begin_graceful`] happened.
+    pub fn is_graceful(&self) -> bool {
+        self.graceful.load(Ordering::Acquire)
     }
 
     /// Counts a request or connection the proxy itself failed.
