@@ -49,7 +49,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         config.state_dir.clone(),
         config.limits(),
         std::env::var_os("NOTIFY_SOCKET").is_some(),
-    );
+        config.data_threads(),
+    )
+    .map_err(io("data threads"))?;
     let received = if config.no_takeover {
         None
     } else {

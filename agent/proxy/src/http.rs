@@ -34,7 +34,7 @@ const DRAIN_TICK: Duration = Duration::from_millis(100);
 
 /// Serves one client connection until it closes, is idle too long, or the process drains.
 /// A draining HTTP/1.1 connection answers `Connection: close` from the drain's first
-/// instant; the tick closes it once idle for [`DRAIN_IDLE_GRACE`] and sends HTTP/2's
+/// instant; the tick closes it once idle for `DRAIN_IDLE_GRACE` (1 s) and sends HTTP/2's
 /// GOAWAY.
 pub async fn serve(rt: Arc<Runtime>, route: Arc<RouteShared>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);

@@ -12,10 +12,11 @@
 //!   fsync, rename, fsync of the directory) and only then switched: one pointer swap, so a
 //!   request sees either the old targets or the new ones.
 //! - **http.** hyper-util's auto server (HTTP/1.1 and HTTP/2 cleartext) on the listener;
-//!   every request picks a target when it arrives and goes out on an idle HTTP/1.1
-//!   connection from that target's pool (or a new one), which the request's own task
-//!   drives until the answer's last byte, then returns to the pool ([`pool`]): no task
-//!   per target connection, no hop between tasks. `X-Forwarded-For/-Proto/-Host` are
+//!   each accepted connection is served whole by one data thread ([`workers`]). Every
+//!   request picks a target when it arrives and goes out on an idle HTTP/1.1 connection
+//!   from that target's pool (or a new one), which the request's own task drives until the
+//!   answer's last byte, then returns to the pool ([`pool`]): no task per target
+//!   connection, no hop between tasks or threads. `X-Forwarded-For/-Proto/-Host` are
 //!   added, hop-by-hop headers stripped, upgrades (WebSocket) relayed byte for byte. A
 //!   connect failure before the body was touched is retried once on the route's current
 //!   target, and a pooled connection found closed before it took the request is replaced
@@ -54,8 +55,8 @@
 //! `--state-dir` (`/var/lib/sluice-proxy`), `--metrics-listen`, `--max-header-bytes` (64 KiB,
 //! 431), `--max-body-bytes` (64 MiB, 413), `--header-read-timeout` (30s),
 //! `--connect-timeout` (5s, 502 `target_unreachable`), `--response-header-timeout` (60s,
-//! 504 `target_timeout`), `--idle-timeout` (60s), `--no-takeover`, `--upgrade`,
-//! `--log-json`. Per route: `mode`, `drain_timeout` (30s), target weights (0..=100).
+//! 504 `target_timeout`), `--idle-timeout` (60s), `--data-threads` (0: one per core),
+//! `--no-takeover`, `--upgrade`, `--log-json`. Per route: `mode`, `drain_timeout` (30s), target weights (0..=100).
 //!
 //! # Control API
 //! `GET /v1/status`, `GET /v1/routes`, `GET|PUT|DELETE /v1/routes/{service}`,
@@ -70,7 +71,8 @@
 //!   process's retirement; [`persist`]: `routes.json`.
 //! - [`route`], [`target`]: what the data path shares with the control path.
 //! - [`listener`], [`http`], [`conn`], [`forward`], [`headers`], [`pool`], [`tcp`],
-//!   [`upgrade`], [`body`], [`reqbody`]: the data path; [`clock`]: its coarse clock.
+//!   [`upgrade`], [`body`], [`reqbody`]: the data path, served on the data threads of
+//!   [`workers`] (one single-threaded runtime per core); [`clock`]: its coarse clock.
 //! - [`control`]: the control API (server, client, problem codes).
 //! - [`handoff`] (the protocol, and the successor's side), [`handover`] (the
 //!   predecessor's side), [`systemd`], [`app`], [`config`]: process life.
@@ -103,3 +105,4 @@ pub mod table;
 pub mod target;
 pub mod tcp;
 pub mod upgrade;
+pub mod workers;

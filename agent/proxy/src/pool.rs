@@ -1,8 +1,8 @@
 //! Connections to a target: hyper's HTTP/1.1 client connections, kept in a per-target pool
-//! between requests and driven by the task of the request that uses them (the client
-//! connection's task), not by a task of their own. A request and the target connection it
-//! went out on therefore stay on one task, hence one worker thread, with no channel hop in
-//! between; the pool is one short mutex per checkout and per return.
+//! (one slot per data thread) between requests and driven by the task of the request that
+//! uses them (the client connection's task), not by a task of their own. A request and the target connection it
+//! went out on therefore stay on one task, hence one thread, with no channel hop in
+//! between; the pool is one short, uncontended mutex per checkout and per return.
 //!
 //! An idle connection is not polled while it waits in the pool; it is polled once when it
 //! is taken (a connection the target closed meanwhile is noticed then and dropped), and the
@@ -23,6 +23,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::reqbody::ReqBody;
+use crate::workers;
 
 /// The HTTP/1.1 connection state machine of one target connection.
 type Conn = http1::Connection<TokioIo<TcpStream>, ReqBody>;
@@ -130,15 +131,29 @@ struct Idle {
     conns: Vec<Upstream>,
 }
 
-/// The idle connections to one target.
-#[derive(Debug, Default)]
+/// The idle connections to one target, in one slot per data thread ([`workers::slot`]): a
+/// connection is registered with the driver of the thread that opened it, so it is only
+/// used again there.
+#[derive(Debug)]
 pub struct Pool {
-    /// Mirrors `idle.closed` for the lock-free check of the data path.
+    /// Mirrors the slots' `closed` for the lock-free check of the data path.
     closed: AtomicBool,
-    idle: Mutex<Idle>,
+    slots: Box<[Mutex<Idle>]>,
 }
 
 impl Pool {
+    /// An open pool of `slots` slots (at least one).
+    pub fn new(slots: usize) -> Self {
+        Self {
+            closed: AtomicBool::new(false),
+            slots: (0..slots.max(1)).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    fn mine(&self) -> &Mutex<Idle> {
+        &self.slots[workers::slot() % self.slots.len()]
+    }
+
     /// Whether it is open (closed: the target drains, nothing new goes to it).
     pub fn is_open(&self) -> bool {
         !self.closed.load(Ordering::Acquire)
@@ -146,27 +161,31 @@ impl Pool {
 
     /// Closes it: idle connections close now, busy ones when their answer is done.
     pub fn close(&self) {
-        let dropped = {
-            let mut idle = self.idle.lock().expect("pool lock");
-            idle.closed = true;
-            self.closed.store(true, Ordering::Release);
-            std::mem::take(&mut idle.conns)
-        };
-        drop(dropped);
+        self.closed.store(true, Ordering::Release);
+        for slot in self.slots.iter() {
+            let dropped = {
+                let mut idle = slot.lock().expect("pool lock");
+                idle.closed = true;
+                std::mem::take(&mut idle.conns)
+            };
+            drop(dropped);
+        }
     }
 
     /// Opens it again (a revived target).
     pub fn reopen(&self) {
-        let mut idle = self.idle.lock().expect("pool lock");
-        idle.closed = false;
+        for slot in self.slots.iter() {
+            slot.lock().expect("pool lock").closed = false;
+        }
         self.closed.store(false, Ordering::Release);
     }
 
-    /// The most recently used idle connection that is still open, polled once by the
-    /// caller's task (which notices a close the target sent meanwhile).
+    /// The calling thread's most recently used idle connection that is still open, polled
+    /// once by the caller's task (which notices a close the target sent meanwhile).
     pub async fn checkout(&self) -> Option<Upstream> {
+        let slot = self.mine();
         loop {
-            let mut up = self.idle.lock().expect("pool lock").conns.pop()?;
+            let mut up = slot.lock().expect("pool lock").conns.pop()?;
             if poll_fn(|cx| Poll::Ready(up.poll_conn(cx))).await && up.reusable() {
                 up.reused = true;
                 return Some(up);
@@ -184,7 +203,7 @@ impl Pool {
             return;
         }
         up.idle_since = now_ms;
-        let mut idle = self.idle.lock().expect("pool lock");
+        let mut idle = self.mine().lock().expect("pool lock");
         if !idle.closed {
             idle.conns.push(up);
             return;
@@ -196,27 +215,32 @@ impl Pool {
     pub fn evict(&self, now_ms: u64, idle_timeout: Duration) {
         let limit = u64::try_from(idle_timeout.as_millis()).unwrap_or(u64::MAX);
         let mut cx = Context::from_waker(Waker::noop());
-        let mut dropped = Vec::new();
-        {
-            let mut idle = self.idle.lock().expect("pool lock");
-            if idle.conns.is_empty() {
-                return;
-            }
-            let conns = std::mem::take(&mut idle.conns);
-            for mut up in conns {
-                let stale = now_ms.saturating_sub(up.idle_since) >= limit;
-                if stale || !up.poll_conn(&mut cx) {
-                    dropped.push(up);
-                } else {
-                    idle.conns.push(up);
+        for slot in self.slots.iter() {
+            let mut dropped = Vec::new();
+            {
+                let mut idle = slot.lock().expect("pool lock");
+                if idle.conns.is_empty() {
+                    continue;
+                }
+                let conns = std::mem::take(&mut idle.conns);
+                for mut up in conns {
+                    let stale = now_ms.saturating_sub(up.idle_since) >= limit;
+                    if stale || !up.poll_conn(&mut cx) {
+                        dropped.push(up);
+                    } else {
+                        idle.conns.push(up);
+                    }
                 }
             }
+            drop(dropped);
         }
-        drop(dropped);
     }
 
     /// How many idle connections it holds.
     pub fn idle_len(&self) -> usize {
-        self.idle.lock().expect("pool lock").conns.len()
+        self.slots
+            .iter()
+            .map(|s| s.lock().expect("pool lock").conns.len())
+            .sum()
     }
 }

@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::metrics::Metrics;
 use crate::route::RouteShared;
 use crate::target::{Limits, TargetRt};
+use crate::workers::Workers;
 
 /// The process's state.
 #[derive(Debug)]
@@ -33,12 +34,19 @@ pub struct Runtime {
     pub retiring: AtomicBool,
     /// Whether listeners are pushed into systemd's file-descriptor store.
     pub fdstore: bool,
+    /// The threads that serve the connections.
+    pub workers: Workers,
 }
 
 impl Runtime {
-    /// A runtime.
-    pub fn new(state_dir: PathBuf, limits: Limits, fdstore: bool) -> Arc<Self> {
-        Arc::new(Self {
+    /// A runtime, with its data threads started.
+    pub fn new(
+        state_dir: PathBuf,
+        limits: Limits,
+        fdstore: bool,
+        data_threads: usize,
+    ) -> std::io::Result<Arc<Self>> {
+        Ok(Arc::new(Self {
             metrics: Metrics::new(),
             tracker: TaskTracker::new(),
             graceful: AtomicBool::new(false),
@@ -47,7 +55,8 @@ impl Runtime {
             state_dir,
             retiring: AtomicBool::new(false),
             fdstore,
-        })
+            workers: Workers::start(data_threads)?,
+        }))
     }
 
     /// The process drains: every HTTP client connection answers its next request with

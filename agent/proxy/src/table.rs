@@ -252,6 +252,7 @@ pub fn install(
         next.push(TargetRt::new(
             t.clone(),
             rt.metrics.target(service.as_str(), &t.name),
+            rt.workers.slots(),
         ));
         weights.push(t.weight);
     }

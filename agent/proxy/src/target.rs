@@ -64,14 +64,14 @@ pub struct TargetRt {
 }
 
 impl TargetRt {
-    /// A fresh runtime with an empty pool.
-    pub fn new(target: Target, metrics: TargetMetrics) -> Arc<Self> {
+    /// A fresh runtime with an empty pool of `slots` slots (see [`Pool::new`]).
+    pub fn new(target: Target, metrics: TargetMetrics, slots: usize) -> Arc<Self> {
         let authority = HeaderValue::from_str(&target.addr.to_string())
             .expect("a socket address is a valid header value");
         Arc::new(Self {
             target,
             authority,
-            pool: Pool::default(),
+            pool: Pool::new(slots),
             requests: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             cut: CancellationToken::new(),
