@@ -206,32 +206,7 @@ pub struct WeightRequest {
     pub weight: u32,
 }
 
-/// One proxy target's counters (cumulative since the proxy started), as
-/// `sluice_proxy_requests_total` and `sluice_proxy_request_duration_seconds` count them.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct TargetTraffic {
-    /// The target's name (the container's short id).
-    pub target: String,
-    /// Answered requests by class (`2xx`, `5xx`, `error`, ...).
-    pub by_class: BTreeMap<String, u64>,
-    /// The latency histogram's finite buckets, cumulative: `(upper bound in seconds,
-    /// count)`, ascending.
-    pub buckets: Vec<(f64, u64)>,
-    /// Observations in all (the `+Inf` bucket).
-    pub count: u64,
-}
-
-impl TargetTraffic {
-    /// As [`crate::analysis::window::Reading`] (the `+Inf` bucket last).
-    pub fn reading(&self) -> crate::analysis::window::Reading {
-        let mut buckets = self.buckets.clone();
-        buckets.push((f64::INFINITY, self.count));
-        crate::analysis::window::Reading {
-            by_class: self.by_class.clone(),
-            buckets,
-        }
-    }
-}
+pub use crate::analysis::exposition::TargetTraffic;
 
 /// `GET /agent/v1/operations/{id}/traffic`: what the host's proxy counted for a deploy's
 /// new container and the previous one (absent: no such target, no request yet).

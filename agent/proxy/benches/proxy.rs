@@ -18,7 +18,8 @@
 //! Knobs (environment): `PROXY_BENCH_ROUNDS` (default 3: every round runs the three paths
 //! in turn, the table shows each column's median round), `PROXY_BENCH_DURATION` (wrk's
 //! `-d`, default `10s`), `PROXY_BENCH_CONNECTIONS` (`-c` of the saturating run, default 32),
-//! `PROXY_BENCH_THREADS` (its `-t`, default 2).
+//! `PROXY_BENCH_THREADS` (its `-t`, default 2), `SLUICE_PROXY_BIN` (the `sluice-proxy`
+//! binary to measure, default the one this `cargo bench` built).
 
 use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
@@ -349,8 +350,11 @@ fn table(title: &str, paths: &[(&str, u16)], med: &[Run]) {
 }
 
 fn main() {
-    // The harness's ProxyProc runs this very binary, which `cargo bench` just built in release.
-    std::env::set_var("SLUICE_PROXY_BIN", env!("CARGO_BIN_EXE_sluice-proxy"));
+    // The harness's ProxyProc runs this very binary, which `cargo bench` just built in
+    // release, unless SLUICE_PROXY_BIN names another (an earlier build, to compare).
+    if std::env::var_os("SLUICE_PROXY_BIN").is_none() {
+        std::env::set_var("SLUICE_PROXY_BIN", env!("CARGO_BIN_EXE_sluice-proxy"));
+    }
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -49,7 +49,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         config.state_dir.clone(),
         config.limits(),
         std::env::var_os("NOTIFY_SOCKET").is_some(),
-    );
+        config.data_threads(),
+    )
+    .map_err(io("data threads"))?;
     let received = if config.no_takeover {
         None
     } else {
@@ -285,7 +287,7 @@ async fn drain(routes: &Routes) {
             .max()
             .unwrap_or_default()
     };
-    rt.graceful.cancel();
+    rt.begin_graceful();
     rt.tracker.close();
     let bound = longest + rt.limits.response_header_timeout + Duration::from_secs(5);
     if tokio::time::timeout(bound, rt.tracker.wait())

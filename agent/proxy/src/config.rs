@@ -51,6 +51,9 @@ pub struct Config {
     /// How long an idle keep-alive connection stays open (client side and to targets).
     #[arg(long, default_value = "60s")]
     pub idle_timeout: DurationSpec,
+    /// Threads serving connections (each a single-threaded runtime); 0: one per core.
+    #[arg(long, default_value_t = 0)]
+    pub data_threads: usize,
     /// Do not take over from a running proxy even if one answers on the handoff socket.
     #[arg(long)]
     pub no_takeover: bool,
@@ -87,6 +90,14 @@ pub fn resolve_uids(values: &[String], passwd: &str) -> Result<Vec<u32>, String>
 }
 
 impl Config {
+    /// `--data-threads`, 0 resolved to the number of cores.
+    pub fn data_threads(&self) -> usize {
+        match self.data_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
     /// The data-path limits.
     pub fn limits(&self) -> Limits {
         Limits {

@@ -12,11 +12,16 @@
 //!   fsync, rename, fsync of the directory) and only then switched: one pointer swap, so a
 //!   request sees either the old targets or the new ones.
 //! - **http.** hyper-util's auto server (HTTP/1.1 and HTTP/2 cleartext) on the listener;
-//!   every request picks a target when it arrives and goes out on that target's pooled
-//!   HTTP/1.1 client. `X-Forwarded-For/-Proto/-Host` are added, hop-by-hop headers
-//!   stripped, upgrades (WebSocket) relayed byte for byte. A connect failure before the
-//!   body was touched is retried once on the route's current target, which is what makes a
-//!   switch lossless when a pooled connection raced a close.
+//!   each accepted connection is served whole by one data thread ([`workers`]). Every
+//!   request picks a target when it arrives and goes out on an idle HTTP/1.1 connection
+//!   from that target's pool (or a new one), which the request's own task drives until the
+//!   answer's last byte, then returns to the pool ([`pool`]): no task per target
+//!   connection, no hop between tasks or threads. `X-Forwarded-For/-Proto/-Host` are
+//!   added, hop-by-hop headers stripped, upgrades (WebSocket) relayed byte for byte. A
+//!   connect failure before the body was touched is retried once on the route's current
+//!   target, and a pooled connection found closed before it took the request is replaced
+//!   by another, which is what makes a switch lossless when a pooled connection raced a
+//!   close.
 //! - **tcp.** Each connection picks a target and stays on it; bytes are copied both ways.
 //! - **Drain.** A target that loses its weight (switch, replace, DELETE) gets nothing new;
 //!   its in-flight requests finish, however long their answer takes (bounded by the
@@ -30,9 +35,11 @@
 //!   listener by SCM_RIGHTS ([`handoff`], [`handover`]), starts accepting, and confirms;
 //!   the old one stops accepting (the backlog is shared, nothing is refused), and drains:
 //!   HTTP/1.1 keep-alive connections answer their next request with `Connection: close`
-//!   (an idle one is closed after 1 s; closing an idle connection is the one race HTTP/1.1
+//!   (an idle one is closed after 1 s, checked every 100 ms once the connection has seen
+//!   the drain on its 250 ms tick; closing an idle connection is the one race HTTP/1.1
 //!   keep-alive cannot avoid, so it is kept to clients that are idle anyway), HTTP/2 gets
-//!   GOAWAY, TCP and upgraded connections get `drain_timeout`. Then it exits 0.
+//!   GOAWAY (within the 250 ms tick), TCP and upgraded connections get `drain_timeout`.
+//!   Then it exits 0.
 //!   `sluice-proxy --upgrade <same flags>` starts the successor and returns once it serves
 //!   (the unit's `ExecReload=`). SIGTERM alone: stop accepting, drain the same way, exit 0.
 //! - **Restart.** `routes.json` (format version 1) is read on start and every route's
@@ -48,8 +55,8 @@
 //! `--state-dir` (`/var/lib/sluice-proxy`), `--metrics-listen`, `--max-header-bytes` (64 KiB,
 //! 431), `--max-body-bytes` (64 MiB, 413), `--header-read-timeout` (30s),
 //! `--connect-timeout` (5s, 502 `target_unreachable`), `--response-header-timeout` (60s,
-//! 504 `target_timeout`), `--idle-timeout` (60s), `--no-takeover`, `--upgrade`,
-//! `--log-json`. Per route: `mode`, `drain_timeout` (30s), target weights (0..=100).
+//! 504 `target_timeout`), `--idle-timeout` (60s), `--data-threads` (0: one per core),
+//! `--no-takeover`, `--upgrade`, `--log-json`. Per route: `mode`, `drain_timeout` (30s), target weights (0..=100).
 //!
 //! # Control API
 //! `GET /v1/status`, `GET /v1/routes`, `GET|PUT|DELETE /v1/routes/{service}`,
@@ -63,7 +70,9 @@
 //! - [`table`]: the route table and its changes; [`sweep`]: the drain loop's pass and the
 //!   process's retirement; [`persist`]: `routes.json`.
 //! - [`route`], [`target`]: what the data path shares with the control path.
-//! - [`listener`], [`http`], [`tcp`], [`upgrade`], [`body`], [`reqbody`]: the data path.
+//! - [`listener`], [`http`], [`conn`], [`forward`], [`headers`], [`pool`], [`tcp`],
+//!   [`upgrade`], [`body`], [`reqbody`]: the data path, served on the data threads of
+//!   [`workers`] (one single-threaded runtime per core); [`clock`]: its coarse clock.
 //! - [`control`]: the control API (server, client, problem codes).
 //! - [`handoff`] (the protocol, and the successor's side), [`handover`] (the
 //!   predecessor's side), [`systemd`], [`app`], [`config`]: process life.
@@ -71,17 +80,22 @@
 
 pub mod app;
 pub mod body;
+pub mod clock;
 pub mod config;
+pub mod conn;
 pub mod control;
 pub mod drain;
+pub mod forward;
 pub mod handoff;
 pub mod handover;
+pub mod headers;
 pub mod http;
 pub mod listener;
 pub mod metrics;
 pub mod persist;
 pub mod pick;
 pub mod plan;
+pub mod pool;
 pub mod reqbody;
 pub mod route;
 pub mod runtime;
@@ -91,3 +105,4 @@ pub mod table;
 pub mod target;
 pub mod tcp;
 pub mod upgrade;
+pub mod workers;

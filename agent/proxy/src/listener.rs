@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_common::proxy::ProxyMode;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::route::RouteShared;
@@ -21,14 +21,29 @@ pub fn spawn(rt: Arc<Runtime>, route: Arc<RouteShared>, listener: TcpListener) {
         let failed =
             |e: &io::Error| tracing::warn!(error = %e, service = %route.service, "accept failed");
         while let Some((stream, peer)) = accept_until(&stop, || listener.accept(), &failed).await {
+            // Handed to a data thread: registered with its driver there.
+            let stream = match stream.into_std() {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, service = %route.service, "cannot hand over a connection");
+                    continue;
+                }
+            };
             let rt2 = rt.clone();
             let route = route.clone();
-            rt.tracker.spawn(async move {
+            rt.workers.spawn(rt.tracker.track_future(async move {
+                let stream = match TcpStream::from_std(stream) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot serve a connection");
+                        return;
+                    }
+                };
                 match route.mode {
                     ProxyMode::Http => crate::http::serve(rt2, route, stream, peer).await,
                     ProxyMode::Tcp => crate::tcp::serve(rt2, route, stream).await,
                 }
-            });
+            }));
         }
     });
 }

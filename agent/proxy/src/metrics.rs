@@ -1,6 +1,6 @@
 //! The proxy's Prometheus metrics, in a registry the process holds (no globals).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use prometheus::{
@@ -49,14 +49,38 @@ pub struct TargetMetrics {
     pub rx: IntCounter,
     /// `sluice_proxy_bytes_total{…,direction="tx"}`: to clients.
     pub tx: IntCounter,
+    /// `sluice_proxy_requests_total{…,class}` by [`CLASSES`] index, each resolved on its
+    /// first use (a class never seen has no series, as before).
+    classes: Arc<[OnceLock<IntCounter>; 6]>,
 }
 
 impl TargetMetrics {
     /// Counts one answered request by status class (`1xx`..`5xx`) or `error`.
     pub fn request(&self, class: &str) {
-        self.metrics
-            .requests
-            .with_label_values(&[&self.service, &self.target, class])
+        if let Some(i) = CLASSES.iter().position(|c| *c == class) {
+            self.count(i);
+        }
+    }
+
+    /// Counts one answer of the target by the class of its status.
+    pub fn answered(&self, status: u16) {
+        self.count(match status {
+            100..=199 => 0,
+            200..=299 => 1,
+            300..=399 => 2,
+            400..=499 => 3,
+            _ => 4,
+        });
+    }
+
+    fn count(&self, i: usize) {
+        let class = CLASSES[i];
+        self.classes[i]
+            .get_or_init(|| {
+                self.metrics
+                    .requests
+                    .with_label_values(&[&self.service, &self.target, class])
+            })
             .inc();
     }
 }
@@ -165,6 +189,7 @@ impl Metrics {
             connections: self.connections.with_label_values(&[service, target]),
             rx: self.bytes.with_label_values(&[service, target, "rx"]),
             tx: self.bytes.with_label_values(&[service, target, "tx"]),
+            classes: Arc::default(),
         }
     }
 

@@ -1,11 +1,9 @@
-//! The request body as sent to a target. It takes the client's body out of a shared slot
-//! only when the target connection first polls it: if the connect fails before that, the
-//! body is still in the slot and the request can be retried on another target. It also
-//! enforces the body limit and counts rx bytes.
+//! The request body as sent to a target: the client's body, with the body limit enforced
+//! and rx bytes counted. It is only read once a target connection took the request, so a
+//! request that fails before (a failed connect, a pooled connection found closed) is
+//! retried with its body untouched.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -16,47 +14,49 @@ use prometheus::IntCounter;
 /// A boxed error for bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The slot a request body waits in until the target connection reads it.
-pub type BodySlot = Arc<Mutex<Option<Incoming>>>;
-
 /// The request body as sent to a target.
 #[derive(Debug)]
 pub struct ReqBody {
-    slot: BodySlot,
-    inner: Option<Incoming>,
-    hint: SizeHint,
-    end: bool,
+    inner: Incoming,
     left: u64,
-    too_large: Arc<AtomicBool>,
-    rx: IntCounter,
+    rx: Option<IntCounter>,
 }
 
 impl ReqBody {
-    /// Wraps the body waiting in `slot`, whose size hint and end-of-stream flag were `hint`
-    /// and `end`; more than `limit` bytes fail the request and set `too_large`.
-    pub fn new(
-        slot: BodySlot,
-        hint: SizeHint,
-        end: bool,
-        limit: u64,
-        too_large: Arc<AtomicBool>,
-        rx: IntCounter,
-    ) -> Self {
+    /// Wraps `inner`; more than `limit` bytes fail the request with [`TooLarge`].
+    pub fn new(inner: Incoming, limit: u64) -> Self {
         Self {
-            slot,
-            inner: None,
-            hint,
-            end,
+            inner,
             left: limit,
-            too_large,
-            rx,
+            rx: None,
+        }
+    }
+
+    /// Counts what is read into `rx` (the chosen target's counter). Nothing to count on a
+    /// body that is already at its end.
+    pub fn count_into(&mut self, rx: &IntCounter) {
+        if !self.inner.is_end_stream() {
+            self.rx = Some(rx.clone());
         }
     }
 }
 
+/// The body went over the limit.
 #[derive(Debug, thiserror::Error)]
 #[error("request body larger than the limit")]
-struct TooLarge;
+pub struct TooLarge;
+
+/// Whether `e` (or what caused it) is [`TooLarge`].
+pub fn is_too_large(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if e.is::<TooLarge>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
 
 impl Body for ReqBody {
     type Data = Bytes;
@@ -67,22 +67,17 @@ impl Body for ReqBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        if this.inner.is_none() {
-            this.inner = this.slot.lock().expect("body slot").take();
-        }
-        let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(None);
-        };
-        match Pin::new(inner).poll_frame(cx) {
+        match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     let n = data.len() as u64;
                     if n > this.left {
-                        this.too_large.store(true, Ordering::SeqCst);
                         return Poll::Ready(Some(Err(Box::new(TooLarge))));
                     }
                     this.left -= n;
-                    this.rx.inc_by(n);
+                    if let Some(rx) = &this.rx {
+                        rx.inc_by(n);
+                    }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -93,16 +88,25 @@ impl Body for ReqBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.inner {
-            Some(i) => i.is_end_stream(),
-            None => self.end,
-        }
+        self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.inner {
-            Some(i) => i.size_hint(),
-            None => self.hint,
-        }
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn too_large_is_found_through_the_causes() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("wrapped")]
+        struct Wrap(#[source] BoxError);
+        let e = Wrap(Box::new(TooLarge));
+        assert!(is_too_large(&e));
+        assert!(!is_too_large(&Wrap("other".into())));
     }
 }

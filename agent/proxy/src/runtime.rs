@@ -3,16 +3,16 @@
 //! table itself is [`crate::table::Routes`].
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
 use crate::route::RouteShared;
 use crate::target::{Limits, TargetRt};
+use crate::workers::Workers;
 
 /// The process's state.
 #[derive(Debug)]
@@ -21,9 +21,9 @@ pub struct Runtime {
     pub metrics: Metrics,
     /// Every connection task (client connections, TCP relays, upgraded relays).
     pub tracker: TaskTracker,
-    /// Cancelled when the process drains: HTTP client connections finish their requests
-    /// and close.
-    pub graceful: CancellationToken,
+    /// Set when the process drains: HTTP client connections finish their requests and
+    /// close (see [`Self::begin_graceful`]).
+    graceful: AtomicBool,
     /// When the process started.
     pub started: Instant,
     /// Data-path limits for every route.
@@ -34,21 +34,41 @@ pub struct Runtime {
     pub retiring: AtomicBool,
     /// Whether listeners are pushed into systemd's file-descriptor store.
     pub fdstore: bool,
+    /// The threads that serve the connections.
+    pub workers: Workers,
 }
 
 impl Runtime {
-    /// A runtime.
-    pub fn new(state_dir: PathBuf, limits: Limits, fdstore: bool) -> Arc<Self> {
-        Arc::new(Self {
+    /// A runtime, with its data threads started.
+    pub fn new(
+        state_dir: PathBuf,
+        limits: Limits,
+        fdstore: bool,
+        data_threads: usize,
+    ) -> std::io::Result<Arc<Self>> {
+        Ok(Arc::new(Self {
             metrics: Metrics::new(),
             tracker: TaskTracker::new(),
-            graceful: CancellationToken::new(),
+            graceful: AtomicBool::new(false),
             started: Instant::now(),
             limits,
             state_dir,
             retiring: AtomicBool::new(false),
             fdstore,
-        })
+            workers: Workers::start(data_threads)?,
+        }))
+    }
+
+    /// The process drains: every HTTP client connection answers its next request with
+    /// `Connection: close` (HTTP/2: GOAWAY) and closes once idle. Client connections look
+    /// at this on each request and on their idle tick.
+    pub fn begin_graceful(&self) {
+        self.graceful.store(true, Ordering::Release);
+    }
+
+    /// Whether [`Self::begin_graceful`] happened.
+    pub fn is_graceful(&self) -> bool {
+        self.graceful.load(Ordering::Acquire)
     }
 
     /// Counts a request or connection the proxy itself failed.

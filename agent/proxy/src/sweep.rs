@@ -17,18 +17,24 @@ fn keep(rt: &Runtime, service: &str, d: &DrainEntry, now: Instant) -> bool {
             false
         }
         Verdict::Cut => {
-            d.t.cut.cancel();
+            d.t.cut_now();
             true
         }
         Verdict::Wait => true,
     }
 }
 
-/// One pass of the drain bookkeeping: cuts what passed its deadline, forgets what is empty.
+/// One pass of the drain bookkeeping: cuts what passed its deadline, forgets what is empty,
+/// and drops the pooled connections idle for the idle timeout.
 pub fn sweep(rt: &Runtime, table: &mut Table) {
     let now = Instant::now();
+    let now_ms = crate::clock::millis(now);
     let mut drains: BTreeMap<String, usize> = BTreeMap::new();
     for (service, e) in table.routes.iter_mut() {
+        // Pooled connections idle too long, or closed by their target, go.
+        for t in e.live.iter().chain(e.draining.iter().map(|d| &d.t)) {
+            t.pool.evict(now_ms, rt.limits.idle_timeout);
+        }
         e.draining.retain(|d| keep(rt, service.as_str(), d, now));
         rt.metrics.generation(service.as_str(), e.generation);
         drains.insert(service.to_string(), e.draining.len());
@@ -55,7 +61,7 @@ pub fn sweep(rt: &Runtime, table: &mut Table) {
 pub fn retire(table: &mut Table) {
     let now = Instant::now();
     for e in table.routes.values_mut() {
-        e.shared.stop.cancel();
+        e.shared.stop();
         let deadline = drain::deadline(now, e.spec.drain_timeout.0);
         // Pools stay: requests still arriving on connections that are closing gracefully
         // are served by the same targets.

@@ -221,7 +221,7 @@ pub fn install(
     };
     // Cut targets cannot come back; everything else may be revived.
     let revivable: Vec<usize> = (0..draining.len())
-        .filter(|&i| !draining[i].t.cut.is_cancelled())
+        .filter(|&i| !draining[i].t.is_cut())
         .collect();
     let live_t: Vec<Target> = old_live.iter().map(|t| t.target.clone()).collect();
     let drain_t: Vec<Target> = revivable
@@ -238,7 +238,7 @@ pub fn install(
     let mut revived = Vec::new();
     for &(di, ni) in &plan.revive {
         let t = draining[revivable[di]].t.clone();
-        t.reopen_pool(&rt.limits);
+        t.reopen_pool();
         next.push(t);
         weights.push(spec.targets[ni].weight);
         revived.push(revivable[di]);
@@ -251,8 +251,8 @@ pub fn install(
         let t = &spec.targets[ni];
         next.push(TargetRt::new(
             t.clone(),
-            &rt.limits,
             rt.metrics.target(service.as_str(), &t.name),
+            rt.workers.slots(),
         ));
         weights.push(t.weight);
     }
@@ -280,7 +280,7 @@ pub fn install(
                     targets: next.clone(),
                     weights: weights.clone(),
                 });
-                o.stop.cancel();
+                o.stop();
             }
             let shared = RouteShared::new(
                 service.to_string(),
@@ -431,7 +431,7 @@ pub async fn remove(routes: &Routes, service: &ServiceName) -> Result<bool, OpEr
     next.remove(service);
     save(rt, next).await?;
     let e = table.routes.remove(service).expect("checked");
-    e.shared.stop.cancel();
+    e.shared.stop();
     if rt.fdstore {
         crate::systemd::forget(service);
     }

@@ -1,22 +1,17 @@
-//! One target's runtime: its connection pool, its live counters, and the token that closes
+//! One target's runtime: its connection pool, its live counters, and the cut that closes
 //! what is left on it when its drain deadline passes.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http::HeaderValue;
 use sluice_common::proxy::Target;
 use tokio_util::sync::CancellationToken;
 
 use crate::drain::Load;
 use crate::metrics::TargetMetrics;
-use crate::reqbody::ReqBody;
-
-/// The pooled HTTP/1.1 client to one target.
-pub type HttpClient = Client<HttpConnector, ReqBody>;
+use crate::pool::Pool;
 
 /// Timeouts of the data path.
 #[derive(Debug, Clone, Copy)]
@@ -53,56 +48,63 @@ impl Default for Limits {
 pub struct TargetRt {
     /// The target as last configured.
     pub target: Target,
-    client: Mutex<Option<HttpClient>>,
+    /// Its address as a `Host` value, for a request that came without one.
+    pub authority: HeaderValue,
+    /// Its idle HTTP/1.1 connections.
+    pub pool: Pool,
     requests: AtomicU64,
     connections: AtomicU64,
-    /// Cancelled at the drain deadline: TCP, upgraded and streaming responses close.
+    /// Cancelled at the drain deadline: TCP and upgraded connections close (see
+    /// [`Self::cut_now`]).
     pub cut: CancellationToken,
+    /// Set with `cut`, for the checks of the data path (a token's check takes a lock).
+    cut_flag: AtomicBool,
     /// Its metric handles.
     pub metrics: TargetMetrics,
 }
 
-fn client(limits: &Limits) -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(limits.connect_timeout));
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(limits.idle_timeout)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(connector)
-}
-
 impl TargetRt {
-    /// A fresh runtime with an empty pool.
-    pub fn new(target: Target, limits: &Limits, metrics: TargetMetrics) -> Arc<Self> {
+    /// A fresh runtime with an empty pool of `slots` slots (see [`Pool::new`]).
+    pub fn new(target: Target, metrics: TargetMetrics, slots: usize) -> Arc<Self> {
+        let authority = HeaderValue::from_str(&target.addr.to_string())
+            .expect("a socket address is a valid header value");
         Arc::new(Self {
             target,
-            client: Mutex::new(Some(client(limits))),
+            authority,
+            pool: Pool::new(slots),
             requests: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             cut: CancellationToken::new(),
+            cut_flag: AtomicBool::new(false),
             metrics,
         })
     }
 
-    /// The pooled client (`None` once draining started: nothing new goes to it).
-    pub fn client(&self) -> Option<HttpClient> {
-        self.client.lock().expect("client lock").clone()
+    /// Whether it takes new requests (its pool closes when it starts draining).
+    pub fn is_open(&self) -> bool {
+        self.pool.is_open()
     }
 
-    /// Drops the pool: idle connections to the target close; in-flight ones finish and are
+    /// Closes the pool: idle connections to the target close; in-flight ones finish and are
     /// closed instead of returning to it.
     pub fn close_pool(&self) {
-        self.client.lock().expect("client lock").take();
+        self.pool.close();
     }
 
     /// Gives a revived target a pool again.
-    pub fn reopen_pool(&self, limits: &Limits) {
-        let mut c = self.client.lock().expect("client lock");
-        if c.is_none() {
-            *c = Some(client(limits));
-        }
+    pub fn reopen_pool(&self) {
+        self.pool.reopen();
+    }
+
+    /// The drain deadline passed: what is still streaming on it closes.
+    pub fn cut_now(&self) {
+        self.cut_flag.store(true, Ordering::Release);
+        self.cut.cancel();
+    }
+
+    /// Whether [`Self::cut_now`] happened.
+    pub fn is_cut(&self) -> bool {
+        self.cut_flag.load(Ordering::Acquire)
     }
 
     /// What is left on it.
@@ -113,12 +115,13 @@ impl TargetRt {
         }
     }
 
-    /// Counts a request in flight until the guard drops.
+    /// Counts a request in flight until the guard ends.
     pub fn begin_request(self: &Arc<Self>) -> RequestGuard {
         self.requests.fetch_add(1, Ordering::SeqCst);
         RequestGuard {
             target: self.clone(),
-            started: std::time::Instant::now(),
+            started: Instant::now(),
+            done: false,
         }
     }
 
@@ -130,21 +133,42 @@ impl TargetRt {
     }
 }
 
-/// An HTTP request in flight on a target (observes its duration when dropped).
+/// An HTTP request in flight on a target: it ends (its duration is observed) at
+/// [`RequestGuard::end`] or when dropped.
 #[derive(Debug)]
 pub struct RequestGuard {
     /// The target.
     pub target: Arc<TargetRt>,
-    started: std::time::Instant,
+    started: Instant,
+    done: bool,
+}
+
+impl RequestGuard {
+    /// Ends the request (once); returns when, for the caller's other bookkeeping.
+    pub fn end(&mut self) -> Instant {
+        let now = Instant::now();
+        if !self.done {
+            self.done = true;
+            self.target
+                .metrics
+                .duration
+                .observe(now.saturating_duration_since(self.started).as_secs_f64());
+            self.target.requests.fetch_sub(1, Ordering::SeqCst);
+        }
+        now
+    }
+
+    /// Whether it ended.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
 }
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        self.target
-            .metrics
-            .duration
-            .observe(self.started.elapsed().as_secs_f64());
-        self.target.requests.fetch_sub(1, Ordering::SeqCst);
+        if !self.done {
+            self.end();
+        }
     }
 }
 

@@ -1,8 +1,11 @@
 //! The HTTP data path: forwarded headers, HTTP/2 prior knowledge, limits and the proxy's
-//! own failures (problem+json), and the retry of a failed connect.
+//! own failures (problem+json), the retry of a failed connect, and the pool of target
+//! connections.
 
 mod support;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_common::proxy::{ProxyMode, Target};
@@ -225,4 +228,99 @@ async fn weights_split_requests() {
         "{from_a} of 500 from the 80% target"
     );
     assert_eq!(c.served.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+/// A keep-alive backend written by hand: answers `200 ok` to every request head, counts
+/// the connections it accepted, and closes a connection that stays idle for `idle` (as a
+/// backend with a keep-alive timeout shorter than the proxy's does).
+async fn counting_backend(idle: Duration) -> (std::net::SocketAddr, Arc<AtomicU64>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    match tokio::time::timeout(idle, s.read(&mut chunk)).await {
+                        Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                        _ => return, // idle too long, closed, or failed: close
+                    }
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let answer = "HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n";
+                        if s.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// Requests reuse the pooled connection to their target; one the target closed while it
+/// sat idle in the pool is noticed and replaced, at no request's expense.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_are_reused_and_closed_ones_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(dir.path(), &[]).await;
+    let (addr, accepted) = counting_backend(Duration::from_millis(300)).await;
+    let port = free_port();
+    proxy
+        .client
+        .put_route(
+            &svc("web"),
+            &spec(
+                port,
+                ProxyMode::Http,
+                vec![target("t1", addr)],
+                Duration::from_secs(5),
+            ),
+        )
+        .await
+        .unwrap();
+    // The route's check connected once; count from there.
+    let n = accepted.clone();
+    sluice_tests::eventually::eventually("the check's connection", Duration::from_secs(5), || {
+        let n = n.load(Ordering::SeqCst);
+        async move {
+            if n >= 1 {
+                Ok(())
+            } else {
+                Err(format!("{n}"))
+            }
+        }
+    })
+    .await;
+    let before = accepted.load(Ordering::SeqCst);
+    let c = reqwest::Client::builder().http1_only().build().unwrap();
+    let url = format!("http://127.0.0.1:{port}/");
+    for _ in 0..30 {
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(
+            (r.status().as_u16(), r.text().await.unwrap()),
+            (200, "ok\n".into())
+        );
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst) - before,
+        1,
+        "one pooled connection"
+    );
+    // The backend closes its idle connections: every request after a pause finds the
+    // pooled one closed and goes out on a new one.
+    for i in 0..4 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "after pause {i}");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst) - before, 5);
 }

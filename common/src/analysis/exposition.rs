@@ -5,11 +5,26 @@
 
 use std::collections::BTreeMap;
 
-use crate::agent_api::TargetTraffic;
+use serde::{Deserialize, Serialize};
 
 const REQUESTS: &str = "sluice_proxy_requests_total";
 const BUCKET: &str = "sluice_proxy_request_duration_seconds_bucket";
 const COUNT: &str = "sluice_proxy_request_duration_seconds_count";
+
+/// One proxy target's counters (cumulative since the proxy started), as
+/// `sluice_proxy_requests_total` and `sluice_proxy_request_duration_seconds` count them.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TargetTraffic {
+    /// The target's name (the container's short id).
+    pub target: String,
+    /// Answered requests by class (`2xx`, `5xx`, `error`, ...).
+    pub by_class: BTreeMap<String, u64>,
+    /// The latency histogram's finite buckets, cumulative: `(upper bound in seconds,
+    /// count)`, ascending.
+    pub buckets: Vec<(f64, u64)>,
+    /// Observations in all (the `+Inf` bucket).
+    pub count: u64,
+}
 
 /// `name{labels} value` → (name, labels, value).
 fn sample(line: &str) -> Option<(&str, BTreeMap<String, String>, f64)> {
@@ -134,7 +149,7 @@ garbage{ line
         assert_eq!(a.by_class["5xx"], 10);
         assert_eq!(a.buckets, vec![(0.01, 40), (0.1, 60)]);
         assert_eq!(a.count, 100);
-        let w = crate::analysis::window::window(&Default::default(), &a.reading());
+        let w = crate::analysis::window::window(&Default::default(), &a.into());
         assert_eq!(w.error_ratio(), Some(0.1));
         assert_eq!(t["bbb"].by_class["2xx"], 7);
         assert!(service_traffic(TEXT, "nothing").is_empty());

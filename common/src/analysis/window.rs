@@ -14,6 +14,18 @@ pub struct Reading {
     pub buckets: Vec<(f64, u64)>,
 }
 
+impl From<&super::exposition::TargetTraffic> for Reading {
+    /// The counters an agent reported (the `+Inf` bucket last).
+    fn from(t: &super::exposition::TargetTraffic) -> Self {
+        let mut buckets = t.buckets.clone();
+        buckets.push((f64::INFINITY, t.count));
+        Reading {
+            by_class: t.by_class.clone(),
+            buckets,
+        }
+    }
+}
+
 /// What a target answered between two readings.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Window {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use sluice_common::agent_api::{OperationTraffic, TargetTraffic};
-use sluice_common::analysis::window::{window, Window};
+use sluice_common::analysis::window::{window, Reading, Window};
 use sluice_common::analysis::{measure, Condition, Sample};
 use sluice_common::api::{AnalysisCheck, Measurement};
 use sluice_common::time::Timestamp;
@@ -29,11 +29,7 @@ pub fn windows(before: &Readings, after: &Readings) -> Result<(Window, Window), 
             (Err(e), _) | (_, Err(e)) => return Err(format!("{server}: {e}")),
         };
         let side = |f: fn(&OperationTraffic) -> &Option<TargetTraffic>| {
-            let r = |t: &OperationTraffic| {
-                f(t).as_ref()
-                    .map(TargetTraffic::reading)
-                    .unwrap_or_default()
-            };
+            let r = |t: &OperationTraffic| f(t).as_ref().map(Reading::from).unwrap_or_default();
             window(&r(then), &r(now))
         };
         new.push(side(|t| &t.new));
