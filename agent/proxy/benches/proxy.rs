@@ -396,6 +396,26 @@ async fn run() {
         .await
         .expect("put route");
     wait_port(proxy_port, "sluice-proxy");
+    // The same backend behind two targets weighted 50/50 (a canary at 50 %): what picking
+    // by weight, and a pool per target, cost against one target.
+    let weighted_port = free_port();
+    let weighted: RouteSpec = serde_json::from_value(serde_json::json!({
+        "listen": format!("127.0.0.1:{weighted_port}"),
+        "mode": "http",
+        "targets": [
+            {"name": "t1", "addr": backend.to_string(), "weight": 50},
+            {"name": "t2", "addr": backend.to_string(), "weight": 50},
+        ],
+    }))
+    .expect("route spec");
+    Client::new(proxy.socket())
+        .put_route(
+            &ServiceName::parse(&format!("{SERVICE}-weighted")).expect("name"),
+            &weighted,
+        )
+        .await
+        .expect("put route");
+    wait_port(weighted_port, "sluice-proxy (weighted)");
 
     let ha_port = free_port();
     let haproxy = start_haproxy(dir.path(), ha_port, backend);
@@ -410,6 +430,7 @@ async fn run() {
         ("direct to the backend", backend.port()),
         ("through sluice-proxy", proxy_port),
         ("through HAProxy", ha_port),
+        ("through sluice-proxy, two targets 50/50", weighted_port),
     ];
     // Warm-up: pools filled, code paged in.
     for (_, port) in paths {
@@ -425,7 +446,7 @@ async fn run() {
     println!();
     println!(
         "GET / → 200 `ok\\n` (3-byte body) on keep-alive; each column the median of {rounds} rounds \
-         (every round runs the three paths in turn); load average at end {}",
+         (every round runs the four paths in turn); load average at end {}",
         loadavg()
     );
     table(
@@ -436,6 +457,10 @@ async fn run() {
     println!(
         "| sluice-proxy / HAProxy throughput | {:.2} | | | | |",
         loaded[1].rps / loaded[2].rps
+    );
+    println!(
+        "| sluice-proxy two weighted targets / one target | {:.2} | | | | |",
+        loaded[3].rps / loaded[1].rps
     );
     println!();
     table(
