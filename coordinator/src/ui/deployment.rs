@@ -300,3 +300,84 @@ pub async fn act(
         Err(e) => api_error(Some(&ctx), e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::auth::Caller;
+    use crate::api::console::ConsoleSession;
+    use crate::state::tokens::TokenRole;
+    use serde_json::json;
+
+    fn ctx(role: TokenRole, services: &[&str]) -> Ctx {
+        Ctx {
+            caller: Caller {
+                actor: "token:t".into(),
+                role,
+                services: services
+                    .iter()
+                    .map(|s| sluice_common::names::ServiceName::parse(s).unwrap())
+                    .collect(),
+            },
+            session: ConsoleSession::new("session-secret"),
+        }
+    }
+
+    /// A failed canary whose agent-reported texts carry markup.
+    fn failed_canary() -> DeploymentView {
+        let evil = "<script>alert(1)</script>";
+        serde_json::from_value(json!({
+            "id": "0190a6e2-0000-7000-8000-000000000001", "service": "web",
+            "image": "web:v2", "state": "in_progress", "sub_state": "running",
+            "phase": "canary step 1/2", "token": 7, "targets": ["web-1"],
+            "transitions": [{"from": "validating", "to": "in_progress", "at": "2026-01-01T00:00:00Z", "reason": evil}],
+            "validation": [
+                {"check": "image_exists", "server": "web-1", "ok": true, "detail": "present", "duration_ms": 3},
+                {"check": "port_available", "server": "web-1", "ok": false, "detail": evil, "duration_ms": 5}
+            ],
+            "servers": [{"server": "web-1", "port": 20000, "state": "deploying", "operation": null,
+                         "rollback_operation": null, "detail": "30%", "log_tail": evil}],
+            "failure": null,
+            "canary": {"step": 0, "steps": 2, "weight": 30, "step_at": "2026-01-01T00:00:00Z",
+                       "paused": null, "promoted": false, "measurements": [
+                {"step": 0, "check": "errors", "at": "2026-01-01T00:00:01Z", "value": 0.5,
+                 "condition": "value <= 0.05", "outcome": "failed", "detail": evil}]},
+            "noop": false, "rollback_requested": false, "cancel_requested": false,
+            "env": {"DB_PASSWORD": "<redacted>"}, "actor": "token:ci",
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:02Z"
+        }))
+        .expect("a deployment view")
+    }
+
+    #[test]
+    fn agent_texts_are_escaped_and_failures_shown() {
+        let html = live_html(&ctx(TokenRole::Viewer, &[]), &failed_canary());
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(html.contains("Validation (1 failed of 2)"));
+        assert!(html.contains("Log tail on web-1"));
+        assert!(html.contains("step 1 of 2 · weight 30 %"));
+        assert!(html.contains("value &lt;= 0.05"));
+        assert!(html.contains("data-settled=\"false\""));
+    }
+
+    #[test]
+    fn buttons_follow_role_scope_and_state() {
+        let d = failed_canary();
+        let forms = |c: &Ctx| live_html(c, &d).matches("<form").count();
+        assert_eq!(forms(&ctx(TokenRole::Viewer, &[])), 0);
+        assert_eq!(forms(&ctx(TokenRole::Deployer, &["other"])), 0);
+        let own = live_html(&ctx(TokenRole::Deployer, &["web"]), &d);
+        assert!(
+            own.contains("/promote\"") && own.contains("/abort\""),
+            "{own}"
+        );
+        assert!(!own.contains("/rollback\""));
+        assert!(own.contains("name=\"csrf\""));
+        let mut done = d.clone();
+        done.state = DeploymentState::Success;
+        done.sub_state = SubState::Done;
+        let admin = live_html(&ctx(TokenRole::Admin, &[]), &done);
+        assert!(admin.contains("/rollback\"") && !admin.contains("/abort\""));
+    }
+}
