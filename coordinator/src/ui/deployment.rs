@@ -269,7 +269,7 @@ pub async fn act(
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
     let form = form.ok().map(|Form(f)| f);
-    if let Err(r) = ctx.check_csrf(form.as_ref().and_then(|f| f.csrf.as_deref())) {
+    if let Some(r) = ctx.csrf_refusal(form.as_ref().and_then(|f| f.csrf.as_deref())) {
         return r;
     }
     if form.as_ref().and_then(|f| f.confirm.as_deref()) != Some("yes") {

@@ -12,7 +12,7 @@
 //! without JavaScript; the script only makes the deployment page live and asks for a
 //! confirmation before a button acts. The route guard (`api::auth`) admits a `/ui` request
 //! only with a live session, and `api::console` decides what a session may post; every
-//! form carries the session's CSRF token, checked by [`Ctx::check_csrf`].
+//! form carries the session's CSRF token, checked by [`Ctx::csrf_refusal`].
 //!
 //! Nothing here is in the OpenAPI document: the console is not an API.
 
@@ -118,11 +118,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
 }
 
 impl Ctx {
-    /// Refuses a form without this session's CSRF token (403, as a page).
-    pub fn check_csrf(&self, presented: Option<&str>) -> Result<(), Response> {
+    /// The refusal (403, as a page) of a form without this session's CSRF token.
+    pub fn csrf_refusal(&self, presented: Option<&str>) -> Option<Response> {
         match presented {
-            Some(p) if self.session.csrf_ok(p) => Ok(()),
-            _ => Err(error_page(
+            Some(p) if self.session.csrf_ok(p) => None,
+            _ => Some(error_page(
                 Some(self),
                 StatusCode::FORBIDDEN,
                 "forbidden",

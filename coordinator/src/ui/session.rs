@@ -188,7 +188,7 @@ pub async fn sign_out(
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
     let csrf = form.ok().and_then(|Form(f)| f.csrf);
-    if let Err(r) = ctx.check_csrf(csrf.as_deref()) {
+    if let Some(r) = ctx.csrf_refusal(csrf.as_deref()) {
         return r;
     }
     let cmd = SessionCommand::Close {
