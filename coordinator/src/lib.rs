@@ -11,6 +11,7 @@
 //! - [`agents`]: agent heartbeats in the leader's memory.
 //! - [`sequencer`]: drives deployments on the leader; [`agent_client`] talks to agents.
 //! - [`api`]: the `/v1` HTTP API and the problem+json edge; [`metrics`]: `/metrics`.
+//! - [`ui`]: the web console at `/ui/` (server-rendered, assets in the binary).
 //! - [`config`]: the TOML config.
 //! - [`http`]: the one place that knows the wire (mutual TLS both ways).
 
@@ -37,6 +38,7 @@ pub mod notify;
 pub mod raft;
 pub mod sequencer;
 pub mod state;
+pub mod ui;
 
 use config::Config;
 use node::Node;
@@ -202,7 +204,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         counters: counters.clone(),
     };
     let router = api::guarded(
-        api::router(app.clone()).merge(node::rpc::routes(node.clone())),
+        api::router(app.clone())
+            .merge(ui::router().with_state(app.clone()))
+            .merge(node::rpc::routes(node.clone())),
         app,
     );
     let server = tokio::spawn(http::serve(listener, router, server_tls, shutdown.clone()));

@@ -17,6 +17,7 @@
 pub mod agent;
 pub mod agent_support;
 pub mod apidoc;
+pub mod browser;
 pub mod cluster;
 pub mod eventually;
 pub mod load;

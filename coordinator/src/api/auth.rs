@@ -6,7 +6,13 @@
 //! | `/raft/*`, `/internal/*` | a `coordinator` certificate |
 //! | `/v1/agents/register` | an `agent` certificate naming the server in the body (checked in the handler) |
 //! | `/v1/agents/{server}/heartbeat` | that server's `agent` certificate, or a `coordinator` forwarding it |
+//! | `/ui/login`, `/ui/assets/*` | anyone (the console's sign-in page and its static files) |
+//! | every other `/ui` path | a console session cookie whose role allows it (a `GET` without one is sent to the sign-in page) |
 //! | every other path | a bearer token whose role allows it, or a `client` certificate |
+//!
+//! The session cookie is accepted on `/ui` only, and bearer tokens are not accepted there:
+//! a browser's ambient credential never reaches the API, and a script cannot forge a
+//! console form without the session's CSRF token (see [`ConsoleSession`]).
 //!
 //! Roles: a viewer reads (`GET`); a deployer also deploys, rolls back, cancels (aborts),
 //! promotes, pauses and resumes canaries, and takes
@@ -32,6 +38,7 @@ use sluice_common::names::ServiceName;
 use sluice_common::problem::ErrorCode;
 use sluice_common::tls::{PeerIdentity, Role};
 
+use super::console::console_session;
 use super::error::ApiError;
 use super::App;
 use crate::state::tokens::TokenRole;
@@ -72,11 +79,11 @@ pub fn hash_secret(secret: &str) -> String {
     format!("{:x}", Sha256::digest(secret.as_bytes()))
 }
 
-fn forbidden(detail: impl Into<String>) -> ApiError {
+pub(super) fn forbidden(detail: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::Forbidden, detail)
 }
 
-fn unauthenticated(detail: &str) -> ApiError {
+pub(super) fn unauthenticated(detail: &str) -> ApiError {
     ApiError::new(ErrorCode::Unauthenticated, detail)
 }
 
@@ -137,6 +144,20 @@ pub async fn guard(State(app): State<App>, mut req: Request, next: Next) -> Resp
                 }
             }
         }
+        Area::UiOpen => {}
+        Area::Ui => {
+            let Some((caller, session)) = console_session(&app, &req) else {
+                if req.method() == Method::GET || req.method() == Method::HEAD {
+                    return axum::response::Redirect::to("/ui/login").into_response();
+                }
+                return deny(unauthenticated("sign in to the console first"));
+            };
+            if let Err(e) = super::console::authorize(&caller, req.method(), &path) {
+                return deny(e);
+            }
+            req.extensions_mut().insert(caller);
+            req.extensions_mut().insert(session);
+        }
         Area::Api => {
             let caller = match authenticate(&app, peer.as_ref(), &req) {
                 Ok(c) => c,
@@ -156,6 +177,8 @@ enum Area {
     Internal,
     AgentRegister,
     AgentHeartbeat(String),
+    UiOpen,
+    Ui,
     Api,
 }
 
@@ -168,6 +191,12 @@ fn classify(path: &str) -> Area {
     }
     if path.starts_with("/raft/") || path.starts_with("/internal/") {
         return Area::Internal;
+    }
+    if path == "/ui/login" || path.starts_with("/ui/assets/") {
+        return Area::UiOpen;
+    }
+    if path == "/ui" || path.starts_with("/ui/") {
+        return Area::Ui;
     }
     if path == "/v1/agents/register" {
         return Area::AgentRegister;
@@ -330,6 +359,11 @@ mod tests {
         assert!(matches!(classify("/v1/agents/a/b/heartbeat"), Area::Api));
         assert!(matches!(classify("/v1/servers"), Area::Api));
         assert!(matches!(classify("/nothing"), Area::Api));
+        assert!(matches!(classify("/ui/login"), Area::UiOpen));
+        assert!(matches!(classify("/ui/assets/app.js"), Area::UiOpen));
+        assert!(matches!(classify("/ui/"), Area::Ui));
+        assert!(matches!(classify("/ui"), Area::Ui));
+        assert!(matches!(classify("/uix"), Area::Api));
     }
 
     #[test]

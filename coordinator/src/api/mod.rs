@@ -20,6 +20,7 @@ pub mod audit;
 pub mod auth;
 pub mod canary;
 pub mod cluster;
+pub mod console;
 pub mod deployments;
 pub mod error;
 pub mod locks;

@@ -30,7 +30,7 @@ impl From<TokenError> for ApiError {
 }
 
 /// A fresh secret: `sluice_` and 64 hex digits.
-fn new_secret() -> Result<String, ApiError> {
+pub(crate) fn new_secret() -> Result<String, ApiError> {
     let mut bytes = [0u8; 32];
     sluice_common::tls::provider()
         .secure_random

@@ -14,6 +14,7 @@ use sluice_common::locks::LockError;
 use sluice_common::names::LockKey;
 
 use super::deployments::{DeploymentCommand, DeploymentError, DeploymentOutcome};
+use super::sessions::SessionCommand;
 use super::tokens::TokenCommand;
 use super::{Command, Response, State};
 
@@ -186,6 +187,16 @@ pub(super) fn describe(
         (Command::Deployment { cmd }, Response::Deployment { outcome }) => {
             deployment_entry(cmd, outcome, before, after)?
         }
+        (Command::Session { cmd }, Response::Done) => match cmd {
+            // The record names the token, never the session's hash.
+            SessionCommand::Open { session, .. } => Entry::ok("console.sign_in", "console")
+                .details(json!({
+                    "token": session.token, "role": session.role,
+                    "expires_at": session.expires_at,
+                })),
+            SessionCommand::Close { .. } => Entry::ok("console.sign_out", "console"),
+        },
+        (Command::Session { .. }, _) => return None,
         (Command::Token { .. }, _) | (Command::Deployment { .. }, _) => return None,
         (Command::RenewLock { .. } | Command::ReleaseLock { .. }, _) => return None,
         (Command::AllocatePort { .. } | Command::ReleasePort { .. }, _) => return None,

@@ -11,6 +11,7 @@ use sluice_common::ports::{Allocation, Port, PortError, PortRange};
 use sluice_common::time::Timestamp;
 
 use super::deployments::{DeploymentCommand, DeploymentError, DeploymentOutcome};
+use super::sessions::SessionCommand;
 use super::tokens::{TokenCommand, TokenError, TokenView};
 
 /// A command and the proposing leader's clock reading.
@@ -124,6 +125,11 @@ pub enum Command {
     Token {
         /// The command.
         cmd: TokenCommand,
+    },
+    /// A web console session command.
+    Session {
+        /// The command.
+        cmd: SessionCommand,
     },
     /// The leader noticed a lock held longer than the configured limit: record it once per
     /// grant (the audit record is what the notifier announces).

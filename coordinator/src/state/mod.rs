@@ -18,11 +18,13 @@ use sluice_common::time::{MaxClock, Timestamp};
 mod audit;
 mod command;
 pub mod deployments;
+pub mod sessions;
 pub mod tokens;
 
 pub use command::{Command, Request, Response};
 
 use deployments::Deployments;
+use sessions::Sessions;
 use tokens::Tokens;
 
 /// A server known to the cluster.
@@ -91,6 +93,9 @@ pub struct State {
     /// CI tokens (hashes only).
     #[serde(default)]
     pub tokens: Tokens,
+    /// Web console sessions (hashes only).
+    #[serde(default)]
+    pub sessions: Sessions,
     /// The hash-chained audit trail.
     #[serde(default)]
     pub audit: AuditChain,
@@ -225,6 +230,13 @@ impl State {
             Command::Token { cmd } => Response::Token {
                 outcome: self.tokens.apply(cmd, now),
             },
+            Command::Session { cmd } => {
+                if self.sessions.apply(cmd, now) {
+                    Response::Done
+                } else {
+                    Response::Unchanged
+                }
+            }
             Command::FlagLock { key, token } => {
                 let current = self.locks.get(key, now).map(|l| l.token);
                 if current == Some(*token) && self.lock_overdue.get(key) != Some(token) {
