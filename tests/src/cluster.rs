@@ -20,13 +20,30 @@ use crate::pki::{self, Pki};
 mod api;
 pub use api::{acquire_request, deployment_request, refusal};
 
-/// Asks the OS for a free loopback port. The port is released before use, so another
-/// process could take it in between; on a test machine that race is rare enough.
+/// A free loopback port for a process a test starts. Taken above the kernel's ephemeral
+/// range (`ip_local_port_range`, 32768–60999 by default), where no outgoing connection and
+/// no port Docker publishes can take it between this check and the process's bind (asking
+/// the OS for port 0 gave an ephemeral port, and a busy suite once lost that race:
+/// "Address already in use"). Each call moves on to another port; processes start at
+/// different offsets, and a port found bound is skipped.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 61000;
+    const SPAN: u32 = 65535 - LOW;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id() % 64) * (SPAN / 64),
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}-65535");
 }
 
 /// Where a harness process runs: the IP address it listens on, and a command prefix that
