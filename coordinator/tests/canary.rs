@@ -613,4 +613,35 @@ async fn a_cordoned_server_takes_no_new_deployment_and_keeps_serving() {
     assert_eq!(d.state, DeploymentState::Success, "{d:?}");
     let r = load.stop().await;
     assert_lossless("while cordoned", &r);
+    // The list filters by acceptance time: since the last one, only it; until it, the rest.
+    let at = d.created_at.to_string();
+    let filter =
+        |since: Option<&str>, until: Option<&str>| sluice_common::client::DeploymentFilter {
+            service: Some("cn-cordon".into()),
+            since: since.map(str::to_string),
+            until: until.map(str::to_string),
+            ..Default::default()
+        };
+    let newer = env
+        .api()
+        .deployments(&filter(Some(&at), None))
+        .await
+        .unwrap();
+    assert_eq!(newer.deployments.len(), 1, "{newer:?}");
+    assert_eq!(newer.deployments[0].id, d.id);
+    let older = env
+        .api()
+        .deployments(&filter(None, Some(&at)))
+        .await
+        .unwrap();
+    assert_eq!(
+        older.deployments.len(),
+        2,
+        "v1 and the refused one: {older:?}"
+    );
+    let bad = env
+        .api()
+        .deployments(&filter(Some("yesterday"), None))
+        .await;
+    assert!(bad.is_err(), "{bad:?}");
 }

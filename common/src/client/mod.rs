@@ -112,6 +112,12 @@ pub struct DeploymentFilter {
     /// The `next` of the previous page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub before: Option<String>,
+    /// Accepted at or after this time (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Accepted before this time (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
 }
 
 /// `GET /v1/audit` filters (as text: the server validates them).

@@ -48,7 +48,8 @@ fn bad(field: &str, detail: String) -> ApiError {
     )
 }
 
-fn time(field: &str, v: Option<&String>) -> Result<Option<Timestamp>, ApiError> {
+/// An RFC 3339 query parameter, refused by name when it does not parse.
+pub(super) fn time(field: &str, v: Option<&String>) -> Result<Option<Timestamp>, ApiError> {
     v.map(|s| {
         Timestamp::parse(s).map_err(|e| bad(field, format!("{field}: {e} (RFC 3339 expected)")))
     })

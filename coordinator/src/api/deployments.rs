@@ -236,9 +236,15 @@ pub struct ListQuery {
     limit: Option<usize>,
     /// The `next` of the previous page.
     before: Option<u64>,
+    /// Accepted at or after this time (RFC 3339).
+    #[param(value_type = Option<sluice_common::time::Timestamp>)]
+    since: Option<String>,
+    /// Accepted before this time (RFC 3339).
+    #[param(value_type = Option<sluice_common::time::Timestamp>)]
+    until: Option<String>,
 }
 
-/// `GET /v1/deployments?service=&state=&limit=&before=`: newest first.
+/// `GET /v1/deployments?service=&state=&since=&until=&limit=&before=`: newest first.
 #[utoipa::path(
     get,
     path = "/v1/deployments",
@@ -257,6 +263,8 @@ pub async fn list(
     let Query(q) = query.map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))?;
     let service = q.service.as_deref().map(ServiceName::parse).transpose()?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let since = super::audit::time("since", q.since.as_ref())?;
+    let until = super::audit::time("until", q.until.as_ref())?;
     app.node.linearizable().await?;
     let (deployments, next) = app.node.read(|a| {
         let mut all: Vec<_> = a
@@ -267,6 +275,8 @@ pub async fn list(
             .filter(|d| service.as_ref().is_none_or(|s| &d.request.service == s))
             .filter(|d| q.state.is_none_or(|st| d.state() == st))
             .filter(|d| q.before.is_none_or(|b| d.seq < b))
+            .filter(|d| since.is_none_or(|t| d.created_at >= t))
+            .filter(|d| until.is_none_or(|t| d.created_at < t))
             .collect();
         all.sort_by_key(|d| std::cmp::Reverse(d.seq));
         let more = all.len() > limit;

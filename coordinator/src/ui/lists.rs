@@ -66,9 +66,12 @@ fn input(name: &str, label: &str, value: Option<&String>) -> String {
     )
 }
 
-/// `GET /ui/deployments?service=&state=&before=`.
+/// `GET /ui/deployments?service=&state=&since=&until=&before=`.
 pub async fn deployments(State(app): State<App>, ctx: Ctx, RawQuery(raw): RawQuery) -> Response {
-    let f = match fields(raw.as_deref(), &["service", "state", "before", "limit"]) {
+    let f = match fields(
+        raw.as_deref(),
+        &["service", "state", "since", "until", "before", "limit"],
+    ) {
         Ok(f) => f,
         Err(e) => return api_error(Some(&ctx), e),
     };
@@ -97,8 +100,10 @@ pub async fn deployments(State(app): State<App>, ctx: Ctx, RawQuery(raw): RawQue
     })
     .collect();
     let mut body = format!(
-        "<form method=\"get\" class=\"filters\">{}<label>state <select name=\"state\"><option value=\"\">any</option>{states}</select></label><button type=\"submit\">Filter</button></form>",
+        "<form method=\"get\" class=\"filters\">{}<label>state <select name=\"state\"><option value=\"\">any</option>{states}</select></label>{}{}<button type=\"submit\">Filter</button></form>",
         input("service", "service", f.get("service")),
+        input("since", "since (RFC 3339)", f.get("since")),
+        input("until", "until", f.get("until")),
     );
     let rows: Vec<Vec<String>> = list
         .deployments
