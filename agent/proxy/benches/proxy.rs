@@ -396,15 +396,18 @@ async fn run() {
         .await
         .expect("put route");
     wait_port(proxy_port, "sluice-proxy");
-    // The same backend behind two targets weighted 50/50 (a canary at 50 %): what picking
-    // by weight, and a pool per target, cost against one target.
+    // Two backends behind two targets weighted 50/50 (a canary at 50 %): what picking by
+    // weight, and a pool per target, cost against one target. (A route names an address
+    // once, so the second target is a second backend of the same kind.)
+    let backend2 = start_backend();
+    wait_port(backend2.port(), "second backend");
     let weighted_port = free_port();
     let weighted: RouteSpec = serde_json::from_value(serde_json::json!({
         "listen": format!("127.0.0.1:{weighted_port}"),
         "mode": "http",
         "targets": [
             {"name": "t1", "addr": backend.to_string(), "weight": 50},
-            {"name": "t2", "addr": backend.to_string(), "weight": 50},
+            {"name": "t2", "addr": backend2.to_string(), "weight": 50},
         ],
     }))
     .expect("route spec");
