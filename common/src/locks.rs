@@ -9,7 +9,7 @@
 //! Renew and release are compare-and-set on the token, so a holder whose lease lapsed and
 //! was taken over cannot touch the new holder's lock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -126,10 +126,18 @@ pub struct Grant {
 }
 
 /// Every lease, live or lapsed-but-not-yet-swept, plus the largest token ever granted.
+///
+/// Tokens are Raft log indices, and one entry may carry several commands (group commit),
+/// so several keys may be granted the same token; one key never is: a token is refused
+/// unless it is larger than every earlier grant's, or equal to the last one for a key not
+/// yet granted at it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockTable {
     leases: BTreeMap<LockKey, Lease>,
     last_token: FencingToken,
+    /// The keys granted at `last_token`.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    last_keys: BTreeSet<LockKey>,
 }
 
 impl LockTable {
@@ -143,7 +151,9 @@ impl LockTable {
         if req.ttl.is_zero() {
             return Err(LockError::ZeroTtl);
         }
-        if token <= self.last_token {
+        if token < self.last_token
+            || (token == self.last_token && self.last_keys.contains(&req.key))
+        {
             return Err(LockError::TokenNotIncreasing {
                 last: self.last_token,
                 offered: token,
@@ -164,7 +174,11 @@ impl LockTable {
             acquired_at: now,
             expires_at: now.plus(req.ttl),
         };
-        self.last_token = token;
+        if token > self.last_token {
+            self.last_token = token;
+            self.last_keys.clear();
+        }
+        self.last_keys.insert(req.key.clone());
         let took_over = self.leases.insert(req.key, lease.clone());
         Ok(Grant { lease, took_over })
     }

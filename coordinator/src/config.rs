@@ -258,16 +258,22 @@ pub struct Member {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RaftConfig {
-    /// Leader heartbeat interval; also the timeout of one replication RPC. Default 100ms.
+    /// Leader heartbeat interval; also the timeout of one replication RPC and of a read's
+    /// leadership confirmation. Default 50ms.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_interval: DurationSpec,
-    /// Lower bound of the randomized election timeout. Default 300ms. A follower that has
-    /// seen a committed leader first waits a further leader lease of
-    /// `election_timeout_max`, so it calls an election 600–900 ms after the last heartbeat
-    /// with the defaults: failover stays under a second without elections on a busy box.
+    /// Lower bound of the randomized election timeout. Default 150ms.
+    ///
+    /// When a follower stops hearing from its leader, openraft 0.9 waits the leader lease
+    /// (`election_timeout_max`) plus a random election timeout between the two bounds,
+    /// checked on ticks of 1.5 × `heartbeat_interval`, before it campaigns; voters refuse
+    /// votes inside the lease. Sluice's watchdog calls the election itself once the lease
+    /// plus a random 0 to `election_timeout_min / 2` has passed, so with the defaults a
+    /// follower campaigns 300–375 ms after the last heartbeat (openraft's own timer, at
+    /// 450–600 ms, remains the fallback after a split vote).
     #[serde(default = "default_election_min")]
     pub election_timeout_min: DurationSpec,
-    /// Upper bound of the randomized election timeout (and the leader lease). Default 450ms.
+    /// Upper bound of the randomized election timeout, and the leader lease. Default 300ms.
     #[serde(default = "default_election_max")]
     pub election_timeout_max: DurationSpec,
     /// Build a snapshot (and purge the log behind it) every this many entries. Default 5000.
@@ -295,13 +301,13 @@ fn default_request_timeout() -> DurationSpec {
     DurationSpec::secs(5)
 }
 fn default_heartbeat() -> DurationSpec {
-    DurationSpec(std::time::Duration::from_millis(100))
+    DurationSpec(std::time::Duration::from_millis(50))
 }
 fn default_election_min() -> DurationSpec {
-    DurationSpec(std::time::Duration::from_millis(300))
+    DurationSpec(std::time::Duration::from_millis(150))
 }
 fn default_election_max() -> DurationSpec {
-    DurationSpec(std::time::Duration::from_millis(450))
+    DurationSpec(std::time::Duration::from_millis(300))
 }
 fn default_snapshot_every() -> u64 {
     5000

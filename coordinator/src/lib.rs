@@ -101,6 +101,7 @@ pub struct Running {
     sequencer: JoinHandle<()>,
     notifier: JoinHandle<()>,
     raft_failed: JoinHandle<Option<String>>,
+    watchdog: JoinHandle<()>,
 }
 
 impl Running {
@@ -114,6 +115,7 @@ impl Running {
         let _ = self.monitor.await;
         let _ = self.sequencer.await;
         let _ = self.notifier.await;
+        let _ = self.watchdog.await;
         let _ = self.node.raft.shutdown().await;
         if let Some(why) = fatal {
             return Err(StartError::Raft(why));
@@ -219,6 +221,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     );
     let notifier = tokio::spawn(notifier.run(node.clone(), counters.clone(), shutdown.clone()));
     let raft_failed = tokio::spawn(stop_on_fatal(raft.clone(), shutdown.clone()));
+    let watchdog = tokio::spawn(node::run_watchdog(node.clone(), shutdown.clone()));
 
     let initialized = raft
         .is_initialized()
@@ -256,6 +259,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         sequencer,
         notifier,
         raft_failed,
+        watchdog,
     })
 }
 

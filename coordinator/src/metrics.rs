@@ -30,6 +30,12 @@ fn gauge(reg: &Registry, name: &str, help: &str, v: f64) {
     reg.register(Box::new(g)).expect("unique metric");
 }
 
+fn counter(reg: &Registry, name: &str, help: &str, v: u64) {
+    let c = prometheus::IntCounter::new(name, help).expect("valid metric");
+    c.inc_by(v);
+    reg.register(Box::new(c)).expect("unique metric");
+}
+
 fn counter_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
     reg.register(Box::new(c.clone())).expect("unique metric");
@@ -69,6 +75,25 @@ pub fn render(app: Sources<'_>) -> String {
         "sluice_raft_leader_id",
         "The leader's node id as this node knows it (0: none).",
         opt(s.leader),
+    );
+    let (batches, batched, read_rounds) = app.node.batching_stats();
+    counter(
+        &reg,
+        "sluice_raft_batches_total",
+        "Raft entries this node proposed as leader holding a batch of commands (group commit).",
+        batches,
+    );
+    counter(
+        &reg,
+        "sluice_raft_batched_commands_total",
+        "Commands in those entries; divided by sluice_raft_batches_total, the mean batch size.",
+        batched,
+    );
+    counter(
+        &reg,
+        "sluice_raft_read_index_rounds_total",
+        "Leadership confirmations made for linearizable reads (one serves every read queued before it).",
+        read_rounds,
     );
     gauge(
         &reg,

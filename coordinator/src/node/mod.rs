@@ -7,27 +7,33 @@
 //! waits until it has applied that far. Everything is bounded by `request_timeout`: a
 //! request that cannot be served (no quorum, no leader) fails with 503, it never hangs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader};
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sluice_common::api::{ClusterMember, ClusterStatus};
 use sluice_common::problem::{ErrorCode, Problem};
-use sluice_common::time::Timestamp;
 use tokio::sync::watch;
 
 use crate::http::Transport;
 use crate::raft::store::{Applied, StateHandle};
 use crate::raft::{NodeId, Raft};
-use crate::state::{Command, Request, Response};
+use crate::state::{Command, Response};
 
+mod batch;
 mod error;
 mod membership;
+mod read;
 pub mod rpc;
+mod watchdog;
+
+use batch::{Batcher, Outcome};
+use read::{quorum_committed, ReadLoop, ReadOutcome};
+pub use watchdog::run as run_watchdog;
 
 pub use error::ProposeError;
 
@@ -60,6 +66,10 @@ pub struct Node {
     request_timeout: Duration,
     /// When a leader's append (heartbeats included) was last accepted here.
     leader_contact: std::sync::Mutex<Option<Instant>>,
+    /// Group commit: every proposal on this node goes through it.
+    batcher: Batcher,
+    /// Coalesced read-index rounds.
+    reads: ReadLoop,
 }
 
 impl std::fmt::Debug for Node {
@@ -88,18 +98,28 @@ impl Node {
     ) -> Arc<Self> {
         Arc::new(Self {
             id,
-            raft,
             state,
             applied,
             transport,
             request_timeout,
             leader_contact: std::sync::Mutex::new(None),
+            batcher: Batcher::spawn(raft.clone(), batch::Limits::default()),
+            reads: ReadLoop::spawn(raft.clone(), request_timeout),
+            raft,
         })
     }
 
     /// Notes that the current leader's append was accepted (the Raft RPC handler calls it).
     pub fn note_leader_contact(&self) {
         *self.leader_contact.lock().expect("poisoned") = Some(Instant::now());
+    }
+
+    /// How long since the leader's last append was accepted here (`None`: never).
+    pub fn since_leader_contact(&self) -> Option<Duration> {
+        self.leader_contact
+            .lock()
+            .expect("poisoned")
+            .map(|at| at.elapsed())
     }
 
     /// How long this node may go without hearing from a quorum (a leader) or from its
@@ -183,24 +203,11 @@ impl Node {
         self.bounded(
             || async {
                 self.refuse_without_quorum()?;
-                let req = Request {
-                    at: Timestamp::from_system(SystemTime::now()),
-                    actor: proposal.actor.clone(),
-                    cmd: proposal.cmd.clone(),
-                };
-                match self.raft.client_write(req).await {
-                    Ok(r) => Ok(Attempt::Done(r.data)),
-                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                        Ok(self.where_to(&f))
-                    }
-                    Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                        Err(ProposeError::Rejected(Box::new(Problem::new(
-                            ErrorCode::Conflict,
-                            e.to_string(),
-                        ))))
-                    }
-                    Err(RaftError::Fatal(f)) => Err(ProposeError::Fatal(f.to_string())),
-                }
+                Ok(match self.submit(proposal.clone()).await {
+                    Outcome::Done(r) => Attempt::Done(r),
+                    Outcome::Forward(f) => self.where_to(&f),
+                    Outcome::Failed(e) => return Err(e),
+                })
             },
             |addr| {
                 let proposal = &proposal;
@@ -214,38 +221,35 @@ impl Node {
     /// that lost leadership meanwhile answers 503 rather than forwarding again.
     pub async fn propose_local(&self, p: Proposal) -> Result<Response, ProposeError> {
         self.refuse_without_quorum()?;
-        let req = Request {
-            at: Timestamp::from_system(SystemTime::now()),
-            actor: p.actor,
-            cmd: p.cmd,
-        };
-        let fut = self.raft.client_write(req);
-        match tokio::time::timeout(self.request_timeout, fut).await {
+        match tokio::time::timeout(self.request_timeout, self.submit(p)).await {
             Err(_) => Err(ProposeError::Timeout(self.request_timeout)),
-            Ok(Ok(r)) => Ok(r.data),
-            Ok(Err(RaftError::APIError(e))) => Err(ProposeError::Unavailable(e.to_string())),
-            Ok(Err(RaftError::Fatal(f))) => Err(ProposeError::Fatal(f.to_string())),
+            Ok(Outcome::Done(r)) => Ok(r),
+            Ok(Outcome::Forward(f)) => Err(ProposeError::Unavailable(
+                ClientWriteError::ForwardToLeader(f).to_string(),
+            )),
+            Ok(Outcome::Failed(e)) => Err(e),
         }
     }
 
+    /// Hands a proposal to the batcher, with the lock key it touches.
+    async fn submit(&self, p: Proposal) -> Outcome {
+        let key = self.read(|a| a.state.lock_touched(&p.cmd));
+        self.batcher.propose(p.actor, p.cmd, key).await
+    }
+
     /// Waits until this node has applied everything committed before the call (a read
-    /// index confirmed by the leader with a quorum).
+    /// index confirmed by the leader with a quorum, shared by every read queued with it).
     pub async fn linearizable(&self) -> Result<(), ProposeError> {
         self.bounded(
             || async {
                 self.refuse_without_quorum()?;
-                match self.raft.ensure_linearizable().await {
-                    Ok(read) => {
-                        self.wait_applied(self.read_floor(read)).await?;
+                match self.reads.read_index().await {
+                    ReadOutcome::Index(index) => {
+                        self.wait_applied(index).await?;
                         Ok(Attempt::Done(()))
                     }
-                    Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                        Ok(self.where_to(&f))
-                    }
-                    Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => {
-                        Err(ProposeError::Unavailable(q.to_string()))
-                    }
-                    Err(RaftError::Fatal(f)) => Err(ProposeError::Fatal(f.to_string())),
+                    ReadOutcome::Forward(f) => Ok(self.where_to(&f)),
+                    ReadOutcome::Failed(e) => Err(e),
                 }
             },
             |addr| async move {
@@ -255,16 +259,6 @@ impl Node {
             },
         )
         .await
-    }
-
-    /// The index a linearizable read must see applied: openraft's read log id, raised to
-    /// the leader's last log index. openraft 0.9 lets a leader restart into its old term
-    /// without a new no-op entry, and then its read log id can lag an entry that was
-    /// replicated and acknowledged before the restart; every acknowledged write is in the
-    /// leader's log, so waiting for the whole log to apply covers it.
-    fn read_floor(&self, read: Option<openraft::LogId<NodeId>>) -> u64 {
-        let last = self.raft.metrics().borrow().last_log_index.unwrap_or(0);
-        read.map_or(0, |l| l.index).max(last)
     }
 
     async fn wait_applied(&self, index: u64) -> Result<(), ProposeError> {
@@ -278,14 +272,24 @@ impl Node {
     /// On the leader: confirm leadership and name the index a reader must reach.
     pub async fn read_index(&self) -> Result<ReadIndex, ProposeError> {
         self.refuse_without_quorum()?;
-        let fut = self.raft.ensure_linearizable();
-        match tokio::time::timeout(self.request_timeout, fut).await {
-            Err(_) => Err(ProposeError::Timeout(self.request_timeout)),
-            Ok(Ok(read)) => Ok(ReadIndex {
-                index: self.read_floor(read),
-            }),
-            Ok(Err(e)) => Err(ProposeError::Unavailable(e.to_string())),
+        match self.reads.read_index().await {
+            ReadOutcome::Index(index) => Ok(ReadIndex { index }),
+            ReadOutcome::Forward(f) => Err(ProposeError::Unavailable(
+                CheckIsLeaderError::ForwardToLeader(f).to_string(),
+            )),
+            ReadOutcome::Failed(e) => Err(e),
         }
+    }
+
+    /// Group commit and read coalescing so far: (batch entries, commands in them,
+    /// read-index rounds).
+    pub fn batching_stats(&self) -> (u64, u64, u64) {
+        let b = self.batcher.stats();
+        (
+            b.batches.load(std::sync::atomic::Ordering::Relaxed),
+            b.commands.load(std::sync::atomic::Ordering::Relaxed),
+            self.reads.rounds(),
+        )
     }
 
     /// The status shown by `GET /v1/cluster`.
@@ -434,38 +438,3 @@ impl Node {
 /// An empty JSON object, for endpoints with nothing to say.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Empty {}
-
-/// The highest index a majority of voters has matched, from the leader's replication view.
-fn quorum_committed(
-    replication: &BTreeMap<NodeId, Option<openraft::LogId<NodeId>>>,
-    voters: &BTreeSet<NodeId>,
-) -> Option<u64> {
-    let mut matched: Vec<u64> = voters
-        .iter()
-        .map(|v| replication.get(v).copied().flatten().map_or(0, |l| l.index))
-        .collect();
-    if matched.is_empty() {
-        return None;
-    }
-    matched.sort_unstable_by(|a, b| b.cmp(a));
-    Some(matched[voters.len() / 2])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quorum_index_is_the_majority_match() {
-        let lid = |i| {
-            Some(openraft::LogId::new(
-                openraft::CommittedLeaderId::new(1, 1),
-                i,
-            ))
-        };
-        let r = BTreeMap::from([(1, lid(10)), (2, lid(7)), (3, None)]);
-        let voters = BTreeSet::from([1, 2, 3]);
-        assert_eq!(quorum_committed(&r, &voters), Some(7));
-        assert_eq!(quorum_committed(&r, &BTreeSet::from([1])), Some(10));
-    }
-}

@@ -9,7 +9,7 @@
 
 use std::io::Cursor;
 
-use crate::state::{Request, Response};
+use crate::state::{Payload, Response};
 
 pub mod network;
 pub mod store;
@@ -17,8 +17,8 @@ pub mod store;
 openraft::declare_raft_types!(
     /// Sluice's Raft type configuration.
     pub TypeConfig:
-        D = Request,
-        R = Response,
+        D = Payload,
+        R = Vec<Response>,
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,

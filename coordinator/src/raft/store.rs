@@ -377,7 +377,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok((a.last_applied, a.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, SErr>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Response>>, SErr>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -390,11 +390,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 a.last_applied = Some(e.log_id);
                 last = Some(e.log_id.index);
                 out.push(match e.payload {
-                    EntryPayload::Blank => Response::Done,
-                    EntryPayload::Normal(req) => a.state.apply(&req, e.log_id.index),
+                    EntryPayload::Blank => Vec::new(),
+                    EntryPayload::Normal(p) => a.state.apply_payload(&p, e.log_id.index),
                     EntryPayload::Membership(m) => {
                         a.membership = StoredMembership::new(Some(e.log_id), m);
-                        Response::Done
+                        Vec::new()
                     }
                 });
             }

@@ -18,10 +18,12 @@ use sluice_common::time::{MaxClock, Timestamp};
 mod audit;
 mod command;
 pub mod deployments;
+mod payload;
 pub mod sessions;
 pub mod tokens;
 
 pub use command::{Command, Request, Response};
+pub use payload::{Batch, Payload, BATCH_FORMAT};
 
 use deployments::Deployments;
 use sessions::Sessions;
