@@ -164,6 +164,7 @@ fn pid_with_arg(needle: &str) -> u32 {
 }
 
 /// Idle and peak RSS of one role, for the memory table.
+#[derive(Clone)]
 struct Mem {
     what: String,
     idle_kib: u64,
@@ -785,6 +786,68 @@ fn med_max(r: &[Duration]) -> String {
     )
 }
 
+/// The leader's `/metrics` text.
+async fn metrics(http: &reqwest::Client, base: &str) -> String {
+    http.get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body")
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// What the lock runs cost the leader's Raft: term changes, batching, append RPC times.
+struct RaftLoad {
+    terms: f64,
+    batches: f64,
+    commands: f64,
+    read_rounds: f64,
+    appends: f64,
+    appends_over: f64,
+    append_max_ms: f64,
+}
+
+impl RaftLoad {
+    fn between(before: &str, after: &str) -> Self {
+        let d = |n: &str| metric(after, n) - metric(before, n);
+        Self {
+            terms: d("sluice_raft_term"),
+            batches: d("sluice_raft_batches_total"),
+            commands: d("sluice_raft_batched_commands_total"),
+            read_rounds: d("sluice_raft_read_index_rounds_total"),
+            appends: d("sluice_raft_append_rpcs_total"),
+            appends_over: d("sluice_raft_append_rpcs_over_budget_total"),
+            append_max_ms: metric(after, "sluice_raft_append_rpc_max_seconds") * 1000.0,
+        }
+    }
+
+    fn print(&self) {
+        println!("### Sluice's leader during the lock runs");
+        println!();
+        println!("| measure | value |");
+        println!("|---|---|");
+        println!("| term changes (spurious elections) | {:.0} |", self.terms);
+        println!(
+            "| commands / Raft entries (group commit) | {:.0} / {:.0} = {:.1} per entry |",
+            self.commands,
+            self.batches,
+            self.commands / self.batches.max(1.0)
+        );
+        println!("| read-index rounds | {:.0} |", self.read_rounds);
+        println!(
+            "| append RPCs / over the 50 ms heartbeat budget / slowest | {:.0} / {:.0} / {:.1} ms |",
+            self.appends, self.appends_over, self.append_max_ms
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
     ensure_etcd();
@@ -803,6 +866,7 @@ async fn main() {
     for i in 0..50 {
         locks::pair(&http, &base, &format!("warm/{i}")).await;
     }
+    let before = metrics(&http, &base).await;
     let s_seq = {
         let (http, base) = (http.clone(), base.clone());
         locks::run(1, SEQ, move |_, i| {
@@ -820,6 +884,8 @@ async fn main() {
         })
         .await
     };
+    let after = metrics(&http, &base).await;
+    let raft_load = RaftLoad::between(&before, &after);
     let peak = sampler.finish();
     mem.push(Mem {
         what: "Sluice coordinator, leader of 3".into(),
@@ -874,8 +940,15 @@ async fn main() {
     let d_fail = etcd_failover(&mut e, FAILOVER_ROUNDS).await;
     drop(e);
 
-    let d = deploys().await;
-    mem.extend(d.mem);
+    // PEERS_SKIP_DEPLOY=1: locks, failover and memory only (no Swarm).
+    let d = if std::env::var_os("PEERS_SKIP_DEPLOY").is_some() {
+        None
+    } else {
+        Some(deploys().await)
+    };
+    if let Some(d) = &d {
+        mem.extend(d.mem.clone());
+    }
 
     println!("### Locks: acquire + release, 3 members on loopback");
     println!();
@@ -912,12 +985,14 @@ async fn main() {
         l_par.ops_per_sec()
     );
     println!();
+    raft_load.print();
+    println!();
     println!("### Failover: kill -9 the leader → first acknowledged write (median / max of {FAILOVER_ROUNDS})");
     println!();
     println!("| system | timings | median / max |");
     println!("|---|---|---|");
     println!(
-        "| Sluice | heartbeat 100 ms, election 300–450 ms + leader lease 450 ms | {} |",
+        "| Sluice | heartbeat 50 ms, leader lease 300 ms, then a campaign within 0–75 ms (election 150–300 ms) | {} |",
         med_max(&s_fail)
     );
     println!(
@@ -929,29 +1004,31 @@ async fn main() {
         med_max(&d_fail)
     );
     println!();
-    println!("### Deploy one service on one server ({DEPLOY_ROUNDS} rounds, median / max)");
-    println!();
-    println!("| step | Sluice | Docker Swarm (1 node) |");
-    println!("|---|---|---|");
-    println!(
-        "| upgrade v1 → v2: new version serving | {} (API call → `success`) | {} (`service update` → v2 answers) |",
-        med_max(&d.sluice_deploy),
-        med_max(&d.swarm_update_served)
-    );
-    println!(
-        "| upgrade finished | same | {} (update state `completed`) |",
-        med_max(&d.swarm_update_done)
-    );
-    println!(
-        "| rollback v2 → v1: previous version serving | {} (rollback call → `rolled_back`) | {} (`service rollback` → v1 answers) |",
-        med_max(&d.sluice_rollback),
-        med_max(&d.swarm_rollback_served)
-    );
-    println!(
-        "| rollback finished | same | {} (update state `rollback_completed`) |",
-        med_max(&d.swarm_rollback_done)
-    );
-    println!();
+    if let Some(d) = &d {
+        println!("### Deploy one service on one server ({DEPLOY_ROUNDS} rounds, median / max)");
+        println!();
+        println!("| step | Sluice | Docker Swarm (1 node) |");
+        println!("|---|---|---|");
+        println!(
+            "| upgrade v1 → v2: new version serving | {} (API call → `success`) | {} (`service update` → v2 answers) |",
+            med_max(&d.sluice_deploy),
+            med_max(&d.swarm_update_served)
+        );
+        println!(
+            "| upgrade finished | same | {} (update state `completed`) |",
+            med_max(&d.swarm_update_done)
+        );
+        println!(
+            "| rollback v2 → v1: previous version serving | {} (rollback call → `rolled_back`) | {} (`service rollback` → v1 answers) |",
+            med_max(&d.sluice_rollback),
+            med_max(&d.swarm_rollback_served)
+        );
+        println!(
+            "| rollback finished | same | {} (update state `rollback_completed`) |",
+            med_max(&d.swarm_rollback_done)
+        );
+        println!();
+    }
     println!("### Memory (VmRSS)");
     println!();
     println!("| process | idle | peak under load | load |");

@@ -95,6 +95,30 @@ pub fn render(app: Sources<'_>) -> String {
         "Leadership confirmations made for linearizable reads (one serves every read queued before it).",
         read_rounds,
     );
+    let appends = &crate::raft::network::APPENDS;
+    counter(
+        &reg,
+        "sluice_raft_append_rpcs_total",
+        "Append RPCs (replication and heartbeats) this node sent as leader.",
+        appends.sent.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    counter(
+        &reg,
+        "sluice_raft_append_rpcs_over_budget_total",
+        "Append RPCs that took the heartbeat interval (their timeout) or longer.",
+        appends
+            .over_budget
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    gauge(
+        &reg,
+        "sluice_raft_append_rpc_max_seconds",
+        "The slowest append RPC this process sent.",
+        appends
+            .max_micros
+            .load(std::sync::atomic::Ordering::Relaxed) as f64
+            / 1e6,
+    );
     gauge(
         &reg,
         "sluice_raft_last_log_index",

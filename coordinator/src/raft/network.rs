@@ -6,6 +6,9 @@
 //! non-2xx problem+json whose `raft_error` member carries openraft's error (never an error
 //! inside a 200).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -93,6 +96,40 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     }
 }
 
+/// How long append RPCs (replication and heartbeats) took against their budget, the
+/// heartbeat interval (openraft's timeout for them): process-wide, for `/metrics`.
+#[derive(Debug)]
+pub struct RpcTimes {
+    /// RPCs sent.
+    pub sent: AtomicU64,
+    /// RPCs that took their whole budget or more (timed out, or nearly).
+    pub over_budget: AtomicU64,
+    /// The slowest, in microseconds.
+    pub max_micros: AtomicU64,
+}
+
+impl RpcTimes {
+    const fn new() -> Self {
+        Self {
+            sent: AtomicU64::new(0),
+            over_budget: AtomicU64::new(0),
+            max_micros: AtomicU64::new(0),
+        }
+    }
+
+    fn record(&self, took: Duration, budget: Duration) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        if took >= budget {
+            self.over_budget.fetch_add(1, Ordering::Relaxed);
+        }
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.max_micros.fetch_max(us, Ordering::Relaxed);
+    }
+}
+
+/// This process's append RPC times.
+pub static APPENDS: RpcTimes = RpcTimes::new();
+
 /// The client side of Raft RPC to one node.
 #[derive(Debug)]
 pub struct Peer {
@@ -174,7 +211,10 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
-        self.json("/raft/append", &rpc, &option).await
+        let started = std::time::Instant::now();
+        let r = self.json("/raft/append", &rpc, &option).await;
+        APPENDS.record(started.elapsed(), option.hard_ttl());
+        r
     }
 
     async fn install_snapshot(
