@@ -246,6 +246,9 @@ impl State {
                     Response::Unchanged
                 }
             }
+            Command::Prune { retention } => Response::Pruned {
+                summary: self.deployments.prune(retention, now),
+            },
             Command::NotifyDelivered { sink, seq } => {
                 let c = self.notify_cursor.entry(sink.clone()).or_default();
                 *c = (*c).max(*seq);
