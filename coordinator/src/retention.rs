@@ -1,5 +1,6 @@
 //! The leader's pruner: proposes a [`Command::Prune`] when the state holds something the
-//! configured limits forget. What is forgotten is decided inside the pure apply, from the
+//! configured limits forget, and a [`Command::CheckpointAudit`] when the live audit chain
+//! is longer than configured (see `raft::archive` for the files). What is forgotten is decided inside the pure apply, from the
 //! entry's limits and time (`state::deployments::retention`); this loop only asks, on the
 //! leader, whether a prune would change anything, so an idle cluster writes no entries.
 
@@ -28,14 +29,23 @@ pub async fn run(node: Arc<Node>, config: RetentionConfig, shutdown: Cancellatio
         if !node.is_leader() {
             continue;
         }
-        let due = node.read(|a| {
+        let (due, checkpoint) = node.read(|a| {
             let st = &a.state;
             let now = st
                 .clock
                 .now()
                 .max(Timestamp::from_system(SystemTime::now()));
-            st.deployments.prune_due(&retention, now)
+            (
+                st.deployments.prune_due(&retention, now),
+                st.audit
+                    .checkpoint_due(config.audit_live_records, config.audit_segment_records),
+            )
         });
+        if let Some(upto) = checkpoint {
+            if let Err(e) = node.propose(ACTOR, Command::CheckpointAudit { upto }).await {
+                tracing::warn!(error = %e, "could not checkpoint the audit chain");
+            }
+        }
         if !due {
             continue;
         }

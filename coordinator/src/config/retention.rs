@@ -23,6 +23,14 @@ pub struct RetentionConfig {
     /// with it is a new deployment). Default 24 h.
     #[serde(default = "default_idempotency_ttl")]
     pub idempotency_ttl: DurationSpec,
+    /// The audit chain keeps at most this many records live (in the Raft state and every
+    /// snapshot); older ones are archived to `<data_dir>/audit-archive/` on every node.
+    /// Default 10,000.
+    #[serde(default = "default_audit_live")]
+    pub audit_live_records: u64,
+    /// Records archived at least at once (one segment file each). Default 1,000.
+    #[serde(default = "default_audit_segment")]
+    pub audit_segment_records: u64,
     /// How often the leader checks whether there is something to forget. Default 1 m.
     #[serde(default = "default_prune_interval")]
     pub prune_interval: DurationSpec,
@@ -34,6 +42,8 @@ impl Default for RetentionConfig {
             deployments_per_service: default_per_service(),
             deployment_max_age: None,
             idempotency_ttl: default_idempotency_ttl(),
+            audit_live_records: default_audit_live(),
+            audit_segment_records: default_audit_segment(),
             prune_interval: default_prune_interval(),
         }
     }
@@ -52,6 +62,12 @@ impl RetentionConfig {
 
 fn default_per_service() -> u32 {
     100
+}
+fn default_audit_live() -> u64 {
+    10_000
+}
+fn default_audit_segment() -> u64 {
+    1_000
 }
 fn default_idempotency_ttl() -> DurationSpec {
     DurationSpec(Duration::from_secs(24 * 3600))

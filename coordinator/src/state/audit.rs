@@ -207,6 +207,12 @@ pub(super) fn describe(
             }))
         }
         (Command::Prune { .. }, _) => return None,
+        (Command::CheckpointAudit { upto }, Response::Done) => {
+            let b = after.audit.archived()?;
+            Entry::ok("audit.checkpoint", "audit")
+                .details(json!({"upto": upto, "archived_seq": b.seq, "archived_hash": b.hash}))
+        }
+        (Command::CheckpointAudit { .. }, _) => return None,
         (Command::Token { .. }, _) | (Command::Deployment { .. }, _) => return None,
         (Command::RenewLock { .. } | Command::ReleaseLock { .. }, _) => return None,
         (Command::AllocatePort { .. } | Command::ReleasePort { .. }, _) => return None,

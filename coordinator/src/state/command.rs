@@ -147,6 +147,12 @@ pub enum Command {
         /// The limits.
         retention: Retention,
     },
+    /// Archive the audit chain's live records up to `upto`: each node's store writes them
+    /// to its archive (durably) before the state drops them and keeps the boundary.
+    CheckpointAudit {
+        /// The last sequence number archived.
+        upto: u64,
+    },
     /// A notification sink delivered everything up to audit record `seq`.
     NotifyDelivered {
         /// The sink's name.
