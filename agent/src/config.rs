@@ -48,6 +48,10 @@ pub struct AgentConfig {
     /// Where the agent keeps its state (fence tokens, operations): a sled database.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// Finished operation records older than this are forgotten (the newest of each service
+    /// always stays). Default 7 days.
+    #[serde(default = "default_operation_retention")]
+    pub operation_retention: DurationSpec,
     /// How long `docker stop` waits after SIGTERM before SIGKILL.
     #[serde(default = "default_stop_grace")]
     pub stop_grace: DurationSpec,
@@ -127,6 +131,10 @@ fn default_data_dir() -> PathBuf {
 fn default_stop_grace() -> DurationSpec {
     DurationSpec::secs(10)
 }
+fn default_operation_retention() -> DurationSpec {
+    DurationSpec::secs(7 * 24 * 3600)
+}
+
 fn default_heartbeat() -> DurationSpec {
     DurationSpec::secs(2)
 }

@@ -6,7 +6,8 @@
 //!
 //! # Layout
 //! - [`config`]: the TOML configuration.
-//! - [`store`]: the sled database (versioned values); [`fence`]: the highest token per lock.
+//! - [`store`]: the sled database (versioned values); [`fence`]: the highest token per lock;
+//!   [`retention`]: old operation records forgotten.
 //! - [`record`]: operation records (request, stage, view); [`ops`]: the operation table
 //!   (admission, persistence, long-poll).
 //! - [`runner`]: one runner per strategy (pure plan + executor), and service removal;
@@ -32,6 +33,7 @@ pub mod policy;
 pub mod ports;
 pub mod record;
 pub mod register;
+pub mod retention;
 pub mod runner;
 pub mod runtime;
 pub mod store;
@@ -173,6 +175,8 @@ pub async fn build(
         agent.tasks.spawn(events::follow(a));
         let a = agent.clone();
         agent.tasks.spawn(register::run(a));
+        let a = agent.clone();
+        agent.tasks.spawn(retention::run(a));
     }
     for cell in agent.ops.resume_running()? {
         runner::resume(agent.clone(), cell);

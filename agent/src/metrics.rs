@@ -78,22 +78,18 @@ pub async fn render(agent: &Agent) -> String {
         "Operations by kind and state (including finished ones kept on disk).",
         &["kind", "state"],
     );
-    if let Ok(all) = agent.ops.all() {
-        let mut counts: BTreeMap<(String, String), i64> = BTreeMap::new();
-        for v in all {
-            let kind = serde_json::to_value(v.kind)
-                .ok()
+    // From the store's in-memory summaries: a scrape decodes no record.
+    for ((kind, state), n) in agent.ops.store().op_counts() {
+        let name = |v: serde_json::Result<serde_json::Value>| {
+            v.ok()
                 .and_then(|k| k.as_str().map(str::to_string))
-                .unwrap_or_default();
-            let state = serde_json::to_value(v.state)
-                .ok()
-                .and_then(|k| k.as_str().map(str::to_string))
-                .unwrap_or_default();
-            *counts.entry((kind, state)).or_default() += 1;
-        }
-        for ((kind, state), n) in counts {
-            ops.with_label_values(&[&kind, &state]).set(n);
-        }
+                .unwrap_or_default()
+        };
+        let (kind, state) = (
+            name(serde_json::to_value(kind)),
+            name(serde_json::to_value(state)),
+        );
+        ops.with_label_values(&[&kind, &state]).set(n);
     }
     let checks = IntCounterVec::new(
         Opts::new(

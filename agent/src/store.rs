@@ -11,14 +11,18 @@
 //! a disk write, so on the multi-threaded runtime it runs in [`off_worker`], which hands
 //! the worker's other tasks (the API, heartbeats) to another thread for its duration.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use sluice_common::agent_api::{OperationKind, OperationState};
 use sluice_common::codec::Codec;
 use sluice_common::fence::{Fence, FenceClaim};
 use sluice_common::locks::FencingToken;
-use sluice_common::names::LockKey;
+use sluice_common::names::{LockKey, ServiceName};
+use sluice_common::time::Timestamp;
 use uuid::Uuid;
 
 use crate::record::OpRecord;
@@ -44,12 +48,42 @@ pub enum StoreError {
     Format(String),
 }
 
+/// What `/metrics` and the pruner need of one operation record, kept in memory beside the
+/// tree (built once when the store opens, then updated with every write), so neither
+/// decodes the records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpSummary {
+    /// What it does.
+    pub kind: OperationKind,
+    /// Where it stands.
+    pub state: OperationState,
+    /// Its service.
+    pub service: ServiceName,
+    /// When it was admitted.
+    pub started_at: Timestamp,
+    /// When it ended.
+    pub finished_at: Option<Timestamp>,
+}
+
+impl OpSummary {
+    fn of(r: &OpRecord) -> Self {
+        Self {
+            kind: r.view.kind,
+            state: r.view.state,
+            service: r.view.service.clone(),
+            started_at: r.view.started_at,
+            finished_at: r.view.finished_at,
+        }
+    }
+}
+
 /// The open database.
 #[derive(Debug, Clone)]
 pub struct Store {
     db: sled::Db,
     fence: sled::Tree,
     ops: sled::Tree,
+    summaries: Arc<Mutex<BTreeMap<Uuid, OpSummary>>>,
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
@@ -90,11 +124,58 @@ impl Store {
             // The agent's data is tiny; sled's 1 GiB default cache would only cost memory.
             .cache_capacity(4 * 1024 * 1024)
             .open()?;
+        Self::over(db)
+    }
+
+    /// The store over an open database: the summaries come from one pass over the records.
+    fn over(db: sled::Db) -> Result<Self, StoreError> {
+        let ops = db.open_tree("ops")?;
+        let mut summaries = BTreeMap::new();
+        for v in ops.iter().values() {
+            let r: OpRecord = decode(&v?)?;
+            summaries.insert(r.view.id, OpSummary::of(&r));
+        }
         Ok(Self {
             fence: db.open_tree("fence")?,
-            ops: db.open_tree("ops")?,
+            ops,
             db,
+            summaries: Arc::new(Mutex::new(summaries)),
         })
+    }
+
+    /// The summary of every stored record.
+    pub fn summaries(&self) -> BTreeMap<Uuid, OpSummary> {
+        self.summaries.lock().expect("poisoned").clone()
+    }
+
+    /// How many stored records there are per kind and state (for `/metrics`).
+    pub fn op_counts(&self) -> Vec<((OperationKind, OperationState), i64)> {
+        let mut counts: Vec<((OperationKind, OperationState), i64)> = Vec::new();
+        for s in self.summaries.lock().expect("poisoned").values() {
+            let key = (s.kind, s.state);
+            match counts.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((key, 1)),
+            }
+        }
+        counts
+    }
+
+    /// Forgets operation records, durably.
+    pub fn remove_ops(&self, ids: &[Uuid]) -> Result<(), StoreError> {
+        off_worker(|| {
+            let mut batch = sled::Batch::default();
+            for id in ids {
+                batch.remove(id.as_bytes().as_slice());
+            }
+            self.ops.apply_batch(batch)?;
+            self.db.flush()
+        })?;
+        let mut summaries = self.summaries.lock().expect("poisoned");
+        for id in ids {
+            summaries.remove(id);
+        }
+        Ok(())
     }
 
     /// The fence as persisted.
@@ -126,7 +207,14 @@ impl Store {
             Some(r) => Some((r.view.id.as_bytes().to_vec(), encode(r)?)),
             None => None,
         };
-        off_worker(|| self.write(f, o))
+        off_worker(|| self.write(f, o))?;
+        if let Some(r) = op {
+            self.summaries
+                .lock()
+                .expect("poisoned")
+                .insert(r.view.id, OpSummary::of(r));
+        }
+        Ok(())
     }
 
     fn write(
@@ -177,11 +265,7 @@ impl Store {
             .temporary(true)
             .cache_capacity(1024 * 1024)
             .open()?;
-        Ok(Self {
-            fence: db.open_tree("fence")?,
-            ops: db.open_tree("ops")?,
-            db,
-        })
+        Self::over(db)
     }
 }
 
@@ -269,6 +353,34 @@ mod tests {
         assert_eq!(
             ops[0].view.previous_container.as_deref(),
             Some("c00000000001")
+        );
+    }
+
+    #[test]
+    fn summaries_follow_writes_and_removals_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec: OpRecord = decode(RECORD_BEFORE.as_bytes()).unwrap();
+        let id = rec.view.id;
+        let mut other = rec.clone();
+        other.view.id = Uuid::from_u128(7);
+        other.view.state = OperationState::Succeeded;
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.commit(None, Some(&rec)).unwrap();
+            s.commit(None, Some(&other)).unwrap();
+            assert_eq!(s.summaries()[&id].state, OperationState::Running);
+            let mut counts = s.op_counts();
+            counts.sort_by_key(|(_, n)| *n);
+            assert_eq!(counts.len(), 2);
+            s.remove_ops(&[other.view.id]).unwrap();
+            assert_eq!(s.summaries().len(), 1);
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.summaries().keys().copied().collect::<Vec<_>>(), vec![id]);
+        assert_eq!(s.all_ops().unwrap().len(), 1);
+        assert_eq!(
+            s.op_counts(),
+            vec![((OperationKind::Deploy, OperationState::Running), 1)]
         );
     }
 

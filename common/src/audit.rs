@@ -11,6 +11,10 @@ use sha2::{Digest, Sha256};
 
 use crate::time::Timestamp;
 
+mod archive;
+
+pub use archive::{verify_archived, Boundary, Segment, SegmentError};
+
 /// The `prev_hash` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -137,21 +141,25 @@ impl Entry {
     }
 }
 
-/// The chain: every record, in order.
+/// The chain: the live records, in order, after the [`Boundary`] of what was archived.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditChain {
     records: Vec<AuditRecord>,
+    /// The last archived record; `None` while nothing was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    archived: Option<Boundary>,
 }
 
 impl AuditChain {
     /// Appends a record and returns it.
     pub fn append(&mut self, index: u64, at: Timestamp, actor: &str, e: Entry) -> &AuditRecord {
-        let prev_hash = self
-            .records
-            .last()
-            .map_or_else(|| GENESIS.to_string(), |r| r.hash.clone());
+        let prev_hash = match (self.records.last(), &self.archived) {
+            (Some(r), _) => r.hash.clone(),
+            (None, Some(b)) => b.hash.clone(),
+            (None, None) => GENESIS.to_string(),
+        };
         let mut r = AuditRecord {
-            seq: self.records.len() as u64 + 1,
+            seq: self.len() + 1,
             index,
             at,
             actor: actor.to_string(),
@@ -168,27 +176,27 @@ impl AuditChain {
         self.records.last().expect("just pushed")
     }
 
-    /// Every record, oldest first.
+    /// The live records (those not archived), oldest first.
     pub fn records(&self) -> &[AuditRecord] {
         &self.records
     }
 
-    /// Records after `seq` (exclusive), oldest first.
+    /// Live records after `seq` (exclusive), oldest first.
     pub fn after(&self, seq: u64) -> &[AuditRecord] {
-        let start = usize::try_from(seq)
+        let start = usize::try_from(seq.saturating_sub(self.archived_seq()))
             .unwrap_or(usize::MAX)
             .min(self.records.len());
         &self.records[start..]
     }
 
-    /// The number of records.
+    /// The number of records ever appended, archived ones included.
     pub fn len(&self) -> u64 {
-        self.records.len() as u64
+        self.archived_seq() + self.records.len() as u64
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.len() == 0
     }
 }
 

@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sluice_common::time::DurationSpec;
 
+mod retention;
+
+pub use retention::RetentionConfig;
+
 /// Why a config file was refused. `main` exits 64 (EX_USAGE) on any of these, and the
 /// systemd unit does not restart on that code.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +82,9 @@ pub struct Config {
     /// Where canary analyses get their metrics beyond the proxies' own.
     #[serde(default)]
     pub analysis: AnalysisConfig,
+    /// How much deployment history and how many idempotency keys the state keeps.
+    #[serde(default)]
+    pub retention: RetentionConfig,
 }
 
 /// `[analysis]`: the Prometheus that `prometheus` checks of a canary analysis query.

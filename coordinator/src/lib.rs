@@ -10,6 +10,7 @@
 //! - [`node`]: proposing, forwarding, linearizable reads, membership.
 //! - [`agents`]: agent heartbeats in the leader's memory.
 //! - [`sequencer`]: drives deployments on the leader; [`agent_client`] talks to agents.
+//! - [`retention`]: the leader's pruner of old deployments and idempotency keys.
 //! - [`api`]: the `/v1` HTTP API and the problem+json edge; [`metrics`]: `/metrics`.
 //! - [`ui`]: the web console at `/ui/` (server-rendered, assets in the binary).
 //! - [`config`]: the TOML config.
@@ -36,6 +37,7 @@ pub mod metrics;
 pub mod node;
 pub mod notify;
 pub mod raft;
+pub mod retention;
 pub mod sequencer;
 pub mod state;
 pub mod ui;
@@ -100,6 +102,7 @@ pub struct Running {
     monitor: JoinHandle<()>,
     sequencer: JoinHandle<()>,
     notifier: JoinHandle<()>,
+    pruner: JoinHandle<()>,
     raft_failed: JoinHandle<Option<String>>,
     watchdog: JoinHandle<()>,
 }
@@ -116,6 +119,7 @@ impl Running {
         let _ = self.sequencer.await;
         let _ = self.notifier.await;
         let _ = self.watchdog.await;
+        let _ = self.pruner.await;
         let _ = self.node.raft.shutdown().await;
         if let Some(why) = fatal {
             return Err(StartError::Raft(why));
@@ -220,6 +224,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             .run(shutdown.clone()),
     );
     let notifier = tokio::spawn(notifier.run(node.clone(), counters.clone(), shutdown.clone()));
+    let pruner = tokio::spawn(retention::run(
+        node.clone(),
+        config.retention,
+        shutdown.clone(),
+    ));
     let raft_failed = tokio::spawn(stop_on_fatal(raft.clone(), shutdown.clone()));
     let watchdog = tokio::spawn(node::run_watchdog(node.clone(), shutdown.clone()));
 
@@ -258,6 +267,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         monitor,
         sequencer,
         notifier,
+        pruner,
         raft_failed,
         watchdog,
     })

@@ -241,6 +241,14 @@ pub fn render(app: Sources<'_>) -> String {
                 .with_label_values(&labels)
                 .observe(d.updated_at.since(d.created_at).as_secs_f64());
         }
+        // Forgotten deployments still count: a counter never goes down.
+        for (service, by_state) in &st.deployments.pruned {
+            for (state, n) in by_state {
+                total
+                    .with_label_values(&[state.as_str(), service.as_str()])
+                    .inc_by(*n);
+            }
+        }
         audit_records.set(st.audit.len() as i64);
         for (server, p) in st.ports.servers() {
             ports_used

@@ -6,10 +6,10 @@
 //! regularly to storage the cluster cannot write, and verify the copy.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use sluice_common::audit::{verify, AuditRecord};
+use sluice_common::audit::{verify, verify_archived, AuditRecord};
 
 use super::http::{value, Conn};
 use super::output::{cell, table, OutputArg};
@@ -73,6 +73,11 @@ pub struct VerifyArgs {
     /// An export (JSON lines); without it, the cluster's trail is fetched and checked.
     #[arg(long)]
     pub file: Option<PathBuf>,
+    /// A node's audit archive (`<data_dir>/audit-archive`): the whole chain is checked,
+    /// from record 1 through the archived segments into the live records, and a broken
+    /// record is named with its file. Without it only the live records are checked.
+    #[arg(long)]
+    pub archive: Option<PathBuf>,
     /// Where the cluster is (only without `--file`).
     #[arg(long, env = "SLUICE_ADDR")]
     pub addr: Option<String>,
@@ -182,6 +187,9 @@ async fn verify_cmd(a: VerifyArgs) -> Result<(), CliError> {
         }
     };
     let records = parse(&text)?;
+    if let Some(dir) = &a.archive {
+        return verify_with_archive(dir, &records, &source);
+    }
     match verify(&records) {
         Ok(n) => {
             let head = records.last().map_or("-", |r| r.hash.as_str());
@@ -192,6 +200,41 @@ async fn verify_cmd(a: VerifyArgs) -> Result<(), CliError> {
         Err(e) => Err(CliError::Data(format!(
             "audit chain broken at record {}: {e}",
             e.seq()
+        ))),
+    }
+}
+
+/// The archive in `dir` and the live records `live` (read before the archive, so a
+/// checkpoint in between only makes the archive overlap them) as one chain.
+fn verify_with_archive(dir: &Path, live: &[AuditRecord], source: &str) -> Result<(), CliError> {
+    let mut segments =
+        crate::raft::archive::read_segments(dir).map_err(|e| CliError::Data(e.to_string()))?;
+    if let Some(first_live) = live.first().map(|r| r.seq) {
+        for s in &mut segments {
+            s.records.retain(|r| r.seq < first_live);
+        }
+        segments.retain(|s| !s.records.is_empty());
+    }
+    match verify_archived(&segments, live) {
+        Ok(n) => {
+            let archived: usize = segments.iter().map(|s| s.records.len()).sum();
+            let head = live.last().map_or("-", |r| r.hash.as_str());
+            println!(
+                "ok: {n} records verify: {archived} archived in {} file(s) of {}, {} live ({source}); head {head}",
+                segments.len(),
+                dir.display(),
+                live.len()
+            );
+            Ok(())
+        }
+        Err(e) => Err(CliError::Data(format!(
+            "audit chain broken at record {} in {}: {}",
+            e.error.seq(),
+            match &e.file {
+                Some(f) => dir.join(f).display().to_string(),
+                None => "the live chain".to_string(),
+            },
+            e.error
         ))),
     }
 }

@@ -1,6 +1,7 @@
 //! Raft plumbing: the type configuration, the sled store, the HTTP transport.
 //!
 //! - [`store`]: log storage and state machine on one sled `Db` (separate trees).
+//! - [`archive`]: checkpointed audit records written to this node's disk.
 //! - [`network`]: the outgoing side of Raft RPC (reqwest).
 //! - [`rpc`]: the incoming side (axum routes under `/raft/`).
 //!
@@ -11,6 +12,7 @@ use std::io::Cursor;
 
 use crate::state::{Payload, Response};
 
+pub mod archive;
 pub mod network;
 pub mod store;
 

@@ -21,7 +21,7 @@
 use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use sluice_common::codec::{Codec, CodecError};
 use tokio::sync::watch;
 
-use super::{NodeId, TypeConfig};
+use super::{archive, NodeId, TypeConfig};
 use crate::state::{Response, State};
 
 /// The on-disk format version of every value this module writes.
@@ -78,7 +78,7 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), sled::Error> {
         logs,
         meta,
     };
-    let sm = StateMachineStore::load(db, snapshot)?;
+    let sm = StateMachineStore::load(db, snapshot, archive::dir_for(dir))?;
     Ok((log, sm))
 }
 
@@ -258,6 +258,8 @@ pub type StateHandle = Arc<RwLock<Applied>>;
 #[derive(Clone)]
 pub struct StateMachineStore {
     applied: StateHandle,
+    /// Where checkpointed audit records go (see [`archive`]).
+    archive_dir: Arc<PathBuf>,
     snapshot: sled::Tree,
     db: sled::Db,
     applied_tx: Arc<watch::Sender<u64>>,
@@ -275,9 +277,10 @@ struct SnapshotState {
 }
 
 impl StateMachineStore {
-    fn load(db: sled::Db, snapshot: sled::Tree) -> Result<Self, sled::Error> {
+    fn load(db: sled::Db, snapshot: sled::Tree, archive_dir: PathBuf) -> Result<Self, sled::Error> {
         let me = Self {
             applied: Arc::default(),
+            archive_dir: Arc::new(archive_dir),
             snapshot,
             db,
             applied_tx: Arc::new(watch::channel(0).0),
@@ -391,7 +394,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 last = Some(e.log_id.index);
                 out.push(match e.payload {
                     EntryPayload::Blank => Vec::new(),
-                    EntryPayload::Normal(p) => a.state.apply_payload(&p, e.log_id.index),
+                    EntryPayload::Normal(p) => {
+                        let mut answers = Vec::with_capacity(p.len());
+                        for req in p.requests() {
+                            archive::before_apply(&self.archive_dir, &a.state, req)
+                                .map_err(write_err)?;
+                            answers.push(a.state.apply(req, e.log_id.index));
+                        }
+                        answers
+                    }
                     EntryPayload::Membership(m) => {
                         a.membership = StoredMembership::new(Some(e.log_id), m);
                         Vec::new()

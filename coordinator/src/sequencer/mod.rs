@@ -144,11 +144,12 @@ impl Driver {
             if !self.is_leader() {
                 continue;
             }
+            // From the in-flight index: the work per applied entry is proportional to the
+            // deployments in flight, not to every deployment kept.
             let work: Vec<Uuid> = self.node.read(|a| {
                 a.state
                     .deployments
-                    .all
-                    .values()
+                    .in_flight()
                     .filter(|d| d.needs_driving())
                     .map(|d| d.id)
                     .collect()

@@ -197,6 +197,22 @@ pub(super) fn describe(
             SessionCommand::Close { .. } => Entry::ok("console.sign_out", "console"),
         },
         (Command::Session { .. }, _) => return None,
+        (Command::Prune { retention: r }, Response::Pruned { summary }) => {
+            Entry::ok("deployments.pruned", "deployments").details(json!({
+                "deployments": summary.deployments,
+                "idempotency_keys": summary.idempotency_keys,
+                "per_service": r.per_service,
+                "max_age_ms": r.max_age.map(ms),
+                "idempotency_ttl_ms": ms(r.idempotency_ttl),
+            }))
+        }
+        (Command::Prune { .. }, _) => return None,
+        (Command::CheckpointAudit { upto }, Response::Done) => {
+            let b = after.audit.archived()?;
+            Entry::ok("audit.checkpoint", "audit")
+                .details(json!({"upto": upto, "archived_seq": b.seq, "archived_hash": b.hash}))
+        }
+        (Command::CheckpointAudit { .. }, _) => return None,
         (Command::Token { .. }, _) | (Command::Deployment { .. }, _) => return None,
         (Command::RenewLock { .. } | Command::ReleaseLock { .. }, _) => return None,
         (Command::AllocatePort { .. } | Command::ReleasePort { .. }, _) => return None,

@@ -10,7 +10,9 @@ use sluice_common::names::{Label, LockKey, ServerName, ServiceName};
 use sluice_common::ports::{Allocation, Port, PortError, PortRange};
 use sluice_common::time::Timestamp;
 
-use super::deployments::{DeploymentCommand, DeploymentError, DeploymentOutcome};
+use super::deployments::{
+    DeploymentCommand, DeploymentError, DeploymentOutcome, PruneSummary, Retention,
+};
 use super::sessions::SessionCommand;
 use super::tokens::{TokenCommand, TokenError, TokenView};
 
@@ -139,6 +141,18 @@ pub enum Command {
         /// The grant that is overdue.
         token: FencingToken,
     },
+    /// Forget deployments and `Idempotency-Key`s beyond the limits (proposed by the leader;
+    /// the limits travel in the entry so every replica forgets the same records).
+    Prune {
+        /// The limits.
+        retention: Retention,
+    },
+    /// Archive the audit chain's live records up to `upto`: each node's store writes them
+    /// to its archive (durably) before the state drops them and keeps the boundary.
+    CheckpointAudit {
+        /// The last sequence number archived.
+        upto: u64,
+    },
     /// A notification sink delivered everything up to audit record `seq`.
     NotifyDelivered {
         /// The sink's name.
@@ -180,6 +194,11 @@ pub enum Response {
     Token {
         /// The token (without its hash), or why not.
         outcome: Result<TokenView, TokenError>,
+    },
+    /// What a prune forgot.
+    Pruned {
+        /// The counts.
+        summary: PruneSummary,
     },
     /// Nothing to do: the command was already in effect.
     Unchanged,

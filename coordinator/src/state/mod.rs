@@ -248,6 +248,16 @@ impl State {
                     Response::Unchanged
                 }
             }
+            Command::Prune { retention } => Response::Pruned {
+                summary: self.deployments.prune(retention, now),
+            },
+            Command::CheckpointAudit { upto } => {
+                if self.audit.checkpoint(*upto) > 0 {
+                    Response::Done
+                } else {
+                    Response::Unchanged
+                }
+            }
             Command::NotifyDelivered { sink, seq } => {
                 let c = self.notify_cursor.entry(sink.clone()).or_default();
                 *c = (*c).max(*seq);

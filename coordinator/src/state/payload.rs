@@ -46,12 +46,17 @@ impl Payload {
         })
     }
 
+    /// The requests it carries, in the order they apply.
+    pub fn requests(&self) -> &[Request] {
+        match self {
+            Payload::Batch(b) => &b.reqs,
+            Payload::One(r) => std::slice::from_ref(r),
+        }
+    }
+
     /// How many requests it carries.
     pub fn len(&self) -> usize {
-        match self {
-            Payload::Batch(b) => b.reqs.len(),
-            Payload::One(_) => 1,
-        }
+        self.requests().len()
     }
 
     /// Whether it carries none (an empty batch).
@@ -95,10 +100,7 @@ impl TryFrom<Wire> for Payload {
 impl State {
     /// Applies every request `p` carries at log index `index`, in order: one answer each.
     pub fn apply_payload(&mut self, p: &Payload, index: u64) -> Vec<Response> {
-        match p {
-            Payload::One(req) => vec![self.apply(req, index)],
-            Payload::Batch(b) => b.reqs.iter().map(|r| self.apply(r, index)).collect(),
-        }
+        p.requests().iter().map(|r| self.apply(r, index)).collect()
     }
 
     /// The lock key `cmd` may grant, renew, release or flag: two such commands on one key

@@ -25,14 +25,11 @@ pub async fn show(State(app): State<App>, ctx: Ctx) -> Response {
         Err(e) => return api_error(Some(&ctx), e),
     };
     let last: BTreeMap<String, DeploymentView> = app.node.read(|a| {
-        let mut last: BTreeMap<String, &crate::state::deployments::Deployment> = BTreeMap::new();
-        for d in a.state.deployments.all.values() {
-            let e = last.entry(d.request.service.to_string()).or_insert(d);
-            if d.seq > e.seq {
-                *e = d;
-            }
-        }
-        last.into_iter().map(|(s, d)| (s, d.view())).collect()
+        a.state
+            .deployments
+            .latest_per_service()
+            .map(|(s, d)| (s.to_string(), d.view()))
+            .collect()
     });
     let body = format!(
         "{}{}{}",

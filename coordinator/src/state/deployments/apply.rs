@@ -13,7 +13,7 @@ use sluice_common::names::ServerName;
 use sluice_common::time::Timestamp;
 use uuid::Uuid;
 
-use super::{Deployment, DeploymentError, DeploymentOutcome, Deployments};
+use super::{Deployment, DeploymentError, DeploymentOutcome, Deployments, IdempotencyRecord};
 
 /// Where in the log a command applies: the index is the token of a lock it grants.
 #[derive(Debug, Clone, Copy)]
@@ -169,16 +169,29 @@ impl Deployments {
             return done(id);
         }
         if let Some((key, hash)) = idempotency {
-            if let Some((orig, orig_hash)) = self.idempotency.get(key) {
-                if orig_hash != hash {
+            // An expired key is forgotten even before the next prune removes it.
+            let ttl = self.retention.map(|r| r.idempotency_ttl);
+            let live = self
+                .idempotency
+                .get(key)
+                .filter(|k| !ttl.is_some_and(|t| k.expired(t, now)));
+            if let Some(k) = live {
+                if k.body_hash != *hash {
                     return Err(DeploymentError::IdempotencyConflict {
                         key: key.clone(),
-                        id: *orig,
+                        id: k.deployment,
                     });
                 }
-                return done(*orig);
+                return done(k.deployment);
             }
-            self.idempotency.insert(key.clone(), (id, hash.clone()));
+            self.idempotency.insert(
+                key.clone(),
+                IdempotencyRecord {
+                    deployment: id,
+                    body_hash: hash.clone(),
+                    at: Some(now),
+                },
+            );
         }
         self.next_seq += 1;
         let servers = targets

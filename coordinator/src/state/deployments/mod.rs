@@ -10,7 +10,9 @@
 //! - `command`: the commands and their errors;
 //! - `apply`: one function per command;
 //! - `canary`: a canary's steps, measurements, promote/pause/resume;
-//! - `services`: what runs where, kept in step with finished deployments.
+//! - `services`: what runs where, kept in step with finished deployments;
+//! - `retention`: what a prune forgets (bounded history, expiring idempotency keys);
+//! - `index`: the derived indexes (by service, in flight), rebuilt when a snapshot loads.
 
 use std::collections::BTreeMap;
 
@@ -28,10 +30,13 @@ use uuid::Uuid;
 mod apply;
 mod canary;
 mod command;
+mod index;
+mod retention;
 mod services;
 
 pub use canary::CanaryProgress;
 pub use command::{DeploymentCommand, DeploymentError, DeploymentOutcome};
+pub use retention::{IdempotencyRecord, PruneSummary, PrunedCounts, Retention};
 pub use services::{Placement, ServiceRecord};
 
 /// A deployment, with everything needed to finish it after a leader change.
@@ -141,25 +146,65 @@ impl Deployment {
     }
 }
 
-/// The deployment part of the replicated state.
+/// The deployment part of the replicated state. Snapshots hold everything but the indexes,
+/// which are derived and rebuilt on load.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "index::Stored")]
 pub struct Deployments {
-    /// Every deployment.
+    /// Every deployment kept (see `retention` for which are forgotten).
     pub all: BTreeMap<Uuid, Deployment>,
-    /// `Idempotency-Key` → (deployment, body hash).
-    pub idempotency: BTreeMap<String, (Uuid, String)>,
+    /// `Idempotency-Key` → the deployment it created.
+    pub idempotency: BTreeMap<String, IdempotencyRecord>,
     /// What runs where.
     pub services: BTreeMap<ServiceName, ServiceRecord>,
     next_seq: u64,
+    /// The limits the last prune applied (keys expire by them between prunes too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retention: Option<Retention>,
+    /// Deployments forgotten, per service and final state.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pruned: PrunedCounts,
+    #[serde(skip)]
+    index: index::Index,
 }
 
 impl Deployments {
     /// The deployment in flight for `service`, if any.
     pub fn active_for(&self, service: &ServiceName) -> Option<&Deployment> {
-        self.all
-            .values()
+        self.in_flight()
             .filter(|d| &d.request.service == service)
             .find(|d| d.state().is_active())
+    }
+
+    /// Deployments the sequencer may still have to drive (pending, validating, deploying,
+    /// rolling back, or a rollback asked for), from the index: proportional to the
+    /// deployments in flight, not to all of them.
+    pub fn in_flight(&self) -> impl Iterator<Item = &Deployment> + '_ {
+        self.index
+            .in_flight
+            .iter()
+            .filter_map(|id| self.all.get(id))
+    }
+
+    /// The deployments of `service` kept, newest first.
+    pub fn of_service<'a>(
+        &'a self,
+        service: &ServiceName,
+    ) -> impl Iterator<Item = &'a Deployment> + 'a {
+        self.index
+            .by_service
+            .get(service)
+            .into_iter()
+            .flat_map(|ids| ids.iter().rev())
+            .filter_map(|(_, id)| self.all.get(id))
+    }
+
+    /// Per service with a deployment kept, its newest.
+    pub fn latest_per_service(&self) -> impl Iterator<Item = (&ServiceName, &Deployment)> + '_ {
+        self.index
+            .by_service
+            .iter()
+            .filter_map(|(s, ids)| Some((s, self.all.get(&ids.last()?.1)?)))
     }
 
     /// The `GET /v1/services` view.
@@ -194,7 +239,7 @@ impl Deployments {
     ) -> Result<DeploymentOutcome, DeploymentError> {
         use DeploymentCommand as C;
         let at = apply::At { index, now };
-        match cmd {
+        let outcome = match cmd {
             C::Create {
                 id,
                 request,
@@ -239,7 +284,9 @@ impl Deployments {
                 control,
                 reason,
             } => self.canary_control(*id, *control, reason, now),
-        }
+        };
+        self.reindex(cmd.id());
+        outcome
     }
 
     fn get_mut(&mut self, id: Uuid) -> Result<&mut Deployment, DeploymentError> {
