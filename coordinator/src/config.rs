@@ -78,6 +78,9 @@ pub struct Config {
     /// Where canary analyses get their metrics beyond the proxies' own.
     #[serde(default)]
     pub analysis: AnalysisConfig,
+    /// How container registries are reached (`[registries] ca_file`).
+    #[serde(default)]
+    pub registries: crate::registry::RegistriesConfig,
 }
 
 /// `[analysis]`: the Prometheus that `prometheus` checks of a canary analysis query.

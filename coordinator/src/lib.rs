@@ -12,6 +12,7 @@
 //! - [`sequencer`]: drives deployments on the leader; [`agent_client`] talks to agents.
 //! - [`api`]: the `/v1` HTTP API and the problem+json edge; [`metrics`]: `/metrics`.
 //! - [`ui`]: the web console at `/ui/` (server-rendered, assets in the binary).
+//! - [`registry`]: container registries (an image's digest, checked without pulling).
 //! - [`config`]: the TOML config.
 //! - [`http`]: the one place that knows the wire (mutual TLS both ways).
 
@@ -36,6 +37,7 @@ pub mod metrics;
 pub mod node;
 pub mod notify;
 pub mod raft;
+pub mod registry;
 pub mod sequencer;
 pub mod state;
 pub mod ui;
@@ -147,6 +149,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         ),
     };
     let notifier = notify::Notifier::from_config(&config.notify)?;
+    let registries =
+        registry::RegistryClient::from_config(&config.registries).map_err(|e| StartError::Io {
+            what: "registries.ca_file".into(),
+            source: std::io::Error::other(e),
+        })?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(io(&format!("creating {}", config.data_dir.display())))?;
     let (log, sm) = raft::store::open(&config.data_dir.join("raft"))?;
@@ -214,8 +221,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let agents =
         agent_client::AgentClient::new(transport_for_agents, std::time::Duration::from_secs(5));
     let sequencer = tokio::spawn(
-        sequencer::Driver::new(node.clone(), agents, config.deploy, config.analysis.clone())
-            .run(shutdown.clone()),
+        sequencer::Driver::new(
+            node.clone(),
+            agents,
+            config.deploy,
+            config.analysis.clone(),
+            registries,
+        )
+        .run(shutdown.clone()),
     );
     let notifier = tokio::spawn(notifier.run(node.clone(), counters.clone(), shutdown.clone()));
     let raft_failed = tokio::spawn(stop_on_fatal(raft.clone(), shutdown.clone()));

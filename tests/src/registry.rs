@@ -239,8 +239,9 @@ impl RegistryProc {
     }
 
     /// Pushes the local image `local` as `HOST/name:tag`, logged in as `user`; returns the
-    /// pushed manifest's digest (`sha256:…`). The local `HOST/name:tag` tag is removed
-    /// afterwards, so a later pull of it must really go to the registry.
+    /// pushed manifest's digest (`sha256:…`). The local `HOST/name:tag` tag and
+    /// `HOST/name@digest` reference are removed afterwards, so a later pull of either must
+    /// really go to the registry.
     pub fn push(
         &self,
         local: &str,
@@ -262,11 +263,43 @@ impl RegistryProc {
         let _ = docker(&config, &["rmi", &target], None);
         let out = out?;
         // The last line reads `TAG: digest: sha256:… size: N`.
-        out.split_whitespace()
+        let digest = out
+            .split_whitespace()
             .skip_while(|w| *w != "digest:")
             .nth(1)
             .map(str::to_string)
-            .with_context(|| format!("no digest in docker push's output: {out}"))
+            .with_context(|| format!("no digest in docker push's output: {out}"))?;
+        let _ = docker(
+            &config,
+            &["rmi", &format!("{}@{digest}", self.repo(name))],
+            None,
+        );
+        Ok(digest)
+    }
+
+    /// Like [`RegistryProc::push`], for an image nothing on this host has: a build of
+    /// `local` with a unique label (its own config blob), pushed, then deleted locally, so
+    /// a pull must fetch its manifest and config from the registry (the layers are
+    /// shared with `local` and stay).
+    pub fn push_unique(
+        &self,
+        local: &str,
+        name: &str,
+        tag: &str,
+        user: &str,
+        password: &str,
+    ) -> anyhow::Result<String> {
+        let config = self.dir.path().join("docker-config");
+        std::fs::create_dir_all(&config)?;
+        let built = format!("sluice-test-unique-{}", uuid::Uuid::new_v4().simple());
+        docker(
+            &config,
+            &["build", "-q", "-t", &built, "-"],
+            Some(&format!("FROM {local}\nLABEL sluice.test.unique={built}\n")),
+        )?;
+        let pushed = self.push(&built, name, tag, user, password);
+        let _ = docker(&config, &["rmi", &built], None);
+        pushed
     }
 
     /// The digest the registry serves for `name:reference` (`HEAD` on the manifest with

@@ -26,6 +26,7 @@ pub mod error;
 pub mod locks;
 pub mod openapi;
 pub mod ports;
+pub mod registries;
 pub mod servers;
 pub mod tokens;
 
@@ -138,6 +139,12 @@ pub fn documented() -> Documented {
         .op(routes!(openapi::document))
         .op(routes!(tokens::list, tokens::create))
         .op(routes!(tokens::revoke))
+        .op(routes!(registries::list))
+        .op(routes!(
+            registries::get,
+            registries::put,
+            registries::remove
+        ))
         .op(routes!(agents::register))
         .op(routes!(agents::heartbeat))
 }

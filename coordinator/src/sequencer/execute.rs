@@ -179,6 +179,15 @@ impl Driver {
     /// same container already runs everywhere.
     async fn validate(&self, d: &Deployment) -> Result<Validated, Stop> {
         let v = validate::run(self, d).await;
+        let mut pinned = d.clone();
+        if let Some(digest) = &v.digest {
+            self.deployment_cmd(DeploymentCommand::PinImage {
+                id: d.id,
+                digest: digest.clone(),
+            })
+            .await?;
+            pinned.image_digest = Some(digest.clone());
+        }
         self.deployment_cmd(DeploymentCommand::Progress {
             id: d.id,
             phase: None,
@@ -192,8 +201,8 @@ impl Driver {
             self.step(d.id, s).await?;
         }
         let failures = v.failures();
-        let already_running =
-            failures.is_empty() && validate::already_running(self, d, &v.ports).await;
+        let already_running = failures.is_empty()
+            && validate::already_running(self, d, &v.ports, &pinned.pinned_image()).await;
         Ok(Validated {
             failures,
             already_running,
@@ -226,7 +235,7 @@ impl Driver {
         let req = DeployRequest {
             fence: fence.clone(),
             service: d.request.service.clone(),
-            image: d.request.image.clone(),
+            image: d.pinned_image(),
             container_port: d.request.container_port,
             host_port: Port::new(u32::from(port)).map_err(|e| Stop::Refused(e.to_string()))?,
             env: d
@@ -254,6 +263,7 @@ impl Driver {
                     .unwrap_or(self.defaults.drain_timeout),
             ),
             canary_weight: canary.map(|(w, _)| w),
+            registry_auth: self.registry_login(&d.request.image),
         };
         // The step turns `deploying` only once the agent has accepted the operation: a
         // server the agent never heard from was not touched and needs no rollback.

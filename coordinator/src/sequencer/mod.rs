@@ -40,6 +40,7 @@ pub mod history;
 pub mod operation;
 pub mod plan;
 mod prometheus;
+mod registry_check;
 pub mod validate;
 
 /// The audit trail's actor for the sequencer's own decisions.
@@ -81,6 +82,8 @@ pub struct Driver {
     pub defaults: DeployDefaults,
     /// The Prometheus of canary analyses, when one is configured.
     prometheus: Option<prometheus::Prometheus>,
+    /// Resolves images in their registries (validation).
+    registries: crate::registry::RegistryClient,
     running: Mutex<HashSet<Uuid>>,
 }
 
@@ -91,12 +94,14 @@ impl Driver {
         agents: AgentClient,
         defaults: DeployDefaults,
         analysis: AnalysisConfig,
+        registries: crate::registry::RegistryClient,
     ) -> Arc<Self> {
         Arc::new(Self {
             node,
             agents,
             defaults,
             prometheus: prometheus::Prometheus::from_config(&analysis),
+            registries,
             running: Mutex::default(),
         })
     }

@@ -11,6 +11,7 @@ use sluice_common::ports::{Allocation, Port, PortError, PortRange};
 use sluice_common::time::Timestamp;
 
 use super::deployments::{DeploymentCommand, DeploymentError, DeploymentOutcome};
+use super::registries::RegistryCommand;
 use super::sessions::SessionCommand;
 use super::tokens::{TokenCommand, TokenError, TokenView};
 
@@ -125,6 +126,11 @@ pub enum Command {
     Token {
         /// The command.
         cmd: TokenCommand,
+    },
+    /// A private registry login command (admin).
+    Registry {
+        /// The command.
+        cmd: RegistryCommand,
     },
     /// A web console session command.
     Session {

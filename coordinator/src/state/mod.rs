@@ -18,12 +18,14 @@ use sluice_common::time::{MaxClock, Timestamp};
 mod audit;
 mod command;
 pub mod deployments;
+pub mod registries;
 pub mod sessions;
 pub mod tokens;
 
 pub use command::{Command, Request, Response};
 
 use deployments::Deployments;
+use registries::Registries;
 use sessions::Sessions;
 use tokens::Tokens;
 
@@ -105,6 +107,9 @@ pub struct State {
     /// Grants already flagged as held too long.
     #[serde(default)]
     pub lock_overdue: BTreeMap<LockKey, FencingToken>,
+    /// Private registry logins, by host.
+    #[serde(default)]
+    pub registries: Registries,
 }
 
 impl State {
@@ -230,6 +235,13 @@ impl State {
             Command::Token { cmd } => Response::Token {
                 outcome: self.tokens.apply(cmd, now),
             },
+            Command::Registry { cmd } => {
+                if self.registries.apply(cmd, now) {
+                    Response::Done
+                } else {
+                    Response::Unchanged
+                }
+            }
             Command::Session { cmd } => {
                 if self.sessions.apply(cmd, now) {
                     Response::Done
