@@ -13,6 +13,7 @@
 //! - [`api`]: the `/v1` HTTP API and the problem+json edge; [`metrics`]: `/metrics`.
 //! - [`ui`]: the web console at `/ui/` (server-rendered, assets in the binary).
 //! - [`registry`]: container registries (an image's digest, checked without pulling).
+//! - [`secrets`]: secrets sealed under the cluster key before they enter the Raft log.
 //! - [`config`]: the TOML config.
 //! - [`http`]: the one place that knows the wire (mutual TLS both ways).
 
@@ -38,6 +39,7 @@ pub mod node;
 pub mod notify;
 pub mod raft;
 pub mod registry;
+pub mod secrets;
 pub mod sequencer;
 pub mod state;
 pub mod ui;
@@ -156,6 +158,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         })?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(io(&format!("creating {}", config.data_dir.display())))?;
+    let keyring = Arc::new(
+        secrets::keyfile::load_or_create(config.secrets.key_file.as_deref(), &config.data_dir)
+            .map_err(|e| StartError::Io {
+                what: "secrets.key_file".into(),
+                source: std::io::Error::other(e),
+            })?,
+    );
     let (log, sm) = raft::store::open(&config.data_dir.join("raft"))?;
     let state = sm.handle();
     let applied = sm.applied_index();
@@ -209,6 +218,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         bootstrap_admin,
         tls: Some(server_tls.clone()),
         counters: counters.clone(),
+        secrets: keyring.clone(),
     };
     let router = api::guarded(
         api::router(app.clone())
@@ -227,6 +237,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             config.deploy,
             config.analysis.clone(),
             registries,
+            keyring.clone(),
         )
         .run(shutdown.clone()),
     );

@@ -483,8 +483,17 @@ async fn the_password_leaks_nowhere() {
     let audit = serde_json::to_string(&env.cluster.audit(0).await.unwrap()).unwrap();
     assert!(audit.contains("registry.login"), "{audit}");
     seen.push(("audit records".into(), audit));
-    // Every file the agent keeps (its operation records above all).
-    for f in walk(env.agents[0].dir()) {
+    // Every file the agent and the coordinator keep: the agent's operation records, the
+    // coordinator's Raft log and snapshots (the password is sealed before it is proposed).
+    let files: Vec<_> = walk(env.agents[0].dir())
+        .into_iter()
+        .chain(walk(env.cluster.nodes[0].dir()))
+        .collect();
+    assert!(
+        files.iter().any(|f| f.to_string_lossy().contains("raft")),
+        "{files:?}"
+    );
+    for f in files {
         if let Ok(bytes) = std::fs::read(&f) {
             seen.push((
                 f.display().to_string(),

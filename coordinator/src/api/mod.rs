@@ -49,6 +49,8 @@ pub struct App {
     pub tls: Option<sluice_common::tls::ServerTls>,
     /// What this process counts for `/metrics`.
     pub counters: Arc<crate::counters::Counters>,
+    /// The cluster key: secrets are sealed with it before they are proposed.
+    pub secrets: Arc<crate::secrets::Keyring>,
 }
 
 /// Puts the route guard ([`auth::guard`]) in front of `router`: every route of the

@@ -14,7 +14,7 @@ use super::auth::Caller;
 use super::error::{unexpected, ApiError, ApiJson};
 use super::openapi::NotFound;
 use super::App;
-use crate::state::registries::RegistryCommand;
+use crate::state::registries::{seal_context, RegistryCommand};
 use crate::state::{Command, Response};
 
 fn host(raw: &str) -> Result<RegistryHost, ApiError> {
@@ -63,13 +63,18 @@ pub async fn put(
     ApiJson(req): ApiJson<PutRegistryRequest>,
 ) -> Result<Json<RegistryView>, ApiError> {
     let host = host(&raw)?;
+    // Sealed before it is proposed: the Raft log never holds the plaintext.
+    let password = app
+        .secrets
+        .seal(&seal_context(&host), req.password.expose())
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     registry_cmd(
         &app,
         &caller,
         RegistryCommand::Put {
             host: host.clone(),
             username: req.username,
-            password: req.password,
+            password,
         },
     )
     .await?;

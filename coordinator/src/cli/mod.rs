@@ -28,6 +28,7 @@ pub mod demo;
 pub mod deploy;
 pub mod dev;
 pub mod http;
+pub mod keys;
 pub mod lock;
 pub mod lock_run;
 pub mod output;
@@ -70,6 +71,9 @@ pub enum Command {
     /// password is read from stdin.
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
+    /// Rotate the cluster key that seals secrets at rest.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Run a single-node coordinator and a local agent for development (state kept in
     /// `.sluice-dev`); prints the next commands. With --demo, first shows a deployment
     /// and an automatic rollback.
@@ -207,6 +211,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Ca(cmd) => ca::run(cmd),
         Command::Token(cmd) => token::run(cmd).await,
         Command::Registry(cmd) => registry::run(cmd).await,
+        Command::Keys(cmd) => keys::run(cmd),
         Command::Dev(args) => dev::run(args).await,
         Command::Deploy(args) => deploy::run(*args).await,
         Command::Status(args) => deploy::status(args).await,

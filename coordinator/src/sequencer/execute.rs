@@ -232,6 +232,10 @@ impl Driver {
             key: d.lock_key(),
             token,
         };
+        let registry_auth = match self.registry_login(&d.request.image) {
+            Ok(a) => a,
+            Err(e) => return Ok(Some(format!("{server}: {e}"))),
+        };
         let req = DeployRequest {
             fence: fence.clone(),
             service: d.request.service.clone(),
@@ -263,7 +267,7 @@ impl Driver {
                     .unwrap_or(self.defaults.drain_timeout),
             ),
             canary_weight: canary.map(|(w, _)| w),
-            registry_auth: self.registry_login(&d.request.image),
+            registry_auth,
         };
         // The step turns `deploying` only once the agent has accepted the operation: a
         // server the agent never heard from was not touched and needs no rollback.

@@ -84,6 +84,8 @@ pub struct Driver {
     prometheus: Option<prometheus::Prometheus>,
     /// Resolves images in their registries (validation).
     registries: crate::registry::RegistryClient,
+    /// Opens the sealed registry logins.
+    secrets: Arc<crate::secrets::Keyring>,
     running: Mutex<HashSet<Uuid>>,
 }
 
@@ -95,6 +97,7 @@ impl Driver {
         defaults: DeployDefaults,
         analysis: AnalysisConfig,
         registries: crate::registry::RegistryClient,
+        secrets: Arc<crate::secrets::Keyring>,
     ) -> Arc<Self> {
         Arc::new(Self {
             node,
@@ -102,6 +105,7 @@ impl Driver {
             defaults,
             prometheus: prometheus::Prometheus::from_config(&analysis),
             registries,
+            secrets,
             running: Mutex::default(),
         })
     }

@@ -1,25 +1,31 @@
 //! Private registry credentials in the replicated state, one login per registry host.
 //!
-//! The password is replicated (the leader that drives a deployment needs it to check the
-//! image and to hand it to the agents that pull), but it never leaves through the API, an
-//! audit record or a log line: [`RegistryRecord::view`] drops it, the audit entry names the
-//! host and username only, and [`RegistryPassword`]'s `Debug` is `<redacted>`.
+//! The password is replicated sealed ([`Sealed`], under the cluster key, bound to
+//! `registry/HOST`): the Raft log and snapshots hold ciphertext, and the leader that drives
+//! a deployment opens it to check the image and to hand it to the agents that pull. It
+//! never leaves through the API, an audit record or a log line: [`RegistryRecord::view`]
+//! drops it, the audit entry names the host and username only.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sluice_common::api::{
-    RegistryCredentials, RegistryHost, RegistryPassword, RegistryUsername, RegistryView,
-};
+use sluice_common::api::{RegistryHost, RegistryUsername, RegistryView};
 use sluice_common::time::Timestamp;
+
+use crate::secrets::Sealed;
+
+/// What a registry password is sealed for (the AEAD's associated data).
+pub fn seal_context(host: &RegistryHost) -> String {
+    format!("registry/{host}")
+}
 
 /// A stored login.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegistryRecord {
     /// The username.
     pub username: RegistryUsername,
-    /// The password or token.
-    pub password: RegistryPassword,
+    /// The password or token, sealed.
+    pub password: Sealed,
     /// When it was stored.
     pub updated_at: Timestamp,
 }
@@ -31,14 +37,6 @@ impl RegistryRecord {
             host: host.clone(),
             username: self.username.clone(),
             updated_at: self.updated_at,
-        }
-    }
-
-    /// The credentials as an agent receives them.
-    pub fn credentials(&self) -> RegistryCredentials {
-        RegistryCredentials {
-            username: self.username.clone(),
-            password: self.password.clone(),
         }
     }
 }
@@ -53,8 +51,8 @@ pub enum RegistryCommand {
         host: RegistryHost,
         /// The username.
         username: RegistryUsername,
-        /// The password.
-        password: RegistryPassword,
+        /// The password, sealed.
+        password: Sealed,
     },
     /// Forget the login for `host`.
     Remove {
@@ -102,10 +100,12 @@ impl Registries {
         }
     }
 
-    /// The credentials for the registry `host` names, if any are stored.
-    pub fn for_host(&self, host: &str) -> Option<RegistryCredentials> {
+    /// The login stored for the registry `host` names, if any: its host, username and
+    /// sealed password.
+    pub fn for_host(&self, host: &str) -> Option<(RegistryHost, RegistryUsername, Sealed)> {
         let host = RegistryHost::parse(host).ok()?;
-        self.by_host.get(&host).map(RegistryRecord::credentials)
+        let r = self.by_host.get(&host)?;
+        Some((host, r.username.clone(), r.password.clone()))
     }
 
     /// Every login without passwords, by host.
@@ -122,18 +122,18 @@ mod tests {
     fn put_replace_remove_and_lookup_by_image_host() {
         let mut r = Registries::default();
         let host = RegistryHost::parse("127.0.0.1:5000").unwrap();
+        let ring = crate::secrets::Keyring::new(vec![("k1".into(), [7; 32])]).unwrap();
         let put = |u: &str, p: &str| RegistryCommand::Put {
             host: host.clone(),
             username: RegistryUsername::parse(u).unwrap(),
-            password: RegistryPassword::parse(p).unwrap(),
+            password: ring.seal(&seal_context(&host), p).unwrap(),
         };
         assert!(r.apply(&put("acc", "one"), Timestamp(1)));
         assert!(r.apply(&put("acc2", "??>>~~"), Timestamp(2)));
-        let c = r.for_host("127.0.0.1:5000").unwrap();
-        assert_eq!(
-            (c.username.as_str(), c.password.expose()),
-            ("acc2", "??>>~~")
-        );
+        let (h, user, sealed) = r.for_host("127.0.0.1:5000").unwrap();
+        assert_eq!(user.as_str(), "acc2");
+        assert_eq!(ring.open(&seal_context(&h), &sealed).unwrap(), "??>>~~");
+        assert!(!serde_json::to_string(&r).unwrap().contains("??>>~~"));
         assert!(r.for_host("127.0.0.1:5001").is_none());
         let views = serde_json::to_string(&r.views()).unwrap();
         assert!(
