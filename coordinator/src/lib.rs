@@ -158,13 +158,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         })?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(io(&format!("creating {}", config.data_dir.display())))?;
-    let keyring = Arc::new(
-        secrets::keyfile::load_or_create(config.secrets.key_file.as_deref(), &config.data_dir)
-            .map_err(|e| StartError::Io {
-                what: "secrets.key_file".into(),
-                source: std::io::Error::other(e),
-            })?,
-    );
+    let keyring = Arc::new(secrets::Secrets::new(
+        secrets::keyfile::load(config.secrets.key_file.as_deref()).map_err(|e| StartError::Io {
+            what: "secrets.key_file".into(),
+            source: std::io::Error::other(e),
+        })?,
+    ));
     let (log, sm) = raft::store::open(&config.data_dir.join("raft"))?;
     let state = sm.handle();
     let applied = sm.applied_index();

@@ -24,6 +24,8 @@ use sluice_tests::testapp_image::{ensure_test_images, image};
 
 const USER: &str = "acc2";
 const PASSWORD: &str = "??>>~~";
+/// A secret environment value: sealed in the coordinators' files like the password.
+const ENV_SECRET: &str = "env-s3cret-4f1d9c";
 
 fn port_range() -> String {
     static NEXT: AtomicU16 = AtomicU16::new(0);
@@ -452,9 +454,31 @@ async fn the_password_leaks_nowhere() {
     assert_ne!(code, Some(0), "{out}");
     cli.push(out);
     env.push("v1", "v1");
-    let id = env.deploy(&env.body("v1", &["web-1"], json!({}))).await;
+    let secret_env = json!({"env": {"API_TOKEN": {"value": ENV_SECRET, "secret": true}}});
+    let id = env
+        .deploy(&env.body("v1", &["web-1"], secret_env.clone()))
+        .await;
     let v = env.settled(&id).await;
     assert_eq!(v.state, DeploymentState::Success, "{v:?}");
+    // The container got the secret in clear (only the agent had it).
+    let out = std::process::Command::new("docker")
+        .args(["ps", "-q", "--filter", "label=sluice.service=reg-secret"])
+        .output()
+        .unwrap();
+    let cid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let out = std::process::Command::new("docker")
+        .args(["inspect", "--format", "{{json .Config.Env}}", &cid])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("API_TOKEN={ENV_SECRET}")),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The same request again is a no-op (secret values compare opened, not sealed).
+    let again = env.deploy(&env.body("v1", &["web-1"], secret_env)).await;
+    let v2 = env.settled(&again).await;
+    assert!(v2.noop, "{v2:?}");
 
     let get = |path: String| {
         let http = env.cluster.http.clone();
@@ -485,9 +509,26 @@ async fn the_password_leaks_nowhere() {
     seen.push(("audit records".into(), audit));
     // Every file the agent and the coordinator keep: the agent's operation records, the
     // coordinator's Raft log and snapshots (the password is sealed before it is proposed).
+    let coordinator_files = walk(env.cluster.nodes[0].dir());
+    for f in &coordinator_files {
+        if let Ok(bytes) = std::fs::read(f) {
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains(ENV_SECRET),
+                "the secret env value is in {}",
+                f.display()
+            );
+        }
+    }
+    for (what, text) in &seen {
+        assert!(
+            !text.contains(ENV_SECRET),
+            "the secret env value is in {what}"
+        );
+    }
     let files: Vec<_> = walk(env.agents[0].dir())
         .into_iter()
-        .chain(walk(env.cluster.nodes[0].dir()))
+        .chain(coordinator_files)
         .collect();
     assert!(
         files.iter().any(|f| f.to_string_lossy().contains("raft")),

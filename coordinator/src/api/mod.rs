@@ -50,7 +50,7 @@ pub struct App {
     /// What this process counts for `/metrics`.
     pub counters: Arc<crate::counters::Counters>,
     /// The cluster key: secrets are sealed with it before they are proposed.
-    pub secrets: Arc<crate::secrets::Keyring>,
+    pub secrets: Arc<crate::secrets::Secrets>,
 }
 
 /// Puts the route guard ([`auth::guard`]) in front of `router`: every route of the

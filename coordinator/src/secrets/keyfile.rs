@@ -86,19 +86,13 @@ pub fn rotate(path: &Path) -> Result<String, String> {
     Ok(id)
 }
 
-/// The configured file, or `data_dir/secrets.key`, made on first start when missing.
-pub fn load_or_create(configured: Option<&Path>, data_dir: &Path) -> Result<Keyring, String> {
+/// The configured key file's keyring; `None` without one (secrets stored plain).
+pub fn load(configured: Option<&Path>) -> Result<Option<Keyring>, String> {
     match configured {
-        Some(p) => read(p),
+        Some(p) => read(p).map(Some),
         None => {
-            let p = data_dir.join("secrets.key");
-            if !p.exists() {
-                std::fs::create_dir_all(data_dir)
-                    .map_err(|e| format!("{}: {e}", data_dir.display()))?;
-                rotate(&p)?;
-                tracing::warn!(file = %p.display(), "made a cluster key for secrets at rest; a cluster of several coordinators needs the same [secrets] key_file on every node");
-            }
-            read(&p)
+            tracing::warn!("no [secrets] key_file: registry passwords and secret env values are stored in clear in the Raft log (sluice keys rotate --key-file PATH makes one)");
+            Ok(None)
         }
     }
 }
@@ -121,7 +115,6 @@ mod tests {
         assert!(parse("# nothing\n").unwrap_err().contains("no key"));
         let dup = format!("a {0}\na {0}\n", "00".repeat(32));
         assert!(parse(&dup).unwrap_err().contains("twice"));
-        let made = load_or_create(None, &dir.path().join("data")).unwrap();
-        assert_eq!(made.current(), "k1");
+        assert!(load(None).unwrap().is_none());
     }
 }

@@ -5,19 +5,20 @@
 //! holds one key per line, `ID HEX64`; the last line is the current key, which seals new
 //! values, and every line still opens the values sealed under it: each [`Sealed`] value
 //! names its key id, so adding a line (`sluice keys rotate`) rotates without breaking
-//! anything already stored. Without a configured file the node makes one in its data
-//! directory on first start (right for `sluice dev` and one-node clusters; a cluster of
-//! several needs the same file on every node, or a new leader cannot open what another
-//! sealed — it says so instead of sending an empty password).
+//! anything already stored. `sluice dev` makes one. Without a key file, secrets are stored
+//! as before ([`Stored::Plain`]) and the node says so at start: a key made up by one node
+//! alone would leave the others unable to open what it sealed after a leader change.
 //!
 //! # Layout
 //! - `keyfile`: reading, generating and rotating key files (mode checks included).
+//! - `env`: secret environment values of a deployment request, sealed in place.
 
 use std::collections::BTreeMap;
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use serde::{Deserialize, Serialize};
 
+pub mod env;
 pub mod keyfile;
 
 /// `[secrets]`: the cluster key that seals secrets before they enter the Raft log.
@@ -25,8 +26,8 @@ pub mod keyfile;
 #[serde(deny_unknown_fields)]
 pub struct SecretsConfig {
     /// The key file (mode 0600, the same on every coordinator; `sluice keys rotate
-    /// --key-file PATH` makes or extends it). Default: `data_dir/secrets.key`, made on first
-    /// start (one-node clusters and `sluice dev`).
+    /// --key-file PATH` makes or extends it). Default: none, and secrets are stored in
+    /// clear (a warning at start).
     #[serde(default)]
     pub key_file: Option<std::path::PathBuf>,
 }
@@ -45,6 +46,60 @@ pub struct Sealed {
 impl std::fmt::Debug for Sealed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Sealed(key {})", self.key)
+    }
+}
+
+/// A secret as the replicated state keeps it: sealed, or (no key file configured) plain.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stored {
+    /// Sealed under the cluster key.
+    Sealed(Sealed),
+    /// In clear: the cluster has no key file.
+    Plain(String),
+}
+
+impl std::fmt::Debug for Stored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sealed(s) => s.fmt(f),
+            Self::Plain(_) => f.write_str("<redacted>"),
+        }
+    }
+}
+
+/// The node's keyring, if it has a key file: seals when it can.
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    ring: Option<Keyring>,
+}
+
+impl Secrets {
+    /// Over `ring` (none: secrets are stored plain).
+    pub fn new(ring: Option<Keyring>) -> Self {
+        Self { ring }
+    }
+
+    /// The keyring, if there is a key file.
+    pub fn ring(&self) -> Option<&Keyring> {
+        self.ring.as_ref()
+    }
+
+    /// Seals `plain` for `context` when there is a key.
+    pub fn seal(&self, context: &str, plain: &str) -> Result<Stored, SealError> {
+        match &self.ring {
+            Some(r) => r.seal(context, plain).map(Stored::Sealed),
+            None => Ok(Stored::Plain(plain.to_string())),
+        }
+    }
+
+    /// Opens a stored secret.
+    pub fn open(&self, context: &str, stored: &Stored) -> Result<String, SealError> {
+        match (stored, &self.ring) {
+            (Stored::Plain(p), _) => Ok(p.clone()),
+            (Stored::Sealed(s), Some(r)) => r.open(context, s),
+            (Stored::Sealed(s), None) => Err(SealError::UnknownKey(s.key.clone())),
+        }
     }
 }
 

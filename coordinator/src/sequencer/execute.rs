@@ -232,6 +232,15 @@ impl Driver {
             key: d.lock_key(),
             token,
         };
+        let env = match crate::secrets::env::open(&self.secrets, &d.request.service, &d.request.env)
+        {
+            Ok(env) => env,
+            Err(e) => {
+                return Ok(Some(format!(
+                    "{server}: a secret value cannot be opened: {e}"
+                )))
+            }
+        };
         let registry_auth = match self.registry_login(&d.request.image) {
             Ok(a) => a,
             Err(e) => return Ok(Some(format!("{server}: {e}"))),
@@ -242,12 +251,7 @@ impl Driver {
             image: d.pinned_image(),
             container_port: d.request.container_port,
             host_port: Port::new(u32::from(port)).map_err(|e| Stop::Refused(e.to_string()))?,
-            env: d
-                .request
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.value.clone()))
-                .collect(),
+            env,
             health: d.request.health.clone(),
             previous_health: seen.previous.get(&server).cloned(),
             // The agent stops on its own at the same deadline if it loses us (a canary

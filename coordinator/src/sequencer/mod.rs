@@ -85,7 +85,7 @@ pub struct Driver {
     /// Resolves images in their registries (validation).
     registries: crate::registry::RegistryClient,
     /// Opens the sealed registry logins.
-    secrets: Arc<crate::secrets::Keyring>,
+    secrets: Arc<crate::secrets::Secrets>,
     running: Mutex<HashSet<Uuid>>,
 }
 
@@ -97,7 +97,7 @@ impl Driver {
         defaults: DeployDefaults,
         analysis: AnalysisConfig,
         registries: crate::registry::RegistryClient,
-        secrets: Arc<crate::secrets::Keyring>,
+        secrets: Arc<crate::secrets::Secrets>,
     ) -> Arc<Self> {
         Arc::new(Self {
             node,

@@ -123,12 +123,18 @@ pub async fn already_running(
     ports: &[(ServerName, u16)],
     image: &sluice_common::image::ImageRef,
 ) -> bool {
+    // Secret values are sealed with fresh nonces: compare what the container would get.
+    let plain = |r: &sluice_common::api::CreateDeploymentRequest| {
+        crate::secrets::env::open(&driver.secrets, &r.service, &r.env).ok()
+    };
+    let wanted = plain(&d.request);
     let placements = driver.node.read(|a| {
         let st = &a.state.deployments;
         let record = st.services.get(&d.request.service)?;
         let same = |placed_by: &uuid::Uuid| {
             st.all.get(placed_by).is_some_and(|p| {
-                p.request.env == d.request.env
+                wanted.is_some()
+                    && plain(&p.request) == wanted
                     && p.request.container_port == d.request.container_port
             })
         };

@@ -1,7 +1,7 @@
 //! Private registry credentials in the replicated state, one login per registry host.
 //!
-//! The password is replicated sealed ([`Sealed`], under the cluster key, bound to
-//! `registry/HOST`): the Raft log and snapshots hold ciphertext, and the leader that drives
+//! The password is replicated sealed ([`Stored::Sealed`], under the cluster key, bound to
+//! `registry/HOST`; plain when the cluster has no key file): the Raft log and snapshots hold ciphertext, and the leader that drives
 //! a deployment opens it to check the image and to hand it to the agents that pull. It
 //! never leaves through the API, an audit record or a log line: [`RegistryRecord::view`]
 //! drops it, the audit entry names the host and username only.
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sluice_common::api::{RegistryHost, RegistryUsername, RegistryView};
 use sluice_common::time::Timestamp;
 
-use crate::secrets::Sealed;
+use crate::secrets::Stored;
 
 /// What a registry password is sealed for (the AEAD's associated data).
 pub fn seal_context(host: &RegistryHost) -> String {
@@ -24,8 +24,8 @@ pub fn seal_context(host: &RegistryHost) -> String {
 pub struct RegistryRecord {
     /// The username.
     pub username: RegistryUsername,
-    /// The password or token, sealed.
-    pub password: Sealed,
+    /// The password or token, sealed (plain without a key file).
+    pub password: Stored,
     /// When it was stored.
     pub updated_at: Timestamp,
 }
@@ -51,8 +51,8 @@ pub enum RegistryCommand {
         host: RegistryHost,
         /// The username.
         username: RegistryUsername,
-        /// The password, sealed.
-        password: Sealed,
+        /// The password, sealed (plain without a key file).
+        password: Stored,
     },
     /// Forget the login for `host`.
     Remove {
@@ -102,7 +102,7 @@ impl Registries {
 
     /// The login stored for the registry `host` names, if any: its host, username and
     /// sealed password.
-    pub fn for_host(&self, host: &str) -> Option<(RegistryHost, RegistryUsername, Sealed)> {
+    pub fn for_host(&self, host: &str) -> Option<(RegistryHost, RegistryUsername, Stored)> {
         let host = RegistryHost::parse(host).ok()?;
         let r = self.by_host.get(&host)?;
         Some((host, r.username.clone(), r.password.clone()))
@@ -122,7 +122,10 @@ mod tests {
     fn put_replace_remove_and_lookup_by_image_host() {
         let mut r = Registries::default();
         let host = RegistryHost::parse("127.0.0.1:5000").unwrap();
-        let ring = crate::secrets::Keyring::new(vec![("k1".into(), [7; 32])]).unwrap();
+        let ring = crate::secrets::Secrets::new(crate::secrets::Keyring::new(vec![(
+            "k1".into(),
+            [7; 32],
+        )]));
         let put = |u: &str, p: &str| RegistryCommand::Put {
             host: host.clone(),
             username: RegistryUsername::parse(u).unwrap(),
