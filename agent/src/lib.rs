@@ -34,6 +34,7 @@ pub mod record;
 pub mod register;
 pub mod runner;
 pub mod runtime;
+pub mod seal;
 pub mod store;
 
 use std::net::SocketAddr;
