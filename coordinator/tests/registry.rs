@@ -562,3 +562,56 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// `sluice keys rotate`: after a new key is added and the node restarted, the login sealed
+/// under the old key still opens (an image of that registry deploys), and a login stored
+/// now is sealed under the new key.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_key_still_opens_what_the_old_one_sealed() {
+    let mut env = Env::start("reg-rotate", &["web-1"]).await;
+    env.login(PASSWORD).await;
+    env.push("v1", "v1");
+    let key_file = env.cluster.nodes[0]
+        .dir()
+        .parent()
+        .unwrap()
+        .join("secrets.key");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["keys", "rotate", "--key-file"])
+        .arg(&key_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "k2");
+    env.cluster.nodes[0].kill();
+    env.cluster.nodes[0].start().await;
+    eventually("the node leads again", Duration::from_secs(30), || async {
+        env.api()
+            .servers()
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let id = env.deploy(&env.body("v1", &["web-1"], json!({}))).await;
+    let v = env.settled(&id).await;
+    assert_eq!(v.state, DeploymentState::Success, "{v:?}");
+    assert!(
+        check(&v, "image_in_registry")
+            .detail
+            .contains("with the stored login"),
+        "{v:?}"
+    );
+    // A login stored now names the new key in the replicated state.
+    env.login(PASSWORD).await;
+    let raft: Vec<u8> = walk(env.cluster.nodes[0].dir())
+        .iter()
+        .filter(|f| f.to_string_lossy().contains("raft"))
+        .flat_map(|f| std::fs::read(f).unwrap_or_default())
+        .collect();
+    let needle = br#""key":"k2""#;
+    assert!(
+        raft.windows(needle.len()).any(|w| w == needle),
+        "no value sealed under k2"
+    );
+}
