@@ -56,10 +56,10 @@ impl fmt::Display for RegistryHost {
 pub struct RegistryPassword(String);
 
 impl RegistryPassword {
-    /// Validates a password: 1-4096 bytes.
+    /// Validates a password: 1-4096 characters.
     pub fn parse(s: &str) -> Result<Self, String> {
-        if s.is_empty() || s.len() > 4096 {
-            return Err("the password must be 1-4096 bytes".into());
+        if s.is_empty() || s.chars().count() > 4096 {
+            return Err("the password must be 1-4096 characters".into());
         }
         Ok(Self(s.to_string()))
     }
