@@ -564,8 +564,8 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 }
 
 /// `sluice keys rotate`: after a new key is added and the node restarted, the login sealed
-/// under the old key still opens (an image of that registry deploys), and a login stored
-/// now is sealed under the new key.
+/// under the old key still opens (an image of that registry deploys), and the leader seals
+/// it again under the new key in the background.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rotated_key_still_opens_what_the_old_one_sealed() {
     let mut env = Env::start("reg-rotate", &["web-1"]).await;

@@ -153,6 +153,7 @@ impl Driver {
             if !self.is_leader() {
                 continue;
             }
+            self.reseal_registries().await;
             let work: Vec<Uuid> = self.node.read(|a| {
                 a.state
                     .deployments

@@ -11,6 +11,46 @@ use crate::state::deployments::Deployment;
 use crate::state::registries::seal_context;
 
 impl Driver {
+    /// After a key rotation (or once a key file is configured), seals again under the
+    /// current key every registry password still sealed under another (or stored plain),
+    /// one proposal per host. Cheap when there is nothing to do: one read.
+    pub(super) async fn reseal_registries(&self) {
+        let current = self.secrets.ring().map(|r| r.current().to_string());
+        let stale = self
+            .node
+            .read(|a| a.state.registries.stale(current.as_deref()));
+        for host in stale {
+            let Some((host, _, stored)) = self
+                .node
+                .read(|a| a.state.registries.for_host(host.as_str()))
+            else {
+                continue;
+            };
+            let context = seal_context(&host);
+            let resealed = self
+                .secrets
+                .open(&context, &stored)
+                .and_then(|plain| self.secrets.seal(&context, &plain));
+            match resealed {
+                Ok(password) => {
+                    let cmd = crate::state::registries::RegistryCommand::Reseal {
+                        host: host.clone(),
+                        password,
+                    };
+                    if let Err(e) = self.propose(crate::state::Command::Registry { cmd }).await {
+                        tracing::debug!(registry = %host, error = %e, "re-seal not proposed");
+                        return;
+                    }
+                    tracing::info!(registry = %host, "registry login sealed under the current key");
+                }
+                // Retried on every pass; the image check names the cause to whoever deploys.
+                Err(e) => {
+                    tracing::debug!(registry = %host, error = %e, "cannot re-seal a registry login");
+                }
+            }
+        }
+    }
+
     /// The stored login for `image`'s registry, opened, if it names one and a login is
     /// stored; an error when this node cannot open it (another cluster key).
     pub(super) fn registry_login(

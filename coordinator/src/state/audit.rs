@@ -209,6 +209,8 @@ pub(super) fn describe(
                 RegistryCommand::Remove { .. } => {
                     Entry::ok("registry.remove", format!("registry/{host}"))
                 }
+                // Maintenance after a key rotation: nobody's decision.
+                RegistryCommand::Reseal { .. } => return None,
             };
             if *resp == Response::Unchanged {
                 return None;

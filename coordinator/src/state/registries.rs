@@ -54,6 +54,14 @@ pub enum RegistryCommand {
         /// The password, sealed (plain without a key file).
         password: Stored,
     },
+    /// Replace the stored password of `host` by the same one sealed again (under the current
+    /// key, after a rotation); nothing else changes. Ignored when `host` has no login.
+    Reseal {
+        /// The host.
+        host: RegistryHost,
+        /// The same password, sealed under the current key.
+        password: Stored,
+    },
     /// Forget the login for `host`.
     Remove {
         /// The host.
@@ -65,7 +73,7 @@ impl RegistryCommand {
     /// The host it is about.
     pub fn host(&self) -> &RegistryHost {
         match self {
-            Self::Put { host, .. } | Self::Remove { host } => host,
+            Self::Put { host, .. } | Self::Reseal { host, .. } | Self::Remove { host } => host,
         }
     }
 }
@@ -96,6 +104,13 @@ impl Registries {
                 );
                 true
             }
+            RegistryCommand::Reseal { host, password } => match self.by_host.get_mut(host) {
+                Some(r) => {
+                    r.password = password.clone();
+                    true
+                }
+                None => false,
+            },
             RegistryCommand::Remove { host } => self.by_host.remove(host).is_some(),
         }
     }
@@ -106,6 +121,22 @@ impl Registries {
         let host = RegistryHost::parse(host).ok()?;
         let r = self.by_host.get(&host)?;
         Some((host, r.username.clone(), r.password.clone()))
+    }
+
+    /// Hosts whose password is not sealed under `current` (an older key, or plain while
+    /// a key exists): what a re-seal pass works on.
+    pub fn stale(&self, current: Option<&str>) -> Vec<RegistryHost> {
+        let Some(current) = current else {
+            return Vec::new();
+        };
+        self.by_host
+            .iter()
+            .filter(|(_, r)| match &r.password {
+                Stored::Sealed(s) => s.key != current,
+                Stored::Plain(_) => true,
+            })
+            .map(|(h, _)| h.clone())
+            .collect()
     }
 
     /// Every login without passwords, by host.
