@@ -36,6 +36,7 @@ pub mod register;
 pub mod retention;
 pub mod runner;
 pub mod runtime;
+pub mod seal;
 pub mod store;
 
 use std::net::SocketAddr;

@@ -52,9 +52,22 @@ pub struct OpCell {
     writing: Mutex<()>,
     store: Store,
     changed: watch::Sender<u64>,
+    /// The registry login its deploy request brought: memory only, never persisted (a
+    /// pull resumed after a restart goes without it).
+    registry_auth: Mutex<Option<sluice_common::api::RegistryCredentials>>,
 }
 
 impl OpCell {
+    /// The registry login for this operation's pull, if its request brought one.
+    pub fn registry_auth(&self) -> Option<sluice_common::api::RegistryCredentials> {
+        self.registry_auth.lock().expect("poisoned").clone()
+    }
+
+    /// Hands the operation its registry login (before its runner starts).
+    pub fn set_registry_auth(&self, auth: Option<sluice_common::api::RegistryCredentials>) {
+        *self.registry_auth.lock().expect("poisoned") = auth;
+    }
+
     /// A copy of the record.
     pub fn record(&self) -> OpRecord {
         self.rec.lock().expect("poisoned").clone()
@@ -172,6 +185,7 @@ impl Operations {
             writing: Mutex::new(()),
             store: self.store.clone(),
             changed: watch::channel(0).0,
+            registry_auth: Mutex::new(None),
         })
     }
 

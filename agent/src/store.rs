@@ -3,8 +3,9 @@
 //! Two trees: `fence` (lock key → highest token) and `ops` (operation id → record). Every
 //! value is JSON in the shared versioned envelope ([`sluice_common::codec`]) carrying
 //! [`FORMAT_VERSION`], so a later agent can read (or refuse, loudly) what an earlier one
-//! wrote. The directory is created mode 0700: operation records hold deploy requests,
-//! environment values included.
+//! wrote. The directory is created mode 0700: operation records hold deploy requests, whose
+//! environment values are sealed under the agent's own key ([`crate::seal`]) before they
+//! are written and opened when read back.
 //!
 //! Commits are durable before they return (sled's flush), and they are synchronous: the
 //! fence is judged, persisted and admitted under one lock. The flush blocks its thread for
@@ -84,6 +85,29 @@ pub struct Store {
     fence: sled::Tree,
     ops: sled::Tree,
     summaries: Arc<Mutex<BTreeMap<Uuid, OpSummary>>>,
+    key: std::sync::Arc<crate::seal::AgentKey>,
+}
+
+/// `rec` with every deploy environment value sealed (`seal`) or opened (`!seal`).
+fn env_sealed(
+    key: &crate::seal::AgentKey,
+    rec: &OpRecord,
+    seal: bool,
+) -> Result<OpRecord, StoreError> {
+    let mut rec = rec.clone();
+    let id = rec.view.id;
+    if let crate::record::OpRequest::Deploy(req) = &mut rec.request {
+        for (name, value) in req.env.iter_mut() {
+            let context = format!("env/{id}/{name}");
+            *value = if seal {
+                key.seal(&context, value)
+            } else {
+                key.open(&context, value)
+            }
+            .map_err(StoreError::Format)?;
+        }
+    }
+    Ok(rec)
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
@@ -124,11 +148,11 @@ impl Store {
             // The agent's data is tiny; sled's 1 GiB default cache would only cost memory.
             .cache_capacity(4 * 1024 * 1024)
             .open()?;
-        Self::over(db)
+        Self::over(db, crate::seal::AgentKey::load_or_create(dir)?)
     }
 
     /// The store over an open database: the summaries come from one pass over the records.
-    fn over(db: sled::Db) -> Result<Self, StoreError> {
+    fn over(db: sled::Db, key: crate::seal::AgentKey) -> Result<Self, StoreError> {
         let ops = db.open_tree("ops")?;
         let mut summaries = BTreeMap::new();
         for v in ops.iter().values() {
@@ -140,6 +164,7 @@ impl Store {
             ops,
             db,
             summaries: Arc::new(Mutex::new(summaries)),
+            key: std::sync::Arc::new(key),
         })
     }
 
@@ -204,7 +229,10 @@ impl Store {
             None => None,
         };
         let o = match op {
-            Some(r) => Some((r.view.id.as_bytes().to_vec(), encode(r)?)),
+            Some(r) => Some((
+                r.view.id.as_bytes().to_vec(),
+                encode(&env_sealed(&self.key, r, true)?)?,
+            )),
             None => None,
         };
         off_worker(|| self.write(f, o))?;
@@ -244,12 +272,19 @@ impl Store {
 
     /// One operation record.
     pub fn get_op(&self, id: Uuid) -> Result<Option<OpRecord>, StoreError> {
-        self.ops.get(id.as_bytes())?.map(|v| decode(&v)).transpose()
+        self.ops
+            .get(id.as_bytes())?
+            .map(|v| decode(&v).and_then(|r| env_sealed(&self.key, &r, false)))
+            .transpose()
     }
 
     /// Every stored operation record (for resuming the running ones on start).
     pub fn all_ops(&self) -> Result<Vec<OpRecord>, StoreError> {
-        self.ops.iter().values().map(|v| decode(&v?)).collect()
+        self.ops
+            .iter()
+            .values()
+            .map(|v| decode(&v?).and_then(|r| env_sealed(&self.key, &r, false)))
+            .collect()
     }
 
     /// Flushes everything to disk.
@@ -265,7 +300,7 @@ impl Store {
             .temporary(true)
             .cache_capacity(1024 * 1024)
             .open()?;
-        Self::over(db)
+        Self::over(db, crate::seal::AgentKey::random()?)
     }
 }
 

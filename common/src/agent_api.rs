@@ -99,6 +99,10 @@ pub struct DeployRequest {
     /// aborted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_weight: Option<u32>,
+    /// The login for the image's registry, when the cluster stores one for its host: used
+    /// for the pull only, kept in the agent's memory, never written to its disk or shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_auth: Option<crate::api::RegistryCredentials>,
 }
 
 fn is_false(b: &bool) -> bool {

@@ -116,7 +116,7 @@ impl ImageRef {
     }
 }
 
-fn check_registry(host: &str) -> Result<(), String> {
+pub(crate) fn check_registry(host: &str) -> Result<(), String> {
     let (h, port) = match host.rsplit_once(':') {
         Some((h, p)) => (h, Some(p)),
         None => (host, None),

@@ -85,6 +85,12 @@ pub struct Config {
     /// How much deployment history and how many idempotency keys the state keeps.
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// How container registries are reached (`[registries] ca_file`).
+    #[serde(default)]
+    pub registries: crate::registry::RegistriesConfig,
+    /// The cluster key for secrets at rest (`[secrets] key_file`).
+    #[serde(default)]
+    pub secrets: crate::secrets::SecretsConfig,
 }
 
 /// `[analysis]`: the Prometheus that `prometheus` checks of a canary analysis query.

@@ -13,6 +13,8 @@
 //! - [`retention`]: the leader's pruner of old deployments and idempotency keys.
 //! - [`api`]: the `/v1` HTTP API and the problem+json edge; [`metrics`]: `/metrics`.
 //! - [`ui`]: the web console at `/ui/` (server-rendered, assets in the binary).
+//! - [`registry`]: container registries (an image's digest, checked without pulling).
+//! - [`secrets`]: secrets sealed under the cluster key before they enter the Raft log.
 //! - [`config`]: the TOML config.
 //! - [`http`]: the one place that knows the wire (mutual TLS both ways).
 
@@ -37,7 +39,9 @@ pub mod metrics;
 pub mod node;
 pub mod notify;
 pub mod raft;
+pub mod registry;
 pub mod retention;
+pub mod secrets;
 pub mod sequencer;
 pub mod state;
 pub mod ui;
@@ -153,8 +157,19 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         ),
     };
     let notifier = notify::Notifier::from_config(&config.notify)?;
+    let registries =
+        registry::RegistryClient::from_config(&config.registries).map_err(|e| StartError::Io {
+            what: "registries.ca_file".into(),
+            source: std::io::Error::other(e),
+        })?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(io(&format!("creating {}", config.data_dir.display())))?;
+    let keyring = Arc::new(secrets::Secrets::new(
+        secrets::keyfile::load(config.secrets.key_file.as_deref()).map_err(|e| StartError::Io {
+            what: "secrets.key_file".into(),
+            source: std::io::Error::other(e),
+        })?,
+    ));
     let (log, sm) = raft::store::open(&config.data_dir.join("raft"))?;
     let state = sm.handle();
     let applied = sm.applied_index();
@@ -208,6 +223,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         bootstrap_admin,
         tls: Some(server_tls.clone()),
         counters: counters.clone(),
+        secrets: keyring.clone(),
     };
     let router = api::guarded(
         api::router(app.clone())
@@ -220,8 +236,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let agents =
         agent_client::AgentClient::new(transport_for_agents, std::time::Duration::from_secs(5));
     let sequencer = tokio::spawn(
-        sequencer::Driver::new(node.clone(), agents, config.deploy, config.analysis.clone())
-            .run(shutdown.clone()),
+        sequencer::Driver::new(
+            node.clone(),
+            agents,
+            config.deploy,
+            config.analysis.clone(),
+            registries,
+            keyring.clone(),
+        )
+        .run(shutdown.clone()),
     );
     let notifier = tokio::spawn(notifier.run(node.clone(), counters.clone(), shutdown.clone()));
     let pruner = tokio::spawn(retention::run(

@@ -46,6 +46,33 @@ pub fn free_port() -> u16 {
     panic!("no free port in {LOW}-65535");
 }
 
+/// The cluster key file every node of a test cluster shares (`[secrets] key_file`), next
+/// to the shared admin token; made (mode 0600) on first use.
+fn shared_key_file(admin: &Path) -> PathBuf {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = admin.with_file_name("secrets.key");
+    if !path.exists() {
+        let key = format!(
+            "k1 {}{}\n",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(key.as_bytes()))
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Ok(()),
+                _ => Err(e),
+            })
+            .expect("secrets key file");
+    }
+    path
+}
+
 /// Where a harness process runs: the IP address it listens on, and a command prefix that
 /// puts it there (`ip netns exec NS`, see [`crate::netns`]). The default is loopback with no
 /// prefix. A non-loopback address is added to the process's certificate SANs, since its
@@ -181,6 +208,10 @@ impl Coordinator {
             opts.snapshot_every, opts.logs_to_keep, opts.agent_timeout, opts.min_healthy
         ));
         toml.push_str(&pki::tls_toml(&files));
+        toml.push_str(&format!(
+            "\n[secrets]\nkey_file = {:?}\n",
+            shared_key_file(admin)
+        ));
         toml.push_str(&opts.extra_toml);
         std::fs::write(self.config_path(), toml).expect("write config");
     }

@@ -12,6 +12,7 @@
 //! - [`netns`]: network namespaces on a bridge, real partitions (`ip netns`, iptables).
 //! - [`pki`]: a test CA, certificates for every process, HTTPS clients.
 //! - [`prometheus`]: a real Prometheus scraping the proxies (canary analysis).
+//! - [`registry`]: a real container registry (TLS, htpasswd) for private images.
 //! - [`testapp_image`]: builds the `sluice-testapp` Docker images the tests deploy.
 
 pub mod agent;
@@ -26,4 +27,5 @@ pub mod openapi;
 pub mod pki;
 pub mod prometheus;
 pub mod proxy;
+pub mod registry;
 pub mod testapp_image;

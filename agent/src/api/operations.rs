@@ -70,14 +70,24 @@ pub(super) async fn deploy(
         }
         return Err(ApiError::from(p));
     }
-    start(&a, id, OpRequest::Deploy(Box::new(req))).await
+    // The login stays in memory: the persisted request never holds it.
+    let mut req = req;
+    let auth = req.registry_auth.take();
+    start(&a, id, OpRequest::Deploy(Box::new(req)), auth).await
 }
 
-/// Admits an operation (once: a retry gets the existing one) and starts its runner.
-async fn start(a: &Arc<Agent>, id: Uuid, request: OpRequest) -> Result<Response, ApiError> {
+/// Admits an operation (once: a retry gets the existing one) and starts its runner, with
+/// `auth` (a deploy's registry login) in memory only.
+async fn start(
+    a: &Arc<Agent>,
+    id: Uuid,
+    request: OpRequest,
+    auth: Option<sluice_common::api::RegistryCredentials>,
+) -> Result<Response, ApiError> {
     ensure_docker(a).await?;
     let (view, cell) = a.ops.admit(id, request)?;
     if let Some(cell) = cell {
+        cell.set_registry_auth(auth);
         let image = view.image.as_ref().map(|i| i.to_string());
         tracing::info!(op = %id, kind = ?view.kind, service = %view.service, ?image, "operation accepted");
         crate::runner::spawn(a.clone(), cell);
@@ -91,7 +101,7 @@ pub(super) async fn rollback(
     JsonBody(req): JsonBody<RollbackRequest>,
 ) -> Result<Response, ApiError> {
     let id = op_id(&id)?;
-    start(&a, id, OpRequest::Rollback(req)).await
+    start(&a, id, OpRequest::Rollback(req), None).await
 }
 
 pub(super) async fn abort(

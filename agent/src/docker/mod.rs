@@ -10,9 +10,12 @@
 //! # Layout
 //! - `connect` ([`connect()`]): dialling the daemon and agreeing on an API version.
 //! - `convert`: bollard's models to and from the runtime's types.
+//! - `pull`: the registry login header (URL-safe, which bollard's is not) and why a pull
+//!   failed.
 
 mod connect;
 mod convert;
+mod pull;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,6 +29,7 @@ use bollard::query_parameters::{
     StopContainerOptionsBuilder,
 };
 use futures_util::{Stream, StreamExt};
+use sluice_common::api::RegistryCredentials;
 use sluice_common::image::ImageRef;
 use sluice_common::names::{ServerName, ServiceName};
 use tokio_util::sync::CancellationToken;
@@ -279,17 +283,28 @@ impl Runtime for Docker {
         }
     }
 
-    /// Pulls `image` from its registry, calling `progress` with Docker's status lines.
+    /// Pulls `image` from its registry with `auth` if given, calling `progress` with
+    /// Docker's status lines; a failure says why (see [`pull::explain_pull_failure`]).
     async fn pull(
         &self,
         image: &ImageRef,
+        auth: Option<&RegistryCredentials>,
         mut progress: impl FnMut(&str) + Send,
     ) -> Result<(), DockerError> {
-        let c = self.client().await?;
+        let mut c = self.client().await?;
+        if let (Some(auth), Some(server)) = (auth, image.registry()) {
+            let header = pull::registry_auth_header(server, auth);
+            let value = http::HeaderValue::from_str(&header)
+                .map_err(|_| DockerError::Refused("unusable registry login".into()))?;
+            c = c.with_request_modifier(move |mut req| {
+                req.headers_mut().insert("x-registry-auth", value.clone());
+                req
+            });
+        }
         let name = image.name();
         let tag = image
-            .effective_tag()
-            .or(image.digest())
+            .digest()
+            .or(image.effective_tag())
             .unwrap_or("latest")
             .to_string();
         let opts = CreateImageOptionsBuilder::default()
@@ -297,14 +312,19 @@ impl Runtime for Docker {
             .tag(&tag)
             .build();
         let mut stream = c.create_image(Some(opts), None, None);
+        let explain = |e: DockerError| match e {
+            DockerError::Refused(m) => DockerError::Refused(pull::explain_pull_failure(&m)),
+            DockerError::NotFound(m) => DockerError::NotFound(pull::explain_pull_failure(&m)),
+            other => other,
+        };
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| {
                 let e = from_bollard(e);
                 self.mark_down(&e);
-                e
+                explain(e)
             })?;
             if let Some(err) = info.error_detail.and_then(|d| d.message) {
-                return Err(DockerError::Refused(err));
+                return Err(explain(DockerError::Refused(err)));
             }
             if let Some(s) = info.status {
                 progress(&s);

@@ -264,8 +264,9 @@ async fn ensure_image<R: Runtime>(x: &Exec<'_, R>, req: &DeployRequest) -> Resul
             return Ok(((), format!("present ({id})")));
         }
         x.cell.set_phase(format!("pulling {image}"));
+        let auth = x.cell.registry_auth();
         tokio::select! {
-            pulled = x.rt.pull(&req.image, |status| {
+            pulled = x.rt.pull(&req.image, auth.as_ref(), |status| {
                 x.cell.set_phase(format!("pulling {image}: {status}"));
             }) => pulled?,
             why = x.cell.halted() => return Err(Fail::Step(why)),

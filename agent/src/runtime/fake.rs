@@ -250,6 +250,7 @@ impl Runtime for FakeRuntime {
     async fn pull(
         &self,
         image: &ImageRef,
+        _auth: Option<&sluice_common::api::RegistryCredentials>,
         mut progress: impl FnMut(&str) + Send,
     ) -> Result<(), DockerError> {
         let name = image.to_string();

@@ -150,10 +150,12 @@ pub trait Runtime: Send + Sync {
         image: &str,
     ) -> impl Future<Output = Result<Option<String>, DockerError>> + Send;
 
-    /// Pulls `image` from its registry, calling `progress` with the daemon's status lines.
+    /// Pulls `image` from its registry (with `auth`, the login for its host, if any),
+    /// calling `progress` with the daemon's status lines.
     fn pull(
         &self,
         image: &ImageRef,
+        auth: Option<&sluice_common::api::RegistryCredentials>,
         progress: impl FnMut(&str) + Send,
     ) -> impl Future<Output = Result<(), DockerError>> + Send;
 

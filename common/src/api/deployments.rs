@@ -309,6 +309,12 @@ pub struct DeploymentView {
     pub service: ServiceName,
     /// The image.
     pub image: ImageRef,
+    /// The digest (`sha256:…`) validation resolved the image's tag to in its registry:
+    /// what every server pulls and runs (`repository@digest`). Absent for images that
+    /// name no registry, and before validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^sha256:[0-9a-f]{64}$"))]
+    pub image_digest: Option<String>,
     /// Where it stands.
     pub state: DeploymentState,
     /// Where it stands within the state: `waiting`, `running`, `cancel_requested`, `done`,

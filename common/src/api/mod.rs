@@ -6,7 +6,7 @@
 
 //! # Layout
 //! One module per resource ([`canary`], [`locks`], [`ports`], [`servers`], [`cluster`],
-//! [`deployments`], [`tokens`], [`probes`]), all re-exported here: callers name
+//! [`deployments`], [`tokens`], [`registries`], [`probes`]), all re-exported here: callers name
 //! `sluice_common::api::LockView`.
 
 pub mod canary;
@@ -15,6 +15,7 @@ pub mod deployments;
 pub mod locks;
 pub mod ports;
 pub mod probes;
+pub mod registries;
 pub mod servers;
 pub mod tokens;
 
@@ -24,6 +25,7 @@ pub use deployments::*;
 pub use locks::*;
 pub use ports::*;
 pub use probes::*;
+pub use registries::*;
 pub use servers::*;
 pub use tokens::*;
 

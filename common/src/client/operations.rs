@@ -339,6 +339,34 @@ impl Client {
             .await
     }
 
+    // ------------------------------------------------------------ registries
+
+    /// `GET /v1/registries`.
+    pub async fn registries(&self) -> Result<Vec<RegistryView>, ClientError> {
+        self.get("/v1/registries").await
+    }
+
+    /// `GET /v1/registries/{host}`.
+    pub async fn registry(&self, host: &RegistryHost) -> Result<RegistryView, ClientError> {
+        self.get(&format!("/v1/registries/{host}")).await
+    }
+
+    /// `PUT /v1/registries/{host}`.
+    pub async fn put_registry(
+        &self,
+        host: &RegistryHost,
+        req: &PutRegistryRequest,
+    ) -> Result<RegistryView, ClientError> {
+        self.call(Method::PUT, &format!("/v1/registries/{host}"), Some(req))
+            .await
+    }
+
+    /// `DELETE /v1/registries/{host}`.
+    pub async fn remove_registry(&self, host: &RegistryHost) -> Result<RegistryView, ClientError> {
+        self.bodiless(Method::DELETE, &format!("/v1/registries/{host}"))
+            .await
+    }
+
     // ------------------------------------------------------------ agents
 
     /// `POST /v1/agents/register` (an agent certificate naming `reg.server`).

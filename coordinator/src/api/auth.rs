@@ -259,6 +259,7 @@ fn authorize(caller: &Caller, method: &Method, path: &str) -> Result<(), ApiErro
     match caller.role {
         TokenRole::Admin => Ok(()),
         _ if path == "/v1/tokens" || path.starts_with("/v1/tokens/") => Err(denied()),
+        _ if path == "/v1/registries" || path.starts_with("/v1/registries/") => Err(denied()),
         _ if read => Ok(()),
         TokenRole::Viewer => Err(denied()),
         TokenRole::Deployer => {
@@ -325,6 +326,11 @@ mod tests {
             (&deployer, Method::POST, "/v1/cluster/members", false),
             (&deployer, Method::POST, "/v1/tokens", false),
             (&admin, Method::POST, "/v1/tokens", true),
+            (&viewer, Method::GET, "/v1/registries", false),
+            (&deployer, Method::GET, "/v1/registries/r.example", false),
+            (&deployer, Method::PUT, "/v1/registries/r.example", false),
+            (&admin, Method::PUT, "/v1/registries/r.example", true),
+            (&admin, Method::GET, "/v1/registries", true),
             (&admin, Method::DELETE, "/v1/cluster/members/3", true),
         ];
         for (c, m, p, ok) in cases {

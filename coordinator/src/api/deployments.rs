@@ -169,6 +169,11 @@ pub async fn create(
     let targets = resolve_targets(&app, &req)?;
     let body = serde_json::to_vec(&req).expect("serializable");
     let hash = format!("{:x}", Sha256::digest(&body));
+    // Secret values are sealed before they are proposed (the hash above is of the request
+    // as sent, so a replay still matches).
+    let mut req = req;
+    crate::secrets::env::seal(&app.secrets, &req.service, &mut req.env)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     let fresh = Uuid::new_v4();
     let cmd = DeploymentCommand::Create {
         id: fresh,

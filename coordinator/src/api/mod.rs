@@ -26,6 +26,7 @@ pub mod error;
 pub mod locks;
 pub mod openapi;
 pub mod ports;
+pub mod registries;
 pub mod servers;
 pub mod tokens;
 
@@ -48,6 +49,8 @@ pub struct App {
     pub tls: Option<sluice_common::tls::ServerTls>,
     /// What this process counts for `/metrics`.
     pub counters: Arc<crate::counters::Counters>,
+    /// The cluster key: secrets are sealed with it before they are proposed.
+    pub secrets: Arc<crate::secrets::Secrets>,
 }
 
 /// Puts the route guard ([`auth::guard`]) in front of `router`: every route of the
@@ -138,6 +141,12 @@ pub fn documented() -> Documented {
         .op(routes!(openapi::document))
         .op(routes!(tokens::list, tokens::create))
         .op(routes!(tokens::revoke))
+        .op(routes!(registries::list))
+        .op(routes!(
+            registries::get,
+            registries::put,
+            registries::remove
+        ))
         .op(routes!(agents::register))
         .op(routes!(agents::heartbeat))
 }

@@ -28,10 +28,12 @@ pub mod demo;
 pub mod deploy;
 pub mod dev;
 pub mod http;
+pub mod keys;
 pub mod lock;
 pub mod lock_run;
 pub mod output;
 pub mod ports;
+pub mod registry;
 pub mod rollback;
 pub mod servers;
 pub mod services;
@@ -65,6 +67,13 @@ pub enum Command {
     /// Create, list and revoke CI bearer tokens (needs an admin token).
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Store, list and remove private registry logins (needs an admin token); the
+    /// password is read from stdin.
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
+    /// Rotate the cluster key that seals secrets at rest.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Run a single-node coordinator and a local agent for development (state kept in
     /// `.sluice-dev`); prints the next commands. With --demo, first shows a deployment
     /// and an automatic rollback.
@@ -201,6 +210,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Ca(cmd) => ca::run(cmd),
         Command::Token(cmd) => token::run(cmd).await,
+        Command::Registry(cmd) => registry::run(cmd).await,
+        Command::Keys(cmd) => keys::run(cmd),
         Command::Dev(args) => dev::run(args).await,
         Command::Deploy(args) => deploy::run(*args).await,
         Command::Status(args) => deploy::status(args).await,

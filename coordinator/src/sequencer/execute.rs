@@ -179,6 +179,15 @@ impl Driver {
     /// same container already runs everywhere.
     async fn validate(&self, d: &Deployment) -> Result<Validated, Stop> {
         let v = validate::run(self, d).await;
+        let mut pinned = d.clone();
+        if let Some(digest) = &v.digest {
+            self.deployment_cmd(DeploymentCommand::PinImage {
+                id: d.id,
+                digest: digest.clone(),
+            })
+            .await?;
+            pinned.image_digest = Some(digest.clone());
+        }
         self.deployment_cmd(DeploymentCommand::Progress {
             id: d.id,
             phase: None,
@@ -192,8 +201,8 @@ impl Driver {
             self.step(d.id, s).await?;
         }
         let failures = v.failures();
-        let already_running =
-            failures.is_empty() && validate::already_running(self, d, &v.ports).await;
+        let already_running = failures.is_empty()
+            && validate::already_running(self, d, &v.ports, &pinned.pinned_image()).await;
         Ok(Validated {
             failures,
             already_running,
@@ -223,18 +232,26 @@ impl Driver {
             key: d.lock_key(),
             token,
         };
+        let env = match crate::secrets::env::open(&self.secrets, &d.request.service, &d.request.env)
+        {
+            Ok(env) => env,
+            Err(e) => {
+                return Ok(Some(format!(
+                    "{server}: a secret value cannot be opened: {e}"
+                )))
+            }
+        };
+        let registry_auth = match self.registry_login(&d.request.image) {
+            Ok(a) => a,
+            Err(e) => return Ok(Some(format!("{server}: {e}"))),
+        };
         let req = DeployRequest {
             fence: fence.clone(),
             service: d.request.service.clone(),
-            image: d.request.image.clone(),
+            image: d.pinned_image(),
             container_port: d.request.container_port,
             host_port: Port::new(u32::from(port)).map_err(|e| Stop::Refused(e.to_string()))?,
-            env: d
-                .request
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.value.clone()))
-                .collect(),
+            env,
             health: d.request.health.clone(),
             previous_health: seen.previous.get(&server).cloned(),
             // The agent stops on its own at the same deadline if it loses us (a canary
@@ -254,6 +271,7 @@ impl Driver {
                     .unwrap_or(self.defaults.drain_timeout),
             ),
             canary_weight: canary.map(|(w, _)| w),
+            registry_auth,
         };
         // The step turns `deploying` only once the agent has accepted the operation: a
         // server the agent never heard from was not touched and needs no rollback.

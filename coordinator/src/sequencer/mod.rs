@@ -40,6 +40,7 @@ pub mod history;
 pub mod operation;
 pub mod plan;
 mod prometheus;
+mod registry_check;
 pub mod validate;
 
 /// The audit trail's actor for the sequencer's own decisions.
@@ -81,6 +82,10 @@ pub struct Driver {
     pub defaults: DeployDefaults,
     /// The Prometheus of canary analyses, when one is configured.
     prometheus: Option<prometheus::Prometheus>,
+    /// Resolves images in their registries (validation).
+    registries: crate::registry::RegistryClient,
+    /// Opens the sealed registry logins.
+    secrets: Arc<crate::secrets::Secrets>,
     running: Mutex<HashSet<Uuid>>,
 }
 
@@ -91,12 +96,16 @@ impl Driver {
         agents: AgentClient,
         defaults: DeployDefaults,
         analysis: AnalysisConfig,
+        registries: crate::registry::RegistryClient,
+        secrets: Arc<crate::secrets::Secrets>,
     ) -> Arc<Self> {
         Arc::new(Self {
             node,
             agents,
             defaults,
             prometheus: prometheus::Prometheus::from_config(&analysis),
+            registries,
+            secrets,
             running: Mutex::default(),
         })
     }
@@ -144,6 +153,7 @@ impl Driver {
             if !self.is_leader() {
                 continue;
             }
+            self.reseal_registries().await;
             // From the in-flight index: the work per applied entry is proportional to the
             // deployments in flight, not to every deployment kept.
             let work: Vec<Uuid> = self.node.read(|a| {

@@ -23,6 +23,8 @@ pub struct Validation {
     pub results: Vec<CheckResult>,
     /// Ports allocated, per server.
     pub ports: Vec<(ServerName, u16)>,
+    /// The digest the image's tag resolved to in its registry (`image_in_registry`).
+    pub digest: Option<String>,
 }
 
 impl Validation {
@@ -36,7 +38,7 @@ impl Validation {
     }
 }
 
-async fn timed<F>(check: &str, server: &ServerName, f: F) -> CheckResult
+pub(super) async fn timed<F>(check: &str, server: &ServerName, f: F) -> CheckResult
 where
     F: std::future::Future<Output = Result<String, String>>,
 {
@@ -72,7 +74,15 @@ pub async fn run(driver: &Driver, d: &Deployment) -> Validation {
     if let Some(r) = analysis_source(driver, d).await {
         results.push(r);
     }
-    Validation { results, ports }
+    let mut digest = None;
+    if let Some(r) = super::registry_check::image_in_registry(driver, d, &mut digest).await {
+        results.push(r);
+    }
+    Validation {
+        results,
+        ports,
+        digest,
+    }
 }
 
 /// A canary whose analysis queries Prometheus needs one that answers (reported against the
@@ -107,13 +117,24 @@ async fn analysis_source(driver: &Driver, d: &Deployment) -> Option<CheckResult>
 /// The same container (image, container port, environment) already runs, on the same
 /// port, from a successful deployment, and the agents confirm a running container of
 /// it. A changed environment with the same image is not a no-op.
-pub async fn already_running(driver: &Driver, d: &Deployment, ports: &[(ServerName, u16)]) -> bool {
+pub async fn already_running(
+    driver: &Driver,
+    d: &Deployment,
+    ports: &[(ServerName, u16)],
+    image: &sluice_common::image::ImageRef,
+) -> bool {
+    // Secret values are sealed with fresh nonces: compare what the container would get.
+    let plain = |r: &sluice_common::api::CreateDeploymentRequest| {
+        crate::secrets::env::open(&driver.secrets, &r.service, &r.env).ok()
+    };
+    let wanted = plain(&d.request);
     let placements = driver.node.read(|a| {
         let st = &a.state.deployments;
         let record = st.services.get(&d.request.service)?;
         let same = |placed_by: &uuid::Uuid| {
             st.all.get(placed_by).is_some_and(|p| {
-                p.request.env == d.request.env
+                wanted.is_some()
+                    && plain(&p.request) == wanted
                     && p.request.container_port == d.request.container_port
             })
         };
@@ -139,9 +160,10 @@ pub async fn already_running(driver: &Driver, d: &Deployment, ports: &[(ServerNa
         };
         match driver.agents.service(&addr, &d.request.service).await {
             Ok(Some(s)) => {
-                let running = s.containers.iter().any(|c| {
-                    c.current && c.state == "running" && c.image == d.request.image.to_string()
-                });
+                let running = s
+                    .containers
+                    .iter()
+                    .any(|c| c.current && c.state == "running" && c.image == image.to_string());
                 if !running {
                     return false;
                 }

@@ -14,6 +14,7 @@ use sluice_common::locks::LockError;
 use sluice_common::names::LockKey;
 
 use super::deployments::{DeploymentCommand, DeploymentError, DeploymentOutcome};
+use super::registries::RegistryCommand;
 use super::sessions::SessionCommand;
 use super::tokens::TokenCommand;
 use super::{Command, Response, State};
@@ -213,6 +214,25 @@ pub(super) fn describe(
                 .details(json!({"upto": upto, "archived_seq": b.seq, "archived_hash": b.hash}))
         }
         (Command::CheckpointAudit { .. }, _) => return None,
+        // The host and username only: the password never reaches a record.
+        (Command::Registry { cmd }, resp) => {
+            let host = cmd.host();
+            let e = match cmd {
+                RegistryCommand::Put { username, .. } => {
+                    Entry::ok("registry.login", format!("registry/{host}"))
+                        .details(json!({ "username": username }))
+                }
+                RegistryCommand::Remove { .. } => {
+                    Entry::ok("registry.remove", format!("registry/{host}"))
+                }
+                // Maintenance after a key rotation: nobody's decision.
+                RegistryCommand::Reseal { .. } => return None,
+            };
+            if *resp == Response::Unchanged {
+                return None;
+            }
+            e
+        }
         (Command::Token { .. }, _) | (Command::Deployment { .. }, _) => return None,
         (Command::RenewLock { .. } | Command::ReleaseLock { .. }, _) => return None,
         (Command::AllocatePort { .. } | Command::ReleasePort { .. }, _) => return None,
@@ -309,6 +329,9 @@ fn deployment_entry(
         }
         C::RequestCancel { .. } => with_service(Entry::ok("deployment.cancel_requested", &target)),
         C::BeginRollback { .. } => with_service(Entry::ok("deployment.rollback_started", &target)),
+        C::PinImage { digest, .. } => with_service(
+            Entry::ok("deployment.image_pinned", &target).details(json!({ "digest": digest })),
+        ),
         C::GiveUp { failure, .. } => with_service(
             Entry::ok("deployment.rollback_failed", &target).details(json!({ "failure": failure })),
         ),
@@ -350,6 +373,7 @@ fn command_name(cmd: &DeploymentCommand) -> &'static str {
         C::CanaryStep { .. } => "canary_step",
         C::CanaryMeasured { .. } => "canary_measured",
         C::CanaryControl { .. } => "canary_control",
+        C::PinImage { .. } => "pin_image",
     }
 }
 

@@ -13,6 +13,7 @@ use sluice_common::time::Timestamp;
 use super::deployments::{
     DeploymentCommand, DeploymentError, DeploymentOutcome, PruneSummary, Retention,
 };
+use super::registries::RegistryCommand;
 use super::sessions::SessionCommand;
 use super::tokens::{TokenCommand, TokenError, TokenView};
 
@@ -127,6 +128,11 @@ pub enum Command {
     Token {
         /// The command.
         cmd: TokenCommand,
+    },
+    /// A private registry login command (admin).
+    Registry {
+        /// The command.
+        cmd: RegistryCommand,
     },
     /// A web console session command.
     Session {

@@ -19,6 +19,7 @@ mod audit;
 mod command;
 pub mod deployments;
 mod payload;
+pub mod registries;
 pub mod sessions;
 pub mod tokens;
 
@@ -26,6 +27,7 @@ pub use command::{Command, Request, Response};
 pub use payload::{Batch, Payload, BATCH_FORMAT};
 
 use deployments::Deployments;
+use registries::Registries;
 use sessions::Sessions;
 use tokens::Tokens;
 
@@ -107,6 +109,9 @@ pub struct State {
     /// Grants already flagged as held too long.
     #[serde(default)]
     pub lock_overdue: BTreeMap<LockKey, FencingToken>,
+    /// Private registry logins, by host.
+    #[serde(default)]
+    pub registries: Registries,
 }
 
 impl State {
@@ -232,6 +237,13 @@ impl State {
             Command::Token { cmd } => Response::Token {
                 outcome: self.tokens.apply(cmd, now),
             },
+            Command::Registry { cmd } => {
+                if self.registries.apply(cmd, now) {
+                    Response::Done
+                } else {
+                    Response::Unchanged
+                }
+            }
             Command::Session { cmd } => {
                 if self.sessions.apply(cmd, now) {
                     Response::Done

@@ -40,7 +40,7 @@ Authentication: a bearer token (`Authorization: Bearer sluice_...`, created with
 Errors are RFC 9457 `application/problem+json` with a stable `code` (see the Problem schema); unknown paths are 404 `not_found` and wrong methods 405 `method_not_allowed`. Request bodies are at most 1 MiB and refuse unknown fields; responses may gain fields within v1, so clients must ignore fields they do not know. Every response echoes `X-Request-Id` (taken from the request when it is 1-64 visible ASCII characters, else made up).";
 
 /// Tags, in the order the reference lists them.
-const TAGS: [&str; 10] = [
+const TAGS: [&str; 11] = [
     "agents",
     "audit",
     "cluster",
@@ -49,6 +49,7 @@ const TAGS: [&str; 10] = [
     "meta",
     "ports",
     "probes",
+    "registries",
     "servers",
     "tokens",
 ];

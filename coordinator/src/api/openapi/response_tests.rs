@@ -35,6 +35,7 @@ fn response_schemas_describe_what_serde_emits() {
         id,
         service: web.clone(),
         image: image.clone(),
+        image_digest: some.then(|| format!("sha256:{}", "a".repeat(64))),
         state: DeploymentState::InProgress,
         sub_state: sluice_common::deployment::SubState::CancelRequested,
         phase: Phase::new("pulling").unwrap(),

@@ -213,6 +213,7 @@ impl Deployments {
                 servers,
                 failure: None,
                 cancel_requested_at: None,
+                image_digest: None,
                 canary: None,
                 actor: actor.to_string(),
                 created_at: now,

@@ -115,6 +115,14 @@ pub enum DeploymentCommand {
         /// Why (a pause records it).
         reason: String,
     },
+    /// Validation resolved the image's tag to `digest` in its registry: every server pulls
+    /// that digest. Refused once a server was touched (the fleet never mixes builds).
+    PinImage {
+        /// The deployment.
+        id: Uuid,
+        /// `sha256:…`.
+        digest: String,
+    },
     /// A rollback could not restore the previous version: record it loudly, stop driving
     /// the deployment, and release the service lock for a human to act.
     GiveUp {
@@ -141,7 +149,8 @@ impl DeploymentCommand {
             | Self::GiveUp { id, .. }
             | Self::CanaryStep { id, .. }
             | Self::CanaryMeasured { id, .. }
-            | Self::CanaryControl { id, .. } => *id,
+            | Self::CanaryControl { id, .. }
+            | Self::PinImage { id, .. } => *id,
         }
     }
 }

@@ -31,6 +31,7 @@ mod apply;
 mod canary;
 mod command;
 mod index;
+mod pin;
 mod retention;
 mod services;
 
@@ -69,6 +70,10 @@ pub struct Deployment {
     /// after (the lifecycle says whether one is still to be honoured).
     #[serde(default)]
     pub cancel_requested_at: Option<Timestamp>,
+    /// The digest validation resolved the image to in its registry (see
+    /// [`Deployment::pinned_image`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
     /// `canary`: where it stands, once it reached its first step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanaryProgress>,
@@ -98,6 +103,12 @@ impl Deployment {
             .any(|s| s.state != sluice_common::api::ServerStepState::Pending)
     }
 
+    /// The image every server pulls and runs: `repository@digest` once validation pinned
+    /// a digest, else the image as requested.
+    pub fn pinned_image(&self) -> sluice_common::image::ImageRef {
+        pin::pinned(&self.request.image, self.image_digest.as_deref())
+    }
+
     /// The service lock's key.
     pub fn lock_key(&self) -> LockKey {
         LockKey::for_service(&self.request.service)
@@ -113,6 +124,7 @@ impl Deployment {
             id: self.id,
             service: self.request.service.clone(),
             image: self.request.image.clone(),
+            image_digest: self.image_digest.clone(),
             state: self.state(),
             sub_state: self.lifecycle.sub_state(),
             phase: self.phase.clone(),
@@ -284,6 +296,7 @@ impl Deployments {
                 control,
                 reason,
             } => self.canary_control(*id, *control, reason, now),
+            C::PinImage { id, digest } => self.pin_image(*id, digest, now),
         };
         self.reindex(cmd.id());
         outcome

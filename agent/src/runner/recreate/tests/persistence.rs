@@ -47,10 +47,11 @@ impl Runtime for Witness {
     async fn pull(
         &self,
         image: &ImageRef,
+        auth: Option<&sluice_common::api::RegistryCredentials>,
         progress: impl FnMut(&str) + Send,
     ) -> Result<(), DockerError> {
         self.note("pull");
-        self.inner.pull(image, progress).await
+        self.inner.pull(image, auth, progress).await
     }
     async fn create(&self, spec: &ContainerSpec) -> Result<String, DockerError> {
         self.note("create");
