@@ -798,9 +798,7 @@ async fn metrics(http: &reqwest::Client, base: &str) -> String {
 }
 
 fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0.0)
+    sluice_tests::cluster::metric(text, name).unwrap_or(0.0)
 }
 
 /// What the lock runs cost the leader's Raft: term changes, batching, append RPC times.

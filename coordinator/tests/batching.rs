@@ -33,8 +33,7 @@ struct Held {
 }
 
 fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    sluice_tests::cluster::metric(text, name)
         .unwrap_or_else(|| panic!("{name} missing from /metrics"))
 }
 
@@ -115,15 +114,7 @@ async fn racing_clients_share_entries_yet_each_key_has_one_holder_and_growing_to
     }
 
     // Commands did share entries: the leader committed fewer entries than commands.
-    let text = c
-        .http
-        .get(c.nodes[leader].url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = c.metrics(leader).await;
     let batches = metric(&text, "sluice_raft_batches_total");
     let commands = metric(&text, "sluice_raft_batched_commands_total");
     assert!(

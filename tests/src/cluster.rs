@@ -18,7 +18,7 @@ use crate::eventually::eventually;
 use crate::pki::{self, Pki};
 
 mod api;
-pub use api::{acquire_request, deployment_request, refusal};
+pub use api::{acquire_request, deployment_request, metric, refusal};
 
 /// A free loopback port for a process a test starts. Taken above the kernel's ephemeral
 /// range (`ip_local_port_range`, 32768–60999 by default), where no outgoing connection and

@@ -53,10 +53,24 @@ pub fn acquire_request(holder: &str, ttl: &str) -> AcquireLockRequest {
     }
 }
 
+/// The value of an unlabelled sample `name` in Prometheus text, if present.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 impl Cluster {
     /// The typed API client of node index `i`, as the admin (`http`'s bearer token).
     pub fn api(&self, i: usize) -> Client {
         Client::new(self.http.clone(), self.nodes[i].url(""))
+    }
+
+    /// `GET /metrics` on node index `i`: the Prometheus text.
+    pub async fn metrics(&self, i: usize) -> String {
+        let url = self.nodes[i].url("/metrics");
+        let resp = self.http.get(&url).send().await;
+        let resp = resp.unwrap_or_else(|e| panic!("{url}: {e}"));
+        resp.text().await.unwrap_or_else(|e| panic!("{url}: {e}"))
     }
 
     /// `GET /v1/cluster` on node index `i`.
