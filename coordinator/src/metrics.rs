@@ -12,6 +12,7 @@ use sluice_common::deployment::DeploymentState;
 
 use crate::counters::{Counters, OUTCOMES, SINKS};
 use crate::node::Node;
+use crate::state::deployments::{PrunedCounts, DURATION_BOUNDS_MS};
 
 /// What `/metrics` reads: this node, its listener's TLS, and this process's counters.
 #[derive(Debug, Clone, Copy)]
@@ -41,11 +42,6 @@ fn counter_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCo
     reg.register(Box::new(c.clone())).expect("unique metric");
     c
 }
-
-/// Deployment durations: 1 s to 30 min.
-const DURATION_BUCKETS: [f64; 12] = [
-    1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0,
-];
 
 fn int_gauge_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
@@ -178,7 +174,12 @@ pub fn render(app: Sources<'_>) -> String {
             "sluice_deployment_duration_seconds",
             "Time from acceptance to a final status, by service and status.",
         )
-        .buckets(DURATION_BUCKETS.to_vec()),
+        .buckets(
+            DURATION_BOUNDS_MS
+                .iter()
+                .map(|ms| *ms as f64 / 1000.0)
+                .collect(),
+        ),
         &["service", "status"],
     )
     .expect("valid metric");
@@ -216,7 +217,7 @@ pub fn render(app: Sources<'_>) -> String {
     reg.register(Box::new(locks.clone()))
         .expect("unique metric");
 
-    app.node.read(|a| {
+    let pruned = app.node.read(|a| {
         let st = &a.state;
         let now = st
             .clock
@@ -241,12 +242,14 @@ pub fn render(app: Sources<'_>) -> String {
                 .with_label_values(&labels)
                 .observe(d.updated_at.since(d.created_at).as_secs_f64());
         }
-        // Forgotten deployments still count: a counter never goes down.
+        // Forgotten deployments still count: a counter never goes down (their durations
+        // are added to the histogram after gathering, see `add_pruned`).
         for (service, by_state) in &st.deployments.pruned {
-            for (state, n) in by_state {
+            for (state, t) in by_state {
                 total
                     .with_label_values(&[state.as_str(), service.as_str()])
-                    .inc_by(*n);
+                    .inc_by(t.count);
+                duration.with_label_values(&[service.as_str(), state.as_str()]);
             }
         }
         audit_records.set(st.audit.len() as i64);
@@ -263,11 +266,14 @@ pub fn render(app: Sources<'_>) -> String {
                 .with_label_values(&[server.as_str()])
                 .set(i64::from(r.up));
         }
+        st.deployments.pruned.clone()
     });
 
+    let mut families = reg.gather();
+    add_pruned(&mut families, &pruned);
     let mut out = Vec::new();
     TextEncoder::new()
-        .encode(&reg.gather(), &mut out)
+        .encode(&families, &mut out)
         .expect("text encoding cannot fail");
     String::from_utf8(out).expect("utf-8")
 }
@@ -344,5 +350,39 @@ fn notifications(reg: &Registry, counters: &Counters) {
         queued
             .with_label_values(&[sink])
             .set(i64::try_from(*n).unwrap_or(i64::MAX));
+    }
+}
+
+/// Adds the forgotten deployments' durations to `sluice_deployment_duration_seconds` (its
+/// series for each forgotten service and status exist: `render` creates them).
+fn add_pruned(families: &mut [prometheus::proto::MetricFamily], pruned: &PrunedCounts) {
+    let family = families
+        .iter_mut()
+        .find(|f| f.name() == "sluice_deployment_duration_seconds");
+    for m in family.into_iter().flat_map(|f| f.mut_metric().iter_mut()) {
+        let label = |n: &str| {
+            m.get_label()
+                .iter()
+                .find(|l| l.name() == n)
+                .map(|l| l.value().to_string())
+                .unwrap_or_default()
+        };
+        let (service, status) = (label("service"), label("status"));
+        let Some(t) = pruned
+            .iter()
+            .find(|(s, _)| s.as_str() == service)
+            .and_then(|(_, by)| by.get(&status))
+        else {
+            continue;
+        };
+        let mut h = m.get_histogram().clone();
+        h.set_sample_count(h.get_sample_count() + t.count);
+        h.set_sample_sum(h.get_sample_sum() + t.duration_ms as f64 / 1000.0);
+        let mut buckets = h.get_bucket().to_vec();
+        for (b, n) in buckets.iter_mut().zip(&t.within) {
+            b.set_cumulative_count(b.cumulative_count() + n);
+        }
+        h.set_bucket(buckets);
+        m.set_histogram(h);
     }
 }

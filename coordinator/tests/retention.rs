@@ -72,9 +72,21 @@ async fn kept(api: &Client) -> Result<(usize, usize), String> {
     Ok((list.deployments.len(), active))
 }
 
-/// `sluice_deployments_total` summed over the statuses of service `api`.
+/// `sluice_deployments_total` summed over the statuses of service `api`, and checked
+/// against the duration histogram's count.
 async fn total(api: &Client) -> Result<u64, String> {
     let text = api.metrics().await.map_err(|e| e.to_string())?;
+    let sum = |metric: &str| {
+        text.lines()
+            .filter(|l| l.starts_with(metric) && l.contains("service=\"api\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    };
+    let total = sum("sluice_deployments_total{");
+    let observed = sum("sluice_deployment_duration_seconds_count{");
+    if total != observed {
+        return Err(format!("{total} deployments counted, {observed} durations"));
+    }
     Ok(text
         .lines()
         .filter(|l| l.starts_with("sluice_deployments_total{") && l.contains("service=\"api\""))

@@ -37,7 +37,9 @@ mod services;
 
 pub use canary::CanaryProgress;
 pub use command::{DeploymentCommand, DeploymentError, DeploymentOutcome};
-pub use retention::{IdempotencyRecord, PruneSummary, PrunedCounts, Retention};
+pub use retention::{
+    IdempotencyRecord, PruneSummary, PrunedCounts, PrunedTally, Retention, DURATION_BOUNDS_MS,
+};
 pub use services::{Placement, ServiceRecord};
 
 /// A deployment, with everything needed to finish it after a leader change.

@@ -91,9 +91,38 @@ impl IdempotencyRecord {
     }
 }
 
-/// Per service and final state, how many deployments were forgotten: what
-/// `sluice_deployments_total` still counts after their records are gone.
-pub type PrunedCounts = BTreeMap<ServiceName, BTreeMap<String, u64>>;
+/// Upper bounds (ms) of the duration buckets kept for forgotten deployments; `/metrics`
+/// buckets `sluice_deployment_duration_seconds` by the same bounds.
+pub const DURATION_BOUNDS_MS: [u64; 12] = [
+    1_000, 2_000, 5_000, 10_000, 20_000, 30_000, 60_000, 120_000, 300_000, 600_000, 1_200_000,
+    1_800_000,
+];
+
+/// Forgotten deployments of one service and final state: what `sluice_deployments_total`
+/// and `sluice_deployment_duration_seconds` still count after their records are gone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrunedTally {
+    /// How many.
+    pub count: u64,
+    /// Their durations (acceptance to last change), summed, in ms.
+    pub duration_ms: u64,
+    /// Per bound of [`DURATION_BOUNDS_MS`], how many took at most that long.
+    pub within: Vec<u64>,
+}
+
+impl PrunedTally {
+    fn add(&mut self, ms: u64) {
+        self.count += 1;
+        self.duration_ms = self.duration_ms.saturating_add(ms);
+        self.within.resize(DURATION_BOUNDS_MS.len(), 0);
+        for (n, bound) in self.within.iter_mut().zip(DURATION_BOUNDS_MS) {
+            *n += u64::from(ms <= bound);
+        }
+    }
+}
+
+/// Per service and final state, the deployments forgotten.
+pub type PrunedCounts = BTreeMap<ServiceName, BTreeMap<String, PrunedTally>>;
 
 /// What one prune forgot.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,12 +198,14 @@ impl Deployments {
                 continue;
             };
             let service = d.request.service.clone();
-            *self
-                .pruned
+            let took =
+                u64::try_from(d.updated_at.since(d.created_at).as_millis()).unwrap_or(u64::MAX);
+            self.pruned
                 .entry(service.clone())
                 .or_default()
                 .entry(d.state().as_str().to_string())
-                .or_default() += 1;
+                .or_default()
+                .add(took);
             if let Some(set) = self.index.by_service.get_mut(&service) {
                 set.remove(&(d.seq, d.id));
                 if set.is_empty() {
