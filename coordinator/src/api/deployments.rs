@@ -166,6 +166,7 @@ pub async fn create(
         ));
     }
     super::canary::check_request(&req)?;
+    super::spec::check_request(&req)?;
     let targets = resolve_targets(&app, &req)?;
     let body = serde_json::to_vec(&req).expect("serializable");
     let hash = format!("{:x}", Sha256::digest(&body));

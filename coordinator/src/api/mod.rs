@@ -27,6 +27,7 @@ pub mod locks;
 pub mod openapi;
 pub mod ports;
 pub mod servers;
+mod spec;
 pub mod tokens;
 
 use error::ApiError;

@@ -254,6 +254,7 @@ impl Driver {
                     .unwrap_or(self.defaults.drain_timeout),
             ),
             canary_weight: canary.map(|(w, _)| w),
+            spec: d.request.spec.clone(),
         };
         // The step turns `deploying` only once the agent has accepted the operation: a
         // server the agent never heard from was not touched and needs no rollback.

@@ -40,6 +40,7 @@ pub mod history;
 pub mod operation;
 pub mod plan;
 mod prometheus;
+mod spec_check;
 pub mod validate;
 
 /// The audit trail's actor for the sequencer's own decisions.

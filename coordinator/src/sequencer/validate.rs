@@ -106,7 +106,7 @@ async fn analysis_source(driver: &Driver, d: &Deployment) -> Option<CheckResult>
 
 /// The same container (image, container port, environment) already runs, on the same
 /// port, from a successful deployment, and the agents confirm a running container of
-/// it. A changed environment with the same image is not a no-op.
+/// it. A changed environment or container spec with the same image is not a no-op.
 pub async fn already_running(driver: &Driver, d: &Deployment, ports: &[(ServerName, u16)]) -> bool {
     let placements = driver.node.read(|a| {
         let st = &a.state.deployments;
@@ -115,6 +115,7 @@ pub async fn already_running(driver: &Driver, d: &Deployment, ports: &[(ServerNa
             st.all.get(placed_by).is_some_and(|p| {
                 p.request.env == d.request.env
                     && p.request.container_port == d.request.container_port
+                    && p.request.spec == d.request.spec
             })
         };
         Some(
@@ -274,8 +275,20 @@ async fn check_server(
             (true, None) => Err(format!("port {port} is held by a process outside Sluice")),
         }
     });
-    let (a, b, c, p, x) = tokio::join!(allowed, reachable, image, port, proxy);
+    let policy = timed("container_policy", server, async {
+        let h = driver
+            .agents
+            .health(&addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        super::spec_check::container_policy(h.policy.as_ref(), &d.request.spec)
+    });
+    let (a, b, c, p, x, k) = tokio::join!(allowed, reachable, image, port, proxy, policy);
     let mut results = vec![a, b, c, p];
+    // Only a spec asks anything of the policy (the empty spec is what every server takes).
+    if !d.request.spec.is_default() {
+        results.push(k);
+    }
     if proxied {
         results.push(x);
     }
