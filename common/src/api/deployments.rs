@@ -202,6 +202,11 @@ pub struct CreateDeploymentRequest {
     /// policy allows them.
     #[serde(default, skip_serializing_if = "ContainerSpec::is_default")]
     pub spec: ContainerSpec,
+    /// Deploy only if the service's version index (`index` of `POST /v1/deployments/plan`)
+    /// is still this: a deployment of the service accepted since the plan makes this a
+    /// 409 `service_changed`, so what was reviewed is what is deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_index: Option<u64>,
 }
 
 /// `GET`/`PUT /v1/policy`: the cluster's deployment policy (admin to change).

@@ -25,6 +25,7 @@ pub mod deployments;
 pub mod error;
 pub mod locks;
 pub mod openapi;
+mod plan;
 pub mod ports;
 pub mod servers;
 mod spec;
@@ -49,6 +50,8 @@ pub struct App {
     pub tls: Option<sluice_common::tls::ServerTls>,
     /// What this process counts for `/metrics`.
     pub counters: Arc<crate::counters::Counters>,
+    /// The sequencer's driver: a plan runs its validation checks, read-only.
+    pub driver: Arc<crate::sequencer::Driver>,
 }
 
 /// Puts the route guard ([`auth::guard`]) in front of `router`: every route of the
@@ -127,6 +130,7 @@ pub fn documented() -> Documented {
         .op(routes!(servers::uncordon))
         .op(routes!(servers::labels))
         .op(routes!(deployments::list, deployments::create))
+        .op(routes!(plan::plan))
         .op(routes!(deployments::get))
         .op(routes!(deployments::events))
         .op(routes!(deployments::rollback))

@@ -1,10 +1,34 @@
-//! The `container_policy` check: what a target server's agent would refuse of the
+//! Two checks of validation's: the plan's read-only port check ([`peek_port`]), and
+//! `container_policy` ([`container_policy`]): what a target server's agent would refuse of the
 //! container spec, judged with the policy the agent reports (`GET /agent/v1/health`), so
 //! validation lists it beside every other failed check instead of the deploy step failing
 //! on one server after others were touched. The agent still holds every request to its
 //! policy on its own.
 
 use sluice_common::container::{ContainerPolicy, ContainerSpec};
+use sluice_common::names::{ServerName, ServiceName};
+use sluice_common::ports::Port;
+
+use super::Driver;
+use crate::state::Response;
+
+/// The port an `AllocatePort` would answer, read from a copy of the ledger (a plan
+/// allocates nothing), in the shape the proposal answers.
+pub(super) fn peek_port(
+    driver: &Driver,
+    server: &ServerName,
+    service: &ServiceName,
+    port: Option<Port>,
+) -> Response {
+    let outcome = driver.node.read(|a| {
+        let mut ledger = a.state.ports.clone();
+        match port {
+            Some(p) => ledger.reserve(server, service, p),
+            None => ledger.allocate(server, service),
+        }
+    });
+    Response::Port { outcome }
+}
 
 /// The check's verdict: what passes, or every field the policy forbids.
 pub fn container_policy(

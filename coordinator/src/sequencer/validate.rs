@@ -57,10 +57,20 @@ where
 
 /// Runs every check on every target server.
 pub async fn run(driver: &Driver, d: &Deployment) -> Validation {
+    run_as(driver, d, false).await
+}
+
+/// Runs every check without changing anything (a plan): the port check reads the ledger —
+/// the port the service has there, else the one it would get — instead of allocating.
+pub async fn run_dry(driver: &Driver, d: &Deployment) -> Validation {
+    run_as(driver, d, true).await
+}
+
+async fn run_as(driver: &Driver, d: &Deployment, dry: bool) -> Validation {
     let per_server = d
         .targets
         .iter()
-        .map(|server| check_server(driver, d, server));
+        .map(|server| check_server(driver, d, server, dry));
     let mut results = Vec::new();
     let mut ports = Vec::new();
     for (mut r, port) in join_all(per_server).await {
@@ -157,6 +167,7 @@ async fn check_server(
     driver: &Driver,
     d: &Deployment,
     server: &ServerName,
+    dry: bool,
 ) -> (Vec<CheckResult>, Option<(ServerName, u16)>) {
     let record = driver.node.read(|a| a.state.servers.get(server).cloned());
     let Some(record) = record else {
@@ -249,14 +260,18 @@ async fn check_server(
     });
     let mut port_chosen = None;
     let port = timed("port_available", server, async {
-        let r = driver
-            .propose(Command::AllocatePort {
-                server: server.clone(),
-                service: service.clone(),
-                port: d.request.port,
-            })
-            .await
-            .map_err(|e| e.to_string())?;
+        let r = if dry {
+            super::spec_check::peek_port(driver, server, &service, d.request.port)
+        } else {
+            driver
+                .propose(Command::AllocatePort {
+                    server: server.clone(),
+                    service: service.clone(),
+                    port: d.request.port,
+                })
+                .await
+                .map_err(|e| e.to_string())?
+        };
         let port = match r {
             Response::Port { outcome: Ok(a) } => a.port,
             Response::Port { outcome: Err(e) } => return Err(e.to_string()),

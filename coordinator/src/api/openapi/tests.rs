@@ -117,7 +117,7 @@ fn document_lists_exactly_the_routes_of_the_router() {
             }
         }
     }
-    assert_eq!(routes.len(), 43, "{routes:?}");
+    assert_eq!(routes.len(), 44, "{routes:?}");
     assert_eq!(sluice_tests::openapi::documented_routes(&doc()), routes);
 }
 

@@ -178,6 +178,20 @@ impl Deployments {
                 }
                 return done(*orig);
             }
+        }
+        // Judged here, in the entry, so no deployment can slip in between the check and
+        // this one's creation.
+        if let Some(expected) = request.check_index {
+            let current = self.service_index(&request.service);
+            if current != expected {
+                return Err(DeploymentError::ServiceChanged {
+                    service: request.service.to_string(),
+                    expected,
+                    current,
+                });
+            }
+        }
+        if let Some((key, hash)) = idempotency {
             self.idempotency.insert(key.clone(), (id, hash.clone()));
         }
         self.next_seq += 1;
