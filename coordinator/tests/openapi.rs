@@ -158,5 +158,5 @@ async fn the_router_serves_what_the_document_describes() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 43);
+    assert_eq!(checked, 44);
 }
