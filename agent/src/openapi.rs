@@ -58,7 +58,13 @@ mod tests {
                    "previous_health": {"kind": "none"}, "deadline": "10m",
                    "limits": {"memory_bytes": 1024, "millicpus": 250},
                    "privileged": true, "network_mode": "host", "pid_mode": "host",
-                   "cap_add": ["NET_ADMIN"], "mounts": ["data:/var/lib/data:ro"]}),
+                   "cap_add": ["NET_ADMIN"], "mounts": ["data:/var/lib/data:ro"],
+                   "spec": {"command": ["serve"], "volumes": ["/srv:/srv:ro"],
+                            "resources": {"memory": "256m", "cpus": 1.5, "pids_limit": 64},
+                            "restart": "always", "stop_signal": "SIGQUIT", "stop_grace": "5s",
+                            "networks": [{"name": "backend", "aliases": ["api"]}],
+                            "labels": {"team": "web"}, "tmpfs": ["/tmp"],
+                            "log": {"driver": "local"}}}),
         );
         fits::<RollbackRequest>(
             "RollbackRequest",

@@ -4,6 +4,7 @@
 //! server whose operator did not allow it.
 
 use sluice_common::agent_api::DeployRequest;
+use sluice_common::container::ContainerPolicy;
 
 use crate::config::Policy;
 
@@ -59,7 +60,20 @@ pub fn malformed(req: &DeployRequest) -> Vec<Violation> {
             out.push(("health/path".into(), "must start with '/'".into()));
         }
     }
+    out.extend(req.spec.problems());
     out
+}
+
+/// The policy as the wire states it (reported in the agent's health answer, so a
+/// coordinator's validation can say what this agent would refuse).
+pub fn container(policy: &Policy) -> ContainerPolicy {
+    ContainerPolicy {
+        allow_privileged: policy.allow_privileged,
+        allow_host_network: policy.allow_host_network,
+        allow_host_pid: policy.allow_host_pid,
+        allow_cap_add: policy.allow_cap_add,
+        allow_host_mounts: policy.allow_host_mounts,
+    }
 }
 
 /// Policy violations (403): allowed shapes this agent's config forbids.
@@ -115,6 +129,9 @@ pub fn violations(policy: &Policy, req: &DeployRequest) -> Vec<Violation> {
             );
         }
     }
+    // The container spec's fields, by the same rules (one implementation, shared with the
+    // coordinator's validation).
+    out.extend(container(policy).violations(&req.spec));
     out
 }
 
@@ -163,6 +180,21 @@ mod tests {
         };
         assert!(violations(&all, &r).is_empty());
         assert!(violations(&Policy::default(), &req(serde_json::json!({}))).is_empty());
+    }
+
+    #[test]
+    fn the_container_spec_is_held_to_the_same_policy() {
+        let r = req(serde_json::json!({"spec": {
+            "privileged": true, "volumes": ["data:/data", "/srv:/srv"],
+            "resources": {"memory": "1m"}
+        }}));
+        let fields: Vec<String> = violations(&Policy::default(), &r)
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect();
+        assert_eq!(fields, ["spec.privileged", "spec.volumes.1"]);
+        let bad: Vec<String> = malformed(&r).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(bad, ["spec.resources.memory"]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::api::{HealthCheck, Strategy};
+use crate::container::ContainerSpec;
 use crate::fence::FenceClaim;
 use crate::image::ImageRef;
 use crate::names::{EnvName, ServiceName};
@@ -103,6 +104,10 @@ pub struct DeployRequest {
     /// for the pull only, kept in the agent's memory, never written to its disk or shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry_auth: Option<crate::api::RegistryCredentials>,
+    /// The container spec (absent: the defaults). Its `privileged`, `network_mode`,
+    /// `cap_add` and host-path `volumes` are held to the agent's policy like the fields above.
+    #[serde(default, skip_serializing_if = "ContainerSpec::is_default")]
+    pub spec: ContainerSpec,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -347,6 +352,10 @@ pub struct AgentHealth {
     /// Why it does not, when it does not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_error: Option<String>,
+    /// The agent's container policy, so a coordinator's validation can report what it
+    /// would refuse (absent from agents before the container spec existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::container::ContainerPolicy>,
 }
 
 /// A container of a service, as the agent sees it.

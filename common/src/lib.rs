@@ -13,6 +13,8 @@
 //! - [`locks`]: the lock table and fencing tokens (Raft log indices).
 //! - [`fence`]: the agent-side fence (highest token seen per key).
 //! - [`deployment`]: the deployment state machine.
+//! - [`container`]: the container spec (command, mounts, limits, networks, logs) and the
+//!   container policy that gates what it may ask of a host.
 //! - [`analysis`]: canary analysis verdicts (a measurement's outcome, an analysis's verdict).
 //! - [`problem`]: RFC 9457 problem+json bodies with stable codes.
 //! - [`codec`]: the one versioned storage envelope every store writes its values in.
@@ -37,6 +39,7 @@ pub mod backoff;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod codec;
+pub mod container;
 pub mod deployment;
 #[cfg(feature = "serve")]
 pub mod edge;

@@ -442,3 +442,5 @@ impl Problem {
         ]
     }
 }
+
+mod container;

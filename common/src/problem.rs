@@ -82,6 +82,8 @@ error_codes! {
     PortTaken = ("port_taken", 409, "The port is taken"),
     /// An Idempotency-Key was reused with a different request body.
     IdempotencyKeyReused = ("idempotency_key_reused", 422, "Idempotency key reused with a different request"),
+    /// `check_index` no longer matches: the service was deployed since the plan.
+    ServiceChanged = ("service_changed", 409, "The service changed since the plan"),
     /// The request conflicts with the current state (e.g. an illegal transition).
     Conflict = ("conflict", 409, "Conflict with the current state"),
     /// Pre-flight validation failed (the body lists every failed check).

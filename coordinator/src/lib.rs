@@ -217,6 +217,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     );
     let tracker = agents::AgentTracker::new(config.agents.heartbeat_timeout.get());
     let counters = Arc::new(counters::Counters::default());
+    let agents =
+        agent_client::AgentClient::new(transport_for_agents, std::time::Duration::from_secs(5));
+    let driver = sequencer::Driver::new(
+        node.clone(),
+        agents,
+        config.deploy,
+        config.analysis.clone(),
+        registries,
+        keyring.clone(),
+    );
     let app = api::App {
         node: node.clone(),
         agents: tracker.clone(),
@@ -224,6 +234,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         tls: Some(server_tls.clone()),
         counters: counters.clone(),
         secrets: keyring.clone(),
+        driver: driver.clone(),
     };
     let router = api::guarded(
         api::router(app.clone())
@@ -233,19 +244,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     );
     let server = tokio::spawn(http::serve(listener, router, server_tls, shutdown.clone()));
     let monitor = tokio::spawn(tracker.monitor(node.clone(), shutdown.clone()));
-    let agents =
-        agent_client::AgentClient::new(transport_for_agents, std::time::Duration::from_secs(5));
-    let sequencer = tokio::spawn(
-        sequencer::Driver::new(
-            node.clone(),
-            agents,
-            config.deploy,
-            config.analysis.clone(),
-            registries,
-            keyring.clone(),
-        )
-        .run(shutdown.clone()),
-    );
+    let sequencer = tokio::spawn(driver.run(shutdown.clone()));
     let notifier = tokio::spawn(notifier.run(node.clone(), counters.clone(), shutdown.clone()));
     let pruner = tokio::spawn(retention::run(
         node.clone(),

@@ -82,7 +82,7 @@ async fn the_router_serves_what_the_document_describes() {
     let agent = c.pki.client_as(Role::Agent, "web-1");
     let doc: Value = serde_json::from_str(document_json()).unwrap();
     let routes = documented_routes(&doc);
-    assert_eq!(routes.len(), 47);
+    assert_eq!(routes.len(), 48);
     let mut checked = 0;
     for path in routes
         .iter()
@@ -158,5 +158,5 @@ async fn the_router_serves_what_the_document_describes() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 47);
+    assert_eq!(checked, 48);
 }

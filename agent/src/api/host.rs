@@ -36,6 +36,7 @@ pub(super) async fn health(State(a): Shared) -> Json<AgentHealth> {
         proxy_version,
         proxy_error: proxy_error
             .map(|e| format!("{e} (socket {})", a.config.proxy_socket.display())),
+        policy: Some(crate::policy::container(&a.config.policy)),
     })
 }
 

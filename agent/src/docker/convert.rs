@@ -4,21 +4,54 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, HostConfig, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerInspectResponse, HostConfig, HostConfigLogConfig, PortBinding,
+    RestartPolicy, RestartPolicyNameEnum,
 };
 use sluice_common::names::ServerName;
 use uuid::Uuid;
 
 use crate::runtime::{Container, ContainerSpec, LABEL_DEPLOYMENT, LABEL_HEALTH, LABEL_SERVER};
 
+/// Docker's restart policy for the spec's (default `unless-stopped`).
+fn restart_policy(p: Option<&sluice_common::container::RestartPolicy>) -> RestartPolicy {
+    let (name, retries) = p.map(|p| p.split()).unwrap_or(("unless-stopped", None));
+    let name = match name {
+        "no" => RestartPolicyNameEnum::NO,
+        "always" => RestartPolicyNameEnum::ALWAYS,
+        "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+        _ => RestartPolicyNameEnum::UNLESS_STOPPED,
+    };
+    RestartPolicy {
+        name: Some(name),
+        maximum_retry_count: retries.map(i64::from),
+    }
+}
+
 /// The creation body of `spec`, labelled as `server`'s.
 pub(super) fn create_body(spec: &ContainerSpec, server: &ServerName) -> ContainerCreateBody {
     let port_key = format!("{}/tcp", spec.container_port);
-    let mut labels = spec.labels.clone();
+    let extra = &spec.spec;
+    // The user's labels first: Sluice's own (the `sluice.*` namespace, refused in a spec)
+    // always win.
+    let mut labels: HashMap<String, String> = extra
+        .labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    labels.extend(spec.labels.clone());
     labels.insert(LABEL_SERVER.into(), server.to_string());
+    let nonempty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
     ContainerCreateBody {
         image: Some(spec.image.clone()),
+        cmd: nonempty(&extra.command),
+        entrypoint: nonempty(&extra.entrypoint),
+        working_dir: extra.working_dir.as_ref().map(|w| w.to_string()),
+        user: extra.user.as_ref().map(|u| u.to_string()),
+        stop_signal: extra.stop_signal.as_ref().map(|s| s.to_string()),
+        // Whole seconds, rounded up: `docker stop` without a timeout waits this long.
+        stop_timeout: extra
+            .stop_grace
+            .map(|g| g.get().as_millis().div_ceil(1000) as i64),
         labels: Some(labels),
         env: Some(spec.env.clone()),
         exposed_ports: Some(vec![port_key.clone()]),
@@ -34,11 +67,28 @@ pub(super) fn create_body(spec: &ContainerSpec, server: &ServerName) -> Containe
                     }),
                 }]),
             )])),
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                maximum_retry_count: None,
-            }),
+            restart_policy: Some(restart_policy(extra.restart.as_ref())),
             memory: spec.memory_bytes.map(|m| m as i64),
+            memory_reservation: extra
+                .resources
+                .memory_reservation
+                .as_ref()
+                .map(|m| m.bytes() as i64),
+            pids_limit: extra.resources.pids_limit.map(i64::from),
+            tmpfs: (!extra.tmpfs.is_empty()).then(|| {
+                extra
+                    .tmpfs
+                    .iter()
+                    .map(|t| {
+                        let (path, opts) = t.split();
+                        (path.to_string(), opts.to_string())
+                    })
+                    .collect()
+            }),
+            log_config: Some(HostConfigLogConfig {
+                typ: Some(extra.log.driver.to_string()),
+                config: Some(extra.log.effective_options().into_iter().collect()),
+            }),
             nano_cpus: spec.millicpus.map(|m| i64::from(m) * 1_000_000),
             privileged: Some(spec.privileged),
             network_mode: spec.network_mode.clone(),

@@ -12,10 +12,12 @@
 //! - `convert`: bollard's models to and from the runtime's types.
 //! - `pull`: the registry login header (URL-safe, which bollard's is not) and why a pull
 //!   failed.
+//! - `spec`: what the container spec needs beyond the creation body (networks, stop grace).
 
 mod connect;
 mod convert;
 mod pull;
+mod spec;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -342,6 +344,11 @@ impl Runtime for Docker {
         let r = self
             .call(|c| async move { c.create_container(Some(opts), body).await })
             .await?;
+        if let Err(e) = self.join_networks(&r.id, spec).await {
+            // A container that could not join its networks is not the one asked for.
+            let _ = self.remove(&r.id).await;
+            return Err(e);
+        }
         Ok(r.id)
     }
 
@@ -353,6 +360,7 @@ impl Runtime for Docker {
 
     /// Stops a container (a stopped one is fine), waiting `grace` before SIGKILL.
     async fn stop(&self, id: &str, grace: Duration) -> Result<(), DockerError> {
+        let grace = self.stop_grace_of(id, grace).await;
         let opts = StopContainerOptionsBuilder::default()
             .t(grace.as_secs() as i32)
             .build();

@@ -283,7 +283,10 @@ impl<R: Runtime> Exec<'_, R> {
             _ => (None, None),
         };
         let fallback = match &self.cell.record().request {
-            OpRequest::Deploy(d) if d.network_mode.as_deref() == Some("host") => {
+            OpRequest::Deploy(d)
+                if d.network_mode.as_deref() == Some("host")
+                    || d.spec.network_mode == Some(sluice_common::container::NetworkMode::Host) =>
+            {
                 d.container_port.get()
             }
             OpRequest::Deploy(d) => d.host_port.get(),

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use sluice_common::agent_api::DeployRequest;
 use sluice_common::api::HealthCheck;
+use sluice_common::container::NetworkMode;
 use sluice_common::image::ImageRef;
 
 use super::exec::{patiently, settle, Exec, Fail, Halt};
@@ -421,12 +422,39 @@ fn container_spec<R>(x: &Exec<'_, R>, req: &DeployRequest, id: uuid::Uuid) -> Co
         } else {
             req.host_port.get()
         },
-        memory_bytes: req.limits.memory_bytes,
-        millicpus: req.limits.millicpus,
-        privileged: req.privileged,
-        network_mode: req.network_mode.clone(),
+        // The older top-level fields and the container spec's say the same things; the
+        // policy has held both, so either asks.
+        memory_bytes: req.limits.memory_bytes.or(req
+            .spec
+            .resources
+            .memory
+            .as_ref()
+            .map(|m| m.bytes())),
+        millicpus: req
+            .limits
+            .millicpus
+            .or(req.spec.resources.cpus.map(|c| c.millis())),
+        privileged: req.privileged || req.spec.privileged,
+        network_mode: req.network_mode.clone().or(req.spec.network_mode.map(|m| {
+            match m {
+                NetworkMode::Bridge => "bridge",
+                NetworkMode::Host => "host",
+            }
+            .to_string()
+        })),
         pid_mode: req.pid_mode.clone(),
-        cap_add: req.cap_add.clone(),
-        binds: req.mounts.clone(),
+        cap_add: req
+            .cap_add
+            .iter()
+            .cloned()
+            .chain(req.spec.cap_add.iter().map(|c| c.to_string()))
+            .collect(),
+        binds: req
+            .mounts
+            .iter()
+            .cloned()
+            .chain(req.spec.volumes.iter().map(|v| v.to_string()))
+            .collect(),
+        spec: req.spec.clone(),
     }
 }

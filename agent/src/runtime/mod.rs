@@ -140,6 +140,9 @@ pub struct ContainerSpec {
     pub cap_add: Vec<String>,
     /// Binds (`src:dst[:ro]`).
     pub binds: Vec<String>,
+    /// The rest of the container spec (command, tmpfs, limits, restart policy, networks,
+    /// labels, stop behaviour, logs); its policy-gated fields are folded into those above.
+    pub spec: sluice_common::container::ContainerSpec,
 }
 
 /// What the runners and health checks need from the container runtime.

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::container::ContainerSpec;
 use crate::deployment::{DeploymentState, Phase, SubState};
 use crate::image::ImageRef;
 use crate::locks::FencingToken;
@@ -195,6 +196,17 @@ pub struct CreateDeploymentRequest {
     /// by validation.
     #[serde(default)]
     pub allow_labels: Vec<Label>,
+    /// The container beyond image, port, environment and health: command, volumes,
+    /// limits, networks, restart policy, labels, stop behaviour, logs. Host paths,
+    /// `privileged`, the host network and `cap_add` pass only where the target server's
+    /// policy allows them.
+    #[serde(default, skip_serializing_if = "ContainerSpec::is_default")]
+    pub spec: ContainerSpec,
+    /// Deploy only if the service's version index (`index` of `POST /v1/deployments/plan`)
+    /// is still this: a deployment of the service accepted since the plan makes this a
+    /// 409 `service_changed`, so what was reviewed is what is deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_index: Option<u64>,
 }
 
 /// `GET`/`PUT /v1/policy`: the cluster's deployment policy (admin to change).
@@ -227,7 +239,7 @@ pub struct TransitionView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckResult {
     /// Which check: `agent_reachable`, `server_allowed`, `port_available`, `image_exists`,
-    /// and for `blue_green` `proxy_reachable`.
+    /// for `blue_green` `proxy_reachable`, and with a container spec `container_policy`.
     pub check: String,
     /// The server it ran against.
     pub server: ServerName,
@@ -345,6 +357,9 @@ pub struct DeploymentView {
     pub cancel_requested: bool,
     /// Environment, secret values shown as `<redacted>`.
     pub env: BTreeMap<EnvName, String>,
+    /// The container spec it runs with (empty: the defaults).
+    #[serde(default)]
+    pub spec: ContainerSpec,
     /// Who asked for it.
     pub actor: String,
     /// When it was accepted.

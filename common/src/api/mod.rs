@@ -6,13 +6,14 @@
 
 //! # Layout
 //! One module per resource ([`canary`], [`locks`], [`ports`], [`servers`], [`cluster`],
-//! [`deployments`], [`tokens`], [`registries`], [`probes`]), all re-exported here: callers name
+//! [`deployments`], [`plan`], [`tokens`], [`registries`], [`probes`]), all re-exported here: callers name
 //! `sluice_common::api::LockView`.
 
 pub mod canary;
 pub mod cluster;
 pub mod deployments;
 pub mod locks;
+pub mod plan;
 pub mod ports;
 pub mod probes;
 pub mod registries;
@@ -23,6 +24,7 @@ pub use canary::*;
 pub use cluster::*;
 pub use deployments::*;
 pub use locks::*;
+pub use plan::*;
 pub use ports::*;
 pub use probes::*;
 pub use registries::*;

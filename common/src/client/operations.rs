@@ -255,6 +255,15 @@ impl Client {
         })
     }
 
+    /// `POST /v1/deployments/plan`: what `req` would change, without doing it.
+    pub async fn plan_deployment(
+        &self,
+        req: &CreateDeploymentRequest,
+    ) -> Result<crate::api::DeploymentPlan, ClientError> {
+        self.call(Method::POST, "/v1/deployments/plan", Some(req))
+            .await
+    }
+
     /// `GET /v1/deployments/{id}` (the id as text: the server validates it).
     pub async fn deployment(&self, id: &str) -> Result<DeploymentView, ClientError> {
         self.get(&format!("/v1/deployments/{id}")).await

@@ -34,6 +34,13 @@ impl From<DeploymentError> for ApiError {
                     .with_extension("deployment", id),
             ),
             DeploymentError::Lock(l) => l.into(),
+            DeploymentError::ServiceChanged {
+                expected, current, ..
+            } => ApiError::from(
+                Problem::new(ErrorCode::ServiceChanged, detail)
+                    .with_extension("expected", expected)
+                    .with_extension("current", current),
+            ),
             DeploymentError::Transition { .. } | DeploymentError::Conflict { .. } => {
                 ApiError::new(ErrorCode::Conflict, detail)
             }
@@ -130,6 +137,43 @@ pub async fn create(
             Some(k.to_string())
         }
     };
+    check_body(&req)?;
+    let targets = resolve_targets(&app, &req)?;
+    let body = serde_json::to_vec(&req).expect("serializable");
+    let hash = format!("{:x}", Sha256::digest(&body));
+    // Secret values are sealed before they are proposed (the hash above is of the request
+    // as sent, so a replay still matches).
+    let mut req = req;
+    crate::secrets::env::seal(&app.secrets, &req.service, &mut req.env)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    let fresh = Uuid::new_v4();
+    let cmd = DeploymentCommand::Create {
+        id: fresh,
+        request: Box::new(req),
+        targets,
+        idempotency: key.map(|k| (k, hash)),
+        actor: caller.actor.clone(),
+    };
+    let id = deployment_cmd(&app, &caller, cmd).await?;
+    let view = view_after_write(&app, id).await?;
+    let status = if id == fresh {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    let mut resp = (status, Json(view)).into_response();
+    resp.headers_mut().insert("location", location(id));
+    if id != fresh {
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(resp)
+}
+
+/// The checks of a request's body beyond its types (shared with the plan): a target, a
+/// sane `max_parallel` and health path, a health check where the strategy needs one, the
+/// canary and container spec rules.
+pub(super) fn check_body(req: &CreateDeploymentRequest) -> Result<(), ApiError> {
     if req.servers.is_empty() && req.selector.is_empty() {
         return Err(ApiError::from(
             Problem::new(
@@ -165,41 +209,16 @@ pub async fn create(
             .with_field("health", "must not be none with strategy blue_green or canary"),
         ));
     }
-    super::canary::check_request(&req)?;
-    let targets = resolve_targets(&app, &req)?;
-    let body = serde_json::to_vec(&req).expect("serializable");
-    let hash = format!("{:x}", Sha256::digest(&body));
-    // Secret values are sealed before they are proposed (the hash above is of the request
-    // as sent, so a replay still matches).
-    let mut req = req;
-    crate::secrets::env::seal(&app.secrets, &req.service, &mut req.env)
-        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-    let fresh = Uuid::new_v4();
-    let cmd = DeploymentCommand::Create {
-        id: fresh,
-        request: Box::new(req),
-        targets,
-        idempotency: key.map(|k| (k, hash)),
-        actor: caller.actor.clone(),
-    };
-    let id = deployment_cmd(&app, &caller, cmd).await?;
-    let view = view_after_write(&app, id).await?;
-    let status = if id == fresh {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
-    };
-    let mut resp = (status, Json(view)).into_response();
-    resp.headers_mut().insert("location", location(id));
-    if id != fresh {
-        resp.headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    Ok(resp)
+    super::canary::check_request(req)?;
+    super::spec::check_request(req)?;
+    Ok(())
 }
 
 /// Named servers, plus every server carrying all the selector's labels; sorted, unique.
-fn resolve_targets(app: &App, req: &CreateDeploymentRequest) -> Result<Vec<ServerName>, ApiError> {
+pub(super) fn resolve_targets(
+    app: &App,
+    req: &CreateDeploymentRequest,
+) -> Result<Vec<ServerName>, ApiError> {
     let mut targets: Vec<ServerName> = req.servers.clone();
     if !req.selector.is_empty() {
         let matched: Vec<ServerName> = app.node.read(|a| {

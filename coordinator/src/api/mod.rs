@@ -25,9 +25,11 @@ pub mod deployments;
 pub mod error;
 pub mod locks;
 pub mod openapi;
+mod plan;
 pub mod ports;
 pub mod registries;
 pub mod servers;
+mod spec;
 pub mod tokens;
 
 use error::ApiError;
@@ -51,6 +53,8 @@ pub struct App {
     pub counters: Arc<crate::counters::Counters>,
     /// The cluster key: secrets are sealed with it before they are proposed.
     pub secrets: Arc<crate::secrets::Secrets>,
+    /// The sequencer's driver: a plan runs its validation checks, read-only.
+    pub driver: Arc<crate::sequencer::Driver>,
 }
 
 /// Puts the route guard ([`auth::guard`]) in front of `router`: every route of the
@@ -129,6 +133,7 @@ pub fn documented() -> Documented {
         .op(routes!(servers::uncordon))
         .op(routes!(servers::labels))
         .op(routes!(deployments::list, deployments::create))
+        .op(routes!(plan::plan))
         .op(routes!(deployments::get))
         .op(routes!(deployments::events))
         .op(routes!(deployments::rollback))

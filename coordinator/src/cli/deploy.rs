@@ -101,6 +101,13 @@ pub struct DeployArgs {
     /// A protected label the deployment may touch (`env=prod`).
     #[arg(long = "allow-label", help_heading = "Targeting")]
     pub allow_labels: Vec<String>,
+    /// The container spec as JSON (`{"resources": {"memory": "512m"}}`), or `@FILE`.
+    #[arg(long, value_name = "JSON|@FILE", help_heading = "Container")]
+    pub spec: Option<String>,
+    /// Deploy only if the service's version index is still N (`sluice plan` prints it):
+    /// a deployment accepted since is refused (409 service_changed, exit 75).
+    #[arg(long, value_name = "N", help_heading = "Rollout")]
+    pub check_index: Option<u64>,
     /// Idempotency key: a retried CI step gets the original deployment back.
     #[arg(long, env = "SLUICE_IDEMPOTENCY_KEY")]
     pub idempotency_key: Option<String>,
@@ -138,7 +145,7 @@ fn split_env(
     Ok(())
 }
 
-fn body(a: &DeployArgs) -> Result<Value, CliError> {
+pub(super) fn body(a: &DeployArgs) -> Result<Value, CliError> {
     if a.servers.is_empty() && a.selector.is_empty() {
         return Err(CliError::Usage("name a --server or a --selector".into()));
     }
@@ -229,6 +236,12 @@ fn body(a: &DeployArgs) -> Result<Value, CliError> {
     }
     if let Some(d) = &a.progress_deadline {
         b["progress_deadline"] = json!(d);
+    }
+    if let Some(s) = &a.spec {
+        b["spec"] = super::plan::spec_arg(s)?;
+    }
+    if let Some(n) = a.check_index {
+        b["check_index"] = json!(n);
     }
     Ok(b)
 }

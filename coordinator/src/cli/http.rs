@@ -128,7 +128,8 @@ pub(crate) fn problem_error(status: reqwest::StatusCode, problem: &Problem) -> C
     }
     match (status.as_u16(), problem.code) {
         (401 | 403, _) => CliError::Auth(msg),
-        (_, ErrorCode::LockHeld) => CliError::Busy(msg),
+        // Both pass with time: the lock is released; a new plan gives the new index.
+        (_, ErrorCode::LockHeld | ErrorCode::ServiceChanged) => CliError::Busy(msg),
         (s, _) if s >= 500 => CliError::Unavailable(msg),
         _ => CliError::Data(msg),
     }

@@ -32,6 +32,7 @@ pub mod keys;
 pub mod lock;
 pub mod lock_run;
 pub mod output;
+pub mod plan;
 pub mod ports;
 pub mod registry;
 pub mod rollback;
@@ -81,6 +82,10 @@ pub enum Command {
     /// Deploy an image; with --wait, follow it and exit 0 on success, 1 when it failed or
     /// was rolled back, 2 when validation refused it.
     Deploy(Box<deploy::DeployArgs>),
+    /// Show what a deployment would change, per server, without doing it (every check
+    /// runs; nothing is locked or written). Exits 0 when nothing would change, 2 when
+    /// something would, 65 when the request or a check is invalid.
+    Plan(Box<deploy::DeployArgs>),
     /// Show a deployment.
     Status(deploy::StatusArgs),
     /// Roll a successful deployment back to the previous version; with --wait, follow it
@@ -214,6 +219,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Keys(cmd) => keys::run(cmd),
         Command::Dev(args) => dev::run(args).await,
         Command::Deploy(args) => deploy::run(*args).await,
+        Command::Plan(args) => plan::run(*args).await,
         Command::Status(args) => deploy::status(args).await,
         Command::Rollback(args) => rollback::rollback(args).await,
         Command::Cancel(args) => rollback::cancel(args).await,

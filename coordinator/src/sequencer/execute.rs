@@ -272,6 +272,7 @@ impl Driver {
             ),
             canary_weight: canary.map(|(w, _)| w),
             registry_auth,
+            spec: d.request.spec.clone(),
         };
         // The step turns `deploying` only once the agent has accepted the operation: a
         // server the agent never heard from was not touched and needs no rollback.

@@ -41,6 +41,7 @@ pub mod operation;
 pub mod plan;
 mod prometheus;
 mod registry_check;
+mod spec_check;
 pub mod validate;
 
 /// The audit trail's actor for the sequencer's own decisions.

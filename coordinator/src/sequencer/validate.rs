@@ -59,10 +59,20 @@ where
 
 /// Runs every check on every target server.
 pub async fn run(driver: &Driver, d: &Deployment) -> Validation {
+    run_as(driver, d, false).await
+}
+
+/// Runs every check without changing anything (a plan): the port check reads the ledger —
+/// the port the service has there, else the one it would get — instead of allocating.
+pub async fn run_dry(driver: &Driver, d: &Deployment) -> Validation {
+    run_as(driver, d, true).await
+}
+
+async fn run_as(driver: &Driver, d: &Deployment, dry: bool) -> Validation {
     let per_server = d
         .targets
         .iter()
-        .map(|server| check_server(driver, d, server));
+        .map(|server| check_server(driver, d, server, dry));
     let mut results = Vec::new();
     let mut ports = Vec::new();
     for (mut r, port) in join_all(per_server).await {
@@ -116,7 +126,7 @@ async fn analysis_source(driver: &Driver, d: &Deployment) -> Option<CheckResult>
 
 /// The same container (image, container port, environment) already runs, on the same
 /// port, from a successful deployment, and the agents confirm a running container of
-/// it. A changed environment with the same image is not a no-op.
+/// it. A changed environment or container spec with the same image is not a no-op.
 pub async fn already_running(
     driver: &Driver,
     d: &Deployment,
@@ -136,6 +146,7 @@ pub async fn already_running(
                 wanted.is_some()
                     && plain(&p.request) == wanted
                     && p.request.container_port == d.request.container_port
+                    && p.request.spec == d.request.spec
             })
         };
         Some(
@@ -178,6 +189,7 @@ async fn check_server(
     driver: &Driver,
     d: &Deployment,
     server: &ServerName,
+    dry: bool,
 ) -> (Vec<CheckResult>, Option<(ServerName, u16)>) {
     let record = driver.node.read(|a| a.state.servers.get(server).cloned());
     let Some(record) = record else {
@@ -270,14 +282,18 @@ async fn check_server(
     });
     let mut port_chosen = None;
     let port = timed("port_available", server, async {
-        let r = driver
-            .propose(Command::AllocatePort {
-                server: server.clone(),
-                service: service.clone(),
-                port: d.request.port,
-            })
-            .await
-            .map_err(|e| e.to_string())?;
+        let r = if dry {
+            super::spec_check::peek_port(driver, server, &service, d.request.port)
+        } else {
+            driver
+                .propose(Command::AllocatePort {
+                    server: server.clone(),
+                    service: service.clone(),
+                    port: d.request.port,
+                })
+                .await
+                .map_err(|e| e.to_string())?
+        };
         let port = match r {
             Response::Port { outcome: Ok(a) } => a.port,
             Response::Port { outcome: Err(e) } => return Err(e.to_string()),
@@ -296,8 +312,20 @@ async fn check_server(
             (true, None) => Err(format!("port {port} is held by a process outside Sluice")),
         }
     });
-    let (a, b, c, p, x) = tokio::join!(allowed, reachable, image, port, proxy);
+    let policy = timed("container_policy", server, async {
+        let h = driver
+            .agents
+            .health(&addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        super::spec_check::container_policy(h.policy.as_ref(), &d.request.spec)
+    });
+    let (a, b, c, p, x, k) = tokio::join!(allowed, reachable, image, port, proxy, policy);
     let mut results = vec![a, b, c, p];
+    // Only a spec asks anything of the policy (the empty spec is what every server takes).
+    if !d.request.spec.is_default() {
+        results.push(k);
+    }
     if proxied {
         results.push(x);
     }

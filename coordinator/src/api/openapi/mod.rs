@@ -88,7 +88,7 @@ problem_responses! {
     Unauthenticated => "No (valid) bearer token or client certificate. Codes: `unauthenticated`.",
     Forbidden => "The caller's role or service scope does not allow this. Codes: `forbidden`.",
     NotFound => "What the path names does not exist. Codes: `not_found`.",
-    Conflict => "Conflicts with the current state. Codes: `conflict`.",
+    Conflict => "Conflicts with the current state. Codes: `conflict`; for a deployment, `service_changed` (its `check_index` is not the service's index any more).",
     LockConflict => "A lock is held by someone else, not held with this token, or expired. Codes: `lock_held`, `lock_not_held`, `lock_expired`.",
     MembershipConflict => "The membership change is refused now: another is in progress, this node is not a voter, or it would remove the last voter. Codes: `membership_change_in_progress`, `not_a_voter`, `conflict`.",
     PortConflict => "No port left, or the explicit port is taken. Codes: `ports_exhausted`, `port_taken`.",

@@ -83,6 +83,21 @@ fn response_schemas_describe_what_serde_emits() {
             sluice_common::names::EnvName::parse("DATABASE_URL").unwrap(),
             "<redacted>".to_string(),
         )]),
+        spec: if some {
+            serde_json::from_value(serde_json::json!({
+                "command": ["serve"], "entrypoint": ["/app"], "working_dir": "/srv",
+                "user": "1000:1000", "volumes": ["data:/data", "/etc/ssl:/etc/ssl:ro"],
+                "tmpfs": ["/tmp:size=64m"], "privileged": true, "network_mode": "host",
+                "cap_add": ["NET_ADMIN"],
+                "resources": {"memory": "256m", "memory_reservation": "128m", "cpus": 0.5, "pids_limit": 64},
+                "restart": "on-failure:3", "networks": [{"name": "backend", "aliases": ["web"]}],
+                "labels": {"com.example.team": "web"}, "stop_signal": "SIGQUIT",
+                "stop_grace": "20s", "log": {"driver": "local", "options": {"max-size": "5m"}}
+            }))
+            .unwrap()
+        } else {
+            Default::default()
+        },
         actor: "token:ci".into(),
         created_at: ts("2026-11-25T10:30:00.000Z"),
         updated_at: ts("2026-11-25T10:30:01.000Z"),

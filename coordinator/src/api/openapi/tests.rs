@@ -117,7 +117,7 @@ fn document_lists_exactly_the_routes_of_the_router() {
             }
         }
     }
-    assert_eq!(routes.len(), 47, "{routes:?}");
+    assert_eq!(routes.len(), 48, "{routes:?}");
     assert_eq!(sluice_tests::openapi::documented_routes(&doc()), routes);
 }
 

@@ -21,6 +21,8 @@ const FLAGS: &[(&str, &[&str])] = &[
     ("max_parallel", &["max-parallel"]),
     ("progress_deadline", &["progress-deadline"]),
     ("allow_labels", &["allow-label"]),
+    ("spec", &["spec"]),
+    ("check_index", &["check-index"]),
     ("canary", &["canary"]),
     ("health.kind", &["health"]),
     ("health.path", &["health"]),

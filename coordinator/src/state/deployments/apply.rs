@@ -184,6 +184,20 @@ impl Deployments {
                 }
                 return done(k.deployment);
             }
+        }
+        // Judged here, in the entry, so no deployment can slip in between the check and
+        // this one's creation.
+        if let Some(expected) = request.check_index {
+            let current = self.service_index(&request.service);
+            if current != expected {
+                return Err(DeploymentError::ServiceChanged {
+                    service: request.service.to_string(),
+                    expected,
+                    current,
+                });
+            }
+        }
+        if let Some((key, hash)) = idempotency {
             self.idempotency.insert(
                 key.clone(),
                 IdempotencyRecord {

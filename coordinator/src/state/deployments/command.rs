@@ -183,6 +183,16 @@ pub enum DeploymentError {
         /// What was refused.
         message: String,
     },
+    /// `check_index` is not the service's version index any more.
+    #[error("service {service} changed since the plan: its index is {current}, the request expected {expected}")]
+    ServiceChanged {
+        /// The service.
+        service: String,
+        /// The index the request was planned at.
+        expected: u64,
+        /// The index now.
+        current: u64,
+    },
     /// A request that makes no sense now (rollback of a deployment that is not the latest
     /// success, cancel of a finished one).
     #[error("{message}")]

@@ -153,6 +153,7 @@ impl Deployment {
                     (k.clone(), shown)
                 })
                 .collect(),
+            spec: self.request.spec.clone(),
             actor: self.actor.clone(),
             created_at: self.created_at,
             updated_at: self.updated_at,

@@ -33,6 +33,18 @@ pub struct Placement {
 }
 
 impl Deployments {
+    /// The service's version index: the sequence number of its latest deployment, 0 when
+    /// it has none. A plan reports it; `check_index` compares against it. Every accepted
+    /// deployment of the service raises it (sequence numbers only grow).
+    pub fn service_index(&self, service: &sluice_common::names::ServiceName) -> u64 {
+        self.all
+            .values()
+            .filter(|d| &d.request.service == service)
+            .map(|d| d.seq)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// A deployment that changed servers succeeded: it is what runs there now.
     pub(super) fn record_success(&mut self, d: &Deployment) {
         let rec = self.services.entry(d.request.service.clone()).or_default();
