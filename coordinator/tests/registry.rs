@@ -259,6 +259,13 @@ async fn validation_names_the_cause_and_touches_nothing_then_the_login_deploys_t
         .registry
         .push_unique(&image("v1"), "acc/web", "u1", USER, PASSWORD)
         .unwrap();
+    // A plan names the digest the tag resolves to now, and changes nothing.
+    let plan = env
+        .api()
+        .plan_deployment(&deployment_request(&env.body("u1", &["web-1"], json!({}))))
+        .await
+        .unwrap();
+    assert_eq!(plan.image_digest.as_deref(), Some(d1.as_str()), "{plan:?}");
     let id = env.deploy(&env.body("u1", &["web-1"], json!({}))).await;
     let v = env.settled(&id).await;
     assert_eq!(v.state, DeploymentState::Success, "{v:?}");

@@ -93,6 +93,11 @@ pub struct DeploymentPlan {
     pub valid: bool,
     /// Whether any server would change.
     pub changes: bool,
+    /// The digest the image's tag resolves to in its registry now (`image_in_registry`;
+    /// absent for an image without a registry); a deployment pins the one it resolves
+    /// at its own validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
     /// Every check's result.
     pub validation: Vec<CheckResult>,
     /// Per target server.

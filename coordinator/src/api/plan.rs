@@ -109,6 +109,7 @@ pub async fn plan(
         index,
         valid: v.results.iter().all(|r| r.ok),
         changes: servers.iter().any(|s| s.action != PlanAction::None),
+        image_digest: v.digest.clone(),
         validation: v.results,
         servers,
     }))

@@ -13,9 +13,9 @@ use std::io::IsTerminal;
 use std::time::{Duration, SystemTime};
 
 use clap::Args;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
-use super::http::{as_request, value, Conn};
+use super::http::{value, Conn};
 use super::output::OutputArg;
 use super::CliError;
 use sluice_common::api::CreateDeploymentRequest;
@@ -24,12 +24,18 @@ use sluice_common::backoff::Backoff;
 /// `sluice deploy`.
 #[derive(Debug, Args)]
 pub struct DeployArgs {
-    /// The service.
+    /// The service (with --file: which of the file's services; default: each in turn).
     #[arg(long)]
-    pub service: String,
+    pub service: Option<String>,
     /// The image (`registry/repo:tag`).
     #[arg(long)]
-    pub image: String,
+    pub image: Option<String>,
+    /// A service file (`sluice.toml`) that describes the service instead of these flags.
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub file: Option<std::path::PathBuf>,
+    /// With --file: the image tag to deploy (`--tag "$CI_COMMIT_SHA"`).
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
     /// A target server (repeat for several).
     #[arg(long = "server", help_heading = "Targeting")]
     pub servers: Vec<String>,
@@ -129,121 +135,6 @@ pub struct StatusArgs {
     pub output: OutputArg,
     #[command(flatten)]
     pub conn: Conn,
-}
-
-fn split_env(
-    pairs: &[String],
-    secret: bool,
-    into: &mut Map<String, Value>,
-) -> Result<(), CliError> {
-    for p in pairs {
-        let (k, v) = p
-            .split_once('=')
-            .ok_or_else(|| CliError::Usage(format!("--env {p:?}: expected KEY=VALUE")))?;
-        into.insert(k.to_string(), json!({"value": v, "secret": secret}));
-    }
-    Ok(())
-}
-
-pub(super) fn body(a: &DeployArgs) -> Result<Value, CliError> {
-    if a.servers.is_empty() && a.selector.is_empty() {
-        return Err(CliError::Usage("name a --server or a --selector".into()));
-    }
-    let mut env = Map::new();
-    split_env(&a.env, false, &mut env)?;
-    split_env(&a.secret_env, true, &mut env)?;
-    let mut health = match a.health.as_str() {
-        "tcp" => json!({"kind": "tcp"}),
-        "docker" => json!({"kind": "docker"}),
-        "none" => json!({"kind": "none"}),
-        p if p.starts_with('/') => json!({"kind": "http", "path": p}),
-        other => {
-            return Err(CliError::Usage(format!(
-                "--health {other:?}: use an HTTP path like /health, tcp, docker or none"
-            )))
-        }
-    };
-    // Each tuning flag belongs to the kinds that have the field; elsewhere it is a mistake
-    // worth saying (the API would refuse the unknown field anyway).
-    let probing = matches!(health["kind"].as_str(), Some("http" | "tcp"));
-    let tuning = [
-        (
-            "--health-interval",
-            "interval",
-            a.health_interval.as_ref().map(|v| json!(v)),
-            probing,
-        ),
-        (
-            "--health-timeout",
-            "timeout",
-            a.health_timeout.as_ref().map(|v| json!(v)),
-            probing,
-        ),
-        (
-            "--health-retries",
-            "retries",
-            a.health_retries.map(|v| json!(v)),
-            probing,
-        ),
-        (
-            "--health-start-period",
-            "start_period",
-            a.health_start_period.as_ref().map(|v| json!(v)),
-            probing,
-        ),
-        (
-            "--health-deadline",
-            "deadline",
-            a.health_deadline.as_ref().map(|v| json!(v)),
-            health["kind"] == "docker",
-        ),
-    ];
-    for (flag, field, value, applies) in tuning {
-        let Some(value) = value else { continue };
-        if !applies {
-            return Err(CliError::Usage(format!(
-                "{flag} does not apply to --health {}",
-                a.health
-            )));
-        }
-        health[field] = value;
-    }
-    let mut b = json!({
-        "service": a.service, "image": a.image, "servers": a.servers, "selector": a.selector,
-        "container_port": a.container_port, "env": env, "health": health,
-        "allow_labels": a.allow_labels,
-    });
-    if let Some(p) = a.port {
-        b["port"] = json!(p);
-    }
-    if let Some(w) = &a.lock_wait {
-        b["lock_wait"] = json!(w);
-    }
-    if let Some(s) = &a.strategy {
-        b["strategy"] = json!(s);
-    }
-    if let Some(d) = &a.min_healthy {
-        b["min_healthy"] = json!(d);
-    }
-    if let Some(d) = &a.drain_timeout {
-        b["drain_timeout"] = json!(d);
-    }
-    if let Some(c) = &a.canary {
-        b["canary"] = super::canary::spec_arg(c)?;
-    }
-    if let Some(n) = a.max_parallel {
-        b["max_parallel"] = json!(n);
-    }
-    if let Some(d) = &a.progress_deadline {
-        b["progress_deadline"] = json!(d);
-    }
-    if let Some(s) = &a.spec {
-        b["spec"] = super::plan::spec_arg(s)?;
-    }
-    if let Some(n) = a.check_index {
-        b["check_index"] = json!(n);
-    }
-    Ok(b)
 }
 
 fn stamp() -> String {
@@ -458,9 +349,16 @@ fn progress_line(v: &Value) -> String {
     }
 }
 
-/// Runs `sluice deploy`.
+/// Runs `sluice deploy`: one deployment, or one per service of a service file (in file
+/// order, each followed to its end with --wait before the next).
 pub async fn run(a: DeployArgs) -> Result<(), CliError> {
-    let req: CreateDeploymentRequest = as_request(&body(&a)?)?;
+    for req in request::requests(&a)? {
+        deploy_one(&a, req).await?;
+    }
+    Ok(())
+}
+
+async fn deploy_one(a: &DeployArgs, req: CreateDeploymentRequest) -> Result<(), CliError> {
     let created = a
         .conn
         .api()?
@@ -492,5 +390,6 @@ pub(crate) fn deployment_id(s: &str) -> Result<uuid::Uuid, CliError> {
         .map_err(|_| CliError::Usage(format!("{s:?} is not a deployment id (a UUID)")))
 }
 
+pub mod request;
 #[cfg(test)]
 mod tests;

@@ -37,6 +37,7 @@ pub mod ports;
 pub mod registry;
 pub mod rollback;
 pub mod servers;
+pub mod service_file;
 pub mod services;
 pub mod testapp_build;
 pub mod token;
@@ -86,6 +87,10 @@ pub enum Command {
     /// runs; nothing is locked or written). Exits 0 when nothing would change, 2 when
     /// something would, 65 when the request or a check is invalid.
     Plan(Box<deploy::DeployArgs>),
+    /// Check a service file (`sluice.toml`) offline: every service parses and makes a valid
+    /// request. Exits 0 when valid, 65 when not (naming the line and column), 66 when the
+    /// file is missing.
+    Validate(deploy::request::ValidateArgs),
     /// Show a deployment.
     Status(deploy::StatusArgs),
     /// Roll a successful deployment back to the previous version; with --wait, follow it
@@ -220,6 +225,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Dev(args) => dev::run(args).await,
         Command::Deploy(args) => deploy::run(*args).await,
         Command::Plan(args) => plan::run(*args).await,
+        Command::Validate(args) => deploy::request::validate(&args),
         Command::Status(args) => deploy::status(args).await,
         Command::Rollback(args) => rollback::rollback(args).await,
         Command::Cancel(args) => rollback::cancel(args).await,

@@ -5,10 +5,9 @@
 //! checks is invalid (the checks are listed); the usual 64/69/77 otherwise.
 
 use serde_json::Value;
-use sluice_common::api::{CreateDeploymentRequest, DeploymentPlan, PlanAction};
+use sluice_common::api::{DeploymentPlan, PlanAction};
 
-use super::deploy::{body, DeployArgs};
-use super::http::as_request;
+use super::deploy::DeployArgs;
 use super::CliError;
 
 /// `--spec JSON` or `--spec @FILE`: the container spec object.
@@ -29,11 +28,19 @@ pub(super) fn spec_arg(s: &str) -> Result<Value, CliError> {
 
 /// Runs `sluice plan`.
 pub async fn run(a: DeployArgs) -> Result<(), CliError> {
-    let req: CreateDeploymentRequest = as_request(&body(&a)?)?;
-    let plan = a.conn.api()?.plan_deployment(&req).await?;
-    let v = serde_json::to_value(&plan).expect("serializable");
-    a.output.print(&v, |_| print!("{}", render(&plan)));
-    outcome(&plan)
+    // Every service's plan is shown; the exit status is the worst (invalid, changes, none).
+    let mut worst: Result<(), CliError> = Ok(());
+    for req in super::deploy::request::requests(&a)? {
+        let plan = a.conn.api()?.plan_deployment(&req).await?;
+        let v = serde_json::to_value(&plan).expect("serializable");
+        a.output.print(&v, |_| print!("{}", render(&plan)));
+        worst = match (worst, outcome(&plan)) {
+            (Err(CliError::Data(m)), _) | (_, Err(CliError::Data(m))) => Err(CliError::Data(m)),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+            (Ok(()), Ok(())) => Ok(()),
+        };
+    }
+    worst
 }
 
 /// The plan as the exit status: invalid 65, changes 2, nothing 0.
@@ -65,6 +72,9 @@ pub(crate) fn render(plan: &DeploymentPlan) -> String {
         "plan for {} (index {}; deploy with --check-index {})\n",
         plan.service, plan.index, plan.index
     );
+    if let Some(d) = &plan.image_digest {
+        out += &format!("  image digest now: {d}\n");
+    }
     for c in plan.validation.iter().filter(|c| !c.ok) {
         out += &format!("  check {} on {} failed: {}\n", c.check, c.server, c.detail);
     }

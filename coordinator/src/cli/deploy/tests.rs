@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 /// set from `sluice deploy`. A field added to the API without a flag fails here.
 const FLAGS: &[(&str, &[&str])] = &[
     ("service", &["service"]),
-    ("image", &["image"]),
+    ("image", &["image", "tag"]),
     ("servers", &["server"]),
     ("selector", &["selector"]),
     ("container_port", &["container-port"]),
@@ -80,7 +80,7 @@ fn body_of(args: &[&str]) -> Result<Value, crate::cli::CliError> {
         .expect("parses")
         .command
     {
-        crate::cli::Command::Deploy(a) => super::body(&a),
+        crate::cli::Command::Deploy(a) => super::request::body(&a),
         _ => unreachable!(),
     }
 }
