@@ -578,6 +578,10 @@ async fn a_rotated_key_still_opens_what_the_old_one_sealed() {
     let mut env = Env::start("reg-rotate", &["web-1"]).await;
     env.login(PASSWORD).await;
     env.push("v1", "v1");
+    // A deployment with a secret value, sealed under the first key.
+    let secret = json!({"env": {"DB_PASSWORD": {"value": "rotate-s3cret", "secret": true}}});
+    let first = env.deploy(&env.body("v1", &["web-1"], secret)).await;
+    assert_eq!(env.settled(&first).await.state, DeploymentState::Success);
     let key_file = env.cluster.nodes[0]
         .dir()
         .parent()
@@ -621,4 +625,23 @@ async fn a_rotated_key_still_opens_what_the_old_one_sealed() {
         raft.windows(needle.len()).any(|w| w == needle),
         "no value sealed under k2"
     );
+    // The stored deployment's secret value was sealed again under k2 in the background.
+    eventually(
+        "the stored environment re-sealed under k2",
+        Duration::from_secs(30),
+        || async {
+            let raft: Vec<u8> = walk(env.cluster.nodes[0].dir())
+                .iter()
+                .filter(|f| f.to_string_lossy().contains("raft"))
+                .flat_map(|f| std::fs::read(f).unwrap_or_default())
+                .collect();
+            let needle = b"sealed:k2:";
+            if raft.windows(needle.len()).any(|w| w == needle) {
+                Ok(())
+            } else {
+                Err("no environment value sealed under k2 yet".to_string())
+            }
+        },
+    )
+    .await;
 }

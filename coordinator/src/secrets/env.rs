@@ -35,6 +35,41 @@ pub fn seal(
     Ok(())
 }
 
+/// Whether a secret value of `env` is sealed under a key other than `current`, or not
+/// sealed at all though a key exists: it wants sealing again.
+pub fn stale(env: &BTreeMap<EnvName, EnvVar>, current: &str) -> bool {
+    env.values().filter(|v| v.secret).any(|v| {
+        v.value
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split(':').next())
+            .is_none_or(|key| key != current)
+    })
+}
+
+/// `env` with every secret value sealed again under the current key (opened first).
+pub fn reseal(
+    secrets: &Secrets,
+    service: &ServiceName,
+    env: &BTreeMap<EnvName, EnvVar>,
+) -> Result<BTreeMap<EnvName, EnvVar>, SealError> {
+    let plain = open(secrets, service, env)?;
+    let mut out: BTreeMap<EnvName, EnvVar> = env
+        .iter()
+        .map(|(name, var)| {
+            let value = plain.get(name).cloned().unwrap_or_default();
+            (
+                name.clone(),
+                EnvVar {
+                    value,
+                    secret: var.secret,
+                },
+            )
+        })
+        .collect();
+    seal(secrets, service, &mut out)?;
+    Ok(out)
+}
+
 /// Every value in plaintext, secret ones opened: what the agent receives.
 pub fn open(
     secrets: &Secrets,
@@ -114,5 +149,41 @@ mod tests {
         let mut plain = before.clone();
         seal(&Secrets::default(), &svc, &mut plain).unwrap();
         assert_eq!(plain, before);
+    }
+
+    #[test]
+    fn a_rotated_key_reseals_what_the_old_one_sealed() {
+        let k1 = ("k1".to_string(), [3; 32]);
+        let old = Secrets::new(super::super::Keyring::new(vec![k1.clone()]));
+        let both = Secrets::new(super::super::Keyring::new(vec![k1, ("k2".into(), [4; 32])]));
+        let current = both.ring().unwrap().current().to_string();
+        assert_eq!(current, "k2");
+        let svc = ServiceName::parse("web").unwrap();
+        let n = |s: &str| EnvName::parse(s).unwrap();
+        let mut env = BTreeMap::from([
+            (
+                n("PLAIN"),
+                EnvVar {
+                    value: "hello".into(),
+                    secret: false,
+                },
+            ),
+            (
+                n("TOKEN"),
+                EnvVar {
+                    value: "s3cret".into(),
+                    secret: true,
+                },
+            ),
+        ]);
+        assert!(stale(&env, "k1"), "plain though a key exists");
+        seal(&old, &svc, &mut env).unwrap();
+        assert!(!stale(&env, "k1"));
+        assert!(stale(&env, &current));
+        let resealed = reseal(&both, &svc, &env).unwrap();
+        assert!(resealed[&n("TOKEN")].value.starts_with("sealed:k2:"));
+        assert_eq!(resealed[&n("PLAIN")].value, "hello");
+        assert!(!stale(&resealed, &current));
+        assert_eq!(open(&both, &svc, &resealed).unwrap()[&n("TOKEN")], "s3cret");
     }
 }

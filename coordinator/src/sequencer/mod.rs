@@ -88,6 +88,8 @@ pub struct Driver {
     /// Opens the sealed registry logins.
     secrets: Arc<crate::secrets::Secrets>,
     running: Mutex<HashSet<Uuid>>,
+    /// The key every stored environment was last re-sealed under (see `reseal_env`).
+    resealed_env_under: Mutex<Option<String>>,
 }
 
 impl Driver {
@@ -108,6 +110,7 @@ impl Driver {
             registries,
             secrets,
             running: Mutex::default(),
+            resealed_env_under: Mutex::new(None),
         })
     }
 
@@ -155,6 +158,7 @@ impl Driver {
                 continue;
             }
             self.reseal_registries().await;
+            self.reseal_env().await;
             // From the in-flight index: the work per applied entry is proportional to the
             // deployments in flight, not to every deployment kept.
             let work: Vec<Uuid> = self.node.read(|a| {

@@ -51,6 +51,51 @@ impl Driver {
         }
     }
 
+    /// After a key rotation, seals again under the current key the secret environment
+    /// values of every stored deployment still sealed under another: one proposal per
+    /// deployment, once per current key per leadership (a scan of every deployment, so not
+    /// on every applied entry).
+    pub(super) async fn reseal_env(&self) {
+        let Some(current) = self.secrets.ring().map(|r| r.current().to_string()) else {
+            return;
+        };
+        if self.resealed_env_under.lock().expect("poisoned").as_deref() == Some(&current) {
+            return;
+        }
+        let stale: Vec<(uuid::Uuid, sluice_common::api::CreateDeploymentRequest)> =
+            self.node.read(|a| {
+                a.state
+                    .deployments
+                    .all
+                    .values()
+                    .filter(|d| crate::secrets::env::stale(&d.request.env, &current))
+                    .map(|d| (d.id, d.request.clone()))
+                    .collect()
+            });
+        for (id, request) in stale {
+            let env = match crate::secrets::env::reseal(
+                &self.secrets,
+                &request.service,
+                &request.env,
+            ) {
+                Ok(env) => env,
+                Err(e) => {
+                    tracing::debug!(deployment = %id, error = %e, "cannot re-seal an environment");
+                    continue;
+                }
+            };
+            let cmd = crate::state::deployments::DeploymentCommand::ResealEnv { id, env };
+            if let Err(e) = self
+                .propose(crate::state::Command::Deployment { cmd })
+                .await
+            {
+                tracing::debug!(deployment = %id, error = %e, "re-seal not proposed");
+                return;
+            }
+        }
+        *self.resealed_env_under.lock().expect("poisoned") = Some(current);
+    }
+
     /// The stored login for `image`'s registry, opened, if it names one and a login is
     /// stored; an error when this node cannot open it (another cluster key).
     pub(super) fn registry_login(

@@ -269,7 +269,10 @@ fn deployment_entry(
             None => e,
         };
         return match cmd {
-            C::Renew { .. } | C::Progress { .. } | C::CanaryMeasured { .. } => None,
+            C::Renew { .. }
+            | C::Progress { .. }
+            | C::CanaryMeasured { .. }
+            | C::ResealEnv { .. } => None,
             _ => Some(refused(
                 e.details(json!({"command": command_name(cmd)})),
                 err,
@@ -352,7 +355,10 @@ fn deployment_entry(
             with_service(Entry::ok(action, &target).details(json!({ "reason": reason })))
         }
         // Measurements are in the record; a failed analysis is audited with the failure.
-        C::Renew { .. } | C::Progress { .. } | C::CanaryMeasured { .. } => return None,
+        // Re-sealing after a key rotation is nobody's decision.
+        C::Renew { .. } | C::Progress { .. } | C::CanaryMeasured { .. } | C::ResealEnv { .. } => {
+            return None
+        }
     };
     Some(e)
 }
@@ -374,6 +380,7 @@ fn command_name(cmd: &DeploymentCommand) -> &'static str {
         C::CanaryMeasured { .. } => "canary_measured",
         C::CanaryControl { .. } => "canary_control",
         C::PinImage { .. } => "pin_image",
+        C::ResealEnv { .. } => "reseal_env",
     }
 }
 

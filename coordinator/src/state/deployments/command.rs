@@ -89,6 +89,15 @@ pub enum DeploymentCommand {
         /// The deployment.
         id: Uuid,
     },
+    /// The same environment with its secret values sealed under the current cluster key
+    /// (after a key rotation; maintenance, not audited). Refused unless the names and
+    /// secret flags are those already stored.
+    ResealEnv {
+        /// The deployment.
+        id: Uuid,
+        /// The environment, sealed anew.
+        env: std::collections::BTreeMap<sluice_common::names::EnvName, sluice_common::api::EnvVar>,
+    },
     /// A canary reached `step` on every target server (the number of steps: the final
     /// switch to 100 %). One entry per step.
     CanaryStep {
@@ -145,6 +154,7 @@ impl DeploymentCommand {
             | Self::Progress { id, .. }
             | Self::RequestRollback { id }
             | Self::RequestCancel { id }
+            | Self::ResealEnv { id, .. }
             | Self::BeginRollback { id }
             | Self::GiveUp { id, .. }
             | Self::CanaryStep { id, .. }

@@ -300,6 +300,7 @@ impl Deployments {
                 reason,
             } => self.canary_control(*id, *control, reason, now),
             C::PinImage { id, digest } => self.pin_image(*id, digest, now),
+            C::ResealEnv { id, env } => self.reseal_env(*id, env),
         };
         self.reindex(cmd.id());
         outcome

@@ -51,6 +51,35 @@ impl Deployments {
     }
 }
 
+impl Deployments {
+    /// Replaces `id`'s environment with the same one sealed anew (key rotation): the names
+    /// and secret flags must be those stored, so nothing but the sealing changes.
+    pub(super) fn reseal_env(
+        &mut self,
+        id: Uuid,
+        env: &std::collections::BTreeMap<sluice_common::names::EnvName, sluice_common::api::EnvVar>,
+    ) -> Result<DeploymentOutcome, DeploymentError> {
+        let d = self.get_mut(id)?;
+        fn shape(
+            e: &std::collections::BTreeMap<
+                sluice_common::names::EnvName,
+                sluice_common::api::EnvVar,
+            >,
+        ) -> Vec<(&sluice_common::names::EnvName, bool)> {
+            e.iter().map(|(k, v)| (k, v.secret)).collect()
+        }
+        if shape(&d.request.env) != shape(env) {
+            return Err(DeploymentError::Conflict {
+                message: format!(
+                    "deployment {id}: a re-sealed environment must keep its names and secret flags"
+                ),
+            });
+        }
+        d.request.env = env.clone();
+        Ok(DeploymentOutcome { id, created: false })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
