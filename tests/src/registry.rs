@@ -14,12 +14,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use sluice_common::tls::Role;
 
-use crate::eventually::patience;
+use crate::eventually::eventually;
 use crate::pki::Pki;
 
 /// One registry process.
@@ -194,35 +194,31 @@ impl RegistryProc {
     }
 
     async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30).mul_f64(patience());
         let client = Pki::shared()
             .client(None)
             .timeout(Duration::from_secs(5))
             .build()
             .expect("client");
-        loop {
-            if let Ok(r) = client
-                .get(format!("https://{}/v2/", self.host))
-                .send()
-                .await
-            {
-                if r.status() == reqwest::StatusCode::UNAUTHORIZED {
-                    return;
-                }
-            }
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+        let url = format!("https://{}/v2/", self.host);
+        let log = self.dir.path().join("log");
+        let child = self.child.as_mut().expect("spawned");
+        eventually("docker-registry answers", Duration::from_secs(30), || {
+            if let Ok(Some(status)) = child.try_wait() {
                 panic!(
                     "docker-registry exited at start ({status}):\n{}",
-                    self.log()
+                    std::fs::read_to_string(&log).unwrap_or_default()
                 );
             }
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry is not ready:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                match client.get(&url).send().await {
+                    Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => Ok(()),
+                    Ok(r) => Err(format!("answered {}", r.status())),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        })
+        .await;
     }
 
     /// Kills it (SIGKILL) and waits for it to exit; the port is free when this returns.

@@ -231,31 +231,40 @@ async fn weights_split_requests() {
 }
 
 /// A keep-alive backend written by hand: answers `200 ok` to every request head, counts
-/// the connections it accepted, and closes a connection that stays idle for `idle` (as a
-/// backend with a keep-alive timeout shorter than the proxy's does).
-async fn counting_backend(idle: Duration) -> (std::net::SocketAddr, Arc<AtomicU64>) {
+/// the connections it accepted and those it closed, and closes a connection that stays
+/// idle for `idle` (as a backend with a keep-alive timeout shorter than the proxy's does).
+async fn counting_backend(
+    idle: Duration,
+) -> (std::net::SocketAddr, Arc<AtomicU64>, Arc<AtomicU64>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicU64::new(0));
-    let count = accepted.clone();
+    let closed = Arc::new(AtomicU64::new(0));
+    let (count, gone) = (accepted.clone(), closed.clone());
     tokio::spawn(async move {
         loop {
             let Ok((mut s, _)) = listener.accept().await else {
                 return;
             };
             count.fetch_add(1, Ordering::SeqCst);
+            let gone = gone.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
                 loop {
                     match tokio::time::timeout(idle, s.read(&mut chunk)).await {
                         Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-                        _ => return, // idle too long, closed, or failed: close
+                        // Idle too long, closed, or failed: close.
+                        _ => {
+                            gone.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
                     }
                     while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                         buf.drain(..end + 4);
                         let answer = "HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n";
                         if s.write_all(answer.as_bytes()).await.is_err() {
+                            gone.fetch_add(1, Ordering::SeqCst);
                             return;
                         }
                     }
@@ -263,7 +272,7 @@ async fn counting_backend(idle: Duration) -> (std::net::SocketAddr, Arc<AtomicU6
             });
         }
     });
-    (addr, accepted)
+    (addr, accepted, closed)
 }
 
 /// Requests reuse the pooled connection to their target; one the target closed while it
@@ -272,7 +281,7 @@ async fn counting_backend(idle: Duration) -> (std::net::SocketAddr, Arc<AtomicU6
 async fn pooled_connections_are_reused_and_closed_ones_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(dir.path(), &[]).await;
-    let (addr, accepted) = counting_backend(Duration::from_millis(300)).await;
+    let (addr, accepted, closed) = counting_backend(Duration::from_millis(300)).await;
     let port = free_port();
     proxy
         .client
@@ -315,10 +324,29 @@ async fn pooled_connections_are_reused_and_closed_ones_replaced() {
         1,
         "one pooled connection"
     );
-    // The backend closes its idle connections: every request after a pause finds the
-    // pooled one closed and goes out on a new one.
+    // The backend closes its idle connections: every request made once the backend has
+    // closed every connection it accepted finds the pooled one closed and goes out on a
+    // new one.
     for i in 0..4 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (accepted, closed) = (accepted.clone(), closed.clone());
+        sluice_tests::eventually::eventually(
+            "the backend closed its idle connections",
+            Duration::from_secs(10),
+            || {
+                let (a, c) = (
+                    accepted.load(Ordering::SeqCst),
+                    closed.load(Ordering::SeqCst),
+                );
+                async move {
+                    if c >= a {
+                        Ok(())
+                    } else {
+                        Err(format!("{c} of {a} closed"))
+                    }
+                }
+            },
+        )
+        .await;
         let r = c.get(&url).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 200, "after pause {i}");
     }
