@@ -1,7 +1,7 @@
 //! Follows Docker's event stream for this server's managed containers, so a container that
 //! dies (crash, OOM kill) is noticed at once: it is logged, and the next heartbeat is sent
 //! right away instead of at its interval. If the stream breaks (daemon restart), it is
-//! re-subscribed with backoff.
+//! re-subscribed with backoff. The in-memory engine has no events to follow. The in-memory engine has no events to follow.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +16,12 @@ pub async fn follow(agent: Arc<Agent>) {
     let policy =
         sluice_common::backoff::Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
     let mut retries = policy.retries(crate::jitter_seed("docker events"));
+    let Some(docker) = agent.engine.docker() else {
+        // The in-memory engine's containers never die behind the agent's back.
+        return agent.cancel.cancelled().await;
+    };
     loop {
-        match agent.docker.events().await {
+        match docker.events().await {
             Ok(stream) => {
                 futures_util::pin_mut!(stream);
                 loop {

@@ -12,8 +12,10 @@
 //!   (admission, persistence, long-poll).
 //! - [`runner`]: one runner per strategy (pure plan + executor), and service removal;
 //!   [`health`]: health checks.
-//! - [`runtime`]: the container runtime seam (a trait; an in-memory fake for unit tests);
-//!   [`docker`]: its bollard implementation, reachability; [`events`]: Docker's event stream.
+//! - [`runtime`]: the container runtime seam (a trait; an in-memory daemon);
+//!   [`docker`]: its bollard implementation, reachability; [`engine`]: the one an agent
+//!   holds (Docker, or in memory); [`events`]: Docker's event stream.
+//! - [`sim`]: many simulated agents in one process (in-memory engines), for scale tests.
 //! - [`ports`]: the host port table and bind probes; [`policy`]: the container policy.
 //! - [`api`]: the HTTP API; [`register`]: registration and heartbeats to coordinators.
 //!
@@ -23,6 +25,7 @@
 pub mod api;
 pub mod config;
 pub mod docker;
+pub mod engine;
 pub mod events;
 pub mod fence;
 pub mod health;
@@ -37,6 +40,7 @@ pub mod retention;
 pub mod runner;
 pub mod runtime;
 pub mod seal;
+pub mod sim;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -49,6 +53,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::AgentConfig;
 use crate::docker::Docker;
+use crate::engine::Engine;
 use crate::ops::Operations;
 use crate::store::{Store, StoreError};
 
@@ -60,8 +65,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub struct Agent {
     /// The configuration.
     pub config: AgentConfig,
-    /// The Docker daemon.
-    pub docker: Docker,
+    /// The container engine (the host's Docker daemon, or an in-memory one).
+    pub engine: Engine,
     /// Operations and the fence.
     pub ops: Operations,
     /// The HTTP client for health probes.
@@ -124,9 +129,20 @@ pub const TLS_RELOAD_EVERY: Duration = Duration::from_secs(2);
 const GRACE: Duration = Duration::from_secs(10);
 
 /// Opens the store, binds the API listener, resumes interrupted operations and starts the
-/// background tasks. `shutdown` stops it all.
+/// background tasks, over the Docker daemon the configuration names. `shutdown` stops it
+/// all.
 pub async fn build(
     config: AgentConfig,
+    shutdown: CancellationToken,
+) -> Result<Running, StartError> {
+    let docker = Docker::new(config.docker_socket.clone(), config.name.clone());
+    build_with(config, Engine::Docker(docker), shutdown).await
+}
+
+/// [`build`] over the given engine.
+pub async fn build_with(
+    config: AgentConfig,
+    engine: Engine,
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
     let files = config.tls.files();
@@ -152,7 +168,7 @@ pub async fn build(
         source,
     })?;
     let agent = Arc::new(Agent {
-        docker: Docker::new(config.docker_socket.clone(), config.name.clone()),
+        engine,
         advertise: config.advertise.clone().unwrap_or_else(|| addr.to_string()),
         proxy: sluice_proxy::control::Client::new(config.proxy_socket.clone()),
         config,
@@ -163,15 +179,15 @@ pub async fn build(
         state_changed: tokio::sync::Notify::new(),
         tls: tls.clone(),
     });
-    // First contact with Docker before resuming, so resumed runners see a connection.
-    if let Err(e) = agent.docker.refresh().await {
+    // First contact with the engine before resuming, so resumed runners see a connection.
+    if let Err(e) = agent.engine.refresh().await {
         tracing::warn!(error = %e, "docker is not reachable yet; retrying in the background");
     }
     {
         let a = agent.clone();
         agent
             .tasks
-            .spawn(async move { a.docker.monitor(a.cancel.clone()).await });
+            .spawn(async move { a.engine.monitor(a.cancel.clone()).await });
         let a = agent.clone();
         agent.tasks.spawn(events::follow(a));
         let a = agent.clone();

@@ -1,4 +1,6 @@
 //! `sluice-agent --config FILE`: runs the agent until SIGTERM or SIGINT.
+//! `sluice-agent simulate --count N ...`: runs N simulated agents (in-memory engines) in
+//! this process, for scale tests (see `sluice_agent::sim`).
 //!
 //! Exit status: 0 after a clean shutdown, 64 (`EX_USAGE`) for a bad config (systemd's unit
 //! does not restart on it), 1 when the agent cannot start (listener, data directory).
@@ -6,20 +8,52 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use sluice_agent::config::AgentConfig;
 use tokio_util::sync::CancellationToken;
 
 /// The Sluice agent: owns this server's Docker daemon and port table.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version, subcommand_negates_reqs = true)]
 struct Args {
     /// The TOML configuration file.
-    #[arg(long, env = "SLUICE_AGENT_CONFIG")]
-    config: PathBuf,
+    #[arg(long, env = "SLUICE_AGENT_CONFIG", required = true)]
+    config: Option<PathBuf>,
     /// Log format: plain or json (one JSON object per line).
-    #[arg(long, default_value = "plain", value_parser = ["plain", "json"])]
+    #[arg(long, default_value = "plain", value_parser = ["plain", "json"], global = true)]
     log_format: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs many simulated agents in this process: each a whole agent (its own certificate
+    /// issued from the CA, store, API listener, registration and heartbeats) over an
+    /// in-memory container engine that has every image. For scale tests, never production.
+    Simulate {
+        /// How many agents.
+        #[arg(long)]
+        count: usize,
+        /// Agent names are PREFIX-0001, PREFIX-0002, ...
+        #[arg(long, default_value = "sim")]
+        prefix: String,
+        /// A coordinator API address (host:port); repeat for each.
+        #[arg(long = "coordinator", required = true)]
+        coordinators: Vec<String>,
+        /// The project CA certificate (PEM).
+        #[arg(long)]
+        ca_cert: PathBuf,
+        /// The project CA key (PEM): each agent's certificate is issued from it.
+        #[arg(long)]
+        ca_key: PathBuf,
+        /// Where the agents keep their certificates and stores (DIR/NAME/).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Between heartbeats.
+        #[arg(long, default_value = "2s")]
+        heartbeat_interval: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -35,18 +69,43 @@ fn main() -> ExitCode {
     } else {
         fmt.init();
     }
-    let config = match AgentConfig::load(&args.config) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if let Some(Command::Simulate {
+        count,
+        prefix,
+        coordinators,
+        ca_cert,
+        ca_key,
+        dir,
+        heartbeat_interval,
+    }) = args.command
+    {
+        let fleet = sluice_agent::sim::Fleet {
+            count,
+            prefix,
+            coordinators,
+            ca_cert,
+            ca_key,
+            dir,
+            heartbeat_interval,
+        };
+        return rt.block_on(simulate(fleet));
+    }
+    let Some(path) = args.config else {
+        eprintln!("sluice-agent: --config is required");
+        return ExitCode::from(64);
+    };
+    let config = match AgentConfig::load(&path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sluice-agent: {e}");
             return ExitCode::from(64);
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
     rt.block_on(async {
         let shutdown = CancellationToken::new();
         let running = match sluice_agent::build(config, shutdown.clone()).await {
@@ -66,4 +125,21 @@ fn main() -> ExitCode {
         running.wait().await;
         ExitCode::SUCCESS
     })
+}
+
+/// Runs a simulated fleet until SIGTERM or SIGINT.
+async fn simulate(fleet: sluice_agent::sim::Fleet) -> ExitCode {
+    let shutdown = CancellationToken::new();
+    let running = match sluice_agent::sim::start(&fleet, &shutdown).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sluice-agent simulate: {e}");
+            shutdown.cancel();
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(agents = running.len(), "simulated fleet running");
+    sluice_common::systemd::serve_until_signal(shutdown.clone());
+    sluice_agent::sim::wait(running).await;
+    ExitCode::SUCCESS
 }

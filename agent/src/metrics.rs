@@ -36,7 +36,7 @@ fn gauge(reg: &Registry, name: &str, help: &str, v: f64) {
 /// Renders every metric (asks Docker for the container list).
 pub async fn render(agent: &Agent) -> String {
     let reg = Registry::new();
-    let reach = agent.docker.reachability();
+    let reach = agent.engine.reachability();
     gauge(
         &reg,
         "sluice_agent_docker_reachable",
@@ -61,7 +61,7 @@ pub async fn render(agent: &Agent) -> String {
         "Managed containers by service and Docker state.",
         &["service", "state"],
     );
-    if let Ok(all) = agent.docker.all_containers().await {
+    if let Ok(all) = agent.engine.all_containers().await {
         let mut counts: BTreeMap<(String, String), i64> = BTreeMap::new();
         for (service, c) in all {
             *counts

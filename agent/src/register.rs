@@ -151,7 +151,7 @@ async fn registration(agent: &Agent) -> AgentRegistration {
         agent_addr: agent.advertise.clone(),
         labels: agent.config.labels.clone(),
         port_range: agent.config.port_range,
-        docker_version: agent.docker.reachability().version,
+        docker_version: agent.engine.reachability().version,
         agent_version: crate::VERSION.to_string(),
     }
 }
@@ -164,13 +164,13 @@ pub async fn heartbeat(agent: &Agent) -> AgentHeartbeat {
         .unwrap_or_default()
         .into_iter()
         .collect();
-    let containers_running = match agent.docker.all_containers().await {
+    let containers_running = match agent.engine.all_containers().await {
         Ok(list) => list.iter().filter(|(_, c)| c.running).count() as u32,
         Err(_) => 0,
     };
     AgentHeartbeat {
         server: agent.config.name.clone(),
-        docker_reachable: agent.docker.reachability().reachable,
+        docker_reachable: agent.engine.reachability().reachable,
         bound_ports,
         containers_running,
     }

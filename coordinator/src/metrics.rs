@@ -141,6 +141,12 @@ pub fn render(app: Sources<'_>) -> String {
     );
     gauge(
         &reg,
+        "sluice_raft_snapshot_bytes",
+        "Size of the last snapshot this node wrote or read.",
+        crate::raft::store::SNAPSHOT_BYTES.load(std::sync::atomic::Ordering::Relaxed) as f64,
+    );
+    gauge(
+        &reg,
         "sluice_raft_members",
         "Cluster members.",
         s.members.len() as f64,

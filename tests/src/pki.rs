@@ -118,6 +118,14 @@ impl Pki {
             .expect("test client")
     }
 
+    /// Writes the CA's certificate and key (mode 0600) into `dir` as `ca.pem` and
+    /// `ca.key`, for a process that issues its own certificates from it (the simulated
+    /// agents), and returns their paths.
+    pub fn write_ca(&self, dir: &Path) -> (PathBuf, PathBuf) {
+        let files = write_files(dir, "ca", &self.ca.cert_pem, &self.ca);
+        (files.ca, files.key)
+    }
+
     /// Where this CA keeps scratch files.
     pub fn dir(&self) -> &Path {
         &self.dir

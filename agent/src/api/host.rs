@@ -17,7 +17,7 @@ use crate::runtime::{pick_previous, Container, Runtime};
 const PROXY_STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub(super) async fn health(State(a): Shared) -> Json<AgentHealth> {
-    let r = a.docker.reachability();
+    let r = a.engine.reachability();
     let proxy = tokio::time::timeout(PROXY_STATUS_TIMEOUT, a.proxy.status()).await;
     let (proxy_version, proxy_error) = match proxy {
         Ok(Ok(s)) => (Some(s.version), None),
@@ -61,7 +61,7 @@ fn views(containers: &[Container]) -> Vec<ContainerView> {
 }
 
 pub(super) async fn list_services(State(a): Shared) -> Result<Json<ServiceList>, ApiError> {
-    let all = a.docker.all_containers().await?;
+    let all = a.engine.all_containers().await?;
     let mut services: Vec<ServiceStatus> = Vec::new();
     let mut i = 0;
     while i < all.len() {
@@ -85,7 +85,7 @@ pub(super) async fn service_status(
     Path(service): Path<String>,
 ) -> Result<Json<ServiceStatus>, ApiError> {
     let service = service_name(&service)?;
-    let containers = a.docker.service_containers(&service).await?;
+    let containers = a.engine.service_containers(&service).await?;
     if containers.is_empty() {
         return Err(ApiError::from(Problem::new(
             ErrorCode::NotFound,
@@ -103,7 +103,7 @@ pub(super) async fn image(
     Path(image): Path<String>,
 ) -> Result<Json<ImageCheck>, ApiError> {
     let image = ImageRef::parse(&image).map_err(|e| invalid("image", e.reason))?;
-    let id = a.docker.image_id(&image.to_string()).await?;
+    let id = a.engine.image_id(&image.to_string()).await?;
     Ok(Json(ImageCheck {
         image,
         present: id.is_some(),
@@ -126,7 +126,7 @@ pub(super) async fn port(
         .unwrap_or(true);
     let service = if bound {
         // A container that publishes the port itself (recreate), else a proxy route.
-        let direct = a.docker.all_containers().await.ok().and_then(|all| {
+        let direct = a.engine.all_containers().await.ok().and_then(|all| {
             all.into_iter()
                 .find(|(_, c)| c.running && c.host_port == Some(port))
                 .map(|(s, _)| s)

@@ -151,8 +151,8 @@ pub(crate) fn op_id(s: &str) -> Result<Uuid, ApiError> {
 /// Refuses new work while Docker is unreachable (rather than admitting an operation that
 /// can only fail).
 pub(crate) async fn ensure_docker(a: &Agent) -> Result<(), ApiError> {
-    if a.docker.reachability().reachable {
+    if a.engine.reachability().reachable {
         return Ok(());
     }
-    a.docker.refresh().await.map_err(ApiError::from)
+    a.engine.refresh().await.map_err(ApiError::from)
 }

@@ -94,7 +94,7 @@ async fn drive(agent: Arc<Agent>, cell: Arc<OpCell>) {
     let id = cell.view().id;
     let env = Env::of(&agent);
     let x = Exec {
-        rt: &agent.docker,
+        rt: &agent.engine,
         env: &env,
         cell: &cell,
     };

@@ -1,6 +1,8 @@
-//! An in-memory container runtime for unit tests: containers with states and labels,
-//! images present or not, scripted failures per call and image, and scripted Docker
-//! HEALTHCHECK outcomes. Every call answers at once; none sleeps or opens a socket.
+//! An in-memory container runtime: containers with states and labels, images present or
+//! not, scripted failures per call and image, and scripted Docker HEALTHCHECK outcomes.
+//! Every call answers at once; none sleeps or opens a socket. Unit tests script it; the
+//! simulated agents ([`crate::sim`]) run on an [`FakeRuntime::open`] one, where every image
+//! is present.
 //!
 //! Container ids are 12 characters (`c00000000001`, ...), so step details show them whole.
 //! `created` and `finished_at` come from a counter, so "newest" and "stopped last" are
@@ -50,6 +52,8 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct State {
+    /// Every image is present (the simulated agents).
+    open: bool,
     images: BTreeSet<String>,
     /// Images a pull can fetch.
     registry: BTreeSet<String>,
@@ -66,6 +70,13 @@ struct State {
 }
 
 impl State {
+    /// Logs a change (not on an open daemon: a simulated agent runs for long).
+    fn note(&mut self, line: String) {
+        if !self.open {
+            self.log.push(line);
+        }
+    }
+
     fn tick(&mut self) -> String {
         self.clock += 1;
         format!("{:020}", self.clock)
@@ -105,6 +116,27 @@ impl FakeRuntime {
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         f(&mut self.state.lock().expect("poisoned"))
+    }
+
+    /// A daemon that has every image (for simulated agents: deploys of any image work).
+    pub fn open() -> Self {
+        let rt = Self::default();
+        rt.with(|s| s.open = true);
+        rt
+    }
+
+    /// Every container with a service label, with its service, by service then newest
+    /// first.
+    pub fn all(&self) -> Vec<(ServiceName, Container)> {
+        self.with(|s| {
+            let mut out: Vec<_> = s
+                .containers
+                .iter()
+                .filter_map(|e| e.service.clone().map(|n| (n, e.c.clone())))
+                .collect();
+            out.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.created.cmp(&a.1.created)));
+            out
+        })
     }
 
     /// Makes `image` present locally.
@@ -243,7 +275,7 @@ impl Runtime for FakeRuntime {
     async fn image_id(&self, image: &str) -> Result<Option<String>, DockerError> {
         self.with(|s| {
             s.failure(Call::ImageId, Some(image))?;
-            Ok(s.images.contains(image).then(|| format!("sha256:{image}")))
+            Ok((s.open || s.images.contains(image)).then(|| format!("sha256:{image}")))
         })
     }
 
@@ -256,13 +288,13 @@ impl Runtime for FakeRuntime {
         let name = image.to_string();
         let r = self.with(|s| {
             s.failure(Call::Pull, Some(&name))?;
-            if !s.registry.contains(&name) {
+            if !s.open && !s.registry.contains(&name) {
                 return Err(DockerError::NotFound(format!(
                     "manifest for {name} not found"
                 )));
             }
             s.images.insert(name.clone());
-            s.log.push(format!("pull {name}"));
+            s.note(format!("pull {name}"));
             Ok(())
         });
         if r.is_ok() {
@@ -274,7 +306,7 @@ impl Runtime for FakeRuntime {
     async fn create(&self, spec: &ContainerSpec) -> Result<String, DockerError> {
         self.with(|s| {
             s.failure(Call::Create, Some(&spec.image))?;
-            if !s.images.contains(&spec.image) {
+            if !s.open && !s.images.contains(&spec.image) {
                 return Err(DockerError::NotFound(format!(
                     "No such image: {}",
                     spec.image
@@ -313,7 +345,7 @@ impl Runtime for FakeRuntime {
                     health_check: label(LABEL_HEALTH).and_then(|h| serde_json::from_str(&h).ok()),
                 },
             });
-            s.log.push(format!("create {id} {}", spec.image));
+            s.note(format!("create {id} {}", spec.image));
             Ok(id)
         })
     }
@@ -342,7 +374,7 @@ impl Runtime for FakeRuntime {
                 e.c.exit_code = None;
                 e.c.health = health;
             }
-            s.log.push(format!("start {id}"));
+            s.note(format!("start {id}"));
             Ok(())
         })
     }
@@ -361,7 +393,7 @@ impl Runtime for FakeRuntime {
                 e.c.exit_code = Some(0);
                 e.c.finished_at = at;
             }
-            s.log.push(format!("stop {id}"));
+            s.note(format!("stop {id}"));
             Ok(())
         })
     }
@@ -373,7 +405,7 @@ impl Runtime for FakeRuntime {
             let before = s.containers.len();
             s.containers.retain(|e| e.c.id != id);
             if s.containers.len() != before {
-                s.log.push(format!("remove {id}"));
+                s.note(format!("remove {id}"));
             }
             Ok(())
         })

@@ -1,9 +1,11 @@
 //! The container runtime seam: exactly what the operation runners and the health checks
 //! need from Docker, as a trait.
 //!
-//! [`crate::docker::Docker`] (bollard) implements it in production; `fake::FakeRuntime`
-//! (unit tests only) is an in-memory daemon with containers, images and scripted failures,
-//! so every path of a runner is tested without Docker, sockets or sleeps.
+//! [`crate::docker::Docker`] (bollard) implements it in production; `fake::FakeRuntime` is
+//! an in-memory daemon with containers, images and scripted failures, so every path of a
+//! runner is tested without Docker, sockets or sleeps, and the simulated agents
+//! ([`crate::sim`]) answer deploys without a daemon. [`crate::engine::Engine`] is the one
+//! the agent holds: either of the two.
 //!
 //! Methods return `impl Future + Send` rather than being `async fn`: runners are spawned
 //! on the multi-threaded runtime, so their futures must be `Send` whatever the runtime is.
@@ -23,7 +25,6 @@ use sluice_common::image::ImageRef;
 use sluice_common::names::ServiceName;
 use uuid::Uuid;
 
-#[cfg(test)]
 pub mod fake;
 
 /// Label: the server (agent) that owns the container.

@@ -35,6 +35,14 @@ use sluice_common::codec::{Codec, CodecError};
 use tokio::sync::watch;
 
 use super::{archive, NodeId, TypeConfig};
+
+/// The size in bytes of the last snapshot this process wrote or read (one per process; an
+/// in-process multi-node test sees whichever node touched one last).
+pub static SNAPSHOT_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn note_snapshot_size(data: &[u8]) {
+    SNAPSHOT_BYTES.store(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+}
 use crate::state::{Response, State};
 
 /// The on-disk format version of every value this module writes.
@@ -309,7 +317,10 @@ impl StateMachineStore {
         let meta = self.snapshot.get("meta").map_err(read_err)?;
         let data = self.snapshot.get("data").map_err(read_err)?;
         match (meta, data) {
-            (Some(m), Some(d)) => Ok(Some((decode(&m).map_err(read_err)?, d.to_vec()))),
+            (Some(m), Some(d)) => {
+                note_snapshot_size(&d);
+                Ok(Some((decode(&m).map_err(read_err)?, d.to_vec())))
+            }
             _ => Ok(None),
         }
     }
@@ -322,6 +333,7 @@ impl StateMachineStore {
         let mut batch = sled::Batch::default();
         batch.insert("meta", encode(meta).map_err(write_err)?);
         batch.insert("data", data);
+        note_snapshot_size(data);
         self.snapshot.apply_batch(batch).map_err(write_err)?;
         self.db.flush_async().await.map_err(write_err)?;
         Ok(())
