@@ -6,11 +6,13 @@
 //! container. An enum rather than a trait object: the runtime's methods return
 //! `impl Future`, and there are exactly two engines.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use sluice_common::api::RegistryCredentials;
 use sluice_common::image::ImageRef;
 use sluice_common::names::ServiceName;
+use sluice_common::ports::PortRange;
 use tokio_util::sync::CancellationToken;
 
 use crate::docker::{Docker, Reachability};
@@ -63,6 +65,27 @@ impl Engine {
         match self {
             Self::Docker(d) => d.all_containers().await,
             Self::Memory(m) => Ok(m.all()),
+        }
+    }
+
+    /// Ports in `range` bound on the host: every listening socket for Docker (its
+    /// published ports and anything else on the host); the published ports of running
+    /// containers for the in-memory engine (nothing really listens, and a thousand
+    /// simulated agents share one host).
+    pub async fn bound_ports(&self, range: PortRange) -> BTreeSet<u16> {
+        match self {
+            Self::Docker(_) => {
+                tokio::task::spawn_blocking(move || crate::ports::listening_in(range))
+                    .await
+                    .unwrap_or_default()
+            }
+            Self::Memory(m) => m
+                .all()
+                .into_iter()
+                .filter(|(_, c)| c.running)
+                .filter_map(|(_, c)| c.host_port)
+                .filter(|p| range.contains(*p))
+                .collect(),
         }
     }
 

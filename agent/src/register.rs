@@ -141,10 +141,7 @@ pub async fn run(agent: Arc<Agent>) {
 }
 
 async fn registration(agent: &Agent) -> AgentRegistration {
-    let range = agent.config.port_range;
-    let bound = tokio::task::spawn_blocking(move || crate::ports::listening_in(range))
-        .await
-        .unwrap_or_default();
+    let bound = agent.engine.bound_ports(agent.config.port_range).await;
     AgentRegistration {
         bound_ports: Some(bound.into_iter().collect()),
         server: agent.config.name.clone(),
@@ -158,10 +155,10 @@ async fn registration(agent: &Agent) -> AgentRegistration {
 
 /// The current heartbeat.
 pub async fn heartbeat(agent: &Agent) -> AgentHeartbeat {
-    let range = agent.config.port_range;
-    let bound_ports = tokio::task::spawn_blocking(move || crate::ports::listening_in(range))
+    let bound_ports = agent
+        .engine
+        .bound_ports(agent.config.port_range)
         .await
-        .unwrap_or_default()
         .into_iter()
         .collect();
     let containers_running = match agent.engine.all_containers().await {

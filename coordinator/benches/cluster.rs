@@ -53,7 +53,7 @@ async fn main() {
     // Failover: kill -9 the leader, time until a write is acknowledged by a survivor.
     let failovers = locks::sluice_failover(&mut c, 5).await;
 
-    println!("sluice 3-node loopback cluster (heartbeat 100ms, election 300-450ms + lease 450ms)");
+    println!("sluice 3-node loopback cluster (heartbeat 50ms, election 150-300ms, lease 300ms)");
     println!("| measure | value |");
     println!("|---|---|");
     println!(

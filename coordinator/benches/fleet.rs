@@ -116,13 +116,25 @@ async fn deploy(http: &reqwest::Client, base: &str, n: usize, agents: usize) -> 
     let mut seen = String::new();
     while let Ok(Some(chunk)) = events.chunk().await {
         seen.push_str(&String::from_utf8_lossy(&chunk));
-        for end in ["success", "failed", "rolled_back", "cancelled"] {
-            if seen.contains(&format!("\"state\":\"{end}\"")) {
-                return (created, end.to_string());
-            }
+        if seen.contains("\"state\":\"success\"") {
+            return (created, "success".into());
+        }
+        if ["failed", "rolled_back"]
+            .iter()
+            .any(|end| seen.contains(&format!("\"state\":\"{end}\"")))
+        {
+            break;
         }
     }
-    (created, "stream ended".into())
+    let view: Value = http
+        .get(format!("{base}/v1/deployments/{id}"))
+        .send()
+        .await
+        .expect("deployment")
+        .json()
+        .await
+        .unwrap_or(Value::Null);
+    (created, format!("{} ({})", view["state"], view["phase"]))
 }
 
 /// Reads the prober makes while deployments run: one of a deployment, a server, the
@@ -227,11 +239,15 @@ async fn main() {
     let failed = Arc::new(AtomicUsize::new(0));
     let t = Instant::now();
     let mut tasks = Vec::with_capacity(history);
+    // One deployment per service at a time (a second would wait for the service's lock).
+    let services: Arc<Vec<tokio::sync::Mutex<()>>> =
+        Arc::new((0..agents).map(|_| tokio::sync::Mutex::new(())).collect());
     for n in 0..history {
         let permit = slots.clone().acquire_owned().await.expect("semaphore");
         let (http, base) = (http.clone(), bases[n % bases.len()].clone());
-        let (creates, failed) = (creates.clone(), failed.clone());
+        let (creates, failed, services) = (creates.clone(), failed.clone(), services.clone());
         tasks.push(tokio::spawn(async move {
+            let _service = services[n % agents].lock().await;
             let (created, end) = deploy(&http, &base, n, agents).await;
             creates.lock().unwrap().push(created);
             if end != "success" {
