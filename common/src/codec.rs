@@ -60,6 +60,22 @@ impl Codec {
         })?)
     }
 
+    /// [`Codec::encode`] into `out` (a large value need not be held twice).
+    pub fn encode_to<T: Serialize + ?Sized, W: std::io::Write>(
+        &self,
+        out: W,
+        value: &T,
+    ) -> Result<(), CodecError> {
+        Ok(serde_json::to_writer(
+            out,
+            &Envelope {
+                version: self.version,
+                field: self.field,
+                data: value,
+            },
+        )?)
+    }
+
     /// The value inside `bytes`, refusing any other format version before the value
     /// itself is read.
     pub fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, CodecError> {

@@ -134,7 +134,7 @@ async fn deploy(http: &reqwest::Client, base: &str, n: usize, agents: usize) -> 
         .json()
         .await
         .unwrap_or(Value::Null);
-    (created, format!("{} ({})", view["state"], view["phase"]))
+    (created, format!("{}: {}", view["state"], view["failure"]))
 }
 
 /// Reads the prober makes while deployments run: one of a deployment, a server, the

@@ -139,6 +139,30 @@ pub fn render(app: Sources<'_>) -> String {
         "Index of the last snapshot.",
         opt(s.snapshot),
     );
+    let flushes = &crate::raft::store::FLUSHES;
+    counter(
+        &reg,
+        "sluice_raft_log_flushes_total",
+        "Durable log writes (sled's flush, then fdatasync) this process made.",
+        flushes.count.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    let spent = prometheus::CounterVec::new(
+        Opts::new(
+            "sluice_raft_log_flush_seconds_total",
+            "Time spent in those flushes, by step (sled's flush, fdatasync).",
+        ),
+        &["step"],
+    )
+    .expect("valid metric");
+    for (step, micros) in [
+        ("sled", &flushes.sled_micros),
+        ("fdatasync", &flushes.sync_micros),
+    ] {
+        spent
+            .with_label_values(&[step])
+            .inc_by(micros.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6);
+    }
+    reg.register(Box::new(spent)).expect("unique metric");
     gauge(
         &reg,
         "sluice_raft_snapshot_bytes",

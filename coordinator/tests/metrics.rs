@@ -225,6 +225,8 @@ const KNOWN_METRICS: &[&str] = &[
     "sluice_raft_applied_index",
     "sluice_raft_snapshot_index",
     "sluice_raft_snapshot_bytes",
+    "sluice_raft_log_flushes_total",
+    "sluice_raft_log_flush_seconds_total",
     "sluice_raft_members",
     "sluice_raft_replication_lag",
     "sluice_raft_batches_total",

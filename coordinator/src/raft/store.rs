@@ -22,6 +22,7 @@ use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
@@ -30,19 +31,19 @@ use openraft::{
     StorageError, StorageIOError, StoredMembership, Vote,
 };
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sluice_common::codec::{Codec, CodecError};
 use tokio::sync::watch;
 
 use super::{archive, NodeId, TypeConfig};
 
-/// The size in bytes of the last snapshot this process wrote or read (one per process; an
-/// in-process multi-node test sees whichever node touched one last).
-pub static SNAPSHOT_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+mod io_stats;
+mod snapshot_codec;
 
-fn note_snapshot_size(data: &[u8]) {
-    SNAPSHOT_BYTES.store(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
-}
+use io_stats::{add_micros, note_snapshot_size};
+pub use io_stats::{FlushTimes, FLUSHES, SNAPSHOT_BYTES};
+use snapshot_codec::{decode_snapshot, encode_snapshot, SnapshotState};
+
 use crate::state::{Response, State};
 
 /// The on-disk format version of every value this module writes.
@@ -134,11 +135,17 @@ impl LogStore {
 
     /// sled's flush, then `fdatasync` of its data file (see the module docs).
     async fn durable(&self) -> std::io::Result<()> {
+        let t = std::time::Instant::now();
         self.db.flush_async().await.map_err(std::io::Error::other)?;
+        add_micros(&FLUSHES.sled_micros, t);
+        let t = std::time::Instant::now();
         let file = self.data_file.clone();
         tokio::task::spawn_blocking(move || file.sync_data())
             .await
-            .map_err(std::io::Error::other)?
+            .map_err(std::io::Error::other)??;
+        add_micros(&FLUSHES.sync_micros, t);
+        FLUSHES.count.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -279,11 +286,6 @@ impl Debug for StateMachineStore {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct SnapshotState {
-    state: State,
-}
-
 impl StateMachineStore {
     fn load(db: sled::Db, snapshot: sled::Tree, archive_dir: PathBuf) -> Result<Self, sled::Error> {
         let me = Self {
@@ -340,7 +342,12 @@ impl StateMachineStore {
     }
 
     fn restore(&self, meta: &SnapshotMeta<NodeId, Node>, data: &[u8]) -> Result<(), SErr> {
-        let snap: SnapshotState = decode(data).map_err(read_err)?;
+        let snap = decode_snapshot(data).map_err(read_err)?;
+        self.restore_state(meta, snap);
+        Ok(())
+    }
+
+    fn restore_state(&self, meta: &SnapshotMeta<NodeId, Node>, snap: SnapshotState) {
         let mut a = self.applied.write().expect("state lock poisoned");
         a.state = snap.state;
         a.last_applied = meta.last_log_id;
@@ -348,23 +355,28 @@ impl StateMachineStore {
         let idx = meta.last_log_id.map_or(0, |l| l.index);
         drop(a);
         self.applied_tx.send_replace(idx);
-        Ok(())
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SErr> {
-        let (data, last_applied, membership) = {
+        // Cloned under the lock (apply waits only for the copy), encoded and compressed
+        // on a blocking thread: a large state must not hold the async workers, which
+        // carry the Raft heartbeats.
+        let (snap, last_applied, membership) = {
             let a = self.applied.read().expect("state lock poisoned");
             (
-                encode(&SnapshotState {
+                SnapshotState {
                     state: a.state.clone(),
-                })
-                .map_err(write_err)?,
+                },
                 a.last_applied,
                 a.membership.clone(),
             )
         };
+        let data = tokio::task::spawn_blocking(move || encode_snapshot(&snap))
+            .await
+            .map_err(write_err)?
+            .map_err(write_err)?;
         let snapshot_id = match last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, uuid::Uuid::new_v4()),
             None => format!("empty-{}", uuid::Uuid::new_v4()),
@@ -441,9 +453,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta<NodeId, Node>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), SErr> {
-        let data = snapshot.into_inner();
-        // Decode before persisting, so a corrupt snapshot never replaces a good one.
-        self.restore(meta, &data)?;
+        let data = Arc::new(snapshot.into_inner());
+        // Decode before persisting, so a corrupt snapshot never replaces a good one; on a
+        // blocking thread, like encoding.
+        let bytes = data.clone();
+        let snap = tokio::task::spawn_blocking(move || decode_snapshot(&bytes))
+            .await
+            .map_err(read_err)?
+            .map_err(read_err)?;
+        self.restore_state(meta, snap);
         self.write_snapshot(meta, &data).await
     }
 
