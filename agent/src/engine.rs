@@ -89,6 +89,23 @@ impl Engine {
         }
     }
 
+    /// Whether `port` is bound on `ip`: a bind probe for Docker; for the in-memory engine,
+    /// whether a running container publishes it (simulated agents share one host, so
+    /// their probes would see each other's).
+    pub async fn port_bound(&self, ip: std::net::IpAddr, port: u16) -> bool {
+        match self {
+            Self::Docker(_) => {
+                tokio::task::spawn_blocking(move || crate::ports::is_bound(ip, port))
+                    .await
+                    .unwrap_or(true)
+            }
+            Self::Memory(m) => m
+                .all()
+                .iter()
+                .any(|(_, c)| c.running && c.host_port == Some(port)),
+        }
+    }
+
     /// The Docker daemon, when this engine is one (its event stream has no in-memory twin).
     pub fn docker(&self) -> Option<&Docker> {
         match self {

@@ -185,7 +185,19 @@ async fn main() {
         ..NodeOpts::default()
     };
     let mut c = Cluster::start(bin, 3, opts).await;
-    let http = c.http.clone();
+    // The harness's client gives up after 30 s; an event stream may run longer.
+    let http = {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", c.admin_token).parse().expect("ascii"),
+        );
+        c.pki
+            .client(None)
+            .default_headers(headers)
+            .build()
+            .expect("client")
+    };
     let bases: Vec<String> = c.nodes.iter().map(|n| n.url("")).collect();
 
     // The fleet.

@@ -120,10 +120,7 @@ pub(super) async fn port(
         .ok()
         .filter(|p| *p > 0)
         .ok_or_else(|| invalid("port", format!("{port:?} is not a port number (1-65535)")))?;
-    let ip = a.config.host_ip;
-    let bound = tokio::task::spawn_blocking(move || crate::ports::is_bound(ip, port))
-        .await
-        .unwrap_or(true);
+    let bound = a.engine.port_bound(a.config.host_ip, port).await;
     let service = if bound {
         // A container that publishes the port itself (recreate), else a proxy route.
         let direct = a.engine.all_containers().await.ok().and_then(|all| {
