@@ -271,8 +271,9 @@ pub struct Member {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RaftConfig {
-    /// Leader heartbeat interval; also the timeout of one replication RPC and of a read's
-    /// leadership confirmation. Default 50ms.
+    /// Leader heartbeat interval. Default 50ms. One append RPC (replication, heartbeat, a
+    /// read's leadership confirmation) counts as failed only after `election_timeout_min`:
+    /// on a loaded machine a slow one is waited for, not cut off and sent again.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_interval: DurationSpec,
     /// Lower bound of the randomized election timeout. Default 150ms.

@@ -201,7 +201,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let raft = raft::Raft::new(
         config.node_id,
         Arc::new(raft_config),
-        raft::network::Network::new(transport.clone()),
+        raft::network::Network::new(transport.clone(), config.raft.election_timeout_min.get()),
         log,
         sm,
     )

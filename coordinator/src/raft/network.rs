@@ -75,13 +75,28 @@ pub(crate) fn unframe_snapshot(body: &[u8]) -> Result<InstallSnapshotRequest<Typ
 #[derive(Debug, Clone)]
 pub struct Network {
     transport: Transport,
+    append_timeout: Duration,
 }
 
 impl Network {
-    /// A network over `transport`.
-    pub fn new(transport: Transport) -> Self {
-        Self { transport }
+    /// A network over `transport`; an append RPC counts as failed after `append_timeout`
+    /// (see [`append_timeout`]).
+    pub fn new(transport: Transport, append_timeout: Duration) -> Self {
+        Self {
+            transport,
+            append_timeout,
+        }
     }
+}
+
+/// How long one append RPC (replication, heartbeat, a read's leadership confirmation) may
+/// take: openraft 0.9 gives it the heartbeat interval, which a loaded machine misses (a
+/// batch of entries plus the follower's `fdatasync` on two busy cores). Cutting it off
+/// there re-sends the same entries and lets the leader lease lapse though the follower
+/// answered; so it is waited for up to the shortest election timeout, after which the
+/// follower would campaign anyway.
+pub fn append_timeout(heartbeat: Duration, election_timeout_min: Duration) -> Duration {
+    heartbeat.max(election_timeout_min)
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -92,6 +107,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             transport: self.transport.clone(),
             target,
             addr: node.addr.clone(),
+            append_timeout: self.append_timeout,
         }
     }
 }
@@ -136,6 +152,7 @@ pub struct Peer {
     transport: Transport,
     target: NodeId,
     addr: String,
+    append_timeout: Duration,
 }
 
 impl Peer {
@@ -212,7 +229,8 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
         let started = std::time::Instant::now();
-        let r = self.json("/raft/append", &rpc, &option).await;
+        let patient = RPCOption::new(append_timeout(option.hard_ttl(), self.append_timeout));
+        let r = self.json("/raft/append", &rpc, &patient).await;
         APPENDS.record(started.elapsed(), option.hard_ttl());
         r
     }
