@@ -280,10 +280,8 @@ async fn main() {
             let _service = services[n % agents].lock().await;
             let (created, end) = deploy(&http, &base, n, agents).await;
             creates.lock().unwrap().push(created);
-            if end != "success" {
-                if failed.fetch_add(1, Ordering::Relaxed) < 5 {
-                    eprintln!("deployment {n} ended {end}");
-                }
+            if end != "success" && failed.fetch_add(1, Ordering::Relaxed) < 5 {
+                eprintln!("deployment {n} ended {end}");
             }
             drop(permit);
         }));
