@@ -31,29 +31,7 @@ enum Command {
     /// Runs many simulated agents in this process: each a whole agent (its own certificate
     /// issued from the CA, store, API listener, registration and heartbeats) over an
     /// in-memory container engine that has every image. For scale tests, never production.
-    Simulate {
-        /// How many agents.
-        #[arg(long)]
-        count: usize,
-        /// Agent names are PREFIX-0001, PREFIX-0002, ...
-        #[arg(long, default_value = "sim")]
-        prefix: String,
-        /// A coordinator API address (host:port); repeat for each.
-        #[arg(long = "coordinator", required = true)]
-        coordinators: Vec<String>,
-        /// The project CA certificate (PEM).
-        #[arg(long)]
-        ca_cert: PathBuf,
-        /// The project CA key (PEM): each agent's certificate is issued from it.
-        #[arg(long)]
-        ca_key: PathBuf,
-        /// Where the agents keep their certificates and stores (DIR/NAME/).
-        #[arg(long)]
-        dir: PathBuf,
-        /// Between heartbeats.
-        #[arg(long, default_value = "2s")]
-        heartbeat_interval: String,
-    },
+    Simulate(sluice_agent::sim::Fleet),
 }
 
 fn main() -> ExitCode {
@@ -74,25 +52,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    if let Some(Command::Simulate {
-        count,
-        prefix,
-        coordinators,
-        ca_cert,
-        ca_key,
-        dir,
-        heartbeat_interval,
-    }) = args.command
-    {
-        let fleet = sluice_agent::sim::Fleet {
-            count,
-            prefix,
-            coordinators,
-            ca_cert,
-            ca_key,
-            dir,
-            heartbeat_interval,
-        };
+    if let Some(Command::Simulate(fleet)) = args.command {
         return rt.block_on(simulate(fleet));
     }
     let Some(path) = args.config else {

@@ -22,24 +22,31 @@ use crate::engine::Engine;
 use crate::runtime::fake::FakeRuntime;
 use crate::{Running, StartError};
 
-/// What fleet to run.
-#[derive(Debug, Clone)]
+/// What fleet to run (also the arguments of `sluice-agent simulate`).
+#[derive(Debug, Clone, clap::Args)]
 pub struct Fleet {
     /// How many agents.
+    #[arg(long)]
     pub count: usize,
-    /// Their names are `PREFIX-0001`, `PREFIX-0002`, ...
+    /// Their names are PREFIX-0001, PREFIX-0002, ...
+    #[arg(long, default_value = "sim")]
     pub prefix: String,
-    /// The coordinators every agent registers with (in this order, like a real agent).
+    /// A coordinator API address (host:port) every agent registers with; repeat for each,
+    /// in the order a real agent's config would list them.
+    #[arg(long = "coordinator", required = true)]
     pub coordinators: Vec<String>,
-    /// The project CA's certificate and key (PEM files): each agent's certificate is issued
-    /// from it.
+    /// The project CA certificate (PEM): each agent's certificate is issued from it.
+    #[arg(long)]
     pub ca_cert: PathBuf,
-    /// See [`Fleet::ca_cert`]. Secret: read, never logged.
+    /// The project CA key (PEM). Secret: read, never logged.
+    #[arg(long)]
     pub ca_key: PathBuf,
-    /// Where each agent keeps its certificate and store (`DIR/NAME/`); kept across runs,
-    /// so a restarted fleet resumes its operations like real agents would.
+    /// Where each agent keeps its certificate and store (DIR/NAME/); kept across runs, so
+    /// a restarted fleet resumes its operations like real agents would.
+    #[arg(long)]
     pub dir: PathBuf,
-    /// Between heartbeats (the agent's `heartbeat_interval`).
+    /// Between heartbeats (the agent's heartbeat_interval).
+    #[arg(long, default_value = "2s")]
     pub heartbeat_interval: String,
 }
 

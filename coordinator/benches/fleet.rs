@@ -13,14 +13,13 @@
 //! are in BENCHMARKS.md.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sluice_tests::agent::agent_bin;
 use sluice_tests::cluster::{Cluster, NodeOpts};
+use sluice_tests::fleet::{servers, up, SimFleet};
 use tokio::sync::Semaphore;
 
 #[path = "support/stats.rs"]
@@ -33,16 +32,6 @@ fn env_or(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// The simulated fleet's process; killed on drop.
-struct Fleet(Child);
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// CPU time (user + system) of `pid` so far.
@@ -68,12 +57,7 @@ fn rss_mib(pid: u32) -> f64 {
 
 /// Servers marked up, as the node at `base` answers.
 async fn servers_up(http: &reqwest::Client, base: &str) -> usize {
-    let Ok(r) = http.get(format!("{base}/v1/servers")).send().await else {
-        return 0;
-    };
-    let list: Value = r.json().await.unwrap_or(Value::Null);
-    list.as_array()
-        .map_or(0, |l| l.iter().filter(|s| s["up"] == true).count())
+    servers(http, base).await.map_or(0, |l| up(&l))
 }
 
 /// A metric's value in a `/metrics` text.
@@ -221,27 +205,9 @@ async fn main() {
     // The fleet.
     let work = tempfile::tempdir().expect("tempdir");
     let (ca_cert, ca_key) = c.pki.write_ca(&work.path().join("ca"));
-    let mut cmd = Command::new(agent_bin());
-    cmd.arg("simulate")
-        .args(["--count", &agents.to_string()])
-        .arg("--ca-cert")
-        .arg(&ca_cert)
-        .arg("--ca-key")
-        .arg(&ca_key)
-        .arg("--dir")
-        .arg(work.path().join("fleet"));
-    for n in &c.nodes {
-        cmd.args(["--coordinator", &n.addr]);
-    }
-    let log = std::fs::File::create(work.path().join("fleet.log")).expect("log");
+    let addrs: Vec<String> = c.nodes.iter().map(|n| n.addr.clone()).collect();
     let t = Instant::now();
-    let fleet = Fleet(
-        cmd.env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("sluice-agent simulate"),
-    );
+    let fleet = SimFleet::spawn(&addrs, &(ca_cert, ca_key), work.path(), agents, "sim", "2s");
     let leader = c.leader().await;
     loop {
         let up = servers_up(&http, &bases[leader]).await;

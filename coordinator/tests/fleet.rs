@@ -5,62 +5,33 @@
 //! bench (`--bench fleet`) stands on.
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use sluice_common::deployment::DeploymentState;
-use sluice_tests::agent::agent_bin;
 use sluice_tests::cluster::{Cluster, NodeOpts};
 use sluice_tests::eventually::eventually;
+use sluice_tests::fleet::{servers, up, SimFleet};
 
 const AGENTS: usize = 20;
 
-struct Fleet(Child);
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn spawn_fleet(c: &Cluster, dir: &Path, ca: &(PathBuf, PathBuf)) -> SimFleet {
+    let addrs: Vec<String> = c.nodes.iter().map(|n| n.addr.clone()).collect();
+    SimFleet::spawn(&addrs, ca, dir, AGENTS, "fl", "300ms")
 }
 
-fn spawn_fleet(c: &Cluster, dir: &Path, ca: &(std::path::PathBuf, std::path::PathBuf)) -> Fleet {
-    let mut cmd = Command::new(agent_bin());
-    cmd.args(["simulate", "--count", &AGENTS.to_string(), "--prefix", "fl"])
-        .args(["--heartbeat-interval", "300ms"])
-        .arg("--ca-cert")
-        .arg(&ca.0)
-        .arg("--ca-key")
-        .arg(&ca.1)
-        .arg("--dir")
-        .arg(dir.join("fleet"));
-    for n in &c.nodes {
-        cmd.args(["--coordinator", &n.addr]);
-    }
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("fleet.log"))
-        .expect("log");
-    Fleet(
-        cmd.stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("sluice-agent simulate"),
-    )
-}
-
-async fn servers(c: &Cluster, leader: usize) -> Result<Vec<Value>, String> {
-    let r = c
-        .http
-        .get(c.nodes[leader].url("/v1/servers"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let v: Value = r.json().await.map_err(|e| e.to_string())?;
-    Ok(v.as_array().cloned().unwrap_or_default())
+/// Waits until `/v1/servers` on the leader lists `total` servers, `want_up` of them up.
+async fn until(c: &Cluster, leader: usize, total: usize, want_up: usize, what: &str) -> Vec<Value> {
+    eventually(what, Duration::from_secs(30), || async {
+        let l = servers(&c.http, &c.nodes[leader].url("")).await?;
+        if up(&l) == want_up && l.len() == total {
+            Ok(l)
+        } else {
+            Err(format!("{} of {} up", up(&l), l.len()))
+        }
+    })
+    .await
 }
 
 async fn deploy(c: &Cluster, node: usize, i: usize, tag: &str) -> String {
@@ -98,20 +69,7 @@ async fn simulated_agents_register_beat_deploy_and_come_back() {
     let leader = c.leader().await;
 
     // Every agent registers, each at its own address, and stays up on heartbeats alone.
-    let list = eventually(
-        "every simulated agent up",
-        Duration::from_secs(30),
-        || async {
-            let l = servers(&c, leader).await?;
-            let up = l.iter().filter(|s| s["up"] == true).count();
-            if up == AGENTS {
-                Ok(l)
-            } else {
-                Err(format!("{up} of {AGENTS} up"))
-            }
-        },
-    )
-    .await;
+    let list = until(&c, leader, AGENTS, AGENTS, "every simulated agent up").await;
     let addrs: BTreeSet<&str> = list
         .iter()
         .filter_map(|s| s["agent_addr"].as_str())
@@ -135,38 +93,12 @@ async fn simulated_agents_register_beat_deploy_and_come_back() {
 
     // The fleet stops: missed heartbeats mark every agent down.
     drop(fleet);
-    eventually(
-        "every simulated agent down",
-        Duration::from_secs(30),
-        || async {
-            let l = servers(&c, leader).await?;
-            let up = l.iter().filter(|s| s["up"] == true).count();
-            if up == 0 {
-                Ok(())
-            } else {
-                Err(format!("{up} still up"))
-            }
-        },
-    )
-    .await;
+    until(&c, leader, AGENTS, 0, "every simulated agent down").await;
 
     // Restarted over the same directory (same certificates and stores): all up again, and
     // the same agents serve the next deploy.
     let _fleet = spawn_fleet(&c, work.path(), &ca);
-    eventually(
-        "every simulated agent up again",
-        Duration::from_secs(30),
-        || async {
-            let l = servers(&c, leader).await?;
-            let up = l.iter().filter(|s| s["up"] == true).count();
-            if up == AGENTS && l.len() == AGENTS {
-                Ok(())
-            } else {
-                Err(format!("{up} of {} up", l.len()))
-            }
-        },
-    )
-    .await;
+    until(&c, leader, AGENTS, AGENTS, "every simulated agent up again").await;
     let third = deploy(&c, 0, 3, "v3").await;
     let d = c.final_deployment(&third, Duration::from_secs(30)).await;
     assert_eq!(d.state, DeploymentState::Success, "{d:?}");

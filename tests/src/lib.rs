@@ -21,6 +21,7 @@ pub mod apidoc;
 pub mod browser;
 pub mod cluster;
 pub mod eventually;
+pub mod fleet;
 pub mod load;
 pub mod netns;
 pub mod openapi;
