@@ -261,12 +261,12 @@ pub fn render(app: Sources<'_>) -> String {
         }
         // Derived from the replicated records at every scrape: every node agrees, and a
         // leader change or a restart neither loses nor double-counts a deployment.
-        for d in st.deployments.all.values() {
-            if d.needs_driving() {
-                in_flight.with_label_values(&[d.state().as_str()]).inc();
+        for (_, d) in st.deployments.all.metas() {
+            if d.needs_driving {
+                in_flight.with_label_values(&[d.state.as_str()]).inc();
                 continue;
             }
-            let labels = [d.request.service.as_str(), d.state().as_str()];
+            let labels = [d.service.as_str(), d.state.as_str()];
             total.with_label_values(&[labels[1], labels[0]]).inc();
             duration
                 .with_label_values(&labels)

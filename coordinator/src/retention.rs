@@ -5,7 +5,7 @@
 //! leader, whether a prune would change anything, so an idle cluster writes no entries.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use sluice_common::time::Timestamp;
 use tokio_util::sync::CancellationToken;
@@ -17,35 +17,48 @@ use crate::state::{Command, Response};
 /// The audit trail's actor for prunes.
 const ACTOR: &str = "system:retention";
 
-/// Runs until `shutdown`: every `prune_interval`, on the leader, proposes a prune if one
-/// is due.
+/// How often the leader checks the audit chain's length (a check is one comparison). The
+/// chain grows by a few records per deployment; checked only every `prune_interval`, a
+/// busy cluster would hold minutes of records beyond the limit in memory and snapshots.
+const AUDIT_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs until `shutdown`, on the leader: proposes an audit checkpoint when the live chain
+/// is a segment over its limit (checked every few seconds), and every `prune_interval` a
+/// prune if one is due.
 pub async fn run(node: Arc<Node>, config: RetentionConfig, shutdown: CancellationToken) {
     let retention = config.limits();
+    let every = config.prune_interval.get();
+    let mut last_prune = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(config.prune_interval.get()) => {}
+            _ = tokio::time::sleep(every.min(AUDIT_CHECK_EVERY)) => {}
             _ = shutdown.cancelled() => return,
         }
         if !node.is_leader() {
             continue;
         }
-        let (due, checkpoint) = node.read(|a| {
-            let st = &a.state;
-            let now = st
-                .clock
-                .now()
-                .max(Timestamp::from_system(SystemTime::now()));
-            (
-                st.deployments.prune_due(&retention, now),
-                st.audit
-                    .checkpoint_due(config.audit_live_records, config.audit_segment_records),
-            )
+        let checkpoint = node.read(|a| {
+            a.state
+                .audit
+                .checkpoint_due(config.audit_live_records, config.audit_segment_records)
         });
         if let Some(upto) = checkpoint {
             if let Err(e) = node.propose(ACTOR, Command::CheckpointAudit { upto }).await {
                 tracing::warn!(error = %e, "could not checkpoint the audit chain");
             }
         }
+        if last_prune.elapsed() < every {
+            continue;
+        }
+        last_prune = tokio::time::Instant::now();
+        let due = node.read(|a| {
+            let st = &a.state;
+            let now = st
+                .clock
+                .now()
+                .max(Timestamp::from_system(SystemTime::now()));
+            st.deployments.prune_due(&retention, now)
+        });
         if !due {
             continue;
         }

@@ -245,6 +245,7 @@ fn command(op: &Op, granted: &[FencingToken], state: &State) -> Command {
             // What the deployment's whole lifecycle allows now (a rollback completes only
             // when one is due).
             let current = state.deployments.all.get(&dep_id(d));
+            let current = current.as_deref();
             let allowed: Vec<DeploymentEvent> = DeploymentEvent::ALL
                 .into_iter()
                 .filter(|ev| {
@@ -695,7 +696,7 @@ fn check_step(
 
     // ---- deployments
     let mut tokens = BTreeSet::new();
-    for (id, d) in &post.deployments.all {
+    for (id, d) in post.deployments.all.iter() {
         match pre.deployments.all.get(id) {
             Some(old) => {
                 prop_assert!(
@@ -755,7 +756,7 @@ fn check_step(
             "duplicate in {}'s history",
             svc
         );
-        let successes: BTreeSet<&Uuid> = post
+        let successes: BTreeSet<Uuid> = post
             .deployments
             .all
             .values()
@@ -764,8 +765,9 @@ fn check_step(
                     && d.state() == DeploymentState::Success
                     && !d.lifecycle.noop()
             })
-            .map(|d| &d.id)
+            .map(|d| d.id)
             .collect();
+        let history: BTreeSet<Uuid> = history.into_iter().copied().collect();
         prop_assert_eq!(history, successes, "{}'s history", svc);
     }
 
@@ -981,11 +983,11 @@ fn start_event_without_the_lock_is_refused() {
         matches!(resp, Response::Deployment { outcome: Err(_) }),
         "{resp:?}"
     );
-    let d = &state.deployments.all[&dep_id(1)];
+    let d = &state.deployments.all.get(&dep_id(1)).unwrap();
     assert_eq!((d.state(), d.token), (DeploymentState::Pending, None));
     // The real way still works, and takes the lock.
     apply(&mut state, Op::Start(1, 5), 3);
-    let d = &state.deployments.all[&dep_id(1)];
+    let d = &state.deployments.all.get(&dep_id(1)).unwrap();
     assert_eq!(
         (d.state(), d.token),
         (DeploymentState::Validating, Some(FencingToken(3)))
@@ -1017,11 +1019,11 @@ fn create_with_an_existing_id_changes_nothing() {
     };
     apply(&mut state, create());
     apply(&mut state, Op::Event(3, 1, false, false)); // cancel: pending -> failed
-    let before = state.deployments.all[&dep_id(3)].clone();
+    let before = state.deployments.all.get(&dep_id(3)).unwrap().into_owned();
     let resp = apply(&mut state, create());
     match resp {
         Response::Deployment { outcome: Ok(o) } => assert!(!o.created && o.id == dep_id(3)),
         other => panic!("{other:?}"),
     }
-    assert_eq!(state.deployments.all[&dep_id(3)], before);
+    assert_eq!(*state.deployments.all.get(&dep_id(3)).unwrap(), before);
 }

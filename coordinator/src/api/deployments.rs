@@ -291,26 +291,31 @@ pub async fn list(
     let until = super::audit::time("until", q.until.as_ref())?;
     app.node.linearizable().await?;
     let (deployments, next) = app.node.read(|a| {
+        // Filtered on each record's searchable fields; only the page is decoded.
+        let records = &a.state.deployments.all;
         let mut all: Vec<_> = a
             .state
             .deployments
-            .all
-            .values()
-            .filter(|d| service.as_ref().is_none_or(|s| &d.request.service == s))
-            .filter(|d| q.state.is_none_or(|st| d.state() == st))
-            .filter(|d| q.before.is_none_or(|b| d.seq < b))
-            .filter(|d| since.is_none_or(|t| d.created_at >= t))
-            .filter(|d| until.is_none_or(|t| d.created_at < t))
+            .metas_of(service.as_ref())
+            .filter(|(_, m)| q.state.is_none_or(|st| m.state == st))
+            .filter(|(_, m)| q.before.is_none_or(|b| m.seq < b))
+            .filter(|(_, m)| since.is_none_or(|t| m.created_at >= t))
+            .filter(|(_, m)| until.is_none_or(|t| m.created_at < t))
+            .map(|(id, m)| (m.seq, id))
             .collect();
-        all.sort_by_key(|d| std::cmp::Reverse(d.seq));
+        all.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
         let more = all.len() > limit;
         all.truncate(limit);
         let next = if more {
-            all.last().map(|d| d.seq.to_string())
+            all.last().map(|(seq, _)| seq.to_string())
         } else {
             None
         };
-        (all.into_iter().map(|d| d.view()).collect(), next)
+        let views = all
+            .iter()
+            .filter_map(|(_, id)| records.get(id).map(|d| d.view()))
+            .collect();
+        (views, next)
     });
     Ok(Json(DeploymentList { deployments, next }))
 }

@@ -31,7 +31,8 @@ pub struct RetentionConfig {
     /// Records archived at least at once (one segment file each). Default 1,000.
     #[serde(default = "default_audit_segment")]
     pub audit_segment_records: u64,
-    /// How often the leader checks whether there is something to forget. Default 1 m.
+    /// How often the leader checks whether there is history to forget. Default 1 m. (The
+    /// audit chain's length is checked every 5 s, or this often if shorter.)
     #[serde(default = "default_prune_interval")]
     pub prune_interval: DurationSpec,
 }

@@ -298,7 +298,12 @@ impl SinkRun {
                         .target
                         .strip_prefix("deployment/")
                         .and_then(|id| id.parse().ok())
-                        .and_then(|id| st.deployments.all.get(&id).cloned());
+                        .and_then(|id| {
+                            st.deployments
+                                .all
+                                .get(&id)
+                                .map(std::borrow::Cow::into_owned)
+                        });
                     batch.push((r.clone(), e, d));
                     scanned = r.seq;
                 }

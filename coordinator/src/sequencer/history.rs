@@ -111,7 +111,7 @@ mod tests {
     fn a_first_deployment_has_nothing_before_it() {
         let mut deps = Deployments::default();
         let id = deployment(&mut deps, "app:v1", "/v1");
-        let d = deps.all[&id].clone();
+        let d = deps.all.get(&id).unwrap().clone();
         assert!(placed(&deps, &d).is_empty());
         assert!(before(&deps, &d).is_empty());
     }
@@ -123,12 +123,12 @@ mod tests {
         let v2 = deployment(&mut deps, "app:v2", "/v2");
         // v1 runs on `a` only.
         deps.services.insert(
-            deps.all[&v1].request.service.clone(),
+            deps.all.get(&v1).unwrap().request.service.clone(),
             ServiceRecord {
                 servers: BTreeMap::from([(
                     server("a"),
                     Placement {
-                        image: deps.all[&v1].request.image.clone(),
+                        image: deps.all.get(&v1).unwrap().request.image.clone(),
                         port: 20000,
                         deployment: v1,
                         // An older record without the check: the deployment's is used.
@@ -138,7 +138,7 @@ mod tests {
                 history: vec![v1],
             },
         );
-        let d = deps.all[&v2].clone();
+        let d = deps.all.get(&v2).unwrap().clone();
         let p = placed(&deps, &d);
         assert_eq!(p.keys().collect::<Vec<_>>(), vec![&server("a")]);
         assert_eq!(path(&p[&server("a")]), "/v1");
@@ -160,14 +160,14 @@ mod tests {
             .servers
             .insert(server("b"), step);
         deps.services
-            .entry(deps.all[&v1].request.service.clone())
+            .entry(deps.all.get(&v1).unwrap().request.service.clone())
             .or_default()
             .history = vec![v1, v2];
-        let d = deps.all[&v2].clone();
+        let d = deps.all.get(&v2).unwrap().clone();
         let b = before(&deps, &d);
         assert_eq!(b.keys().collect::<Vec<_>>(), vec![&server("b")]);
         assert_eq!(path(&b[&server("b")]), "/v1");
         // v1 itself had nothing before it.
-        assert!(before(&deps, &deps.all[&v1]).is_empty());
+        assert!(before(&deps, &deps.all.get(&v1).unwrap()).is_empty());
     }
 }

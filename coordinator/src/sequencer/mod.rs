@@ -141,8 +141,13 @@ impl Driver {
     }
 
     fn read(&self, id: Uuid) -> Option<Deployment> {
-        self.node
-            .read(|a| a.state.deployments.all.get(&id).cloned())
+        self.node.read(|a| {
+            a.state
+                .deployments
+                .all
+                .get(&id)
+                .map(std::borrow::Cow::into_owned)
+        })
     }
 
     /// Watches for work while this node leads; spawns one driver per deployment.

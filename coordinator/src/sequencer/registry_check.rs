@@ -64,10 +64,11 @@ impl Driver {
         }
         let stale: Vec<(uuid::Uuid, sluice_common::api::CreateDeploymentRequest)> =
             self.node.read(|a| {
-                a.state
-                    .deployments
-                    .all
-                    .values()
+                let records = &a.state.deployments.all;
+                records
+                    .metas()
+                    .filter(|(_, m)| m.secret_env)
+                    .filter_map(|(id, _)| records.get(&id))
                     .filter(|d| crate::secrets::env::stale(&d.request.env, &current))
                     .map(|d| (d.id, d.request.clone()))
                     .collect()

@@ -28,7 +28,7 @@ pub(super) struct Before {
 /// Captures [`Before`] for `cmd`.
 pub(super) fn before(state: &State, cmd: &Command) -> Before {
     let deployment = match cmd {
-        Command::Deployment { cmd } => state.deployments.all.get(&cmd.id()).map(|d| d.state()),
+        Command::Deployment { cmd } => state.deployments.all.meta(&cmd.id()).map(|m| m.state),
         _ => None,
     };
     Before { deployment }
@@ -280,6 +280,7 @@ fn deployment_entry(
         };
     }
     let d = after.deployments.all.get(&id);
+    let d = d.as_deref();
     let target = format!("deployment/{id}");
     let with_service = |e: Entry| match d {
         Some(d) => e.service(d.request.service.as_str()),

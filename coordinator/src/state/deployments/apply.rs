@@ -212,28 +212,25 @@ impl Deployments {
             .iter()
             .map(|s| (s.clone(), ServerStepView::pending(s)))
             .collect();
-        self.all.insert(
+        self.all.insert(Deployment {
             id,
-            Deployment {
-                id,
-                seq: self.next_seq,
-                request: request.clone(),
-                targets: targets.to_vec(),
-                lifecycle: Lifecycle::NEW,
-                phase: phase("waiting for the service lock"),
-                token: None,
-                transitions: Vec::new(),
-                validation: Vec::new(),
-                servers,
-                failure: None,
-                cancel_requested_at: None,
-                image_digest: None,
-                canary: None,
-                actor: actor.to_string(),
-                created_at: now,
-                updated_at: now,
-            },
-        );
+            seq: self.next_seq,
+            request: request.clone(),
+            targets: targets.to_vec(),
+            lifecycle: Lifecycle::NEW,
+            phase: phase("waiting for the service lock"),
+            token: None,
+            transitions: Vec::new(),
+            validation: Vec::new(),
+            servers,
+            failure: None,
+            cancel_requested_at: None,
+            image_digest: None,
+            canary: None,
+            actor: actor.to_string(),
+            created_at: now,
+            updated_at: now,
+        });
         Ok(DeploymentOutcome { id, created: true })
     }
 

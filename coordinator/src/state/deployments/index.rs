@@ -11,7 +11,7 @@ use serde::Deserialize;
 use sluice_common::names::ServiceName;
 use uuid::Uuid;
 
-use super::{Deployment, Deployments, IdempotencyRecord, PrunedCounts, Retention, ServiceRecord};
+use super::{Deployments, IdempotencyRecord, PrunedCounts, Records, Retention, ServiceRecord};
 
 /// The indexes.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -22,15 +22,10 @@ pub(super) struct Index {
     pub in_flight: BTreeSet<Uuid>,
 }
 
-/// Whether the sequencer may still have work on `d`.
-fn in_flight(d: &Deployment) -> bool {
-    d.needs_driving() || d.state().is_active() || d.lifecycle.rollback_requested()
-}
-
 /// [`Deployments`] as stored in a snapshot.
 #[derive(Deserialize)]
 pub(super) struct Stored {
-    all: BTreeMap<Uuid, Deployment>,
+    all: Records,
     idempotency: BTreeMap<String, IdempotencyRecord>,
     services: BTreeMap<ServiceName, ServiceRecord>,
     next_seq: u64,
@@ -51,7 +46,7 @@ impl From<Stored> for Deployments {
             pruned: s.pruned,
             index: Index::default(),
         };
-        let ids: Vec<Uuid> = d.all.keys().copied().collect();
+        let ids: Vec<Uuid> = d.all.metas().map(|(id, _)| id).collect();
         for id in ids {
             d.reindex(id);
         }
@@ -60,16 +55,19 @@ impl From<Stored> for Deployments {
 }
 
 impl Deployments {
-    /// Brings the indexes in step with deployment `id` after a command touched it.
+    /// Brings the indexes in step with deployment `id` after a command touched it, and
+    /// compresses it if it settled.
     pub(super) fn reindex(&mut self, id: Uuid) {
-        match self.all.get(&id) {
-            Some(d) => {
+        self.all.settle(&id);
+        match self.all.meta(&id) {
+            Some(m) => {
+                let (service, seq, in_flight) = (m.service.clone(), m.seq, m.in_flight);
                 self.index
                     .by_service
-                    .entry(d.request.service.clone())
+                    .entry(service)
                     .or_default()
-                    .insert((d.seq, d.id));
-                if in_flight(d) {
+                    .insert((seq, id));
+                if in_flight {
                     self.index.in_flight.insert(id);
                 } else {
                     self.index.in_flight.remove(&id);
@@ -85,14 +83,14 @@ impl Deployments {
     #[cfg(test)]
     pub(super) fn indexes_consistent(&self) -> bool {
         let mut rebuilt = Index::default();
-        for d in self.all.values() {
+        for (id, m) in self.all.metas() {
             rebuilt
                 .by_service
-                .entry(d.request.service.clone())
+                .entry(m.service.clone())
                 .or_default()
-                .insert((d.seq, d.id));
-            if in_flight(d) {
-                rebuilt.in_flight.insert(d.id);
+                .insert((m.seq, id));
+            if m.in_flight {
+                rebuilt.in_flight.insert(id);
             }
         }
         rebuilt == self.index

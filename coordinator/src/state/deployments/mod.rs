@@ -12,8 +12,10 @@
 //! - `canary`: a canary's steps, measurements, promote/pause/resume;
 //! - `services`: what runs where, kept in step with finished deployments;
 //! - `retention`: what a prune forgets (bounded history, expiring idempotency keys);
-//! - `index`: the derived indexes (by service, in flight), rebuilt when a snapshot loads.
+//! - `index`: the derived indexes (by service, in flight), rebuilt when a snapshot loads;
+//! - `records`: how the records are held (in flight whole, settled ones compressed).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -32,11 +34,13 @@ mod canary;
 mod command;
 mod index;
 mod pin;
+mod records;
 mod retention;
 mod services;
 
 pub use canary::CanaryProgress;
 pub use command::{DeploymentCommand, DeploymentError, DeploymentOutcome};
+pub use records::{Meta, Records};
 pub use retention::{
     IdempotencyRecord, PruneSummary, PrunedCounts, PrunedTally, Retention, DURATION_BOUNDS_MS,
 };
@@ -166,8 +170,8 @@ impl Deployment {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(from = "index::Stored")]
 pub struct Deployments {
-    /// Every deployment kept (see `retention` for which are forgotten).
-    pub all: BTreeMap<Uuid, Deployment>,
+    /// Every deployment kept (see `retention` for which are forgotten; `records` for how).
+    pub all: Records,
     /// `Idempotency-Key` → the deployment it created.
     pub idempotency: BTreeMap<String, IdempotencyRecord>,
     /// What runs where.
@@ -198,14 +202,33 @@ impl Deployments {
         self.index
             .in_flight
             .iter()
-            .filter_map(|id| self.all.get(id))
+            .filter_map(|id| self.all.live(id))
+    }
+
+    /// The searchable fields of the deployments kept: of `service` only (from the index)
+    /// when given, else of all.
+    pub fn metas_of<'a>(
+        &'a self,
+        service: Option<&ServiceName>,
+    ) -> Box<dyn Iterator<Item = (Uuid, Cow<'a, Meta>)> + 'a> {
+        match service {
+            None => Box::new(self.all.metas()),
+            Some(s) => Box::new(
+                self.index
+                    .by_service
+                    .get(s)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(_, id)| Some((*id, self.all.meta(id)?))),
+            ),
+        }
     }
 
     /// The deployments of `service` kept, newest first.
     pub fn of_service<'a>(
         &'a self,
         service: &ServiceName,
-    ) -> impl Iterator<Item = &'a Deployment> + 'a {
+    ) -> impl Iterator<Item = Cow<'a, Deployment>> + 'a {
         self.index
             .by_service
             .get(service)
@@ -215,7 +238,9 @@ impl Deployments {
     }
 
     /// Per service with a deployment kept, its newest.
-    pub fn latest_per_service(&self) -> impl Iterator<Item = (&ServiceName, &Deployment)> + '_ {
+    pub fn latest_per_service(
+        &self,
+    ) -> impl Iterator<Item = (&ServiceName, Cow<'_, Deployment>)> + '_ {
         self.index
             .by_service
             .iter()

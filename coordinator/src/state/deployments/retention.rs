@@ -23,7 +23,7 @@ use sluice_common::names::ServiceName;
 use sluice_common::time::Timestamp;
 use uuid::Uuid;
 
-use super::{Deployment, Deployments};
+use super::{Deployments, Meta};
 
 /// The limits a prune applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,17 +134,17 @@ pub struct PruneSummary {
 }
 
 impl Deployments {
-    /// Whether `d` is kept whatever the limits: in flight, or its service's current or
-    /// previous deployment.
-    fn protected(&self, d: &Deployment) -> bool {
-        if d.needs_driving() || d.state().is_active() || d.lifecycle.rollback_requested() {
+    /// Whether deployment `id` is kept whatever the limits: in flight, or its service's
+    /// current or previous deployment.
+    fn protected(&self, id: Uuid, m: &Meta) -> bool {
+        if m.in_flight {
             return true;
         }
-        let Some(rec) = self.services.get(&d.request.service) else {
+        let Some(rec) = self.services.get(&m.service) else {
             return false;
         };
-        rec.history.iter().rev().take(2).any(|x| *x == d.id)
-            || rec.servers.values().any(|p| p.deployment == d.id)
+        rec.history.iter().rev().take(2).any(|x| *x == id)
+            || rec.servers.values().any(|p| p.deployment == id)
     }
 
     /// The deployments of `service` that `r` forgets at `now`, oldest first.
@@ -157,9 +157,9 @@ impl Deployments {
             .rev()
             .enumerate()
             .filter_map(|(rank, (_, id))| {
-                let d = self.all.get(id)?;
-                let too_old = r.max_age.is_some_and(|a| now.since(d.updated_at) > a);
-                ((rank >= keep || too_old) && !self.protected(d)).then_some(*id)
+                let m = self.all.meta(id)?;
+                let too_old = r.max_age.is_some_and(|a| now.since(m.updated_at) > a);
+                ((rank >= keep || too_old) && !self.protected(*id, &m)).then_some(*id)
             })
             .collect::<Vec<_>>()
             .into_iter()
@@ -197,17 +197,17 @@ impl Deployments {
             let Some(d) = self.all.remove(id) else {
                 continue;
             };
-            let service = d.request.service.clone();
+            let service = d.service.clone();
             let took =
                 u64::try_from(d.updated_at.since(d.created_at).as_millis()).unwrap_or(u64::MAX);
             self.pruned
                 .entry(service.clone())
                 .or_default()
-                .entry(d.state().as_str().to_string())
+                .entry(d.state.as_str().to_string())
                 .or_default()
                 .add(took);
             if let Some(set) = self.index.by_service.get_mut(&service) {
-                set.remove(&(d.seq, d.id));
+                set.remove(&(d.seq, *id));
                 if set.is_empty() {
                     self.index.by_service.remove(&service);
                 }

@@ -1,5 +1,7 @@
 //! What runs where, per service: kept in step with finished deployments.
 
+use std::borrow::Cow;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -37,12 +39,11 @@ impl Deployments {
     /// it has none. A plan reports it; `check_index` compares against it. Every accepted
     /// deployment of the service raises it (sequence numbers only grow).
     pub fn service_index(&self, service: &sluice_common::names::ServiceName) -> u64 {
-        self.all
-            .values()
-            .filter(|d| &d.request.service == service)
-            .map(|d| d.seq)
-            .max()
-            .unwrap_or(0)
+        self.index
+            .by_service
+            .get(service)
+            .and_then(|ids| ids.last())
+            .map_or(0, |(seq, _)| *seq)
     }
 
     /// A deployment that changed servers succeeded: it is what runs there now.
@@ -72,7 +73,7 @@ impl Deployments {
             rec.history.retain(|x| *x != d.id);
             rec.history.last().copied()
         };
-        let prev = prev.and_then(|p| self.all.get(&p)).cloned();
+        let prev = prev.and_then(|p| self.all.get(&p)).map(Cow::into_owned);
         let rec = self.services.entry(d.request.service.clone()).or_default();
         for server in &d.targets {
             let placed = prev.as_ref().and_then(|p| {

@@ -147,7 +147,7 @@ fn start_takes_the_lock_with_its_own_index_as_token() {
     let a = w.create("api", "app:v1", None);
     let b = w.create("api", "app:v2", None);
     w.start(a).unwrap();
-    let d = &w.d.all[&a];
+    let d = &w.d.all.get(&a).unwrap();
     assert_eq!(d.state(), DeploymentState::Validating);
     assert_eq!(d.token, Some(FencingToken(w.index)));
     // The second deployment of the service cannot start while the first holds the lock.
@@ -157,8 +157,8 @@ fn start_takes_the_lock_with_its_own_index_as_token() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(w.d.all[&b].state(), DeploymentState::Pending);
-    assert!(w.d.all[&b].token.is_none());
+    assert_eq!(w.d.all.get(&b).unwrap().state(), DeploymentState::Pending);
+    assert!(w.d.all.get(&b).unwrap().token.is_none());
 }
 
 #[test]
@@ -167,8 +167,8 @@ fn failed_validation_releases_the_lock_and_touches_nothing() {
     let a = w.create("api", "app:v1", None);
     w.start(a).unwrap();
     w.event(a, DeploymentEvent::ChecksFailed).unwrap();
-    assert_eq!(w.d.all[&a].state(), DeploymentState::Failed);
-    assert!(!w.d.all[&a].needs_driving());
+    assert_eq!(w.d.all.get(&a).unwrap().state(), DeploymentState::Failed);
+    assert!(!w.d.all.get(&a).unwrap().needs_driving());
     assert_eq!(w.lock_holder("api"), None);
     assert!(!w
         .d
@@ -186,11 +186,17 @@ fn a_failure_after_touching_servers_keeps_the_lock_until_rolled_back() {
     w.event(v2, DeploymentEvent::ChecksPassed).unwrap();
     w.step(v2, ServerStepState::RestoredByAgent, 20000);
     w.event(v2, DeploymentEvent::StepFailed).unwrap();
-    assert!(w.d.all[&v2].lifecycle.rolling_back() && w.d.all[&v2].needs_driving());
+    assert!(
+        w.d.all.get(&v2).unwrap().lifecycle.rolling_back()
+            && w.d.all.get(&v2).unwrap().needs_driving()
+    );
     assert_eq!(w.lock_holder("api"), Some(format!("deployment {v2}")));
     w.event(v2, DeploymentEvent::RollbackCompleted).unwrap();
-    assert_eq!(w.d.all[&v2].state(), DeploymentState::RolledBack);
-    assert!(!w.d.all[&v2].needs_driving());
+    assert_eq!(
+        w.d.all.get(&v2).unwrap().state(),
+        DeploymentState::RolledBack
+    );
+    assert!(!w.d.all.get(&v2).unwrap().needs_driving());
     assert_eq!(w.lock_holder("api"), None);
     // The service still runs v1.
     let rec = &w.d.services[&ServiceName::parse("api").unwrap()];
@@ -214,7 +220,7 @@ fn manual_rollback_only_of_the_latest_success_and_it_restores_the_previous_image
     ));
     w.apply(DeploymentCommand::RequestRollback { id: v2 })
         .unwrap();
-    assert!(w.d.all[&v2].needs_driving());
+    assert!(w.d.all.get(&v2).unwrap().needs_driving());
     w.apply(DeploymentCommand::Refence {
         id: v2,
         lock_ttl: Duration::from_secs(60),
@@ -229,7 +235,7 @@ fn manual_rollback_only_of_the_latest_success_and_it_restores_the_previous_image
     );
     assert_eq!(rec.servers.values().next().unwrap().deployment, v1);
     assert_eq!(w.lock_holder("api"), None);
-    assert!(!w.d.all[&v2].needs_driving());
+    assert!(!w.d.all.get(&v2).unwrap().needs_driving());
 }
 
 #[test]
@@ -237,13 +243,13 @@ fn refence_grants_a_larger_token_unless_someone_else_holds_the_lock() {
     let mut w = World::new();
     let a = w.create("api", "app:v1", None);
     w.start(a).unwrap();
-    let t1 = w.d.all[&a].token.unwrap();
+    let t1 = w.d.all.get(&a).unwrap().token.unwrap();
     w.apply(DeploymentCommand::Refence {
         id: a,
         lock_ttl: Duration::from_secs(60),
     })
     .unwrap();
-    let t2 = w.d.all[&a].token.unwrap();
+    let t2 = w.d.all.get(&a).unwrap().token.unwrap();
     assert!(t2 > t1);
     // Someone takes the lock by hand after the lease lapsed: re-fencing must fail.
     let key = LockKey::for_service(&ServiceName::parse("api").unwrap());
@@ -274,12 +280,12 @@ fn refence_grants_a_larger_token_unless_someone_else_holds_the_lock() {
 fn illegal_events_change_nothing_and_give_up_releases_the_lock() {
     let mut w = World::new();
     let a = w.create("api", "app:v1", None);
-    let before = w.d.all[&a].clone();
+    let before = w.d.all.get(&a).unwrap().into_owned();
     assert!(matches!(
         w.event(a, DeploymentEvent::AllHealthy),
         Err(DeploymentError::Transition { .. })
     ));
-    assert_eq!(w.d.all[&a], before);
+    assert_eq!(*w.d.all.get(&a).unwrap(), before);
     w.start(a).unwrap();
     w.event(a, DeploymentEvent::ChecksPassed).unwrap();
     w.step(a, ServerStepState::Failed, 20000);
@@ -290,9 +296,9 @@ fn illegal_events_change_nothing_and_give_up_releases_the_lock() {
     })
     .unwrap();
     assert_eq!(w.lock_holder("api"), None);
-    assert!(!w.d.all[&a].needs_driving());
+    assert!(!w.d.all.get(&a).unwrap().needs_driving());
     assert_eq!(
-        w.d.all[&a].failure.as_deref(),
+        w.d.all.get(&a).unwrap().failure.as_deref(),
         Some("rollback failed on web-1")
     );
 }
@@ -325,7 +331,7 @@ fn every_error_survives_the_wire() {
 fn views_redact_secrets() {
     let mut w = World::new();
     let a = w.create("api", "app:v1", None);
-    let v = w.d.all[&a].view();
+    let v = w.d.all.get(&a).unwrap().view();
     let json = serde_json::to_string(&v).unwrap();
     assert!(!json.contains("s3cret"), "{json}");
     assert!(json.contains("<redacted>") && json.contains("shown"));
@@ -350,12 +356,12 @@ fn a_finished_deployment_is_never_re_fenced_or_renewed() {
             lock_ttl: Duration::from_secs(60),
         },
     ] {
-        let before = w.d.all[&a].clone();
+        let before = w.d.all.get(&a).unwrap().into_owned();
         assert!(matches!(
             w.apply(cmd),
             Err(DeploymentError::Conflict { .. })
         ));
-        assert_eq!(w.d.all[&a], before);
+        assert_eq!(*w.d.all.get(&a).unwrap(), before);
         assert_eq!(w.lock_holder("api"), None);
     }
     // Nor one that failed in validation (nothing touched, final at once).

@@ -31,7 +31,7 @@ fn error_ratio(count: u32) -> serde_json::Value {
 /// weight (the last step: every server's deploy has ended).
 fn shifted(sim: &mut Sim, step: u32, last: bool) {
     for i in 1..=2 {
-        let mut s = step_of(sim.d(), &server(i));
+        let mut s = step_of(&sim.d(), &server(i));
         s.operation = Some(sim.id);
         s.state = if last {
             ServerStepState::Succeeded
@@ -217,7 +217,7 @@ fn a_step_held_until_promoted_waits_for_the_promote() {
         serde_json::json!({"strategy": "canary", "canary": {"steps": [{"weight": 20, "until_promoted": true}]}}),
     );
     to_first_batch(&mut sim);
-    let mut s = step_of(sim.d(), &server(1));
+    let mut s = step_of(&sim.d(), &server(1));
     s.state = ServerStepState::Deploying;
     sim.set_step(s);
     sim.seen.shifted = Some(0);
@@ -263,10 +263,10 @@ fn a_cancel_mid_step_aborts_the_canary_as_one_unit() {
     // A server that failed its shift (its agent restored it) is not restored again.
     let mut sim = canary(serde_json::Value::Null, "1m");
     to_first_batch(&mut sim);
-    let mut s: ServerStepView = step_of(sim.d(), &server(2));
+    let mut s: ServerStepView = step_of(&sim.d(), &server(2));
     s.state = ServerStepState::RestoredByAgent;
     sim.set_step(s);
-    let mut s = step_of(sim.d(), &server(1));
+    let mut s = step_of(&sim.d(), &server(1));
     s.state = ServerStepState::Deploying;
     sim.set_step(s);
     sim.seen.batch_failures = Some(vec!["web-2: health check failed".into()]);

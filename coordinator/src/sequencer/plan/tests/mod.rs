@@ -69,7 +69,7 @@ fn failure_on_server_k_of_n_rolls_back_the_servers_before_it() {
         let rec = sim
             .deps
             .services
-            .get_mut(&sim.deps.all[&sim.id].request.service)
+            .get_mut(&sim.deps.all.get(&sim.id).unwrap().request.service)
             .unwrap();
         rec.servers.insert(
             server(i),
@@ -141,7 +141,7 @@ fn a_server_that_failed_beyond_restoring_is_reported_not_retried() {
     let mut sim = Sim::new(2, serde_json::json!({"max_parallel": 2}));
     to_first_batch(&mut sim);
     sim.batch(&[(1, Ok(()))]);
-    let mut s2 = step_of(sim.d(), &server(2));
+    let mut s2 = step_of(&sim.d(), &server(2));
     s2.state = ServerStepState::Failed;
     s2.detail = "previous would not start".into();
     sim.set_step(s2);

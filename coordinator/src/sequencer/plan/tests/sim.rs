@@ -61,8 +61,8 @@ impl Sim {
         sim
     }
 
-    pub fn d(&self) -> &Deployment {
-        &self.deps.all[&self.id]
+    pub fn d(&self) -> std::borrow::Cow<'_, Deployment> {
+        self.deps.all.get(&self.id).unwrap()
     }
 
     pub fn now(&self) -> Timestamp {
@@ -80,8 +80,8 @@ impl Sim {
 
     pub fn plan(&mut self) -> Action {
         self.seen.now = self.now();
-        self.seen.previous = history::restored(&self.deps, &self.deps.all[&self.id]);
-        let d = self.d().clone();
+        self.seen.previous = history::restored(&self.deps, &self.deps.all.get(&self.id).unwrap());
+        let d = self.d().into_owned();
         if d.token.is_none() && !d.lifecycle.wants_lock() {
             self.seen.fenced = true;
         }
@@ -112,7 +112,7 @@ impl Sim {
     /// Validation as the executor records it: ports per server, and the result.
     pub fn validated(&mut self, failures: &[&str], already_running: bool) {
         for s in self.d().targets.clone() {
-            let mut step = step_of(self.d(), &s);
+            let mut step = step_of(&self.d(), &s);
             step.port = Some(20000);
             self.set_step(step);
         }
@@ -136,7 +136,7 @@ impl Sim {
     pub fn batch(&mut self, results: &[(usize, Result<(), &str>)]) {
         let mut failures = Vec::new();
         for (i, r) in results {
-            let mut step = step_of(self.d(), &server(*i));
+            let mut step = step_of(&self.d(), &server(*i));
             step.operation = Some(self.id);
             match r {
                 Ok(()) => step.state = ServerStepState::Succeeded,

@@ -96,8 +96,14 @@ impl World {
         })
     }
 
-    fn progress(&self, id: Uuid) -> &super::CanaryProgress {
-        self.d.all[&id].canary.as_ref().expect("a canary")
+    fn progress(&self, id: Uuid) -> super::CanaryProgress {
+        self.d
+            .all
+            .get(&id)
+            .unwrap()
+            .into_owned()
+            .canary
+            .expect("a canary")
     }
 }
 
@@ -105,10 +111,10 @@ impl World {
 fn steps_only_go_forward_and_end_at_the_final_switch() {
     let (mut w, id) = World::running("canary");
     w.step(id, 0).unwrap();
-    let v = w.d.all[&id].view().canary.unwrap();
+    let v = w.d.all.get(&id).unwrap().view().canary.unwrap();
     assert_eq!((v.step, v.steps, v.weight), (0, 2, 10));
     assert_eq!(
-        w.d.all[&id].phase.as_str(),
+        w.d.all.get(&id).unwrap().phase.as_str(),
         "canary step 1/2: 10% of requests"
     );
     // A deposed leader's late proposal of the same or an earlier step changes nothing.
@@ -121,7 +127,7 @@ fn steps_only_go_forward_and_end_at_the_final_switch() {
     // The final switch is step 2 (100 %); nothing lies past it.
     assert!(w.step(id, 3).is_err());
     w.step(id, 2).unwrap();
-    assert_eq!(w.d.all[&id].view().canary.unwrap().weight, 100);
+    assert_eq!(w.d.all.get(&id).unwrap().view().canary.unwrap().weight, 100);
 }
 
 #[test]
@@ -198,7 +204,9 @@ fn a_step_with_a_share_of_the_servers_weighs_only_those() {
         .unwrap(),
     );
     let weights = |w: &World| -> Vec<Option<u32>> {
-        w.d.all[&id]
+        w.d.all
+            .get(&id)
+            .unwrap()
             .canary_weights(0)
             .into_iter()
             .map(|(_, x)| x)
@@ -206,7 +214,7 @@ fn a_step_with_a_share_of_the_servers_weighs_only_those() {
     };
     // 34 % of three servers is two (rounded up); the third is not deployed to.
     assert_eq!(weights(&w), [Some(100), Some(100), None]);
-    let d = &w.d.all[&id];
+    let d = &w.d.all.get(&id).unwrap();
     let at = |k| {
         d.canary_weights(k)
             .into_iter()
@@ -226,5 +234,5 @@ fn a_step_with_a_share_of_the_servers_weighs_only_those() {
         server: Some(step),
     })
     .unwrap();
-    assert_eq!(w.d.all[&id].canary_weights(1)[2].1, Some(0));
+    assert_eq!(w.d.all.get(&id).unwrap().canary_weights(1)[2].1, Some(0));
 }
