@@ -79,12 +79,19 @@ pub struct Records {
     map: BTreeMap<Uuid, Slot>,
 }
 
-/// The deflated compact JSON of `d`.
-fn freeze(d: &Deployment) -> Arc<[u8]> {
+/// `json`, deflated (in memory: it cannot fail).
+fn deflate(json: &[u8]) -> Arc<[u8]> {
     let mut z =
         flate2::write::DeflateEncoder::new(Vec::with_capacity(1024), flate2::Compression::fast());
-    serde_json::to_writer(&mut z, d).expect("a deployment serializes");
-    z.finish().expect("writing to memory").into()
+    z.write_all(json)
+        .and_then(|()| z.finish())
+        .expect("writing to memory")
+        .into()
+}
+
+/// The deflated compact JSON of `d`.
+fn freeze(d: &Deployment) -> Arc<[u8]> {
+    deflate(&serde_json::to_vec(d).expect("a deployment serializes"))
 }
 
 /// The JSON text of a settled record.
@@ -249,17 +256,10 @@ impl<'de> Deserialize<'de> for Records {
             let slot = if in_flight(&d) {
                 Slot::Live(Box::new(d))
             } else {
-                let mut z = flate2::write::DeflateEncoder::new(
-                    Vec::with_capacity(1024),
-                    flate2::Compression::fast(),
-                );
-                z.write_all(text.get().as_bytes())
-                    .and_then(|()| z.finish())
-                    .map(|json| Slot::Settled {
-                        meta: Meta::of(&d),
-                        json: json.into(),
-                    })
-                    .map_err(D::Error::custom)?
+                Slot::Settled {
+                    meta: Meta::of(&d),
+                    json: deflate(text.get().as_bytes()),
+                }
             };
             map.insert(id, slot);
         }
