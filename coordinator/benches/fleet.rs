@@ -110,22 +110,28 @@ async fn deploy(http: &reqwest::Client, base: &str, n: usize, agents: usize) -> 
         break (created, v);
     };
     let id = v["id"].as_str().expect("id").to_string();
-    let mut events = http
-        .get(format!("{base}/v1/deployments/{id}/events"))
-        .send()
-        .await
-        .expect("events");
-    let mut seen = String::new();
-    while let Ok(Some(chunk)) = events.chunk().await {
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-        if seen.contains("\"state\":\"success\"") {
-            return (created, "success".into());
-        }
-        if ["failed", "rolled_back"]
-            .iter()
-            .any(|end| seen.contains(&format!("\"state\":\"{end}\"")))
-        {
-            break;
+    // Followed as a CI client would: a stream that ends (or never opens) before a settled
+    // state is opened again, and its first event is the deployment as it stands.
+    'follow: for _ in 0..5 {
+        let Ok(mut events) = http
+            .get(format!("{base}/v1/deployments/{id}/events"))
+            .send()
+            .await
+        else {
+            continue;
+        };
+        let mut seen = String::new();
+        while let Ok(Some(chunk)) = events.chunk().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("\"state\":\"success\"") {
+                return (created, "success".into());
+            }
+            if ["failed", "rolled_back"]
+                .iter()
+                .any(|end| seen.contains(&format!("\"state\":\"{end}\"")))
+            {
+                break 'follow;
+            }
         }
     }
     let view: Value = http

@@ -111,7 +111,7 @@ impl AgentClient {
     ) -> Result<Option<T>, AgentError> {
         let mut req = self
             .transport
-            .client()
+            .agent_client()
             .request(method, self.transport.url(addr, path))
             .timeout(timeout);
         if let Some(b) = body {

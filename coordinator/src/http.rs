@@ -36,19 +36,44 @@ struct Inner {
     /// The listener's live configuration; its `not_after` changing means a reload happened.
     server: Option<ServerTls>,
     files: Option<TlsFiles>,
-    current: Mutex<(SystemTime, reqwest::Client)>,
+    current: Mutex<Clients>,
 }
 
-fn build_client(material: &TlsMaterial) -> Result<reqwest::Client, TlsError> {
-    // Short connect timeouts: a dead peer must be noticed within an election timeout,
-    // not a TCP retry cycle.
+/// The clients built from one certificate.
+#[derive(Debug)]
+struct Clients {
+    not_after: SystemTime,
+    peers: reqwest::Client,
+    agents: reqwest::Client,
+}
+
+/// Connecting to a peer coordinator (connect plus TLS): a dead peer must be noticed
+/// within an election timeout, not a TCP retry cycle.
+const PEER_CONNECT: Duration = Duration::from_millis(500);
+
+/// Connecting to an agent. An agent is not timed against an election: a busy host that
+/// answers in a second is reachable, and calling it unreachable fails a deployment. Each
+/// call's own timeout still bounds the whole exchange.
+const AGENT_CONNECT: Duration = Duration::from_secs(5);
+
+fn build_client(material: &TlsMaterial, connect: Duration) -> Result<reqwest::Client, TlsError> {
     Ok(material
         .https_client(&SERVER_ROLES)?
-        .connect_timeout(Duration::from_millis(500))
+        .connect_timeout(connect)
         .pool_idle_timeout(Duration::from_secs(30))
         .tcp_nodelay(true)
         .no_proxy()
         .build()?)
+}
+
+impl Clients {
+    fn build(material: &TlsMaterial) -> Result<Self, TlsError> {
+        Ok(Self {
+            not_after: material.not_after(),
+            peers: build_client(material, PEER_CONNECT)?,
+            agents: build_client(material, AGENT_CONNECT)?,
+        })
+    }
 }
 
 impl Transport {
@@ -59,35 +84,47 @@ impl Transport {
         server: Option<ServerTls>,
         files: Option<TlsFiles>,
     ) -> Result<Self, TlsError> {
-        let client = build_client(material)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 server,
                 files,
-                current: Mutex::new((material.not_after(), client)),
+                current: Mutex::new(Clients::build(material)?),
             }),
         })
     }
 
-    /// The client (rebuilt from the files first if the certificate was rotated).
+    /// The client for peer coordinators (Raft, forwarded writes), rebuilt from the files
+    /// first if the certificate was rotated.
     pub fn client(&self) -> reqwest::Client {
+        self.with_current(|c| c.peers.clone())
+    }
+
+    /// The client for agents (same identity, a connect timeout for busy hosts).
+    pub fn agent_client(&self) -> reqwest::Client {
+        self.with_current(|c| c.agents.clone())
+    }
+
+    fn with_current<T>(&self, f: impl FnOnce(&Clients) -> T) -> T {
         let mut current = self.inner.current.lock().unwrap_or_else(|e| e.into_inner());
         if let (Some(server), Some(files)) = (&self.inner.server, &self.inner.files) {
             let seen = server.not_after();
-            if seen != current.0 {
-                match files.read().and_then(|m| build_client(&m)) {
+            if seen != current.not_after {
+                match files.read().and_then(|m| Clients::build(&m)) {
                     Ok(c) => {
-                        tracing::info!("outgoing TLS client rebuilt with the rotated certificate");
-                        *current = (seen, c);
+                        tracing::info!("outgoing TLS clients rebuilt with the rotated certificate");
+                        *current = Clients {
+                            not_after: seen,
+                            ..c
+                        };
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "cannot rebuild the outgoing TLS client; keeping the old one");
-                        current.0 = seen;
+                        tracing::warn!(error = %e, "cannot rebuild the outgoing TLS clients; keeping the old ones");
+                        current.not_after = seen;
                     }
                 }
             }
         }
-        current.1.clone()
+        f(&current)
     }
 
     /// `https://addr/path`.

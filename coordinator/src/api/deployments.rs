@@ -443,30 +443,28 @@ pub async fn events(
     }
     let node = app.node.clone();
     let stream = futures_util::stream::unfold(
-        (node.applied_watch(), None::<DeploymentView>, false),
-        move |(mut applied, last, done)| {
+        (node.applied_watch(), None::<DeploymentView>, None, false),
+        move |(mut applied, mut last, mut seen, done)| {
             let node = node.clone();
             async move {
                 if done {
                     return None;
                 }
                 loop {
-                    let view = node.read(|a| {
-                        a.state
-                            .deployments
-                            .all
-                            .get(&id)
-                            .map(|d| (d.view(), d.needs_driving()))
-                    });
-                    let (view, driving) = view?;
-                    if last.as_ref() != Some(&view) {
-                        let ev = Event::default()
-                            .event("deployment")
-                            .id(view.updated_at.to_string())
-                            .json_data(&view)
-                            .expect("serializable");
-                        let finished = !driving;
-                        return Some((Ok(ev), (applied, Some(view), finished)));
+                    let (version, fresh) =
+                        node.read(|a| a.state.deployments.view_since(&id, seen))?;
+                    seen = Some(version);
+                    match fresh {
+                        Some((view, driving)) if last.as_ref() != Some(&view) => {
+                            let ev = Event::default()
+                                .event("deployment")
+                                .id(view.updated_at.to_string())
+                                .json_data(&view)
+                                .expect("serializable");
+                            last = Some(view);
+                            return Some((Ok(ev), (applied, last, seen, !driving)));
+                        }
+                        _ => {}
                     }
                     tokio::select! {
                         r = applied.changed() => if r.is_err() { return None },

@@ -59,23 +59,25 @@ impl Deployments {
     /// compresses it if it settled.
     pub(super) fn reindex(&mut self, id: Uuid) {
         self.all.settle(&id);
-        match self.all.meta(&id) {
-            Some(m) => {
-                let (service, seq, in_flight) = (m.service.clone(), m.seq, m.in_flight);
-                self.index
-                    .by_service
-                    .entry(service)
-                    .or_default()
-                    .insert((seq, id));
-                if in_flight {
-                    self.index.in_flight.insert(id);
-                } else {
-                    self.index.in_flight.remove(&id);
-                }
+        let Some((service, seq, in_flight)) = self.all.index_key(&id) else {
+            self.index.in_flight.remove(&id);
+            return;
+        };
+        match self.index.by_service.get_mut(service) {
+            Some(ids) => {
+                ids.insert((seq, id));
             }
             None => {
-                self.index.in_flight.remove(&id);
+                let service = service.clone();
+                self.index
+                    .by_service
+                    .insert(service, BTreeSet::from([(seq, id)]));
             }
+        }
+        if in_flight {
+            self.index.in_flight.insert(id);
+        } else {
+            self.index.in_flight.remove(&id);
         }
     }
 

@@ -32,6 +32,7 @@ use uuid::Uuid;
 mod apply;
 mod canary;
 mod command;
+mod deflate;
 mod index;
 mod pin;
 mod records;
@@ -222,6 +223,22 @@ impl Deployments {
                     .filter_map(|(_, id)| Some((*id, self.all.meta(id)?))),
             ),
         }
+    }
+
+    /// Deployment `id`'s version and, when it differs from `seen`, its view and whether it
+    /// is still driven: what a watcher woken by every applied entry reads, so an entry
+    /// that did not touch this deployment costs a lookup, not a view. `None` if not kept.
+    pub fn view_since(
+        &self,
+        id: &Uuid,
+        seen: Option<u64>,
+    ) -> Option<(u64, Option<(DeploymentView, bool)>)> {
+        let version = self.all.version(id)?;
+        if seen == Some(version) {
+            return Some((version, None));
+        }
+        let d = self.all.get(id)?;
+        Some((version, Some((d.view(), d.needs_driving()))))
     }
 
     /// The deployments of `service` kept, newest first.

@@ -13,10 +13,10 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use serde::de::Error as _;
+use serde::de::{Error as _, MapAccess, Visitor};
 use serde::ser::{Error as _, SerializeMap};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
@@ -25,6 +25,7 @@ use sluice_common::names::ServiceName;
 use sluice_common::time::Timestamp;
 use uuid::Uuid;
 
+use super::deflate::deflate;
 use super::Deployment;
 
 /// Whether the sequencer may still have work on `d` (kept whole while it may).
@@ -73,38 +74,46 @@ enum Slot {
     },
 }
 
+/// One record and the version it has in this process.
+#[derive(Debug, Clone)]
+struct Kept {
+    slot: Slot,
+    version: u64,
+}
+
 /// Every deployment kept, by id.
 #[derive(Debug, Clone, Default)]
 pub struct Records {
-    map: BTreeMap<Uuid, Slot>,
+    map: BTreeMap<Uuid, Kept>,
 }
 
-/// `json`, deflated (in memory: it cannot fail).
-fn deflate(json: &[u8]) -> Arc<[u8]> {
-    let mut z =
-        flate2::write::DeflateEncoder::new(Vec::with_capacity(1024), flate2::Compression::fast());
-    z.write_all(json)
-        .and_then(|()| z.finish())
-        .expect("writing to memory")
-        .into()
+/// Versions come from one counter for the whole process, so a record's version changes
+/// whenever it may have, even across a state replaced by a snapshot.
+fn next_version() -> u64 {
+    static CLOCK: AtomicU64 = AtomicU64::new(1);
+    CLOCK.fetch_add(1, Ordering::Relaxed)
 }
 
 /// The deflated compact JSON of `d`.
 fn freeze(d: &Deployment) -> Arc<[u8]> {
-    deflate(&serde_json::to_vec(d).expect("a deployment serializes"))
+    deflate(&serde_json::to_vec(d).expect("a deployment serializes")).into()
 }
 
 /// The JSON text of a settled record.
 fn inflate(json: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(json.len() * 3);
-    flate2::read::DeflateDecoder::new(json)
-        .read_to_end(&mut out)
-        .expect("a record this process compressed inflates");
-    out
+    super::deflate::inflate(json).expect("a record this process compressed inflates")
 }
 
 fn thaw(json: &[u8]) -> Deployment {
     serde_json::from_slice(&inflate(json)).expect("a record this process encoded decodes")
+}
+
+/// The searchable fields of `slot`.
+fn meta_of(slot: &Slot) -> Cow<'_, Meta> {
+    match slot {
+        Slot::Live(d) => Cow::Owned(Meta::of(d)),
+        Slot::Settled { meta, .. } => Cow::Borrowed(meta),
+    }
 }
 
 impl Records {
@@ -122,7 +131,7 @@ impl Records {
 
     /// Deployment `id`, decoded if it is settled.
     pub fn get(&self, id: &Uuid) -> Option<Cow<'_, Deployment>> {
-        Some(match self.map.get(id)? {
+        Some(match &self.map.get(id)?.slot {
             Slot::Live(d) => Cow::Borrowed(&**d),
             Slot::Settled { json, .. } => Cow::Owned(thaw(json)),
         })
@@ -130,7 +139,7 @@ impl Records {
 
     /// Deployment `id` if it is kept whole (every one in flight is).
     pub fn live(&self, id: &Uuid) -> Option<&Deployment> {
-        match self.map.get(id)? {
+        match &self.map.get(id)?.slot {
             Slot::Live(d) => Some(d),
             Slot::Settled { .. } => None,
         }
@@ -138,21 +147,27 @@ impl Records {
 
     /// The searchable fields of deployment `id`.
     pub fn meta(&self, id: &Uuid) -> Option<Cow<'_, Meta>> {
-        Some(match self.map.get(id)? {
-            Slot::Live(d) => Cow::Owned(Meta::of(d)),
-            Slot::Settled { meta, .. } => Cow::Borrowed(meta),
+        self.map.get(id).map(|k| meta_of(&k.slot))
+    }
+
+    /// A number that changes (in this process) whenever deployment `id` may have: what
+    /// a watcher compares before it looks at the record again.
+    pub fn version(&self, id: &Uuid) -> Option<u64> {
+        self.map.get(id).map(|k| k.version)
+    }
+
+    /// What the indexes key deployment `id` by: its service, seq and whether it is in
+    /// flight (borrowed, whichever way it is kept).
+    pub fn index_key(&self, id: &Uuid) -> Option<(&ServiceName, u64, bool)> {
+        Some(match &self.map.get(id)?.slot {
+            Slot::Live(d) => (&d.request.service, d.seq, in_flight(d)),
+            Slot::Settled { meta, .. } => (&meta.service, meta.seq, meta.in_flight),
         })
     }
 
     /// Every record's searchable fields, by id.
     pub fn metas(&self) -> impl Iterator<Item = (Uuid, Cow<'_, Meta>)> + '_ {
-        self.map.iter().map(|(id, s)| {
-            let m = match s {
-                Slot::Live(d) => Cow::Owned(Meta::of(d)),
-                Slot::Settled { meta, .. } => Cow::Borrowed(meta),
-            };
-            (*id, m)
-        })
+        self.map.iter().map(|(id, k)| (*id, meta_of(&k.slot)))
     }
 
     /// Every id kept, in order.
@@ -173,7 +188,9 @@ impl Records {
     /// Deployment `id` to change; a settled one is decoded and kept whole until
     /// [`Records::settle`].
     pub fn get_mut(&mut self, id: &Uuid) -> Option<&mut Deployment> {
-        let slot = self.map.get_mut(id)?;
+        let kept = self.map.get_mut(id)?;
+        kept.version = next_version();
+        let slot = &mut kept.slot;
         if let Slot::Settled { json, .. } = slot {
             *slot = Slot::Live(Box::new(thaw(json)));
         }
@@ -185,13 +202,17 @@ impl Records {
 
     pub fn insert(&mut self, d: Deployment) {
         let id = d.id;
-        self.map.insert(id, Slot::Live(Box::new(d)));
+        let kept = Kept {
+            slot: Slot::Live(Box::new(d)),
+            version: next_version(),
+        };
+        self.map.insert(id, kept);
         self.settle(&id);
     }
 
     /// Forgets deployment `id`, returning its searchable fields.
     pub fn remove(&mut self, id: &Uuid) -> Option<Meta> {
-        Some(match self.map.remove(id)? {
+        Some(match self.map.remove(id)?.slot {
             Slot::Live(d) => Meta::of(&d),
             Slot::Settled { meta, .. } => meta,
         })
@@ -199,7 +220,7 @@ impl Records {
 
     /// Compresses deployment `id` if nothing is left to drive on it.
     pub fn settle(&mut self, id: &Uuid) {
-        let Some(slot) = self.map.get_mut(id) else {
+        let Some(Kept { slot, .. }) = self.map.get_mut(id) else {
             return;
         };
         if let Slot::Live(d) = slot {
@@ -230,8 +251,8 @@ impl PartialEq for Records {
 impl Serialize for Records {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(self.map.len()))?;
-        for (id, slot) in &self.map {
-            match slot {
+        for (id, kept) in &self.map {
+            match &kept.slot {
                 Slot::Live(d) => m.serialize_entry(id, d)?,
                 Slot::Settled { json, .. } => {
                     let text = String::from_utf8(inflate(json)).map_err(S::Error::custom)?;
@@ -245,25 +266,39 @@ impl Serialize for Records {
 }
 
 /// Each record is decoded whole (a snapshot with a bad one is refused), then the settled
-/// ones are compressed from the text they came in.
+/// ones are compressed from the text they came in, one record at a time.
 impl<'de> Deserialize<'de> for Records {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        let raw = BTreeMap::<Uuid, Box<RawValue>>::deserialize(de)?;
+        de.deserialize_map(RecordsVisitor)
+    }
+}
+
+struct RecordsVisitor;
+
+impl<'de> Visitor<'de> for RecordsVisitor {
+    type Value = Records;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a map of deployment id to deployment")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Records, A::Error> {
         let mut map = BTreeMap::new();
-        for (id, text) in raw {
+        while let Some((id, text)) = entries.next_entry::<Uuid, Box<RawValue>>()? {
             let d: Deployment = serde_json::from_str(text.get())
-                .map_err(|e| D::Error::custom(format!("deployment {id}: {e}")))?;
+                .map_err(|e| A::Error::custom(format!("deployment {id}: {e}")))?;
             let slot = if in_flight(&d) {
                 Slot::Live(Box::new(d))
             } else {
                 Slot::Settled {
                     meta: Meta::of(&d),
-                    json: deflate(text.get().as_bytes()),
+                    json: deflate(text.get().as_bytes()).into(),
                 }
             };
-            map.insert(id, slot);
+            let version = next_version();
+            map.insert(id, Kept { slot, version });
         }
-        Ok(Self { map })
+        Ok(Records { map })
     }
 }
 
@@ -311,6 +346,37 @@ mod tests {
         r.settle(&done.id);
         assert!(r.live(&done.id).is_none());
         assert_eq!(r.get(&done.id).unwrap().failure.as_deref(), Some("edited"));
+    }
+
+    #[test]
+    fn a_record_that_inflates_far_past_its_compressed_size_reads_back() {
+        let mut r = Records::default();
+        let mut d = deployment("failed");
+        d.failure = Some("x".repeat(20_000));
+        r.insert(d.clone());
+        assert!(r.live(&d.id).is_none());
+        assert_eq!(r.get(&d.id).unwrap().as_ref(), &d);
+        let text = serde_json::to_string(&r).unwrap();
+        let back: Records = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.get(&d.id).unwrap().as_ref(), &d);
+    }
+
+    #[test]
+    fn the_version_moves_on_every_change_and_only_then() {
+        let mut r = Records::default();
+        let d = deployment("in_progress");
+        r.insert(d.clone());
+        let v0 = r.version(&d.id).unwrap();
+        let _ = r.get(&d.id);
+        let _ = r.meta(&d.id);
+        assert_eq!(r.version(&d.id), Some(v0), "reads leave it");
+        r.get_mut(&d.id).unwrap().failure = Some("x".into());
+        let v1 = r.version(&d.id).unwrap();
+        assert_ne!(v1, v0);
+        // A state rebuilt from a snapshot never reuses a version a watcher saw.
+        let back: Records = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert!(back.version(&d.id).unwrap() > v1);
+        assert_eq!(r.version(&Uuid::new_v4()), None);
     }
 
     #[test]
