@@ -3,7 +3,8 @@
 //! One sled `Db` per node (sled locks its directory), with trees:
 //! - `logs`: big-endian log index → entry;
 //! - `meta`: vote, committed log id, last purged log id;
-//! - `snapshot`: the current snapshot's meta and bytes, written in one atomic batch.
+//! - `snapshot`: where snapshots were kept before `snapshot.bin` (read when that file does
+//!   not exist yet, emptied once it does; see [`snapshot_file`]).
 //!
 //! The state machine lives in memory. It is rebuilt on start from the last snapshot, and
 //! openraft re-applies the committed log after it (we persist `committed`), so nothing
@@ -39,10 +40,12 @@ use super::{archive, NodeId, TypeConfig};
 
 mod io_stats;
 mod snapshot_codec;
+mod snapshot_file;
 
-use io_stats::{add_micros, note_snapshot_size};
+use io_stats::add_micros;
 pub use io_stats::{FlushTimes, FLUSHES, SNAPSHOT_BYTES};
 use snapshot_codec::{decode_snapshot, encode_snapshot, SnapshotState};
+use snapshot_file::SnapshotFile;
 
 use crate::state::{Response, State};
 
@@ -89,7 +92,7 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), sled::Error> {
         logs,
         meta,
     };
-    let sm = StateMachineStore::load(db, snapshot, archive::dir_for(dir))?;
+    let sm = StateMachineStore::load(snapshot, SnapshotFile::in_dir(dir), archive::dir_for(dir))?;
     Ok((log, sm))
 }
 
@@ -271,14 +274,15 @@ pub struct Applied {
 /// A read handle on the applied state, shared with the API.
 pub type StateHandle = Arc<RwLock<Applied>>;
 
-/// The state machine store: in-memory [`Applied`], snapshots persisted in sled.
+/// The state machine store: in-memory [`Applied`], snapshots persisted in `snapshot.bin`.
 #[derive(Clone)]
 pub struct StateMachineStore {
     applied: StateHandle,
     /// Where checkpointed audit records go (see [`archive`]).
     archive_dir: Arc<PathBuf>,
-    snapshot: sled::Tree,
-    db: sled::Db,
+    file: SnapshotFile,
+    /// Where snapshots were kept before the file.
+    legacy: sled::Tree,
     applied_tx: Arc<watch::Sender<u64>>,
 }
 
@@ -289,12 +293,16 @@ impl Debug for StateMachineStore {
 }
 
 impl StateMachineStore {
-    fn load(db: sled::Db, snapshot: sled::Tree, archive_dir: PathBuf) -> Result<Self, sled::Error> {
+    fn load(
+        legacy: sled::Tree,
+        file: SnapshotFile,
+        archive_dir: PathBuf,
+    ) -> Result<Self, sled::Error> {
         let me = Self {
             applied: Arc::default(),
             archive_dir: Arc::new(archive_dir),
-            snapshot,
-            db,
+            file,
+            legacy,
             applied_tx: Arc::new(watch::channel(0).0),
         };
         if let Some((meta, data)) = me.read_snapshot().map_err(|e| {
@@ -314,33 +322,6 @@ impl StateMachineStore {
     /// Notifies the index of the last applied entry after every batch.
     pub fn applied_index(&self) -> watch::Receiver<u64> {
         self.applied_tx.subscribe()
-    }
-
-    #[allow(clippy::type_complexity)]
-    fn read_snapshot(&self) -> Result<Option<(SnapshotMeta<NodeId, Node>, Vec<u8>)>, SErr> {
-        let meta = self.snapshot.get("meta").map_err(read_err)?;
-        let data = self.snapshot.get("data").map_err(read_err)?;
-        match (meta, data) {
-            (Some(m), Some(d)) => {
-                note_snapshot_size(&d);
-                Ok(Some((decode(&m).map_err(read_err)?, d.to_vec())))
-            }
-            _ => Ok(None),
-        }
-    }
-
-    async fn write_snapshot(
-        &self,
-        meta: &SnapshotMeta<NodeId, Node>,
-        data: &[u8],
-    ) -> Result<(), SErr> {
-        let mut batch = sled::Batch::default();
-        batch.insert("meta", encode(meta).map_err(write_err)?);
-        batch.insert("data", data);
-        note_snapshot_size(data);
-        self.snapshot.apply_batch(batch).map_err(write_err)?;
-        self.db.flush_async().await.map_err(write_err)?;
-        Ok(())
     }
 
     fn restore(&self, meta: &SnapshotMeta<NodeId, Node>, data: &[u8]) -> Result<(), SErr> {
@@ -388,7 +369,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             last_membership: membership,
             snapshot_id,
         };
-        self.write_snapshot(&meta, &data).await?;
+        let data = Arc::new(data);
+        self.write_snapshot(&meta, data.clone()).await?;
+        let data = Arc::try_unwrap(data).unwrap_or_else(|shared| (*shared).clone());
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -464,7 +447,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .map_err(read_err)?
             .map_err(read_err)?;
         self.restore_state(meta, snap);
-        self.write_snapshot(meta, &data).await
+        self.write_snapshot(meta, data).await
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, SErr> {

@@ -50,3 +50,57 @@ fn reads_and_writes_the_format_of_existing_files() {
         log_id
     );
 }
+
+/// A store whose snapshot sled still holds (written before `snapshot.bin`) opens with it,
+/// and the next snapshot moves to the file and leaves sled's copy behind.
+#[tokio::test]
+async fn a_snapshot_kept_in_sled_before_the_file_still_loads_and_then_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = State::default();
+    let acquire = crate::state::Command::AcquireLock {
+        acquire: sluice_common::locks::Acquire {
+            key: sluice_common::names::LockKey::parse("k").unwrap(),
+            holder: sluice_common::names::Holder::parse("a").unwrap(),
+            reason: "test".into(),
+            ttl: std::time::Duration::from_secs(60),
+        },
+    };
+    let req = crate::state::Request {
+        at: sluice_common::time::Timestamp(0),
+        actor: "token:test".into(),
+        cmd: acquire,
+    };
+    state.apply(&req, 41);
+    assert_ne!(state, State::default());
+    let meta = SnapshotMeta::<NodeId, Node> {
+        last_log_id: Some(LogId::new(openraft::CommittedLeaderId::new(2, 1), 41)),
+        last_membership: StoredMembership::default(),
+        snapshot_id: "2-41-legacy".into(),
+    };
+    {
+        // As the store wrote it before: meta and data in the `snapshot` tree.
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let tree = db.open_tree("snapshot").unwrap();
+        let data = encode_snapshot(&SnapshotState {
+            state: state.clone(),
+        })
+        .unwrap();
+        tree.insert("meta", encode(&meta).unwrap()).unwrap();
+        tree.insert("data", data).unwrap();
+        db.flush().unwrap();
+    }
+    let (_log, mut sm) = open(dir.path()).unwrap();
+    assert_eq!(sm.handle().read().unwrap().state, state);
+    let current = sm.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(current.meta.snapshot_id, "2-41-legacy");
+    assert!(!dir.path().join("snapshot.bin").exists());
+
+    let built = sm.build_snapshot().await.unwrap();
+    assert!(dir.path().join("snapshot.bin").exists());
+    assert!(!sm.legacy.contains_key("data").unwrap());
+    drop((_log, sm));
+    let (_log, mut sm) = open(dir.path()).unwrap();
+    let current = sm.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(current.meta.snapshot_id, built.meta.snapshot_id);
+    assert_eq!(sm.handle().read().unwrap().state, state);
+}

@@ -190,9 +190,16 @@ pub struct Deployments {
 
 impl Deployments {
     /// The deployment in flight for `service`, if any.
+    /// From the service's own index, newest first: the work is the service's history kept,
+    /// not every deployment in flight.
     pub fn active_for(&self, service: &ServiceName) -> Option<&Deployment> {
-        self.in_flight()
-            .filter(|d| &d.request.service == service)
+        self.index
+            .by_service
+            .get(service)?
+            .iter()
+            .rev()
+            .filter(|(_, id)| self.index.in_flight.contains(id))
+            .filter_map(|(_, id)| self.all.live(id))
             .find(|d| d.state().is_active())
     }
 
@@ -266,6 +273,12 @@ impl Deployments {
 
     /// The `GET /v1/services` view.
     pub fn service_views(&self, agent_up: impl Fn(&ServerName) -> bool) -> Vec<ServiceView> {
+        // One pass over the deployments in flight, not one per service.
+        let active: BTreeMap<&ServiceName, Uuid> = self
+            .in_flight()
+            .filter(|d| d.state().is_active())
+            .map(|d| (&d.request.service, d.id))
+            .collect();
         self.services
             .iter()
             .map(|(name, rec)| ServiceView {
@@ -281,7 +294,7 @@ impl Deployments {
                         agent_up: agent_up(s),
                     })
                     .collect(),
-                active_deployment: self.active_for(name).map(|d| d.id),
+                active_deployment: active.get(name).copied(),
             })
             .collect()
     }
