@@ -43,7 +43,7 @@ pub enum ConfigError {
 pub struct Config {
     /// Raft node id: unique in the cluster, non-zero, never reused for another machine.
     pub node_id: u64,
-    /// Directory for the Raft log, vote and snapshots (sled). Created if missing.
+    /// Raft log and vote (sled), and the snapshot (`snapshot.bin`). Created if missing.
     pub data_dir: PathBuf,
     /// Address to listen on for the API and for Raft traffic from other coordinators.
     #[serde(default = "default_listen")]
