@@ -69,7 +69,10 @@ pub async fn run(agent: Arc<Agent>) {
         client: None,
     };
     let addrs = agent.config.coordinators.clone();
-    let mut at = 0usize;
+    // Start at a coordinator of its own: agents configured with the same list would
+    // otherwise all hold their connection to the first, which then carries every agent's
+    // connection and heartbeats (about 35 KB of memory per connection).
+    let mut at = crate::jitter_seed(agent.config.name.as_str()) as usize % addrs.len();
     // Jittered, so a thousand agents that lost their coordinators together do not all come
     // back in the same instant.
     let mut retries = REGISTER_BACKOFF.retries(crate::jitter_seed(agent.config.name.as_str()));
