@@ -69,6 +69,7 @@ async fn run(
     timeout: Duration,
     rounds: Arc<AtomicU64>,
 ) {
+    let mut lead = None;
     while let Some(first) = rx.recv().await {
         let mut waiters = vec![first];
         while let Ok(w) = rx.try_recv() {
@@ -76,12 +77,18 @@ async fn run(
         }
         rounds.fetch_add(1, Ordering::Relaxed);
         let got = tokio::time::timeout(timeout, raft.get_read_log_id()).await;
+        let floor = match &got {
+            Ok(Ok((read, _))) => {
+                let m = raft.metrics().borrow().clone();
+                lead = Some(lead_floor(lead, m.current_term, m.last_log_index));
+                lead.map_or(0, |(_, f)| f).max(read_floor(&m, *read))
+            }
+            _ => 0,
+        };
         for w in waiters {
             let outcome = match &got {
                 Err(_) => ReadOutcome::Failed(ProposeError::Timeout(timeout)),
-                Ok(Ok((read, _))) => {
-                    ReadOutcome::Index(read_floor(&raft.metrics().borrow(), *read))
-                }
+                Ok(Ok(_)) => ReadOutcome::Index(floor),
                 Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
                     ReadOutcome::Forward(f.clone())
                 }
@@ -114,6 +121,18 @@ pub fn read_floor(m: &RaftMetrics<NodeId, BasicNode>, read: Option<LogId<NodeId>
     read.map_or(0, |l| l.index).max(matched)
 }
 
+/// `(term, floor)` of this process's leadership: the last log index it held when it was
+/// first seen leading `term`. Whatever was in its log then may have been acknowledged by
+/// an earlier incarnation (openraft 0.9 restarts a lone leader into its old term without a
+/// new entry, before its replication view knows what the followers match), so no read
+/// below it is served. Later entries in the same term do not move it.
+pub fn lead_floor(prev: Option<(u64, u64)>, term: u64, last_log: Option<u64>) -> (u64, u64) {
+    match prev {
+        Some((t, floor)) if t == term => (t, floor),
+        _ => (term, last_log.unwrap_or(0)),
+    }
+}
+
 /// The highest index a majority of voters has matched, from the leader's replication view.
 pub fn quorum_committed(
     replication: &BTreeMap<NodeId, Option<LogId<NodeId>>>,
@@ -133,6 +152,18 @@ pub fn quorum_committed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_leader_reads_no_lower_than_its_log_when_it_began_leading() {
+        // Restarted into term 2 holding entries up to 123: reads wait for 123.
+        let l = lead_floor(None, 2, Some(123));
+        assert_eq!(l, (2, 123));
+        // Entries appended later in the same term do not raise it.
+        assert_eq!(lead_floor(Some(l), 2, Some(150)), (2, 123));
+        // A new term starts from the log it then holds.
+        assert_eq!(lead_floor(Some(l), 3, Some(151)), (3, 151));
+        assert_eq!(lead_floor(None, 1, None), (1, 0));
+    }
 
     #[test]
     fn quorum_index_is_the_majority_match() {
