@@ -79,9 +79,11 @@ async fn run(
         let got = tokio::time::timeout(timeout, raft.get_read_log_id()).await;
         let floor = match &got {
             Ok(Ok((read, _))) => {
-                let m = raft.metrics().borrow().clone();
-                lead = Some(lead_floor(lead, m.current_term, m.last_log_index));
-                lead.map_or(0, |(_, f)| f).max(read_floor(&m, *read))
+                let m = raft.metrics();
+                let m = m.borrow();
+                let l = lead_floor(lead, m.current_term, m.last_log_index);
+                lead = Some(l);
+                l.1.max(read_floor(&m, *read))
             }
             _ => 0,
         };
