@@ -40,8 +40,16 @@ impl Timestamp {
         self.0
     }
 
-    /// Parses RFC 3339.
+    /// Parses RFC 3339. A leap second (`:60`) is refused: humantime would fold it into
+    /// the next minute, and the API documents `date-time`, which validators read as 00–59.
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        if s.get(17..19) == Some("60") {
+            return Err(InvalidValue::new(
+                "timestamp",
+                s,
+                "a leap second (:60) is not accepted; expected RFC 3339 with seconds 00-59",
+            ));
+        }
         humantime::parse_rfc3339_weak(s)
             .map(Self::from_system)
             .map_err(|e| InvalidValue::new("timestamp", s, format!("{e}; expected RFC 3339")))
@@ -242,6 +250,12 @@ mod tests {
         assert_eq!(Timestamp::parse(&s).unwrap(), t);
         assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{s}\""));
         Timestamp::parse("yesterday").unwrap_err();
+        // A leap second is refused (schemathesis found it accepted against `date-time`).
+        assert!(Timestamp::parse("1991-01-31T02:35:60Z")
+            .unwrap_err()
+            .to_string()
+            .contains("leap second"));
+        Timestamp::parse("1991-01-31T02:35:59Z").unwrap();
         assert_eq!(
             t.plus(Duration::from_secs(1)).since(t),
             Duration::from_secs(1)
