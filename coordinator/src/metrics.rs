@@ -143,20 +143,21 @@ pub fn render(app: Sources<'_>) -> String {
     counter(
         &reg,
         "sluice_raft_log_flushes_total",
-        "Durable log writes (sled's flush, then fdatasync) this process made.",
+        "Durable writes this process made: Raft log appends (a write, then fdatasync) and metadata flushes (the vote and purge point, through sled).",
         flushes.count.load(std::sync::atomic::Ordering::Relaxed),
     );
     let spent = prometheus::CounterVec::new(
         Opts::new(
             "sluice_raft_log_flush_seconds_total",
-            "Time spent in those flushes, by step (sled's flush, fdatasync).",
+            "Time spent in those writes, by step (write: log records; fdatasync: of the log; sled: the metadata flush).",
         ),
         &["step"],
     )
     .expect("valid metric");
     for (step, micros) in [
-        ("sled", &flushes.sled_micros),
+        ("write", &flushes.write_micros),
         ("fdatasync", &flushes.sync_micros),
+        ("sled", &flushes.sled_micros),
     ] {
         spent
             .with_label_values(&[step])

@@ -4,6 +4,11 @@
 //!
 //! The data directory is a 32 MiB tmpfs mounted for the test (root is needed, as for the
 //! partition tests; without it the test fails rather than passing silently).
+//!
+//! Log appends go into segment files created at full size, so they keep working on a full
+//! filesystem until the segment is full; what needs new space first here is the snapshot
+//! (taken every 300 entries), and its failure must stop the node as cleanly as a failed
+//! append would.
 
 use std::path::Path;
 use std::process::Command;
@@ -62,7 +67,11 @@ async fn a_full_data_directory_fails_writes_cleanly_and_loses_nothing() {
     let mut c = Cluster::start(
         Path::new(env!("CARGO_BIN_EXE_sluice-coordinator")),
         1,
-        NodeOpts::default(),
+        NodeOpts {
+            snapshot_every: 300,
+            logs_to_keep: 100,
+            ..NodeOpts::default()
+        },
     )
     .await;
     // Move the node's data onto a small filesystem.

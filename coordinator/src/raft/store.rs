@@ -1,20 +1,22 @@
-//! Raft storage on sled: the log, the vote, and the state machine's snapshots.
+//! Raft storage: the log in segment files, the vote and the state machine's snapshots.
 //!
-//! One sled `Db` per node (sled locks its directory), with trees:
-//! - `logs`: big-endian log index → entry;
-//! - `meta`: vote, committed log id, last purged log id;
-//! - `snapshot`: where snapshots were kept before `snapshot.bin` (read when that file does
-//!   not exist yet, emptied once it does; see [`snapshot_file`]).
+//! Per node directory:
+//! - `wal/`: the log entries (see [`wal`]): one write and one `fdatasync` per append;
+//! - a sled `Db` (sled locks the directory) with trees `meta` (vote, committed log id, last
+//!   purged log id), `logs` (where entries were kept before `wal/`: moved into it on open,
+//!   then emptied) and `snapshot` (where snapshots were kept before `snapshot.bin`: read
+//!   when that file does not exist yet, emptied once it does; see [`snapshot_file`]).
 //!
 //! The state machine lives in memory. It is rebuilt on start from the last snapshot, and
 //! openraft re-applies the committed log after it (we persist `committed`), so nothing
 //! acknowledged is lost, and `apply` never writes per entry. Every stored value is wrapped
 //! with a format version so a future layout can migrate instead of misreading.
 //!
-//! Durability: sled's flush writes and waits for the dirty pages (`sync_file_range`) but
-//! does not flush the drive's write cache, so a power loss could lose an acknowledged entry.
-//! Every log write here is therefore followed by `fdatasync` on sled's data file before
-//! openraft is told it is durable, as etcd does for its WAL.
+//! Durability: openraft is told an append is durable only after the segment's
+//! `fdatasync`, as etcd does for its WAL. The vote and the purge point go through sled,
+//! whose flush waits for its dirty pages (`sync_file_range`) but does not flush the
+//! drive's write cache, so each of those flushes is followed by `fdatasync` of sled's data
+//! file.
 
 // openraft's StorageError is large; it is openraft's type and its trait signatures use it.
 #![allow(clippy::result_large_err)]
@@ -41,6 +43,7 @@ use super::{archive, NodeId, TypeConfig};
 mod io_stats;
 mod snapshot_codec;
 mod snapshot_file;
+mod wal;
 
 use io_stats::add_micros;
 pub use io_stats::{FlushTimes, FLUSHES, SNAPSHOT_BYTES};
@@ -76,47 +79,85 @@ fn write_err(e: impl std::error::Error + 'static) -> SErr {
 
 /// Opens (or creates) a node's store in `dir`.
 pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), sled::Error> {
-    // The page cache serves replication from the newest log entries; a bigger one only
-    // held old entries and snapshot pages (the thousand-agent bench's RSS).
+    // sled now holds only metadata and what older versions left in it.
     let db = sled::Config::new()
         .path(dir)
-        .cache_capacity(16 * 1024 * 1024)
+        .cache_capacity(4 * 1024 * 1024)
         .open()?;
-    let logs = db.open_tree("logs")?;
+    let legacy_logs = db.open_tree("logs")?;
     let meta = db.open_tree("meta")?;
     let snapshot = db.open_tree("snapshot")?;
     let data_file = Arc::new(std::fs::File::open(dir.join("db"))?);
+    let purged: Option<LogId<NodeId>> = match meta.get("last_purged")? {
+        Some(b) => Some(decode(&b).map_err(|e| sled::Error::Unsupported(e.to_string()))?),
+        None => None,
+    };
+    let wal = wal::Wal::open(
+        &dir.join("wal"),
+        wal::SEGMENT_BYTES,
+        purged.map(|l| l.index),
+    )?;
+    move_legacy_logs(&db, &legacy_logs, &wal, purged.map(|l| l.index))?;
     let log = LogStore {
         db: db.clone(),
         data_file,
-        logs,
         meta,
+        wal: Arc::new(wal),
     };
     let sm = StateMachineStore::load(snapshot, SnapshotFile::in_dir(dir), archive::dir_for(dir))?;
     Ok((log, sm))
 }
 
+/// Moves entries an older version kept in sled's `logs` tree into the segment log. While
+/// that tree holds anything the move has not finished, so the log starts again from it.
+fn move_legacy_logs(
+    db: &sled::Db,
+    logs: &sled::Tree,
+    wal: &wal::Wal,
+    purged: Option<u64>,
+) -> sled::Result<()> {
+    if logs.is_empty() {
+        return Ok(());
+    }
+    wal.clear()?;
+    let mut records = Vec::new();
+    for kv in logs.iter() {
+        let (k, v) = kv?;
+        let index =
+            u64::from_be_bytes(k.as_ref().try_into().map_err(|_| {
+                sled::Error::Unsupported("a log key that is not 8 bytes".to_string())
+            })?);
+        if purged.is_none_or(|p| index > p) {
+            records.push((index, v.to_vec()));
+        }
+    }
+    wal.append(&records)?;
+    logs.clear()?;
+    db.flush()?;
+    tracing::info!(
+        entries = records.len(),
+        "moved the Raft log from sled into segment files"
+    );
+    Ok(())
+}
+
 // ------------------------------------------------------------------------ log
 
-/// The Raft log and vote. Clones share the same trees (sled is internally synchronized),
-/// which is how readers run beside the writer.
+/// The Raft log and vote. Clones share the same log and trees, which is how readers run
+/// beside the writer.
 #[derive(Clone)]
 pub struct LogStore {
     db: sled::Db,
     /// sled's data file, for `fdatasync` after each flush.
     data_file: Arc<std::fs::File>,
-    logs: sled::Tree,
     meta: sled::Tree,
+    wal: Arc<wal::Wal>,
 }
 
 impl Debug for LogStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LogStore").finish_non_exhaustive()
     }
-}
-
-fn key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
 }
 
 impl LogStore {
@@ -134,23 +175,29 @@ impl LogStore {
         Ok(())
     }
 
-    async fn flush(&self) -> Result<(), SErr> {
-        self.durable().await.map_err(write_err)
-    }
-
     /// sled's flush, then `fdatasync` of its data file (see the module docs).
-    async fn durable(&self) -> std::io::Result<()> {
+    async fn flush_meta(&self) -> Result<(), SErr> {
         let t = std::time::Instant::now();
-        self.db.flush_async().await.map_err(std::io::Error::other)?;
-        add_micros(&FLUSHES.sled_micros, t);
-        let t = std::time::Instant::now();
+        self.db.flush_async().await.map_err(write_err)?;
         let file = self.data_file.clone();
         tokio::task::spawn_blocking(move || file.sync_data())
             .await
-            .map_err(std::io::Error::other)??;
-        add_micros(&FLUSHES.sync_micros, t);
+            .map_err(write_err)?
+            .map_err(write_err)?;
+        add_micros(&FLUSHES.sled_micros, t);
         FLUSHES.count.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Runs `f` on the log on a blocking thread: its writes wait for the disk.
+    async fn on_log<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&wal::Wal) -> std::io::Result<T> + Send + 'static,
+    ) -> std::io::Result<T> {
+        let wal = self.wal.clone();
+        tokio::task::spawn_blocking(move || f(&wal))
+            .await
+            .map_err(std::io::Error::other)?
     }
 }
 
@@ -159,22 +206,23 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, SErr> {
-        let start = match range.start_bound() {
-            Bound::Included(i) => Bound::Included(key(*i)),
-            Bound::Excluded(i) => Bound::Excluded(key(*i)),
-            Bound::Unbounded => Bound::Unbounded,
+        let from = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
         };
-        let end = match range.end_bound() {
-            Bound::Included(i) => Bound::Included(key(*i)),
-            Bound::Excluded(i) => Bound::Excluded(key(*i)),
-            Bound::Unbounded => Bound::Unbounded,
+        let to = match range.end_bound() {
+            Bound::Included(i) => i.saturating_add(1),
+            Bound::Excluded(i) => *i,
+            Bound::Unbounded => u64::MAX,
         };
-        self.logs
-            .range::<[u8; 8], _>((start, end))
-            .map(|kv| {
-                let (_, v) = kv.map_err(read_err)?;
-                decode(&v).map_err(read_err)
-            })
+        // Replication reads what was just appended, from the page cache: a read here is
+        // shorter than a hop to a blocking thread.
+        self.wal
+            .read(from, to)
+            .map_err(read_err)?
+            .into_iter()
+            .map(|(_, body)| decode(&body).map_err(read_err))
             .collect()
     }
 }
@@ -184,8 +232,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, SErr> {
         let last_purged: Option<LogId<NodeId>> = self.meta_get("last_purged")?;
-        let last = match self.logs.last().map_err(read_err)? {
-            Some((_, v)) => Some(decode::<Entry<TypeConfig>>(&v).map_err(read_err)?.log_id),
+        let last = match self.wal.bounds() {
+            Some((_, last)) => {
+                let (_, body) = self.wal.read(last, last + 1).map_err(read_err)?.remove(0);
+                Some(decode::<Entry<TypeConfig>>(&body).map_err(read_err)?.log_id)
+            }
             None => last_purged,
         };
         Ok(LogState {
@@ -200,7 +251,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), SErr> {
         self.meta_put("vote", vote)?;
-        self.flush().await
+        self.flush_meta().await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, SErr> {
@@ -208,8 +259,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), SErr> {
-        // Not flushed on its own: it rides on the next log flush. Losing it in a crash only
-        // means re-learning the commit index from the leader.
+        // Not flushed on its own: sled writes it out within its flush interval. Losing it
+        // in a crash only means re-learning the commit index from the leader.
         self.meta_put("committed", &committed)
     }
 
@@ -224,37 +275,28 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = sled::Batch::default();
-        for e in entries {
-            batch.insert(&key(e.log_id.index), encode(&e).map_err(write_err)?);
-        }
-        self.logs.apply_batch(batch).map_err(write_err)?;
-        callback.log_io_completed(self.durable().await);
+        let records = entries
+            .into_iter()
+            .map(|e| Ok((e.log_id.index, encode(&e).map_err(write_err)?)))
+            .collect::<Result<Vec<_>, SErr>>()?;
+        callback.log_io_completed(self.on_log(move |w| w.append(&records)).await);
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
-        let mut batch = sled::Batch::default();
-        for kv in self.logs.range(key(log_id.index)..) {
-            let (k, _) = kv.map_err(read_err)?;
-            batch.remove(k);
-        }
-        self.logs.apply_batch(batch).map_err(write_err)?;
-        self.flush().await
+        self.on_log(move |w| w.truncate(log_id.index))
+            .await
+            .map_err(write_err)
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
         // Record the purge point first: a crash between the two steps leaves extra entries
-        // (harmless), never a gap the log state does not admit to.
+        // (skipped on open), never a gap the log state does not admit to.
         self.meta_put("last_purged", &log_id)?;
-        self.flush().await?;
-        let mut batch = sled::Batch::default();
-        for kv in self.logs.range(..=key(log_id.index)) {
-            let (k, _) = kv.map_err(read_err)?;
-            batch.remove(k);
-        }
-        self.logs.apply_batch(batch).map_err(write_err)?;
-        Ok(())
+        self.flush_meta().await?;
+        self.on_log(move |w| w.purge(log_id.index))
+            .await
+            .map_err(write_err)
     }
 }
 

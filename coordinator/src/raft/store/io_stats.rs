@@ -8,23 +8,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// in-process multi-node test sees whichever node touched one last).
 pub static SNAPSHOT_BYTES: AtomicU64 = AtomicU64::new(0);
 
-/// What this process's log flushes cost: how many, and the time in each of their two steps
-/// (sled's flush, then `fdatasync` of its data file).
+/// What this process's durable writes cost: how many, and the time in each step (writing
+/// log records, their `fdatasync`, and sled's flush of the vote and purge point).
 #[derive(Debug)]
 pub struct FlushTimes {
-    /// Flushes completed.
+    /// Durable writes completed (log appends and metadata flushes).
     pub count: AtomicU64,
-    /// Microseconds in sled's flush.
-    pub sled_micros: AtomicU64,
-    /// Microseconds in `fdatasync`.
+    /// Microseconds writing log records into their segment.
+    pub write_micros: AtomicU64,
+    /// Microseconds in the log's `fdatasync`.
     pub sync_micros: AtomicU64,
+    /// Microseconds making sled's metadata durable (its flush, then `fdatasync`).
+    pub sled_micros: AtomicU64,
 }
 
-/// This process's log flushes.
+/// This process's durable writes.
 pub static FLUSHES: FlushTimes = FlushTimes {
     count: AtomicU64::new(0),
-    sled_micros: AtomicU64::new(0),
+    write_micros: AtomicU64::new(0),
     sync_micros: AtomicU64::new(0),
+    sled_micros: AtomicU64::new(0),
 };
 
 pub(super) fn add_micros(to: &AtomicU64, since: std::time::Instant) {

@@ -104,3 +104,38 @@ async fn a_snapshot_kept_in_sled_before_the_file_still_loads_and_then_moves() {
     assert_eq!(current.meta.snapshot_id, built.meta.snapshot_id);
     assert_eq!(sm.handle().read().unwrap().state, state);
 }
+
+/// A log an older version kept in sled's `logs` tree moves into the segment files on open,
+/// without what was purged, and sled's copy is emptied.
+#[tokio::test]
+async fn a_log_kept_in_sled_moves_into_segment_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = openraft::CommittedLeaderId::new(3, 1);
+    let entry = |i: u64| Entry::<TypeConfig> {
+        log_id: LogId::new(leader, i),
+        payload: EntryPayload::Blank,
+    };
+    {
+        // As the store wrote it before: big-endian index → entry, and the purge point.
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let logs = db.open_tree("logs").unwrap();
+        for i in 4u64..=9 {
+            logs.insert(i.to_be_bytes(), encode(&entry(i)).unwrap())
+                .unwrap();
+        }
+        let purged = LogId::new(leader, 5);
+        let meta = db.open_tree("meta").unwrap();
+        meta.insert("last_purged", encode(&purged).unwrap())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    for _ in 0..2 {
+        let (mut log, _sm) = open(dir.path()).unwrap();
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(5));
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(9));
+        let got = log.try_get_log_entries(0..100).await.unwrap();
+        assert_eq!(got, (6..=9).map(entry).collect::<Vec<_>>());
+        assert!(log.db.open_tree("logs").unwrap().is_empty());
+    }
+}
