@@ -3,6 +3,8 @@
 //! (many clients on distinct keys), and failover time (leader kill -9 → first
 //! acknowledged write). Figures, not assertions: targets live in the issue notes.
 //! `--bench peers` runs the same measurements side by side with etcd.
+//! `CLUSTER_PAIRS=N` sets the pairs per client of the 32-client run (100 by default; more
+//! makes a run long enough to profile with `perf record`).
 
 use std::path::Path;
 
@@ -43,7 +45,11 @@ async fn main() {
     let bases: Vec<String> = c.nodes.iter().map(|n| n.url("")).collect();
     let par = {
         let http = http.clone();
-        locks::run(clients, 100, move |k, _| {
+        let pairs = std::env::var("CLUSTER_PAIRS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100);
+        locks::run(clients, pairs, move |k, _| {
             let (http, base) = (http.clone(), bases[k % bases.len()].clone());
             async move { locks::pair(&http, &base, &format!("par/{k}")).await }
         })
