@@ -41,6 +41,7 @@ use tokio::sync::watch;
 use super::{archive, NodeId, TypeConfig};
 
 mod io_stats;
+mod legacy_log;
 mod snapshot_codec;
 mod snapshot_file;
 mod wal;
@@ -97,7 +98,7 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), sled::Error> {
         wal::SEGMENT_BYTES,
         purged.map(|l| l.index),
     )?;
-    move_legacy_logs(&db, &legacy_logs, &wal, purged.map(|l| l.index))?;
+    legacy_log::move_into(&db, &legacy_logs, &wal, purged.map(|l| l.index))?;
     let log = LogStore {
         db: db.clone(),
         data_file,
@@ -106,39 +107,6 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), sled::Error> {
     };
     let sm = StateMachineStore::load(snapshot, SnapshotFile::in_dir(dir), archive::dir_for(dir))?;
     Ok((log, sm))
-}
-
-/// Moves entries an older version kept in sled's `logs` tree into the segment log. While
-/// that tree holds anything the move has not finished, so the log starts again from it.
-fn move_legacy_logs(
-    db: &sled::Db,
-    logs: &sled::Tree,
-    wal: &wal::Wal,
-    purged: Option<u64>,
-) -> sled::Result<()> {
-    if logs.is_empty() {
-        return Ok(());
-    }
-    wal.clear()?;
-    let mut records = Vec::new();
-    for kv in logs.iter() {
-        let (k, v) = kv?;
-        let index =
-            u64::from_be_bytes(k.as_ref().try_into().map_err(|_| {
-                sled::Error::Unsupported("a log key that is not 8 bytes".to_string())
-            })?);
-        if purged.is_none_or(|p| index > p) {
-            records.push((index, v.to_vec()));
-        }
-    }
-    wal.append(&records)?;
-    logs.clear()?;
-    db.flush()?;
-    tracing::info!(
-        entries = records.len(),
-        "moved the Raft log from sled into segment files"
-    );
-    Ok(())
 }
 
 // ------------------------------------------------------------------------ log
