@@ -26,8 +26,12 @@ use super::ProposeError;
 use crate::raft::{NodeId, Raft};
 use crate::state::{Command, Payload, Request, Response};
 
-/// Batches submitted to Raft and not yet answered, at most.
-pub const IN_FLIGHT: usize = 2;
+/// Batches submitted to Raft and not yet answered, at most. One: the next batch forms while
+/// this one commits. On two cores the 32-client lock bench is CPU-bound, and each entry
+/// costs its append round trips (about 3.5 RPCs per entry) whatever it holds; with two in
+/// flight entries held 3.0 commands instead of 3.4 and throughput was about 10 % lower
+/// (BENCHMARKS.md, "Session 10"). A lone command waits for nothing either way.
+pub const IN_FLIGHT: usize = 1;
 
 /// The bounds of one batch.
 #[derive(Debug, Clone, Copy)]
