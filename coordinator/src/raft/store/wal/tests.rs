@@ -171,12 +171,13 @@ fn a_spare_segment_is_prepared_and_used() {
     let dir = tempfile::tempdir().unwrap();
     let w = Wal::open(dir.path(), SMALL, None).unwrap();
     w.append(&records(1, 1, 40)).unwrap();
-    let spare = dir.path().join(SPARE);
-    let deadline = Instant::now() + std::time::Duration::from_secs(10);
-    while !spare.exists() {
-        assert!(Instant::now() < deadline, "no spare segment was prepared");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    // The first segment's roll started the spare's preparation: wait for that thread.
+    let preparing = w.lock().spare.take().expect("a spare is being prepared");
+    preparing.join().unwrap();
+    assert!(
+        dir.path().join(SPARE).exists(),
+        "no spare segment was prepared"
+    );
     w.append(&records(2, 6, 40)).unwrap();
     assert!(segments(dir.path()).len() >= 2);
     assert_eq!(indexes(&w), (1..=6).collect::<Vec<_>>());
