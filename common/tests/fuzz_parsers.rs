@@ -396,9 +396,12 @@ proptest! {
         if let Some(f) = &frac { s.push('.'); s.push_str(f); }
         s.push_str(zone);
         let fields_ok = (1970..=9999).contains(&y) && (1..=12).contains(&mo)
-            && d >= 1 && d <= days_in_month(y, mo) && h <= 23 && mi <= 59 && sec <= 60;
+            && d >= 1 && d <= days_in_month(y, mo) && h <= 23 && mi <= 59
+            // A leap second (:60) is refused: the API documents date-time, and it used to be
+            // folded into the next minute.
+            && sec <= 59;
         let expected_ms = {
-            let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec.min(59);
+            let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec;
             let frac_ms = frac.as_deref().map_or(0, |f| {
                 format!("{f:0<3}")[..3].parse::<i64>().unwrap()
             });
